@@ -1,0 +1,89 @@
+"""Errors of a model (or committee) against oracle labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase.calculators.calculator import Calculator
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from frostline.schemas import LabelledStructure, ValidationMetrics
+
+
+def predict(
+    calc: Calculator, labelled: Sequence[LabelledStructure]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Energies (eV) and forces (eV/Å) predicted by ``calc`` for each labelled structure."""
+    energies, forces = [], []
+    for lab in labelled:
+        atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(lab.structure))
+        atoms.calc = calc
+        energies.append(float(atoms.get_potential_energy()))
+        forces.append(np.asarray(atoms.get_forces(), dtype=float))
+    return np.asarray(energies), forces
+
+
+def composition_matrix(labelled: Sequence[LabelledStructure], elements: Sequence[str]) -> np.ndarray:
+    """Counts of each element per structure (rows: structures)."""
+    rows = []
+    for lab in labelled:
+        symbols = [s["species"][0]["element"] for s in lab.structure["sites"]]
+        rows.append([symbols.count(e) for e in elements])
+    return np.asarray(rows, dtype=float)
+
+
+def fit_element_shift(
+    labelled: Sequence[LabelledStructure], predicted: np.ndarray, elements: Sequence[str]
+) -> np.ndarray:
+    """Per-element energy shifts (eV) minimising |E_ref - (E_pred + counts·shift)|² (lstsq)."""
+    reference = np.asarray([lab.energy for lab in labelled])
+    counts = composition_matrix(labelled, elements)
+    shift, *_ = np.linalg.lstsq(counts, reference - predicted, rcond=None)
+    return shift
+
+
+def metrics(
+    labelled: Sequence[LabelledStructure], energies: np.ndarray, forces: Sequence[np.ndarray]
+) -> ValidationMetrics:
+    """MAE/RMSE of energy per atom (meV/atom) and force components (meV/Å)."""
+    n_atoms = np.asarray([lab.n_atoms for lab in labelled], dtype=float)
+    de = (np.asarray(energies) - np.asarray([lab.energy for lab in labelled])) / n_atoms
+    df = np.concatenate(
+        [(f - np.asarray(lab.forces)).ravel() for f, lab in zip(forces, labelled, strict=True)]
+    )
+    return ValidationMetrics(
+        n_structures=len(labelled),
+        energy_mae_mev_per_atom=float(np.mean(np.abs(de)) * 1000),
+        energy_rmse_mev_per_atom=float(np.sqrt(np.mean(de**2)) * 1000),
+        force_mae_mev_per_a=float(np.mean(np.abs(df)) * 1000),
+        force_rmse_mev_per_a=float(np.sqrt(np.mean(df**2)) * 1000),
+    )
+
+
+def evaluate(calc: Calculator, labelled: Sequence[LabelledStructure]) -> ValidationMetrics:
+    """Errors of ``calc`` on ``labelled`` (only structures with status ok)."""
+    ok = [lab for lab in labelled if lab.status == "ok"]
+    if not ok:
+        raise ValueError("no successfully labelled structures to evaluate on")
+    energies, forces = predict(calc, ok)
+    return metrics(ok, energies, forces)
+
+
+def evaluate_zero_shot(
+    calc: Calculator,
+    reference: Sequence[LabelledStructure],
+    validation: Sequence[LabelledStructure],
+    elements: Sequence[str],
+) -> ValidationMetrics:
+    """Errors of a foundation on ``validation`` with per-element energy shifts fitted on ``reference``.
+
+    The oracle's energy zero differs from the foundation's; forces need no such shift.
+    """
+    ref = [lab for lab in reference if lab.status == "ok"]
+    val = [lab for lab in validation if lab.status == "ok"]
+    e_ref, _ = predict(calc, ref)
+    shift = fit_element_shift(ref, e_ref, elements)
+    e_val, f_val = predict(calc, val)
+    return metrics(val, e_val + composition_matrix(val, elements) @ shift, f_val)

@@ -1,0 +1,144 @@
+"""Foundation models: resolve a path or ``mace_mp`` name, and build the mini foundation.
+
+MACE-MP weights cannot be downloaded on offline machines (DESIGN.md §5), so frostline ships a small
+MACE pretrained on broad small cells labelled by CHGNet 0.3.0 (PBE level, weights inside its wheel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import mace  # noqa: F401
+import numpy as np
+from ase import Atoms
+from rich.progress import track
+
+from frostline.finetune.train import MaceTrainSettings, run_mace_training
+
+MACE_MP_NAMES = (
+    "small",
+    "medium",
+    "large",
+    "medium-mpa-0",
+    "medium-omat-0",
+    "small-0b3",
+    "medium-0b3",
+    "mpa",
+    "omat",
+)
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
+MINI_FOUNDATION = PACKAGE_DATA / "mini-foundation.model"
+
+
+class FoundationError(ValueError):
+    """The foundation model cannot be found or does not cover the campaign."""
+
+
+def resolve_foundation(spec: str, base_dir: Path | None = None) -> str:
+    """Return an absolute path to a foundation ``.model`` file, or a ``mace_mp`` name.
+
+    ``spec`` is ``"mini"`` (the shipped mini foundation), a path (relative to ``base_dir``), or a
+    ``mace_mp`` model name; names are downloaded and cached by mace-torch (needs network).
+    """
+    if spec == "mini":
+        if not MINI_FOUNDATION.exists():
+            raise FoundationError(
+                f"mini foundation {MINI_FOUNDATION} is missing: run `frostline foundation build-mini`"
+            )
+        return str(MINI_FOUNDATION)
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if path.exists():
+        return str(path.resolve())
+    if spec in MACE_MP_NAMES:
+        return spec
+    raise FoundationError(
+        f"foundation '{spec}' is neither an existing file nor a mace_mp name ({', '.join(MACE_MP_NAMES)})"
+    )
+
+
+def load_foundation_model(spec: str):
+    """Load a foundation as a torch module (path, or ``mace_mp`` name through mace-torch)."""
+    import torch
+
+    if Path(spec).exists():
+        return torch.load(spec, map_location="cpu", weights_only=False)
+    from mace.calculators import mace_mp
+
+    return mace_mp(model=spec, device="cpu", default_dtype="float64").models[0]
+
+
+def foundation_elements(spec: str) -> list[str]:
+    """Chemical symbols a foundation model was trained on."""
+    from ase.data import chemical_symbols
+
+    model = load_foundation_model(spec)
+    return [chemical_symbols[int(z)] for z in model.atomic_numbers]
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def label_with_chgnet(structures: Sequence[Atoms], model_name: str | None = None) -> list[Atoms]:
+    """Label structures with CHGNet (0.3.0 PBE by default; ``"r2scan"`` for its r2SCAN model)."""
+    from chgnet.model import CHGNet
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    model = CHGNet.load(model_name=model_name) if model_name else CHGNet.load()
+    calc = CHGNetCalculator(model=model, use_device="cpu")
+    out = []
+    for atoms in track(structures, description="CHGNet labels"):
+        a = atoms.copy()
+        a.calc = calc
+        labelled = a.copy()
+        labelled.info["REF_energy"] = float(a.get_potential_energy())
+        labelled.arrays["REF_forces"] = np.asarray(a.get_forces(), dtype=float)
+        labelled.info["REF_stress"] = np.asarray(a.get_stress(), dtype=float)
+        out.append(labelled)
+    return out
+
+
+def build_mini_foundation(
+    out: Path = MINI_FOUNDATION,
+    n_per_group: int = 30,
+    epochs: int = 40,
+    seed: int = 0,
+    work_dir: Path | None = None,
+    settings: MaceTrainSettings | None = None,
+) -> Path:
+    """Pretrain the mini MACE foundation on CHGNet-labelled broad data (reproducible by seed)."""
+    from frostline.structures import mini_foundation_structures
+
+    rng = np.random.default_rng(seed)
+    structures = mini_foundation_structures(n_per_group, rng)
+    order = rng.permutation(len(structures))
+    labelled = label_with_chgnet([structures[i] for i in order])
+    n_valid = max(10, len(labelled) // 20)
+    work_dir = Path(work_dir or out.parent / "mini-foundation-work")
+    settings = settings or MaceTrainSettings(
+        name="mini-foundation",
+        seed=seed,
+        max_num_epochs=epochs,
+        batch_size=8,
+        lr=0.01,
+        e0s="average",
+        num_channels=32,
+        max_L=0,
+        r_max=5.0,
+        num_interactions=2,
+        forces_weight=10.0,
+        default_dtype="float64",
+    )
+    model = run_mace_training(settings, labelled[n_valid:], work_dir, valid=labelled[:n_valid])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, out)
+    return out

@@ -1,0 +1,144 @@
+"""Run mace-torch's own training code (``mace.cli.run_train``) in-process.
+
+Used for pretraining the mini foundation and for (frozen) fine-tuning. The mace training loop,
+loss, EMA, checkpointing and E0 handling are mace-torch's; this module only builds arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mace  # noqa: F401  (import mace before e3nn: DESIGN.md §5)
+import torch
+from ase import Atoms
+from ase.io import write
+
+from frostline.schemas import LabelledStructure
+
+KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
+
+
+def write_training_file(structures: Sequence[LabelledStructure | Atoms], path: Path) -> Path:
+    """Write labelled structures to an extxyz file with ``REF_`` keys."""
+    atoms = [s if isinstance(s, Atoms) else s.to_atoms() for s in structures]
+    write(path, atoms, format="extxyz")
+    return path
+
+
+@dataclass
+class MaceTrainSettings:
+    """Arguments passed to mace-torch's training (only those frostline sets)."""
+
+    name: str = "model"
+    seed: int = 0
+    max_num_epochs: int = 20
+    batch_size: int = 4
+    valid_batch_size: int = 8
+    lr: float = 0.01
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    default_dtype: str = "float64"
+    device: str = "cpu"
+    ema: bool = True
+    e0s: str = "average"
+    # architecture (ignored by mace when fine-tuning from a foundation)
+    r_max: float = 5.0
+    num_channels: int = 32
+    max_L: int = 0
+    num_interactions: int = 2
+    correlation: int = 3
+    max_ell: int = 3
+    num_radial_basis: int = 8
+    # fine-tuning
+    foundation_model: str | None = None
+    freeze: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_argv(self, train_file: Path, valid_file: Path | None, work_dir: Path) -> list[str]:
+        argv = [
+            f"--name={self.name}",
+            f"--seed={self.seed}",
+            f"--train_file={train_file}",
+            f"--work_dir={work_dir}",
+            f"--model_dir={work_dir}",
+            f"--max_num_epochs={self.max_num_epochs}",
+            f"--batch_size={self.batch_size}",
+            f"--valid_batch_size={self.valid_batch_size}",
+            f"--lr={self.lr}",
+            f"--energy_weight={self.energy_weight}",
+            f"--forces_weight={self.forces_weight}",
+            f"--default_dtype={self.default_dtype}",
+            f"--device={self.device}",
+            f"--E0s={self.e0s}",
+            "--save_cpu",
+            "--restart_latest",
+            "--eval_interval=1",
+            "--error_table=PerAtomMAE",
+            *[f"--{k}={v}" for k, v in KEYS.items()],
+        ]
+        if valid_file is not None:
+            argv.append(f"--valid_file={valid_file}")
+        else:
+            argv.append("--valid_fraction=0.1")
+        if self.ema:
+            argv += ["--ema", "--ema_decay=0.99"]
+        if self.foundation_model is not None:
+            argv += [
+                f"--foundation_model={self.foundation_model}",
+                "--multiheads_finetuning=False",
+            ]
+            if self.freeze:
+                argv.append(f"--freeze={self.freeze}")
+        else:
+            argv += [
+                "--model=MACE",
+                f"--r_max={self.r_max}",
+                f"--num_channels={self.num_channels}",
+                f"--max_L={self.max_L}",
+                f"--num_interactions={self.num_interactions}",
+                f"--correlation={self.correlation}",
+                f"--max_ell={self.max_ell}",
+                f"--num_radial_basis={self.num_radial_basis}",
+            ]
+        argv += [f"--{k}={v}" for k, v in self.extra.items()]
+        return argv
+
+
+def run_mace_training(
+    settings: MaceTrainSettings,
+    train: Sequence[LabelledStructure | Atoms],
+    work_dir: Path,
+    valid: Sequence[LabelledStructure | Atoms] | None = None,
+) -> Path:
+    """Train with mace-torch and return the path of the saved ``.model`` file."""
+    from mace.cli.run_train import run
+    from mace.tools import build_default_arg_parser
+
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    train_file = write_training_file(train, work_dir / "train.extxyz")
+    valid_file = write_training_file(valid, work_dir / "valid.extxyz") if valid else None
+    args = build_default_arg_parser().parse_args(settings.to_argv(train_file, valid_file, work_dir))
+    dtype = torch.get_default_dtype()
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    level = root.level
+    cwd = os.getcwd()
+    try:
+        run(args)
+    finally:
+        os.chdir(cwd)
+        torch.set_default_dtype(dtype)
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        root.setLevel(level)
+    model = work_dir / f"{settings.name}.model"
+    if not model.exists():
+        raise RuntimeError(f"mace-torch training finished without writing {model}")
+    return model

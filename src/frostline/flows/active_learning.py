@@ -1,0 +1,201 @@
+"""The active-learning loop as a jobflow Flow: fine-tune → explore → select → label → repeat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jobflow import Flow, Maker, Response, job
+
+from frostline.config import CampaignConfig
+from frostline.explore.jobs import ExploreMaker
+from frostline.finetune.jobs import FineTuneMaker
+from frostline.flows.jobs import setup_campaign, update_campaign, zero_shot_baseline
+from frostline.label.jobs import LabelMaker
+from frostline.label.oracles import oracle_settings
+from frostline.schemas import (
+    ExploreResult,
+    FineTuneResult,
+    IterationDoc,
+    LabelledStructure,
+    SelectionResult,
+)
+from frostline.select.jobs import SelectMaker
+from frostline.store import EXPOSE_STORE, current_records
+
+
+@dataclass
+class ActiveLearningMaker(Maker):
+    """One campaign: initial labels, then iterations until converged, out of budget or iterations.
+
+    Iteration ``i`` is a job that replaces itself (``Response(replace=...)``) by the stage jobs
+    and a final ``advance`` job, which in turn replaces itself by iteration ``i + 1`` or returns
+    the campaign summary; the flow's output therefore resolves to the last iteration's summary.
+    """
+
+    name: str = "active learning"
+    campaign: str = "campaign"
+    foundation: str = ""
+    finetune: FineTuneMaker = field(default_factory=FineTuneMaker)
+    explore: ExploreMaker = field(default_factory=ExploreMaker)
+    select: SelectMaker = field(default_factory=SelectMaker)
+    label: LabelMaker = field(default_factory=LabelMaker)
+
+    @classmethod
+    def from_config(cls, config: CampaignConfig, foundation: str) -> ActiveLearningMaker:
+        ft, ex, se = config.finetune, config.explore, config.select
+        return cls(
+            name=f"active learning {config.name}",
+            campaign=config.name,
+            foundation=foundation,
+            finetune=FineTuneMaker(
+                freeze=ft.freeze,
+                committee_size=ft.committee_size,
+                epochs=ft.epochs,
+                lr=ft.lr,
+                batch_size=ft.batch_size,
+                subsample=ft.subsample,
+                e0s=ft.e0s,
+                default_dtype=ft.default_dtype,
+                device=ft.device,
+                seed=config.seed,
+            ),
+            explore=ExploreMaker(
+                temperatures=list(ex.temperatures),
+                steps=ex.steps,
+                sample_every=ex.sample_every,
+                starts_per_temperature=ex.starts_per_temperature,
+                timestep_fs=ex.timestep_fs,
+                friction=ex.friction,
+                abort_force_std=ex.abort_force_std,
+                device=ft.device,
+                seed=config.seed,
+            ),
+            select=SelectMaker(
+                trust_lo=se.trust_lo,
+                trust_hi=se.trust_hi,
+                max_labels_per_iteration=se.max_labels_per_iteration,
+                min_distance=se.min_distance,
+                convergence=config.convergence,
+                seed=config.seed,
+            ),
+            label=LabelMaker(oracle=config.oracle, campaign=config.name),
+        )
+
+    def make(self, config: CampaignConfig) -> Flow:
+        """The whole campaign as a Flow whose output is the final campaign summary."""
+        setup = setup_campaign(
+            config.model_dump(mode="json"), self.foundation, str(oracle_settings(config.oracle))
+        )
+        initial = self.label.make(setup.output["initial"], role="train", iteration=-1)
+        validation = self.label.make(setup.output["validation"], role="validation", iteration=-1)
+        initial.name, validation.name = "label initial", "label validation"
+        baseline = zero_shot_baseline(
+            self.campaign, self.foundation, initial.output, validation.output, config.elements
+        )
+        first = self.iteration(0, initial.output, validation.output, setup.output["starts"], 0)
+        return Flow(
+            [setup, initial, validation, baseline, first], output=first.output, name=self.name
+        )
+
+    @job
+    def iteration(
+        self,
+        index: int,
+        train: list[LabelledStructure],
+        validation: list[LabelledStructure],
+        starts: list[dict],
+        n_labels_spent: int,
+    ):
+        """Iteration ``index``: fine-tune, explore, select, label, then advance."""
+        if index == 0:  # the initial set counts against the budget
+            n_labels_spent = len(train)
+        ft = self.finetune.make(self.foundation, train, validation, self.campaign, index)
+        ft.name = f"finetune {index}"
+        ex = self.explore.make(ft.output, starts, index)
+        ex.name = f"explore {index}"
+        se = self.select.make(ex.output, n_labels_spent, index)
+        se.name = f"select {index}"
+        lab = self.label.make(se.output.selected, role="train", iteration=index)
+        lab.name = f"label {index}"
+        adv = self.advance(
+            index, ft.output, ex.output, se.output, lab.output, train, validation, starts,
+            n_labels_spent,
+        )
+        adv.name = f"advance {index}"
+        return Response(replace=Flow([ft, ex, se, lab, adv], output=adv.output))
+
+    @job(config=EXPOSE_STORE)
+    def advance(
+        self,
+        index: int,
+        finetuned: FineTuneResult,
+        explored: ExploreResult,
+        selection: SelectionResult,
+        new_labels: list[LabelledStructure],
+        train: list[LabelledStructure],
+        validation: list[LabelledStructure],
+        starts: list[dict],
+        n_labels_spent: int,
+    ):
+        """Record the iteration; stop with a summary or go on with iteration ``index + 1``."""
+        finetuned = FineTuneResult.model_validate(finetuned)
+        explored = ExploreResult.model_validate(explored)
+        selection = SelectionResult.model_validate(selection)
+        new_labels = [LabelledStructure.model_validate(x) for x in new_labels or []]
+        train = [LabelledStructure.model_validate(x) for x in train]
+        ok_new = [x for x in new_labels if x.status == "ok"]
+        m = finetuned.committee_metrics
+        doc = IterationDoc(
+            campaign=self.campaign,
+            index=index,
+            n_labelled=sum(t.status == "ok" for t in train),
+            n_selected=len(selection.selected),
+            n_new_labels=len(ok_new),
+            n_failed_labels=len(new_labels) - len(ok_new),
+            n_candidates=selection.n_candidates,
+            n_accurate=selection.n_accurate,
+            n_uncertain=selection.n_uncertain,
+            n_failed_frames=selection.n_failed,
+            accurate_fraction=selection.accurate_fraction,
+            energy_mae_mev_per_atom=m.energy_mae_mev_per_atom if m else None,
+            force_mae_mev_per_a=m.force_mae_mev_per_a if m else None,
+            energy_rmse_mev_per_atom=m.energy_rmse_mev_per_atom if m else None,
+            force_rmse_mev_per_a=m.force_rmse_mev_per_a if m else None,
+            freeze_level=finetuned.freeze_level,
+            model_ids=[md.model_id for md in finetuned.models],
+            stop_reason=selection.stop_reason,
+            wall_time_s={
+                "finetune": finetuned.wall_time_s,
+                "explore": explored.wall_time_s,
+                "select": selection.wall_time_s,
+            },
+        )
+        records = current_records()
+        records.upsert("iterations", [doc.model_dump(mode="json")], key=["campaign", "index"])
+        spent = n_labels_spent + len(new_labels)
+        reason = selection.stop_reason
+        if reason is None and not new_labels:
+            reason = "no new labels"
+        if reason is not None:
+            state = "converged" if reason == "converged" else "stopped"
+            update_campaign(
+                records,
+                self.campaign,
+                state=state,
+                stop_reason=reason,
+                final_model_ids=doc.model_ids,
+                n_iterations=index + 1,
+                n_labels_spent=spent,
+            )
+            return {
+                "campaign": self.campaign,
+                "state": state,
+                "stop_reason": reason,
+                "iterations": index + 1,
+                "labels_spent": spent,
+                "final_model_ids": doc.model_ids,
+                "final_metrics": m.model_dump() if m else None,
+            }
+        nxt = self.iteration(index + 1, train + ok_new, validation, starts, spent)
+        nxt.name = f"iteration {index + 1}"
+        return Response(replace=Flow([nxt], output=nxt.output))

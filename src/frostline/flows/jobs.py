@@ -1,0 +1,75 @@
+"""Bookkeeping jobs of a campaign: set-up, zero-shot baseline, iteration records."""
+
+from __future__ import annotations
+
+from jobflow import job
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from frostline.config import CampaignConfig
+from frostline.finetune.committee import committee_calculator
+from frostline.finetune.evaluate import evaluate_zero_shot
+from frostline.schemas import CampaignDoc, CandidateStructure, LabelledStructure, Provenance, utcnow
+from frostline.seeds import campaign_structures
+from frostline.store import EXPOSE_STORE, Records, current_records
+
+
+def update_campaign(records: Records, name: str, **fields) -> dict:
+    """Merge ``fields`` into the campaign document (read-modify-write on one document)."""
+    doc = records.campaign(name)
+    if doc is None:
+        raise KeyError(f"campaign {name} not in store")
+    doc.update(fields, updated=utcnow().isoformat())
+    records.upsert("campaigns", [doc], key=["campaign"])
+    return doc
+
+
+def _candidates(atoms_list, sampler: str) -> list[CandidateStructure]:
+    return [
+        CandidateStructure(
+            structure=AseAtomsAdaptor.get_structure(a).as_dict(),
+            provenance=Provenance(iteration=-1, sampler=sampler),
+        )
+        for a in atoms_list
+    ]
+
+
+@job(config=EXPOSE_STORE)
+def setup_campaign(config: dict, foundation: str, oracle: str) -> dict:
+    """Record the campaign and build its initial, validation and starting structures."""
+    cfg = CampaignConfig.model_validate(config)
+    records = current_records()
+    existing = records.campaign(cfg.name)
+    doc = CampaignDoc(
+        campaign=cfg.name,
+        config=config,
+        foundation=foundation,
+        oracle=oracle,
+        elements=cfg.elements,
+        n_validation=cfg.system.n_validation,
+    ).model_dump(mode="json")
+    if existing:  # a re-run keeps the creation time
+        doc["created"] = existing.get("created", doc["created"])
+    records.upsert("campaigns", [doc], key=["campaign"])
+    structures = campaign_structures(cfg)
+    return {
+        "initial": _candidates(structures.initial, "seed"),
+        "validation": _candidates(structures.validation, "validation"),
+        "starts": [AseAtomsAdaptor.get_structure(a).as_dict() for a in structures.starts],
+    }
+
+
+@job(config=EXPOSE_STORE)
+def zero_shot_baseline(
+    campaign: str,
+    foundation: str,
+    reference: list[LabelledStructure],
+    validation: list[LabelledStructure],
+    elements: list[str],
+) -> dict:
+    """Errors of the foundation itself on the validation set (energies shifted per element)."""
+    reference = [LabelledStructure.model_validate(r) for r in reference]
+    validation = [LabelledStructure.model_validate(v) for v in validation]
+    calc = committee_calculator([foundation])
+    metrics = evaluate_zero_shot(calc, reference, validation, elements)
+    update_campaign(current_records(), campaign, zero_shot=metrics.model_dump())
+    return metrics.model_dump()

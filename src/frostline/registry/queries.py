@@ -1,0 +1,78 @@
+"""Queries on a campaign store: status of campaigns and their iterations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from frostline.config import CampaignConfig, StoreConfig
+from frostline.flows.campaign import CONFIG_COPY
+from frostline.store import Records, StoreError, make_job_store
+
+ITERATION_KEYS = (
+    "index",
+    "n_labelled",
+    "n_selected",
+    "n_new_labels",
+    "n_failed_labels",
+    "n_candidates",
+    "n_accurate",
+    "n_uncertain",
+    "n_failed_frames",
+    "accurate_fraction",
+    "energy_mae_mev_per_atom",
+    "force_mae_mev_per_a",
+    "freeze_level",
+    "stop_reason",
+    "wall_time_s",
+    "model_ids",
+)
+
+
+def open_campaign_dir(campaign_dir: Path, store: StoreConfig | None = None) -> Records:
+    """Records of the store a campaign directory was run with (or ``store`` if given)."""
+    campaign_dir = Path(campaign_dir)
+    if store is None:
+        cfg_path = campaign_dir / CONFIG_COPY
+        if not cfg_path.exists():
+            raise StoreError(f"{campaign_dir}: not a campaign directory (no {CONFIG_COPY})")
+        config = CampaignConfig.model_validate(yaml.safe_load(cfg_path.read_text()))
+        store = config.store
+    return Records(make_job_store(store, campaign_dir)).connect()
+
+
+def campaign_status(records: Records, campaign: str | None = None) -> dict:
+    """Campaign state and per-iteration figures (the ``status --json`` document)."""
+    campaigns = records.find("campaigns")
+    if not campaigns:
+        raise StoreError("no campaign in this store")
+    if campaign is None:
+        if len(campaigns) > 1:
+            names = ", ".join(sorted(c["campaign"] for c in campaigns))
+            raise StoreError(f"several campaigns in this store ({names}): name one")
+        doc = campaigns[0]
+    else:
+        doc = next((c for c in campaigns if c["campaign"] == campaign), None)
+        if doc is None:
+            raise StoreError(f"no campaign named {campaign}")
+    name = doc["campaign"]
+    iterations = sorted(records.find("iterations", {"campaign": name}), key=lambda d: d["index"])
+    zero = doc.get("zero_shot") or {}
+    labelled = records["labelled"]
+    return {
+        "campaign": name,
+        "state": doc.get("state"),
+        "stop_reason": doc.get("stop_reason"),
+        "foundation": doc.get("foundation"),
+        "oracle": doc.get("config", {}).get("oracle", {}).get("name"),
+        "elements": doc.get("elements"),
+        "n_train_labels": labelled.count({"campaign": name, "role": "train", "status": "ok"}),
+        "n_validation": labelled.count({"campaign": name, "role": "validation", "status": "ok"}),
+        "n_failed_labels": labelled.count({"campaign": name, "status": "failed"}),
+        "n_models": records["model_docs"].count({"campaign": name}),
+        "zero_shot_force_mae_mev_per_a": zero.get("force_mae_mev_per_a"),
+        "zero_shot_energy_mae_mev_per_atom": zero.get("energy_mae_mev_per_atom"),
+        "final_model_ids": doc.get("final_model_ids", []),
+        "iterations": [{k: it.get(k) for k in ITERATION_KEYS} for it in iterations],
+    }

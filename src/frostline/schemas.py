@@ -1,0 +1,240 @@
+"""Pydantic documents shared across the stages of a campaign (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from pydantic import BaseModel, Field, field_validator
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current time (UTC)."""
+    return datetime.now(UTC)
+
+
+def as_structure(structure: Structure | Atoms | dict) -> Structure:
+    """A pymatgen ``Structure`` from a structure, ASE atoms or a structure dict."""
+    if isinstance(structure, Structure):
+        return structure
+    if isinstance(structure, Atoms):
+        return AseAtomsAdaptor.get_structure(structure)
+    return Structure.from_dict(structure)
+
+
+def as_structure_dict(structure: Structure | Atoms | dict) -> dict:
+    """A structure dict (jobflow decodes stored dicts back into ``Structure`` objects)."""
+    if isinstance(structure, dict):
+        return structure
+    return as_structure(structure).as_dict()
+
+
+def _structure_field(value: Any) -> dict:
+    return as_structure_dict(value)
+
+
+def structure_hash(structure: Structure | dict, decimals: int = 4) -> str:
+    """Stable hash of a structure: lattice, species and positions rounded to ``decimals`` Å."""
+    structure = as_structure(structure)
+    payload = {
+        "lattice": np.round(structure.lattice.matrix, decimals).tolist(),
+        "species": [str(site.specie) for site in structure],
+        "coords": np.round(structure.cart_coords, decimals).tolist(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """Stable hash of oracle settings (used with the structure hash for idempotent labels)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Provenance(BaseModel):
+    """Where a structure came from."""
+
+    iteration: int = -1
+    sampler: str = "seed"
+    temperature: float | None = None
+    parent: str | None = None
+
+
+class CandidateStructure(BaseModel):
+    """A structure proposed for labelling, with the committee's uncertainty on it."""
+
+    structure: dict
+    provenance: Provenance = Field(default_factory=Provenance)
+    max_force_std: float | None = Field(None, description="max atomic committee force std, eV/Å")
+    energy_std_per_atom: float | None = Field(None, description="committee energy std, eV/atom")
+
+    _structure = field_validator("structure", mode="before")(_structure_field)
+
+    def to_structure(self) -> Structure:
+        return Structure.from_dict(self.structure)
+
+
+class LabelledStructure(BaseModel):
+    """A structure with oracle energy (eV), forces (eV/Å) and stress (eV/Å³, ASE sign/Voigt-6)."""
+
+    structure: dict
+    energy: float | None = None
+    forces: list[list[float]] | None = None
+    stress: list[float] | None = None
+    oracle: str
+    oracle_settings_hash: str = ""
+    structure_hash: str = ""
+    provenance: Provenance = Field(default_factory=Provenance)
+    role: Literal["train", "validation"] = "train"
+    status: Literal["ok", "failed"] = "ok"
+    reason: str | None = None
+    job_uuid: str | None = None
+    campaign: str | None = None
+
+    _structure = field_validator("structure", mode="before")(_structure_field)
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.structure["sites"])
+
+    def to_atoms(self, prefix: str = "REF_") -> Atoms:
+        """ASE atoms with labels in ``info``/``arrays`` under ``prefix`` keys (mace-torch style)."""
+        atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(self.structure))
+        atoms.info[f"{prefix}energy"] = self.energy
+        atoms.arrays[f"{prefix}forces"] = np.asarray(self.forces, dtype=float)
+        if self.stress is not None:
+            atoms.info[f"{prefix}stress"] = np.asarray(self.stress, dtype=float)
+        atoms.info["config_type"] = self.provenance.sampler
+        return atoms
+
+    def to_calc_atoms(self) -> Atoms:
+        """ASE atoms carrying the labels in a SinglePointCalculator (for extxyz export)."""
+        atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(self.structure))
+        atoms.calc = SinglePointCalculator(
+            atoms,
+            energy=self.energy,
+            forces=np.asarray(self.forces),
+            **({"stress": np.asarray(self.stress)} if self.stress is not None else {}),
+        )
+        return atoms
+
+
+class ModelFile(BaseModel):
+    """A trained model file; ``data_b64`` holds the bytes (goes to the blob store)."""
+
+    filename: str
+    sha256: str
+    size_bytes: int
+    data_b64: str | None = None
+
+
+class ValidationMetrics(BaseModel):
+    """Errors of a model against oracle labels."""
+
+    n_structures: int
+    energy_mae_mev_per_atom: float
+    energy_rmse_mev_per_atom: float
+    force_mae_mev_per_a: float
+    force_rmse_mev_per_a: float
+
+
+class ModelDoc(BaseModel):
+    """A trained model as recorded in the store (DESIGN.md §4, ``model`` collection)."""
+
+    model_id: str
+    kind: Literal["mace-finetuned", "committee-member", "mace-foundation", "ace-surrogate"]
+    campaign: str | None = None
+    iteration: int | None = None
+    member: int | None = None
+    elements: list[str]
+    foundation: str | None = None
+    freeze_level: int | None = None
+    trainable_parameters: int | None = None
+    total_parameters: int | None = None
+    n_train: int = 0
+    training_set_hashes: list[str] = Field(default_factory=list)
+    metrics: ValidationMetrics | None = None
+    file: ModelFile
+    created: datetime = Field(default_factory=utcnow)
+
+
+class FineTuneResult(BaseModel):
+    """Output of a fine-tuning job: the committee and its validation metrics."""
+
+    models: list[ModelDoc]
+    committee_metrics: ValidationMetrics | None = None
+    freeze_level: int
+    trainable_parameters: int
+    total_parameters: int
+    wall_time_s: float
+
+
+class ExploreResult(BaseModel):
+    """Candidate frames from exploration, each with the committee's uncertainty."""
+
+    candidates: list[CandidateStructure]
+    n_trajectories: int
+    n_steps_total: int
+    n_aborted: int = 0
+    wall_time_s: float
+
+
+class SelectionResult(BaseModel):
+    """The batch chosen for labelling and the fate of every candidate."""
+
+    selected: list[CandidateStructure]
+    n_candidates: int
+    n_accurate: int
+    n_uncertain: int
+    n_failed: int
+    n_over_budget: int
+    accurate_fraction: float
+    stop_reason: str | None = None
+    wall_time_s: float = 0.0
+
+
+class IterationDoc(BaseModel):
+    """One active-learning iteration (DESIGN.md §4, ``iteration`` collection)."""
+
+    campaign: str
+    index: int
+    n_labelled: int
+    n_selected: int
+    n_new_labels: int
+    n_failed_labels: int = 0
+    n_candidates: int
+    n_accurate: int
+    n_uncertain: int
+    n_failed_frames: int
+    accurate_fraction: float
+    energy_mae_mev_per_atom: float | None = None
+    force_mae_mev_per_a: float | None = None
+    energy_rmse_mev_per_atom: float | None = None
+    force_rmse_mev_per_a: float | None = None
+    freeze_level: int | None = None
+    model_ids: list[str] = Field(default_factory=list)
+    stop_reason: str | None = None
+    wall_time_s: dict[str, float] = Field(default_factory=dict)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class CampaignDoc(BaseModel):
+    """A campaign (DESIGN.md §4, ``campaign`` collection)."""
+
+    campaign: str
+    config: dict
+    foundation: str
+    oracle: str
+    elements: list[str]
+    state: Literal["running", "converged", "stopped", "failed"] = "running"
+    stop_reason: str | None = None
+    zero_shot: ValidationMetrics | None = None
+    n_validation: int = 0
+    final_model_ids: list[str] = Field(default_factory=list)
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,165 @@
+"""Stores: jobflow ``JobStore`` factory (embedded montydb or MongoDB) and frostline's records.
+
+frostline's own collections (campaigns, iterations, labelled structures, models, model files) are
+``additional_stores`` of the jobflow ``JobStore``, so one store configuration (also in a
+jobflow-remote project) describes everything, and jobs reach them through ``CURRENT_JOB.store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from jobflow import JobConfig, JobStore
+from maggma.core import Store
+from maggma.stores import MongoURIStore, MontyStore
+from maggma.stores.gridfs import GridFSURIStore
+
+from frostline.config import StoreConfig
+
+COLLECTIONS = {
+    "campaigns": ["campaign"],
+    "iterations": ["campaign", "index"],
+    "labelled": ["campaign", "structure_hash", "oracle_settings_hash", "role", "status"],
+    "model_docs": ["model_id", "campaign", "kind", "elements"],
+}
+BLOB_STORE = "model_files"
+DATA_STORE = "data"  # atomate2 jobs put trajectories here (``@job(data=...)``)
+ENV_URI = "FROSTLINE_MONGODB_URI"
+EXPOSE_STORE = JobConfig(expose_store=True)
+"""Job config for jobs that write frostline records (``CURRENT_JOB.store`` is set)."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or a record is inconsistent."""
+
+
+def redact_uri(uri: str) -> str:
+    """Remove credentials from a MongoDB URI for messages and documents."""
+    return re.sub(r"//[^@/]+@", "//***@", uri)
+
+
+def _embedded_store(path: Path, collection: str) -> MontyStore:
+    return MontyStore(
+        collection_name=collection,
+        database_path=str(path),
+        database_name="frostline",
+        storage="sqlite",
+        key="uuid" if collection == "outputs" else "_id",
+    )
+
+
+def make_job_store(config: StoreConfig, campaign_dir: Path | None = None) -> JobStore:
+    """Build the ``JobStore`` (docs + frostline collections + model-file blobs)."""
+    kind = config.kind
+    uri = config.uri or (os.environ.get(ENV_URI) if kind == "mongodb" else None)
+    if kind == "mongodb":
+        if not uri:
+            raise StoreError(f"store.kind is mongodb but neither store.uri nor {ENV_URI} is set")
+
+        def make(collection: str) -> Store:
+            return MongoURIStore(uri=uri, database=config.database, collection_name=collection)
+
+        blobs: Store = GridFSURIStore(uri=uri, database=config.database, collection_name=BLOB_STORE)
+        data: Store = GridFSURIStore(uri=uri, database=config.database, collection_name=DATA_STORE)
+        docs = MongoURIStore(
+            uri=uri, database=config.database, collection_name="outputs", key="uuid"
+        )
+    else:
+        path = Path(config.path or (Path(campaign_dir or ".") / "store")).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+
+        def make(collection: str) -> Store:
+            return _embedded_store(path, collection)
+
+        blobs = make(BLOB_STORE)
+        data = make(DATA_STORE)
+        docs = _embedded_store(path, "outputs")
+    additional = {name: make(name) for name in COLLECTIONS}
+    additional[BLOB_STORE] = blobs
+    additional[DATA_STORE] = data
+    return JobStore(docs_store=docs, additional_stores=additional)
+
+
+class Records:
+    """frostline's documents in a ``JobStore`` (DESIGN.md §4)."""
+
+    def __init__(self, store: JobStore):
+        self.job_store = store
+        missing = [n for n in [*COLLECTIONS, BLOB_STORE] if n not in store.additional_stores]
+        if missing:
+            raise StoreError(f"job store lacks frostline collections: {', '.join(missing)}")
+        self._connected = False
+
+    def connect(self) -> Records:
+        if not self._connected:
+            try:
+                self.job_store.connect()
+            except Exception as exc:  # pymongo/montydb errors: one clear line
+                raise StoreError(f"cannot connect to the store: {redact_uri(str(exc))}") from None
+            for name, keys in COLLECTIONS.items():
+                store = self.job_store.additional_stores[name]
+                for k in keys:
+                    try:
+                        store.ensure_index(k)
+                    except Exception:  # montydb indexes are best-effort
+                        pass
+            self._connected = True
+        return self
+
+    def close(self) -> None:
+        if self._connected:
+            self.job_store.close()
+            self._connected = False
+
+    def __getitem__(self, name: str) -> Store:
+        self.connect()
+        return self.job_store.additional_stores[name]
+
+    # -- writes ------------------------------------------------------------------------------
+    def upsert(self, collection: str, docs: list[dict[str, Any]], key: list[str]) -> None:
+        if docs:
+            self[collection].update(docs, key=key)
+
+    def put_model_file(self, model_id: str, data: bytes) -> str:
+        """Store model bytes as a blob; return their sha256."""
+        sha = hashlib.sha256(data).hexdigest()
+        doc = {"model_id": model_id, "sha256": sha, "data_b64": base64.b64encode(data).decode()}
+        self[BLOB_STORE].update([doc], key="model_id")
+        return sha
+
+    def get_model_file(self, model_id: str, expected_sha256: str | None = None) -> bytes:
+        """Model bytes for ``model_id``; the sha256 is verified before they are returned."""
+        doc = self[BLOB_STORE].query_one({"model_id": model_id})
+        if doc is None:
+            raise StoreError(f"no model file stored for model id {model_id}")
+        data = base64.b64decode(doc["data_b64"])
+        sha = hashlib.sha256(data).hexdigest()
+        expected = expected_sha256 or doc["sha256"]
+        if sha != expected or sha != doc["sha256"]:
+            raise StoreError(f"model file {model_id}: sha256 mismatch (stored file is corrupted)")
+        return data
+
+    # -- reads -------------------------------------------------------------------------------
+    def find(self, collection: str, criteria: dict | None = None, sort: dict | None = None):
+        return [
+            {k: v for k, v in d.items() if k != "_id"}
+            for d in self[collection].query(criteria or {}, sort=sort)
+        ]
+
+    def campaign(self, name: str) -> dict | None:
+        docs = self.find("campaigns", {"campaign": name})
+        return docs[0] if docs else None
+
+
+def current_records() -> Records:
+    """The records of the store the running job was given (jobs need ``expose_store=True``)."""
+    from jobflow import CURRENT_JOB
+
+    if CURRENT_JOB.store is None:
+        raise StoreError("no store exposed to this job (decorate it with expose_store=True)")
+    return Records(CURRENT_JOB.store).connect()

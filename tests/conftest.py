@@ -1,0 +1,55 @@
+"""Shared fixtures: the shipped mini foundation, tiny campaign configs, stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def foundation() -> str:
+    """The mini MACE foundation shipped with frostline (CHGNet-distilled, committed)."""
+    from frostline.finetune.foundation import MINI_FOUNDATION
+
+    assert MINI_FOUNDATION.exists(), "run `frostline foundation build-mini` first"
+    return str(MINI_FOUNDATION)
+
+
+def tiny_campaign(name: str = "tiny", **overrides) -> dict:
+    """A campaign small enough for a unit test (EMT oracle, 2 short iterations)."""
+    config = {
+        "name": name,
+        "elements": ["Cu", "H"],
+        "foundation": "mini",
+        "system": {"builder": "h2_cu111", "n_initial": 5, "n_validation": 3},
+        "finetune": {"freeze": 6, "committee_size": 2, "epochs": 2, "batch_size": 2},
+        "explore": {
+            "temperatures": [300.0],
+            "steps": 12,
+            "sample_every": 4,
+            "starts_per_temperature": 1,
+        },
+        # a tiny trust_lo makes every frame 'uncertain', so the loop really iterates
+        "select": {"trust_lo": 1e-9, "trust_hi": 10.0, "max_labels_per_iteration": 2},
+        "oracle": {"name": "emt"},
+        "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture
+def job_store(tmp_path: Path):
+    """An embedded (montydb) job store with frostline's collections."""
+    from frostline.config import StoreConfig
+    from frostline.store import make_job_store
+
+    return make_job_store(StoreConfig(), tmp_path)

@@ -1,0 +1,99 @@
+"""Campaign configuration: valid files load, bad ones fail naming the file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_campaign
+
+from frostline.config import ConfigError, load_config, parse_config
+from frostline.flows.campaign import validate_campaign
+
+
+def write(tmp_path: Path, data, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_demo_config_loads():
+    from frostline.cli import DEMO_CONFIG
+
+    config = load_config(DEMO_CONFIG)
+    assert config.elements == ["Cu", "H"]
+    assert config.oracle.name == "xtb"
+    assert config.finetune.freeze == 6
+
+
+def test_bad_yaml_names_file(tmp_path):
+    path = write(tmp_path, "name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML"):
+        load_config(path)
+
+
+def test_not_a_mapping(tmp_path):
+    path = write(tmp_path, "- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_unknown_field_is_named(tmp_path):
+    data = tiny_campaign()
+    data["finetune"]["freez"] = 5
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "c.yaml" in str(exc.value)
+    assert "field 'finetune.freez': unknown field" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "field"),
+    [
+        ("finetune", {"freeze": 9}, "finetune.freeze"),
+        ("finetune", {"committee_size": "many"}, "finetune.committee_size"),
+        ("explore", {"temperatures": [-5]}, "explore.temperatures"),
+        ("select", {"trust_lo": 0.3, "trust_hi": 0.1}, "select"),
+        ("oracle", {"name": "gaussian"}, "oracle.name"),
+        ("convergence", {"max_iterations": 0}, "convergence.max_iterations"),
+    ],
+)
+def test_invalid_values_name_the_field(tmp_path, section, value, field):
+    data = tiny_campaign(**{section: value})
+    with pytest.raises(ConfigError, match=rf"field '{field}'"):
+        load_config(write(tmp_path, data))
+
+
+def test_unknown_element(tmp_path):
+    data = tiny_campaign(elements=["Cu", "Xx"])
+    with pytest.raises(ConfigError, match=r"field 'elements'.*unknown element\(s\): Xx"):
+        load_config(write(tmp_path, data))
+
+
+def test_element_unknown_to_foundation(foundation):
+    config = parse_config(tiny_campaign(elements=["Cu", "H", "Zr"]))
+    with pytest.raises(ConfigError, match=r"field 'elements'.*does not know Zr"):
+        validate_campaign(config)
+
+
+def test_foundation_missing(tmp_path):
+    config = parse_config(tiny_campaign(foundation=str(tmp_path / "none.model")))
+    with pytest.raises(ConfigError, match="field 'foundation'"):
+        validate_campaign(config)
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path):
+    from ase.build import bulk
+    from ase.io import write as ase_write
+
+    ase_write(tmp_path / "seeds.extxyz", [bulk("Cu", "fcc", cubic=True)])
+    data = tiny_campaign(system={"builder": None, "seeds_file": "seeds.extxyz"})
+    config = load_config(write(tmp_path, data))
+    assert config.system.seeds_file == tmp_path / "seeds.extxyz"
