@@ -79,8 +79,17 @@ class SelectConfig(_Strict):
 
 
 class OracleConfig(_Strict):
-    name: Literal["emt", "xtb", "chgnet", "chgnet-r2scan"] = "emt"
+    """The labelling oracle. ``ase``: any ASE calculator, ``settings.calculator`` its import path."""
+
+    name: Literal["emt", "xtb", "chgnet", "chgnet-r2scan", "ase"] = "emt"
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ase_needs_path(self) -> OracleConfig:
+        path = self.settings.get("calculator")
+        if self.name == "ase" and (not isinstance(path, str) or "." not in path):
+            raise ValueError("oracle 'ase' needs settings.calculator = 'package.module.Callable'")
+        return self
 
 
 class ConvergenceConfig(_Strict):

@@ -9,7 +9,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 
 from frostline.structures import min_distance
 
@@ -60,12 +60,13 @@ def langevin_frames(
     atoms = start.copy()
     atoms.calc = calc
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     dyn = Langevin(
         atoms,
         timestep=timestep_fs * units.fs,
         temperature_K=temperature,
         friction=friction / units.fs,
+        fixcm=False,
         rng=rng,
     )
     done = 0

@@ -48,7 +48,9 @@ def member_subset(
 class FineTuneMaker(Maker):
     """Fine-tune a committee of a foundation MACE with frozen layers (mace-torch ``--freeze``).
 
-    Members differ by seed and by a per-composition subsample of the data.
+    Members differ by seed and by a per-composition subsample of the data. By default the
+    model is reduced to the data's elements (mace-torch's element filtering);
+    ``keep_foundation_elements`` keeps all of the foundation's.
     """
 
     name: str = "finetune"
@@ -61,6 +63,7 @@ class FineTuneMaker(Maker):
     e0s: str = "estimated"
     default_dtype: str = "float64"
     device: str = "auto"
+    keep_foundation_elements: bool = False
     seed: int = 0
 
     @job(config=EXPOSE_STORE)
@@ -109,6 +112,7 @@ class FineTuneMaker(Maker):
                 device=device,
                 foundation_model=foundation,
                 freeze=self.freeze,
+                keep_foundation_elements=self.keep_foundation_elements,
             )
             path = run_mace_training(settings, data, Path.cwd() / f"member{member}")
             sha = sha256_file(path)

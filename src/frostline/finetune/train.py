@@ -56,6 +56,7 @@ class MaceTrainSettings:
     # fine-tuning
     foundation_model: str | None = None
     freeze: int | None = None
+    keep_foundation_elements: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_argv(self, train_file: Path, valid_file: Path | None, work_dir: Path) -> list[str]:
@@ -93,6 +94,8 @@ class MaceTrainSettings:
             ]
             if self.freeze:
                 argv.append(f"--freeze={self.freeze}")
+            if self.keep_foundation_elements:
+                argv.append("--foundation_model_elements=True")
         else:
             argv += [
                 "--model=MACE",

@@ -25,10 +25,20 @@ _CALCULATORS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
+def _calculator(oracle: OracleConfig) -> tuple[str, str, dict[str, Any]]:
+    """(module, callable, keyword arguments) of the oracle's ASE calculator."""
+    if oracle.name == "ase":
+        kwargs = dict(oracle.settings)
+        module, func = kwargs.pop("calculator").rsplit(".", 1)
+        return module, func, kwargs
+    module, func, defaults = _CALCULATORS[oracle.name]
+    return module, func, {**defaults, **oracle.settings}
+
+
 def oracle_settings(oracle: OracleConfig) -> dict[str, Any]:
     """The full settings of an oracle (defaults plus user settings)."""
-    module, func, defaults = _CALCULATORS[oracle.name]
-    return {"oracle": oracle.name, "calculator": f"{module}.{func}", **defaults, **oracle.settings}
+    module, func, kwargs = _calculator(oracle)
+    return {"oracle": oracle.name, "calculator": f"{module}.{func}", **kwargs}
 
 
 def oracle_hash(oracle: OracleConfig) -> str:
@@ -37,11 +47,11 @@ def oracle_hash(oracle: OracleConfig) -> str:
 
 def oracle_maker(oracle: OracleConfig) -> Maker:
     """The atomate2 maker that labels one structure with ``oracle``."""
-    module, func, defaults = _CALCULATORS[oracle.name]
+    module, func, kwargs = _calculator(oracle)
     return ForceFieldStaticMaker(
         name=f"label {oracle.name}",
         force_field_name={"@module": module, "@callable": func},
-        calculator_kwargs={**defaults, **oracle.settings},
+        calculator_kwargs=kwargs,
     )
 
 

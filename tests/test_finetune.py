@@ -1,0 +1,102 @@
+"""Frozen fine-tuning with mace-torch: frozen weights stay bit-identical, committee differs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.calculators.emt import EMT
+from jobflow import run_locally
+
+from frostline.config import StoreConfig
+from frostline.finetune.committee import committee_calculator, fetch_model_files
+from frostline.finetune.freeze import apply_freeze, count_parameters, frozen_modules
+from frostline.finetune.jobs import FineTuneMaker
+from frostline.schemas import FineTuneResult, LabelledStructure
+from frostline.store import Records, make_job_store
+from frostline.structures import h2_cu111_structures
+
+
+def emt_labels(n: int, seed: int) -> list[LabelledStructure]:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    out = []
+    for atoms in h2_cu111_structures(n, np.random.default_rng(seed)):
+        atoms.calc = EMT()
+        out.append(
+            LabelledStructure(
+                structure=AseAtomsAdaptor.get_structure(atoms).as_dict(),
+                energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces().tolist(),
+                stress=atoms.get_stress().tolist(),
+                oracle="emt",
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("level", [0, 1, 5, 6, 7])
+def test_freeze_levels_count_requires_grad(foundation, level):
+    model = torch.load(foundation, map_location="cpu", weights_only=False)
+    apply_freeze(model, level)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert (trainable, sum(p.numel() for p in model.parameters())) == count_parameters(model, level)
+    for name, module in model.named_children():
+        for p in module.parameters():
+            assert p.requires_grad == (name not in frozen_modules(level))
+    if level == 6:
+        assert trainable == sum(p.numel() for p in model.readouts.parameters())
+    if level == 7:
+        assert trainable == 0
+
+
+@pytest.fixture(scope="module")
+def finetuned(foundation, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("finetune")
+    store = make_job_store(StoreConfig(), folder)
+    maker = FineTuneMaker(
+        freeze=6, committee_size=2, epochs=3, batch_size=2, lr=0.02, keep_foundation_elements=True
+    )
+    job = maker.make(foundation, emt_labels(6, 0), emt_labels(3, 1), "ft", 0)
+    run_locally(job, store=store, root_dir=folder / "jobs", create_folders=True, log=False)
+    store.connect()
+    return FineTuneResult.model_validate(job.output.resolve(store)), store, folder
+
+
+def test_frozen_parameters_bit_identical(finetuned, foundation):
+    result, store, folder = finetuned
+    paths = fetch_model_files(Records(store).connect(), result.models, folder / "models")
+    base = torch.load(foundation, map_location="cpu", weights_only=False)
+    changed = False
+    for path in paths:
+        tuned = torch.load(path, map_location="cpu", weights_only=False)
+        # all foundation elements kept, so every frozen weight is directly comparable
+        for module in ("node_embedding", "interactions", "products"):
+            for (name, p0), (_, p1) in zip(
+                getattr(base, module).named_parameters(),
+                getattr(tuned, module).named_parameters(),
+                strict=True,
+            ):
+                assert torch.equal(p0.double(), p1.double()), f"{module}.{name} changed"
+        r0 = torch.cat([p.double().ravel() for p in base.readouts.parameters()])
+        r1 = torch.cat([p.double().ravel() for p in tuned.readouts.parameters()])
+        changed |= not torch.allclose(r0, r1)
+    assert changed, "readouts did not train"
+    assert result.trainable_parameters < result.total_parameters
+
+
+def test_committee_has_force_variance_and_loads_in_macecalculator(finetuned):
+    result, store, folder = finetuned
+    assert len(result.models) == 2
+    assert len({m.file.sha256 for m in result.models}) == 2
+    paths = fetch_model_files(Records(store).connect(), result.models, folder / "committee")
+    calc = committee_calculator(paths)
+    atoms = emt_labels(3, 5)[2].to_atoms()
+    atoms.calc = calc
+    atoms.get_forces()
+    assert np.max(calc.results["forces_var"]) > 0
+    assert result.committee_metrics is not None
+    assert result.committee_metrics.force_mae_mev_per_a > 0
+    docs = Records(store).connect().find("model_docs", {"campaign": "ft"})
+    assert {d["model_id"] for d in docs} == {m.model_id for m in result.models}
+    assert all(d["freeze_level"] == 6 and d["metrics"] for d in docs)

@@ -1,0 +1,55 @@
+"""Embedded store: records, model blobs with checksums, persistence across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from frostline.config import StoreConfig
+from frostline.store import Records, StoreError, make_job_store, redact_uri
+
+
+def test_model_file_roundtrip_and_checksum(job_store):
+    records = Records(job_store).connect()
+    sha = records.put_model_file("m1", b"model bytes")
+    assert records.get_model_file("m1", expected_sha256=sha) == b"model bytes"
+    with pytest.raises(StoreError, match="sha256 mismatch"):
+        records.get_model_file("m1", expected_sha256="0" * 64)
+    with pytest.raises(StoreError, match="no model file"):
+        records.get_model_file("missing")
+
+
+def test_corrupted_blob_is_detected(job_store):
+    records = Records(job_store).connect()
+    records.put_model_file("m1", b"abc")
+    doc = records["model_files"].query_one({"model_id": "m1"})
+    doc["data_b64"] = "YWJk"  # "abd"
+    records["model_files"].update([doc], key="model_id")
+    with pytest.raises(StoreError, match="corrupted"):
+        records.get_model_file("m1")
+
+
+def test_records_persist_across_processes(tmp_path):
+    records = Records(make_job_store(StoreConfig(), tmp_path)).connect()
+    records.upsert("iterations", [{"campaign": "c", "index": 0, "n_labelled": 3}], ["campaign", "index"])
+    records.upsert("iterations", [{"campaign": "c", "index": 0, "n_labelled": 4}], ["campaign", "index"])
+    records.close()
+    code = (
+        "from frostline.store import Records, make_job_store; from frostline.config import StoreConfig;"
+        f"r = Records(make_job_store(StoreConfig(), {str(tmp_path)!r})).connect();"
+        "print([d['n_labelled'] for d in r.find('iterations', {'campaign': 'c'})])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[4]"
+
+
+def test_mongodb_without_uri_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("FROSTLINE_MONGODB_URI", raising=False)
+    with pytest.raises(StoreError, match="FROSTLINE_MONGODB_URI"):
+        make_job_store(StoreConfig(kind="mongodb"), tmp_path)
+
+
+def test_redact_uri():
+    assert redact_uri("mongodb://user:secret@host:27017/db") == "mongodb://***@host:27017/db"
