@@ -33,7 +33,9 @@ def run_label(store, oracle: OracleConfig, cands, campaign: str = "c"):
     store.connect()
     labels = [LabelledStructure.model_validate(x) for x in job.output.resolve(store)]
     n_oracle_jobs = sum(
-        1 for uuid in responses for r in responses[uuid].values()
+        1
+        for uuid in responses
+        for r in responses[uuid].values()
         if isinstance(r.output, ForceFieldTaskDocument)
     )
     return labels, n_oracle_jobs

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from ase.build import fcc111
+from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import ConvergenceConfig
 from frostline.schemas import CandidateStructure, ExploreResult
 from frostline.select.convergence import stop_reason
 from frostline.select.jobs import SelectMaker
 from frostline.select.uncertainty import Fate, classify
-from pymatgen.io.ase import AseAtomsAdaptor
 
 
 def candidate(std: float, squeeze: bool = False) -> CandidateStructure:

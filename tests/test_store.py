@@ -33,11 +33,16 @@ def test_corrupted_blob_is_detected(job_store):
 
 def test_records_persist_across_processes(tmp_path):
     records = Records(make_job_store(StoreConfig(), tmp_path)).connect()
-    records.upsert("iterations", [{"campaign": "c", "index": 0, "n_labelled": 3}], ["campaign", "index"])
-    records.upsert("iterations", [{"campaign": "c", "index": 0, "n_labelled": 4}], ["campaign", "index"])
+    records.upsert(
+        "iterations", [{"campaign": "c", "index": 0, "n_labelled": 3}], ["campaign", "index"]
+    )
+    records.upsert(
+        "iterations", [{"campaign": "c", "index": 0, "n_labelled": 4}], ["campaign", "index"]
+    )
     records.close()
     code = (
-        "from frostline.store import Records, make_job_store; from frostline.config import StoreConfig;"
+        "from frostline.store import Records, make_job_store;"
+        "from frostline.config import StoreConfig;"
         f"r = Records(make_job_store(StoreConfig(), {str(tmp_path)!r})).connect();"
         "print([d['n_labelled'] for d in r.find('iterations', {'campaign': 'c'})])"
     )

@@ -31,7 +31,9 @@ def test_campaign_structures_deterministic():
     config = parse_config(tiny_campaign())
     a, b = campaign_structures(config), campaign_structures(config)
     assert len(a.initial) == 5 and len(a.validation) == 3
-    assert all(np.allclose(x.positions, y.positions) for x, y in zip(a.initial, b.initial))
+    assert all(
+        np.allclose(x.positions, y.positions) for x, y in zip(a.initial, b.initial, strict=True)
+    )
     assert all(len(set(s.get_chemical_symbols())) == 2 for s in a.starts)
 
 

@@ -21,7 +21,7 @@ DEMO_CONFIG = PACKAGE_DATA / "demo_h2_cu111.yaml"
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -79,7 +79,10 @@ class SelectConfig(_Strict):
 
 
 class OracleConfig(_Strict):
-    """The labelling oracle. ``ase``: any ASE calculator, ``settings.calculator`` its import path."""
+    """The labelling oracle.
+
+    ``ase``: any ASE calculator, ``settings.calculator`` being its import path.
+    """
 
     name: Literal["emt", "xtb", "chgnet", "chgnet-r2scan", "ase"] = "emt"
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -134,7 +137,9 @@ def _field_path(loc: tuple) -> str:
 def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
     """Validate a mapping; errors name ``source`` and the offending field."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of campaign settings, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of campaign settings, got {type(data).__name__}"
+        )
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as exc:

@@ -53,7 +53,9 @@ def structure_hash(structure: Structure | dict, decimals: int = 4) -> str:
 
 def settings_hash(settings: dict[str, Any]) -> str:
     """Stable hash of oracle settings (used with the structure hash for idempotent labels)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 class Provenance(BaseModel):

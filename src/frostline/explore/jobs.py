@@ -46,11 +46,7 @@ class ExploreMaker(Maker):
         if not starts:
             raise ValueError("exploration needs at least one starting structure")
         calc = load_committee(current_records(), finetuned.models, device=self.device)
-        plan = [
-            (temp, k)
-            for temp in self.temperatures
-            for k in range(self.starts_per_temperature)
-        ]
+        plan = [(temp, k) for temp in self.temperatures for k in range(self.starts_per_temperature)]
         candidates: list[CandidateStructure] = []
         n_steps = n_aborted = 0
         columns = (

@@ -25,7 +25,9 @@ def predict(
     return np.asarray(energies), forces
 
 
-def composition_matrix(labelled: Sequence[LabelledStructure], elements: Sequence[str]) -> np.ndarray:
+def composition_matrix(
+    labelled: Sequence[LabelledStructure], elements: Sequence[str]
+) -> np.ndarray:
     """Counts of each element per structure (rows: structures)."""
     rows = []
     for lab in labelled:
@@ -77,7 +79,7 @@ def evaluate_zero_shot(
     validation: Sequence[LabelledStructure],
     elements: Sequence[str],
 ) -> ValidationMetrics:
-    """Errors of a foundation on ``validation`` with per-element energy shifts fitted on ``reference``.
+    """Foundation errors on ``validation``, energies shifted per element (fit on ``reference``).
 
     The oracle's energy zero differs from the foundation's; forces need no such shift.
     """

@@ -46,7 +46,8 @@ def resolve_foundation(spec: str, base_dir: Path | None = None) -> str:
     if spec == "mini":
         if not MINI_FOUNDATION.exists():
             raise FoundationError(
-                f"mini foundation {MINI_FOUNDATION} is missing: run `frostline foundation build-mini`"
+                f"mini foundation {MINI_FOUNDATION} is missing: "
+                "run `frostline foundation build-mini`"
             )
         return str(MINI_FOUNDATION)
     path = Path(spec).expanduser()
@@ -57,7 +58,8 @@ def resolve_foundation(spec: str, base_dir: Path | None = None) -> str:
     if spec in MACE_MP_NAMES:
         return spec
     raise FoundationError(
-        f"foundation '{spec}' is neither an existing file nor a mace_mp name ({', '.join(MACE_MP_NAMES)})"
+        f"foundation '{spec}' is neither an existing file nor a mace_mp name "
+        f"({', '.join(MACE_MP_NAMES)})"
     )
 
 

@@ -75,7 +75,7 @@ class FineTuneMaker(Maker):
         campaign: str = "campaign",
         iteration: int = 0,
     ) -> FineTuneResult:
-        """Train ``committee_size`` members on ``train``; evaluate the committee on ``validation``."""
+        """Train ``committee_size`` members on ``train``; evaluate them on ``validation``."""
         start = time.perf_counter()
         train = [LabelledStructure.model_validate(t) for t in train]
         validation = [LabelledStructure.model_validate(v) for v in validation]
@@ -133,9 +133,7 @@ class FineTuneMaker(Maker):
                     total_parameters=total,
                     n_train=len(data),
                     training_set_hashes=[d.structure_hash for d in data],
-                    file=ModelFile(
-                        filename=path.name, sha256=sha, size_bytes=path.stat().st_size
-                    ),
+                    file=ModelFile(filename=path.name, sha256=sha, size_bytes=path.stat().st_size),
                 )
             )
         committee_metrics = None

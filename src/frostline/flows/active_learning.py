@@ -118,7 +118,14 @@ class ActiveLearningMaker(Maker):
         lab = self.label.make(se.output.selected, role="train", iteration=index)
         lab.name = f"label {index}"
         adv = self.advance(
-            index, ft.output, ex.output, se.output, lab.output, train, validation, starts,
+            index,
+            ft.output,
+            ex.output,
+            se.output,
+            lab.output,
+            train,
+            validation,
+            starts,
             n_labels_spent,
         )
         adv.name = f"advance {index}"

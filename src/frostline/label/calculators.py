@@ -10,8 +10,10 @@ def chgnet_calculator(model_name: str | None = None, device: str = "cpu") -> Cal
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
 
-    model = CHGNet.load(model_name=model_name, verbose=False) if model_name else CHGNet.load(
-        verbose=False
+    model = (
+        CHGNet.load(model_name=model_name, verbose=False)
+        if model_name
+        else CHGNet.load(verbose=False)
     )
     return CHGNetCalculator(model=model, use_device=device)
 

@@ -27,9 +27,7 @@ class LabelMaker(Maker):
     campaign: str = "campaign"
 
     @job(config=EXPOSE_STORE)
-    def make(
-        self, candidates: list[CandidateStructure], role: str = "train", iteration: int = -1
-    ):
+    def make(self, candidates: list[CandidateStructure], role: str = "train", iteration: int = -1):
         """Replace this job by one atomate2 static job per new candidate and a collector."""
         candidates = [CandidateStructure.model_validate(c) for c in candidates]
         if not candidates:

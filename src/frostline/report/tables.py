@@ -15,9 +15,8 @@ def _fmt(x, digits: int = 1) -> str:
 
 def status_table(status: dict) -> Table:
     """One row per iteration: labels, selection, validation errors, accurate fraction, time."""
-    title = (
-        f"campaign {status['campaign']} — {status['state']}"
-        + (f" ({status['stop_reason']})" if status.get("stop_reason") else "")
+    title = f"campaign {status['campaign']} — {status['state']}" + (
+        f" ({status['stop_reason']})" if status.get("stop_reason") else ""
     )
     table = Table(title=title)
     for col in (

@@ -37,7 +37,9 @@ class SelectMaker(Maker):
             classify(c, self.trust_lo, self.trust_hi, self.min_distance)
             for c in explored.candidates
         ]
-        uncertain = [c for c, f in zip(explored.candidates, fates, strict=True) if f == Fate.UNCERTAIN]
+        uncertain = [
+            c for c, f in zip(explored.candidates, fates, strict=True) if f == Fate.UNCERTAIN
+        ]
         n = len(fates)
         n_acc = fates.count(Fate.ACCURATE)
         accurate_fraction = n_acc / n if n else 0.0
@@ -46,9 +48,7 @@ class SelectMaker(Maker):
         )
         selected = []
         if reason is None:
-            cap = min(
-                self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent
-            )
+            cap = min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
             rng = np.random.default_rng(self.seed + iteration)
             order = rng.permutation(len(uncertain))[:cap]
             selected = [uncertain[i] for i in sorted(order)]

@@ -1,0 +1,112 @@
+"""One short full active-learning loop, its records, and the CLI on top of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_campaign
+from typer.testing import CliRunner
+
+from frostline.cli import app
+from frostline.config import parse_config
+from frostline.flows.campaign import run_campaign
+from frostline.registry.queries import campaign_status, open_campaign_dir
+
+STATUS_KEYS = {
+    "index",
+    "n_labelled",
+    "n_selected",
+    "energy_mae_mev_per_atom",
+    "force_mae_mev_per_a",
+    "accurate_fraction",
+}
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory, foundation):
+    folder = tmp_path_factory.mktemp("campaign")
+    config = parse_config(tiny_campaign())
+    result = run_campaign(config, folder, log=False)
+    return folder, result
+
+
+def test_loop_runs_two_iterations_and_stops(campaign):
+    folder, result = campaign
+    assert result["iterations"] == 2
+    assert result["stop_reason"] == "max iterations"
+    assert result["labels_spent"] == 5 + 2  # initial set + one batch (last iteration buys none)
+    assert result["final_metrics"]["force_mae_mev_per_a"] > 0
+
+
+def test_store_reopened_in_another_process(campaign):
+    folder, _ = campaign
+    code = (
+        "import json; from frostline.registry.queries import campaign_status, open_campaign_dir;"
+        f"print(json.dumps(campaign_status(open_campaign_dir({str(folder)!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    status = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status["state"] == "stopped"
+    assert [it["index"] for it in status["iterations"]] == [0, 1]
+    assert status["iterations"][1]["n_labelled"] == 7  # 5 initial + 2 selected in iteration 0
+    assert status["n_train_labels"] == 7 and status["n_validation"] == 3
+    assert status["n_models"] == 4  # 2 members x 2 iterations
+    assert status["zero_shot_force_mae_mev_per_a"] > 0
+
+
+def test_every_record_is_in_the_store(campaign):
+    folder, result = campaign
+    records = open_campaign_dir(folder)
+    labelled = records.find("labelled", {"campaign": "tiny"})
+    assert {d["provenance"]["sampler"] for d in labelled} >= {"seed", "validation", "langevin"}
+    for model_id in result["final_model_ids"]:
+        doc = records.find("model_docs", {"model_id": model_id})[0]
+        data = records.get_model_file(model_id, doc["file"]["sha256"])
+        assert len(data) == doc["file"]["size_bytes"]
+    iterations = records.find("iterations", {"campaign": "tiny"})
+    assert all(it["wall_time_s"]["finetune"] > 0 for it in iterations)
+
+
+def test_status_cli_table_and_json(campaign):
+    folder, _ = campaign
+    runner = CliRunner()
+    res = runner.invoke(app, ["status", str(folder), "--json"])
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    assert {"campaign", "state", "iterations", "zero_shot_force_mae_mev_per_a"} <= set(status)
+    assert all(STATUS_KEYS <= set(it) for it in status["iterations"])
+    res = runner.invoke(app, ["status", str(folder)])
+    assert res.exit_code == 0 and "tiny" in res.stdout
+
+
+def test_status_of_a_non_campaign_dir(tmp_path):
+    res = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "not a campaign directory" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_run_cli_refuses_bad_config_before_any_work(tmp_path):
+    data = tiny_campaign()
+    data["select"]["trust_window"] = 3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(app, ["run", str(path), "--dir", str(tmp_path / "c")])
+    assert res.exit_code == 2
+    assert "bad.yaml" in res.output and "select.trust_window" in res.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_empty_selection_ends_cleanly(tmp_path, foundation):
+    """Every frame accurate: the campaign converges after one fine-tune and buys no labels."""
+    config = parse_config(tiny_campaign(name="calm", select={"trust_lo": 9.0, "trust_hi": 10.0}))
+    result = run_campaign(config, tmp_path, log=False)
+    assert result["stop_reason"] == "converged" and result["iterations"] == 1
+    status = campaign_status(open_campaign_dir(Path(tmp_path)))
+    assert status["state"] == "converged"
+    assert status["iterations"][0]["n_selected"] == 0
