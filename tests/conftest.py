@@ -53,3 +53,29 @@ def job_store(tmp_path: Path):
     from frostline.store import make_job_store
 
     return make_job_store(StoreConfig(), tmp_path)
+
+
+@pytest.fixture(scope="session")
+def secantus_server(tmp_path_factory):
+    """A real MongoDB wire-protocol server (SecantusDB) on a free port, for the whole session.
+
+    Tests share it and isolate themselves by database name (``mongodb_store_config``).
+    """
+    from secantus import SecantusDBServer
+
+    server = SecantusDBServer(storage_path=str(tmp_path_factory.mktemp("secantus")), port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mongodb_store_config(secantus_server):
+    """A ``StoreConfig`` for a fresh database on the SecantusDB server."""
+    import uuid
+
+    from frostline.config import StoreConfig
+
+    return StoreConfig(kind="mongodb", uri=secantus_server.uri, database=f"t{uuid.uuid4().hex}")

@@ -1,4 +1,5 @@
-"""Command-line interface: ``frostline demo | run | status | foundation build-mini``."""
+"""Command-line interface: ``frostline demo | run | status | foundation build-mini``
+(registry commands ``models | data | campaigns``: ``frostline.cli_registry``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from frostline.cli_registry import register as register_registry_commands
+
 app = typer.Typer(help="frostline: active learning of MLIPs by frozen fine-tuning of MACE.")
 foundation_app = typer.Typer(help="Foundation models.")
 app.add_typer(foundation_app, name="foundation")
+register_registry_commands(app)  # models | data | campaigns (frostline.cli_registry)
 console = Console()
 err = Console(stderr=True)
 

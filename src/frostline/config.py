@@ -44,6 +44,8 @@ class FineTuneConfig(_Strict):
     batch_size: int = Field(4, ge=1)
     subsample: float = Field(0.85, gt=0, le=1.0, description="data fraction per member (>=1 ref.)")
     e0s: Literal["estimated", "foundation", "average"] = "estimated"
+    energy_weight: float = Field(10.0, ge=0)
+    forces_weight: float = Field(10.0, ge=0)
     default_dtype: Literal["float64", "float32"] = "float64"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from jobflow import JobConfig, JobStore
 from maggma.core import Store
-from maggma.stores import MongoURIStore, MontyStore
-from maggma.stores.gridfs import GridFSURIStore
+from maggma.stores import MongoStore, MontyStore
+from maggma.stores.gridfs import GridFSStore
 
 from frostline.config import StoreConfig
 
@@ -25,8 +25,17 @@ COLLECTIONS = {
     "campaigns": ["campaign"],
     "iterations": ["campaign", "index"],
     "labelled": ["campaign", "structure_hash", "oracle_settings_hash", "role", "status"],
-    "model_docs": ["model_id", "campaign", "kind", "elements"],
+    "model_docs": ["model_id", "campaign", "kind", "elements", "metrics.force_mae_mev_per_a"],
 }
+"""Fields indexed in each frostline collection (what the registry queries filter and sort by)."""
+COMPOUND_INDEXES = {
+    "labelled": [("campaign", "role", "status")],
+    "model_docs": [
+        ("elements", "metrics.force_mae_mev_per_a"),
+        ("campaign", "metrics.force_mae_mev_per_a"),
+    ],
+}
+"""Compound indexes on MongoDB (registry filters + sort by force MAE; label counts)."""
 BLOB_STORE = "model_files"
 DATA_STORE = "data"  # atomate2 jobs put trajectories here (``@job(data=...)``)
 ENV_URI = "FROSTLINE_MONGODB_URI"
@@ -39,8 +48,8 @@ class StoreError(RuntimeError):
 
 
 def redact_uri(uri: str) -> str:
-    """Remove credentials from a MongoDB URI for messages and documents."""
-    return re.sub(r"//[^@/]+@", "//***@", uri)
+    """Remove credentials from a MongoDB URI (or a message quoting one)."""
+    return re.sub(r"//[^/?#\s]*@", "//***@", uri)
 
 
 def _embedded_store(path: Path, collection: str) -> MontyStore:
@@ -53,22 +62,30 @@ def _embedded_store(path: Path, collection: str) -> MontyStore:
     )
 
 
-def make_job_store(config: StoreConfig, campaign_dir: Path | None = None) -> JobStore:
-    """Build the ``JobStore`` (docs + frostline collections + model-file blobs)."""
+def make_job_store(
+    config: StoreConfig, campaign_dir: Path | None = None, *, timeout_ms: int | None = None
+) -> JobStore:
+    """Build the ``JobStore`` (docs + frostline collections + model-file blobs).
+
+    ``timeout_ms`` bounds MongoDB server selection (pymongo's default is 30 s) unless the URI
+    sets ``serverSelectionTimeoutMS`` itself; it is ignored for the embedded store.
+    """
     kind = config.kind
     uri = config.uri or (os.environ.get(ENV_URI) if kind == "mongodb" else None)
     if kind == "mongodb":
         if not uri:
             raise StoreError(f"store.kind is mongodb but neither store.uri nor {ENV_URI} is set")
+        client: dict[str, Any] = {}
+        if timeout_ms is not None and "serverselectiontimeoutms" not in uri.lower():
+            client["serverSelectionTimeoutMS"] = timeout_ms
+        db = config.database
 
         def make(collection: str) -> Store:
-            return MongoURIStore(uri=uri, database=config.database, collection_name=collection)
+            return MongoStore.from_uri(uri, collection, db, mongoclient_kwargs=client)
 
-        blobs: Store = GridFSURIStore(uri=uri, database=config.database, collection_name=BLOB_STORE)
-        data: Store = GridFSURIStore(uri=uri, database=config.database, collection_name=DATA_STORE)
-        docs = MongoURIStore(
-            uri=uri, database=config.database, collection_name="outputs", key="uuid"
-        )
+        blobs: Store = GridFSStore.from_uri(uri, BLOB_STORE, db, mongoclient_kwargs=client)
+        data: Store = GridFSStore.from_uri(uri, DATA_STORE, db, mongoclient_kwargs=client)
+        docs = MongoStore.from_uri(uri, "outputs", db, key="uuid", mongoclient_kwargs=client)
     else:
         path = Path(config.path or (Path(campaign_dir or ".") / "store")).resolve()
         path.mkdir(parents=True, exist_ok=True)
@@ -85,6 +102,14 @@ def make_job_store(config: StoreConfig, campaign_dir: Path | None = None) -> Job
     return JobStore(docs_store=docs, additional_stores=additional)
 
 
+def short_error(exc: BaseException) -> str:
+    """One line for a store error: pymongo's topology and server-reply details cut, no secrets."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for cut in (", full error:", " (configured timeouts", ", Timeout:", ", Topology Description:"):
+        text = text.split(cut)[0]
+    return redact_uri(text)
+
+
 class Records:
     """frostline's documents in a ``JobStore`` (DESIGN.md §4)."""
 
@@ -96,20 +121,39 @@ class Records:
         self._connected = False
 
     def connect(self) -> Records:
+        """Connect every store, check the server answers, and ensure the indexes."""
         if not self._connected:
             try:
                 self.job_store.connect()
+                # pymongo connects lazily: one cheap read tells an unreachable server (or bad
+                # credentials) now, in one error, rather than at every later call
+                self.job_store.additional_stores["campaigns"].count({"campaign": ""})
             except Exception as exc:  # pymongo/montydb errors: one clear line
-                raise StoreError(f"cannot connect to the store: {redact_uri(str(exc))}") from None
-            for name, keys in COLLECTIONS.items():
-                store = self.job_store.additional_stores[name]
-                for k in keys:
-                    try:
-                        store.ensure_index(k)
-                    except Exception:  # montydb indexes are best-effort
-                        pass
+                try:
+                    self.job_store.close()
+                except Exception:
+                    pass
+                raise StoreError(f"cannot connect to the store: {short_error(exc)}") from None
+            self.ensure_indexes()
             self._connected = True
         return self
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes of ``COLLECTIONS`` and, on MongoDB, ``COMPOUND_INDEXES``."""
+        for name, keys in COLLECTIONS.items():
+            store = self.job_store.additional_stores[name]
+            for k in keys:
+                try:
+                    store.ensure_index(k)
+                except Exception:  # montydb indexes are best-effort
+                    pass
+            if isinstance(store, MontyStore) or not isinstance(store, MongoStore):
+                continue
+            for fields in COMPOUND_INDEXES.get(name, []):
+                try:
+                    store._collection.create_index([(f, 1) for f in fields])
+                except Exception:  # e.g. a read-only user: queries still work, only slower
+                    pass
 
     def close(self) -> None:
         if self._connected:

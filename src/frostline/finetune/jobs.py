@@ -61,6 +61,8 @@ class FineTuneMaker(Maker):
     batch_size: int = 4
     subsample: float = 0.85
     e0s: str = "estimated"
+    energy_weight: float = 10.0
+    forces_weight: float = 10.0
     default_dtype: str = "float64"
     device: str = "auto"
     keep_foundation_elements: bool = False
@@ -108,6 +110,8 @@ class FineTuneMaker(Maker):
                 batch_size=min(self.batch_size, max(1, len(data) - 1)),
                 lr=self.lr,
                 e0s=self.e0s,
+                energy_weight=self.energy_weight,
+                forces_weight=self.forces_weight,
                 default_dtype=self.default_dtype,
                 device=device,
                 foundation_model=foundation,

@@ -130,6 +130,8 @@ def run_mace_training(
     root = logging.getLogger()
     handlers = list(root.handlers)
     level = root.level
+    for h in handlers:  # mace-torch logs DEBUG to the root logger; it adds its own console handler
+        root.removeHandler(h)
     cwd = os.getcwd()
     try:
         run(args)
@@ -137,9 +139,10 @@ def run_mace_training(
         os.chdir(cwd)
         torch.set_default_dtype(dtype)
         for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-                h.close()
+            root.removeHandler(h)
+            h.close()
+        for h in handlers:
+            root.addHandler(h)
         root.setLevel(level)
     model = work_dir / f"{settings.name}.model"
     if not model.exists():

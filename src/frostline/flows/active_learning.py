@@ -55,6 +55,8 @@ class ActiveLearningMaker(Maker):
                 batch_size=ft.batch_size,
                 subsample=ft.subsample,
                 e0s=ft.e0s,
+                energy_weight=ft.energy_weight,
+                forces_weight=ft.forces_weight,
                 default_dtype=ft.default_dtype,
                 device=ft.device,
                 seed=config.seed,

@@ -1,0 +1,288 @@
+"""Registry commands: ``frostline models list|show|export``, ``data export``, ``campaigns list``.
+
+Each command reads one store: ``--dir DIR`` (a campaign directory, with the store it was run
+with), ``--store URI`` (MongoDB) or ``$FROSTLINE_MONGODB_URI``, with ``--database``. Tables for
+people, ``--json`` for programs; bad input is one red line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from frostline.store import Records
+
+models_app = typer.Typer(
+    help="Trained models in a store: list, show, export.", no_args_is_help=True
+)
+data_app = typer.Typer(help="Labelled structures in a store: export.", no_args_is_help=True)
+campaigns_app = typer.Typer(help="Campaigns in a store.", no_args_is_help=True)
+
+ENV_URI = "FROSTLINE_MONGODB_URI"  # as frostline.store.ENV_URI (not imported: slow to import)
+
+DirOpt = Annotated[
+    Path | None, typer.Option("--dir", help="campaign directory (its store)", show_default=False)
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store", help=f"MongoDB URI (default: ${ENV_URI})", metavar="URI", show_default=False
+    ),
+]
+DatabaseOpt = Annotated[str, typer.Option("--database", help="MongoDB database")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``models``, ``data`` and ``campaigns`` command groups to ``app``."""
+    app.add_typer(models_app, name="models")
+    app.add_typer(data_app, name="data")
+    app.add_typer(campaigns_app, name="campaigns")
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _fail(message: str, uri: str | None = None) -> NoReturn:
+    from frostline.registry.stores import scrub
+
+    message = " ".join(scrub(message, uri or os.environ.get(ENV_URI)).split())
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _records(campaign_dir: Path | None, uri: str | None, database: str) -> Iterator[Records]:
+    """Connected records; store, query and write errors become one line and exit code 2."""
+    from pymongo.errors import PyMongoError
+
+    from frostline.registry.stores import open_store
+    from frostline.store import StoreError, short_error
+
+    try:
+        records = open_store(campaign_dir, uri, database)
+    except StoreError as exc:
+        _fail(str(exc), uri)
+    try:
+        yield records
+    except (StoreError, ValueError, OSError, PyMongoError) as exc:
+        _fail(short_error(exc), uri)
+    finally:
+        try:
+            records.close()
+        except Exception:
+            pass
+
+
+def _dump(obj: Any) -> None:
+    print(json.dumps(obj, default=str))
+
+
+def _fmt(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _max_mae(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        _fail(f"--max-force-mae: not a number: {text!r}")
+    if not math.isfinite(value) or value < 0:
+        _fail(f"--max-force-mae must be a number >= 0 (meV/Å), not {text}")
+    return value
+
+
+@models_app.command("list")
+def models_list(
+    elements: Annotated[
+        str | None,
+        typer.Option(help="comma-separated elements, e.g. Cu,H", show_default=False),
+    ] = None,
+    elements_mode: Annotated[
+        str,
+        typer.Option(help="exact: trained on exactly these elements; subset: on at least these"),
+    ] = "exact",
+    kind: Annotated[
+        str | None,
+        typer.Option(help="mace-finetuned, committee-member, mace-foundation, ace-surrogate"),
+    ] = None,
+    max_force_mae: Annotated[
+        str | None,
+        typer.Option(help="keep models with validation force MAE <= this", metavar="MEV_PER_A"),
+    ] = None,
+    campaign: Annotated[str | None, typer.Option(help="campaign name")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many models (0: all)")] = 50,
+    dir: DirOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = "frostline",
+    as_json: JsonOpt = False,
+) -> None:
+    """Models matching every filter, best validation force MAE first."""
+    from frostline.registry.models import list_models, model_filter
+
+    mae = _max_mae(max_force_mae)
+    if limit < 0:
+        _fail(f"--limit must be >= 0, not {limit}")
+    try:  # validate the filters before connecting to anything
+        model_filter(elements, elements_mode, kind, mae, campaign)
+    except ValueError as exc:
+        _fail(str(exc))
+    with _records(dir, store, database) as records:
+        docs = list_models(records, elements, elements_mode, kind, mae, campaign, limit)
+    if as_json:
+        _dump(docs)
+        return
+    table = Table(
+        title=f"{len(docs)} model(s)",
+        caption="MAE: validation errors, forces in meV/Å, energies in meV/atom",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("model id", "kind", "campaign", "elements", "F MAE", "E MAE"):
+        numeric = col in ("F MAE", "E MAE")
+        table.add_column(
+            col,
+            justify="right" if numeric else "left",
+            no_wrap=col in ("model id", "kind"),
+            overflow="fold",
+            min_width=5 if numeric else None,
+        )
+    for d in docs:
+        metrics = d.get("metrics") or {}
+        table.add_row(
+            d["model_id"],
+            _fmt(d.get("kind")),
+            _fmt(d.get("campaign")),
+            ",".join(d.get("elements") or []),
+            _fmt(metrics.get("force_mae_mev_per_a")),
+            _fmt(metrics.get("energy_mae_mev_per_atom")),
+        )
+    out = _out()
+    out.print(table)
+    if limit and len(docs) == limit:
+        out.print(f"(first {limit}; --limit 0 lists all)", style="dim")
+
+
+@models_app.command("show")
+def models_show(
+    model_id: Annotated[str, typer.Argument(help="model id")],
+    dir: DirOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = "frostline",
+    as_json: JsonOpt = False,
+) -> None:
+    """Everything recorded about one model."""
+    from frostline.registry.models import get_model
+
+    with _records(dir, store, database) as records:
+        doc = get_model(records, model_id)
+    if as_json:
+        _dump(doc)
+        return
+    table = Table(title=f"model {model_id}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in doc.items():
+        if key == "training_set_hashes":
+            table.add_row("training set", f"{len(value or [])} structures")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if k != "data_b64":
+                    table.add_row(f"{key}.{k}", _fmt(v, 2))
+        elif isinstance(value, list):
+            table.add_row(key, ", ".join(map(str, value)))
+        else:
+            table.add_row(key, _fmt(value, 2))
+    _out().print(table)
+
+
+@models_app.command("export")
+def models_export(
+    model_id: Annotated[str, typer.Argument(help="model id")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="file (or existing directory) to write")
+    ],
+    dir: DirOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = "frostline",
+) -> None:
+    """Write a model file, after checking its sha256 against the record."""
+    from frostline.registry.models import export_model
+
+    with _records(dir, store, database) as records:
+        path = export_model(records, model_id, output)
+    _out().print(f"{model_id} -> {path} (sha256 verified)")
+
+
+@data_app.command("export")
+def data_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="extxyz file to write")],
+    campaign: Annotated[str | None, typer.Option(help="campaign name (default: all)")] = None,
+    role: Annotated[str, typer.Option(help="train, validation or all")] = "train",
+    dir: DirOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = "frostline",
+) -> None:
+    """Successfully labelled structures as extxyz (energy, forces, stress; provenance in info)."""
+    from frostline.registry.data import export_labelled, labelled_filter
+
+    try:
+        labelled_filter(campaign, role)
+    except ValueError as exc:
+        _fail(str(exc))
+    with _records(dir, store, database) as records:
+        n = export_labelled(records, output, campaign, role)
+    _out().print(f"{n} labelled structure(s) -> {output}")
+
+
+@campaigns_app.command("list")
+def campaigns_list(
+    dir: DirOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = "frostline",
+    as_json: JsonOpt = False,
+) -> None:
+    """Campaigns: state, iterations, labels, final validation force MAE."""
+    from frostline.registry.campaigns import list_campaigns
+
+    with _records(dir, store, database) as records:
+        rows = list_campaigns(records)
+    if as_json:
+        _dump(rows)
+        return
+    table = Table(
+        title=f"{len(rows)} campaign(s)",
+        caption="train / valid.: successful labels; F MAE: last validation force MAE, meV/Å",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("campaign", "state", "stop reason", "iters", "train", "valid.", "F MAE"):
+        text = col in ("campaign", "state", "stop reason")
+        table.add_column(col, justify="left" if text else "right", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["campaign"],
+            _fmt(r["state"]),
+            _fmt(r["stop_reason"]),
+            _fmt(r["n_iterations"]),
+            _fmt(r["n_train_labels"]),
+            _fmt(r["n_validation"]),
+            _fmt(r["final_force_mae_mev_per_a"]),
+        )
+    _out().print(table)

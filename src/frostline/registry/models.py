@@ -1,0 +1,152 @@
+"""Model registry: find trained models by elements, kind, campaign and accuracy; export files.
+
+Every query is a plain MongoDB filter with sort and limit (no aggregation), so the same code runs
+on the embedded montydb store and on a MongoDB server; the fields filtered and sorted on are
+indexed (``frostline.store.COLLECTIONS``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from ase.data import chemical_symbols
+
+from frostline.schemas import ModelDoc
+from frostline.store import Records, StoreError
+
+FORCE_MAE = "metrics.force_mae_mev_per_a"
+MODEL_KINDS: tuple[str, ...] = get_args(ModelDoc.model_fields["kind"].annotation)
+ELEMENT_MODES = ("exact", "subset")
+LIST_EXCLUDE = {"_id": 0, "training_set_hashes": 0}
+"""Fields left out of listings (a training-set hash list can hold thousands of entries)."""
+
+ElementsMode = Literal["exact", "subset"]
+
+
+def parse_elements(elements: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Sorted unique chemical symbols from ``"Cu,H"`` or a list; ``ValueError`` if any is unknown.
+
+    Symbols are matched case-insensitively (``cu`` is Cu), as the store keeps them sorted.
+    """
+    items = elements.split(",") if isinstance(elements, str) else list(elements)
+    symbols = [str(s).strip() for s in items if str(s).strip()]
+    if not symbols:
+        raise ValueError("no elements given (expected e.g. Cu,H)")
+    known = {s.lower(): s for s in chemical_symbols[1:]}
+    bad = [s for s in symbols if s.lower() not in known]
+    if bad:
+        raise ValueError(f"unknown element(s): {', '.join(bad)}")
+    return sorted({known[s.lower()] for s in symbols})
+
+
+def model_filter(
+    elements: str | list[str] | None = None,
+    elements_mode: str = "exact",
+    kind: str | None = None,
+    max_force_mae: float | None = None,
+    campaign: str | None = None,
+) -> dict[str, Any]:
+    """The MongoDB filter of ``list_models`` (validated; ``ValueError`` on a malformed one)."""
+    criteria: dict[str, Any] = {}
+    if elements is not None:
+        symbols = parse_elements(elements)
+        if elements_mode == "exact":  # trained on exactly these (stored sorted, as written)
+            criteria["elements"] = symbols
+        elif elements_mode == "subset":  # trained on (at least) these elements
+            criteria["elements"] = {"$all": symbols}
+        else:
+            raise ValueError(f"elements mode must be exact or subset, not {elements_mode!r}")
+    if kind is not None:
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {kind!r} (one of {', '.join(MODEL_KINDS)})")
+        criteria["kind"] = kind
+    if max_force_mae is not None:
+        if not math.isfinite(max_force_mae) or max_force_mae < 0:
+            raise ValueError(f"max force MAE must be a number >= 0 meV/Å, not {max_force_mae}")
+        criteria[FORCE_MAE] = {"$lte": float(max_force_mae)}
+    if campaign is not None:
+        if not campaign:
+            raise ValueError("campaign name must not be empty")
+        criteria["campaign"] = campaign
+    return criteria
+
+
+def list_models(
+    records: Records,
+    elements: str | list[str] | None = None,
+    elements_mode: ElementsMode = "exact",
+    kind: str | None = None,
+    max_force_mae: float | None = None,
+    campaign: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Model documents matching every filter given, best validation force MAE first.
+
+    ``elements`` with ``elements_mode="exact"`` keeps models trained on exactly these elements
+    (the stored list equals the sorted symbols: frostline writes model elements sorted),
+    ``"subset"`` those trained on at least these. ``max_force_mae`` (meV/Å) is inclusive and
+    drops models without metrics; otherwise those come last. ``limit`` (None or 0: all) caps the
+    number returned. Documents are returned as stored, without ``training_set_hashes``.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
+    criteria = model_filter(elements, elements_mode, kind, max_force_mae, campaign)
+    store = records["model_docs"]
+    limit = limit or 0
+    sort = {FORCE_MAE: 1}  # one key: the (elements | campaign, force MAE) indexes serve it
+    scored = {**criteria, FORCE_MAE: criteria.get(FORCE_MAE, {"$gte": 0})}
+    docs = list(store.query(scored, properties=LIST_EXCLUDE, sort=sort, limit=limit))
+    if max_force_mae is None and (not limit or len(docs) < limit):
+        unscored = {**criteria, FORCE_MAE: None}  # null or missing: models without metrics
+        rest = limit - len(docs) if limit else 0
+        docs += store.query(unscored, properties=LIST_EXCLUDE, sort={"model_id": 1}, limit=rest)
+    return docs
+
+
+def get_model(records: Records, model_id: str) -> dict[str, Any]:
+    """The full model document of ``model_id``; ``StoreError`` if there is none."""
+    doc = records["model_docs"].query_one({"model_id": model_id})
+    if doc is None:
+        raise StoreError(f"no model with id {model_id!r} in this store")
+    doc.pop("_id", None)
+    return doc
+
+
+def export_model(records: Records, model_id: str, path: Path | str) -> Path:
+    """Write the file of ``model_id`` to ``path`` (a file, or a directory to put it in).
+
+    The bytes are checked against the sha256 and size recorded in the model document before
+    anything is written; a corrupted or missing blob raises ``StoreError`` and leaves no file.
+    Returns the path written.
+    """
+    doc = get_model(records, model_id)
+    file = doc.get("file") or {}
+    data = records.get_model_file(model_id, expected_sha256=file.get("sha256"))
+    if file.get("size_bytes") is not None and len(data) != file["size_bytes"]:
+        raise StoreError(
+            f"model file {model_id}: {len(data)} bytes stored, {file['size_bytes']} recorded"
+        )
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{model_id}{Path(file.get('filename') or 'x.model').suffix}"
+    atomic_write(path, data)
+    return path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so no partial file is ever left."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise StoreError(f"cannot write {path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

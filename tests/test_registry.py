@@ -1,0 +1,533 @@
+"""Model registry, data export and campaign listing, on the embedded store and on MongoDB.
+
+Every registry operation runs against both backends: the embedded montydb store of a campaign
+directory and a real MongoDB wire-protocol server (SecantusDB). Stores are filled by writing
+documents through ``Records`` (no campaign is run).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+from ase.io import read
+from conftest import tiny_campaign
+from typer.testing import CliRunner
+
+from frostline.cli import app
+from frostline.config import StoreConfig
+from frostline.flows.campaign import CONFIG_COPY
+from frostline.registry.campaigns import list_campaigns
+from frostline.registry.data import export_labelled
+from frostline.registry.models import export_model, get_model, list_models, parse_elements
+from frostline.registry.stores import open_store
+from frostline.schemas import (
+    CampaignDoc,
+    IterationDoc,
+    LabelledStructure,
+    ModelDoc,
+    ModelFile,
+    Provenance,
+    ValidationMetrics,
+    as_structure_dict,
+    structure_hash,
+)
+from frostline.store import Records, StoreError, make_job_store
+
+PASSWORD = "s3cr3t-Pa55"
+
+# model id -> (kind, campaign, elements, force MAE meV/Å or None)
+MODELS = {
+    "alpha-it000-m0": ("committee-member", "alpha", ["Cu", "H"], 40.0),
+    "alpha-it001-m0": ("committee-member", "alpha", ["Cu", "H"], 25.0),
+    "alpha-final": ("mace-finetuned", "alpha", ["Cu", "H"], 20.0),
+    "beta-it000-m0": ("committee-member", "beta", ["Cu", "H", "O"], 30.0),
+    "beta-final": ("mace-finetuned", "beta", ["Cu", "H", "O"], 15.0),
+    "gamma-m0": ("committee-member", "gamma", ["Cu"], 50.0),
+    "pt-foundation": ("mace-foundation", None, ["H", "Pt"], None),
+}
+
+
+def model_bytes(model_id: str) -> bytes:
+    return f"MACE model {model_id} ".encode() * 50
+
+
+def model_doc(model_id: str, sha: str, size: int) -> ModelDoc:
+    kind, campaign, elements, mae = MODELS[model_id]
+    metrics = None
+    if mae is not None:
+        metrics = ValidationMetrics(
+            n_structures=3,
+            energy_mae_mev_per_atom=mae / 10,
+            energy_rmse_mev_per_atom=mae / 8,
+            force_mae_mev_per_a=mae,
+            force_rmse_mev_per_a=mae * 1.3,
+        )
+    return ModelDoc(
+        model_id=model_id,
+        kind=kind,
+        campaign=campaign,
+        iteration=0,
+        member=0,
+        elements=elements,
+        foundation="mini-foundation.model",
+        freeze_level=6,
+        trainable_parameters=1000,
+        total_parameters=50000,
+        n_train=2,
+        training_set_hashes=["a" * 32, "b" * 32],
+        metrics=metrics,
+        file=ModelFile(filename="member0.model", sha256=sha, size_bytes=size),
+    )
+
+
+def labelled(
+    i: int, campaign: str, role: str = "train", status: str = "ok", oracle: str = "emt"
+) -> LabelledStructure:
+    rng = np.random.default_rng(i)
+    atoms = Atoms("Cu2H", positions=rng.uniform(0, 5, (3, 3)), cell=[6.0, 6.0, 6.0], pbc=True)
+    structure = as_structure_dict(atoms)
+    ok = status == "ok"
+    return LabelledStructure(
+        structure=structure,
+        energy=-3.0 - 0.1 * i if ok else None,
+        forces=rng.normal(size=(3, 3)).round(6).tolist() if ok else None,
+        stress=rng.normal(size=6).round(6).tolist() if ok else None,
+        oracle=oracle,
+        oracle_settings_hash="0123456789abcdef",
+        structure_hash=structure_hash(structure),
+        provenance=Provenance(iteration=i % 2, sampler="langevin", temperature=300.0),
+        role=role,
+        status=status,
+        reason=None if ok else "oracle job failed",
+        campaign=campaign,
+    )
+
+
+LABELS = [
+    # (seed, campaign, role, status)
+    (0, "alpha", "train", "ok"),
+    (1, "alpha", "train", "ok"),
+    (2, "alpha", "train", "ok"),
+    (3, "alpha", "train", "failed"),
+    (4, "alpha", "validation", "ok"),
+    (5, "beta", "train", "ok"),
+    (0, "beta", "train", "ok"),  # a label of alpha's reused by beta
+]
+
+
+def populate(records: Records) -> None:
+    """Models + files, labelled structures, two campaigns with iterations."""
+    for model_id in MODELS:
+        data = model_bytes(model_id)
+        sha = records.put_model_file(model_id, data)
+        doc = model_doc(model_id, sha, len(data))
+        records.upsert("model_docs", [doc.model_dump(mode="json")], ["model_id"])
+    records.upsert(
+        "labelled",
+        [labelled(i, c, r, s).model_dump(mode="json") for i, c, r, s in LABELS],
+        ["campaign", "structure_hash", "oracle_settings_hash", "role"],
+    )
+    for name, state, maes in (("alpha", "stopped", [40.0, 20.0]), ("beta", "running", [30.0])):
+        campaign = CampaignDoc(
+            campaign=name, config={}, foundation="mini", oracle="emt", elements=["Cu", "H"]
+        )
+        doc = campaign.model_dump(mode="json") | {"state": state}
+        if state == "stopped":
+            doc["stop_reason"] = "max iterations"
+        records.upsert("campaigns", [doc], ["campaign"])
+        for index, mae in enumerate(maes):
+            it = IterationDoc(
+                campaign=name,
+                index=index,
+                n_labelled=3,
+                n_selected=1,
+                n_new_labels=1,
+                n_candidates=4,
+                n_accurate=1,
+                n_uncertain=3,
+                n_failed_frames=0,
+                accurate_fraction=0.25,
+                force_mae_mev_per_a=mae,
+            )
+            records.upsert("iterations", [it.model_dump(mode="json")], ["campaign", "index"])
+
+
+@dataclass
+class Backend:
+    kind: str
+    records: Records
+    args: list[str]  # CLI store selection
+    uri: str | None
+
+
+def _backend(kind: str, tmp_path: Path, mongodb_config: StoreConfig | None) -> Backend:
+    if kind == "embedded":
+        folder = tmp_path / "campaign"
+        folder.mkdir()
+        (folder / CONFIG_COPY).write_text(yaml.safe_dump(tiny_campaign()))
+        records = Records(make_job_store(StoreConfig(), folder)).connect()
+        return Backend(kind, records, ["--dir", str(folder)], None)
+    assert mongodb_config is not None
+    records = Records(make_job_store(mongodb_config)).connect()
+    args = ["--store", mongodb_config.uri, "--database", mongodb_config.database]
+    return Backend(kind, records, args, mongodb_config.uri)
+
+
+@pytest.fixture(params=["embedded", "mongodb"])
+def backend(request, tmp_path) -> Backend:
+    """A populated store of either kind, with the CLI arguments that select it."""
+    config = request.getfixturevalue("mongodb_store_config") if request.param == "mongodb" else None
+    b = _backend(request.param, tmp_path, config)
+    populate(b.records)
+    yield b
+    b.records.close()
+
+
+def ids(docs: list[dict]) -> list[str]:
+    return [d["model_id"] for d in docs]
+
+
+# -- Python API --------------------------------------------------------------------------------
+def test_exact_vs_subset_elements(backend):
+    r = backend.records
+    assert ids(list_models(r, elements=["Cu", "H"])) == [
+        "alpha-final",
+        "alpha-it001-m0",
+        "alpha-it000-m0",
+    ]
+    assert ids(list_models(r, elements="H,cu", elements_mode="subset")) == [
+        "beta-final",
+        "alpha-final",
+        "alpha-it001-m0",
+        "beta-it000-m0",
+        "alpha-it000-m0",
+    ]
+    assert ids(list_models(r, elements=["Cu"])) == ["gamma-m0"]
+    # models without metrics come last
+    assert ids(list_models(r, elements=["H"], elements_mode="subset"))[-1] == "pt-foundation"
+    assert ids(list_models(r, elements=["Au"], elements_mode="subset")) == []
+
+
+def test_kind_campaign_mae_filters_and_limit(backend):
+    r = backend.records
+    everything = list_models(r)
+    assert len(everything) == len(MODELS)
+    maes = [(d.get("metrics") or {}).get("force_mae_mev_per_a") for d in everything]
+    assert maes[:-1] == sorted(maes[:-1]) and maes[-1] is None
+    assert "training_set_hashes" not in everything[0] and "_id" not in everything[0]
+    assert ids(list_models(r, kind="mace-finetuned")) == ["beta-final", "alpha-final"]
+    assert ids(list_models(r, campaign="beta")) == ["beta-final", "beta-it000-m0"]
+    assert ids(list_models(r, max_force_mae=25)) == ["beta-final", "alpha-final", "alpha-it001-m0"]
+    assert ids(list_models(r, elements=["Cu", "H"], max_force_mae=22.5)) == ["alpha-final"]
+    assert ids(list_models(r, kind="committee-member", campaign="alpha", max_force_mae=30)) == [
+        "alpha-it001-m0"
+    ]
+    assert ids(list_models(r, limit=2)) == ["beta-final", "alpha-final"]
+    assert len(list_models(r, limit=0)) == len(MODELS)
+    assert list_models(r, campaign="nope") == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"elements": "Cu,Xx"}, "unknown element"),
+        ({"elements": ""}, "no elements"),
+        ({"elements": "Cu", "elements_mode": "some"}, "exact or subset"),
+        ({"kind": "mace"}, "unknown model kind"),
+        ({"max_force_mae": -1.0}, ">= 0"),
+        ({"max_force_mae": float("nan")}, ">= 0"),
+        ({"limit": -3}, "limit"),
+    ],
+)
+def test_malformed_filters(job_store, kwargs, message):
+    records = Records(job_store).connect()
+    with pytest.raises(ValueError, match=message):
+        list_models(records, **kwargs)
+
+
+def test_parse_elements():
+    assert parse_elements(" h, CU ,Cu,") == ["Cu", "H"]
+    with pytest.raises(ValueError, match="Xx, Q"):
+        parse_elements("Cu,Xx,Q")
+
+
+def test_get_model(backend):
+    doc = get_model(backend.records, "beta-final")
+    assert doc["elements"] == ["Cu", "H", "O"]
+    assert doc["training_set_hashes"] == ["a" * 32, "b" * 32]
+    assert doc["metrics"]["force_mae_mev_per_a"] == 15.0
+    with pytest.raises(StoreError, match="no model with id 'nope'"):
+        get_model(backend.records, "nope")
+
+
+def test_export_model_verifies_checksum(backend, tmp_path):
+    out = tmp_path / "out.model"
+    assert export_model(backend.records, "alpha-final", out) == out
+    assert out.read_bytes() == model_bytes("alpha-final")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    assert export_model(backend.records, "beta-final", folder) == folder / "beta-final.model"
+    # corrupt the stored blob: the export fails and writes nothing
+    blobs = backend.records["model_files"]
+    doc = blobs.query_one({"model_id": "alpha-final"})
+    doc["data_b64"] = doc["data_b64"][:-8] + "AAAAAAA="
+    blobs.update([{k: v for k, v in doc.items() if k != "_id"}], key="model_id")
+    bad = tmp_path / "bad.model"
+    with pytest.raises(StoreError, match="corrupted"):
+        export_model(backend.records, "alpha-final", bad)
+    assert not bad.exists()
+    assert not list(tmp_path.glob(".bad.model*"))  # no temporary file left either
+    with pytest.raises(StoreError, match="no model"):
+        export_model(backend.records, "nope", tmp_path / "x.model")
+
+
+def test_export_model_record_mismatch(backend, tmp_path):
+    """A model document whose recorded sha256 differs from the stored file's."""
+    doc = get_model(backend.records, "gamma-m0")
+    doc["file"]["sha256"] = "0" * 64
+    backend.records.upsert("model_docs", [doc], ["model_id"])
+    with pytest.raises(StoreError, match="sha256 mismatch"):
+        export_model(backend.records, "gamma-m0", tmp_path / "g.model")
+    assert not (tmp_path / "g.model").exists()
+
+
+def test_export_labelled_roundtrip(backend, tmp_path):
+    path = tmp_path / "alpha.extxyz"
+    assert export_labelled(backend.records, path, campaign="alpha") == 3  # failed one left out
+    frames = read(path, ":")
+    expected = [labelled(i, "alpha") for i in (0, 1, 2)]
+    assert len(frames) == 3
+    for atoms, lab in zip(frames, expected, strict=True):
+        assert atoms.get_chemical_symbols() == ["Cu", "Cu", "H"]
+        np.testing.assert_allclose(atoms.positions, lab.to_calc_atoms().positions, atol=1e-6)
+        assert atoms.get_potential_energy() == pytest.approx(lab.energy)
+        np.testing.assert_allclose(atoms.get_forces(), lab.forces, atol=1e-8)
+        np.testing.assert_allclose(atoms.get_stress(), lab.stress, atol=1e-8)
+        assert atoms.info["oracle"] == "emt"
+        assert atoms.info["structure_hash"] == lab.structure_hash
+        assert atoms.info["provenance_sampler"] == "langevin"
+        assert atoms.info["config_type"] == "langevin"
+        assert atoms.info["campaign"] == "alpha" and atoms.info["role"] == "train"
+    assert export_labelled(backend.records, path, campaign="alpha", role="validation") == 1
+    assert export_labelled(backend.records, path, campaign="alpha", role="all") == 4
+    # all campaigns: the label beta reused from alpha is written once
+    assert export_labelled(backend.records, path) == 4
+    with pytest.raises(StoreError, match="no successfully labelled"):
+        export_labelled(backend.records, tmp_path / "none.extxyz", campaign="nope")
+    assert not (tmp_path / "none.extxyz").exists()
+    with pytest.raises(ValueError, match="role"):
+        export_labelled(backend.records, path, role="test")
+
+
+def test_list_campaigns(backend):
+    rows = {r["campaign"]: r for r in list_campaigns(backend.records)}
+    assert list(rows) == ["alpha", "beta"]
+    alpha = rows["alpha"]
+    assert alpha["state"] == "stopped" and alpha["stop_reason"] == "max iterations"
+    assert alpha["n_iterations"] == 2
+    assert alpha["n_train_labels"] == 3 and alpha["n_validation"] == 1
+    assert alpha["n_failed_labels"] == 1 and alpha["n_models"] == 3
+    assert alpha["final_force_mae_mev_per_a"] == 20.0
+    assert rows["beta"]["n_train_labels"] == 2 and rows["beta"]["final_force_mae_mev_per_a"] == 30
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def invoke(args: list[str], **env):
+    return CliRunner().invoke(app, args, env={"COLUMNS": "200", **env})
+
+
+def test_cli_models_list_json_and_table(backend):
+    res = invoke(["models", "list", *backend.args, "--elements", "Cu,H", "--json"])
+    assert res.exit_code == 0, res.output
+    assert ids(json.loads(res.stdout)) == ["alpha-final", "alpha-it001-m0", "alpha-it000-m0"]
+    res = invoke(
+        ["models", "list", *backend.args, "--elements", "H,Cu", "--elements-mode", "subset"]
+        + ["--kind", "mace-finetuned", "--max-force-mae", "18", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert ids(json.loads(res.stdout)) == ["beta-final"]
+    res = invoke(["models", "list", *backend.args, "--campaign", "alpha", "--json"])
+    assert len(json.loads(res.stdout)) == 3
+    res = invoke(["models", "list", *backend.args])
+    assert res.exit_code == 0, res.output
+    assert "alpha-it000-m0" in res.stdout and "pt-foundation" in res.stdout
+    assert "7 model(s)" in res.stdout
+
+
+def test_cli_show_export_data_campaigns(backend, tmp_path):
+    res = invoke(["models", "show", "beta-final", *backend.args, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["kind"] == "mace-finetuned"
+    res = invoke(["models", "show", "beta-final", *backend.args])
+    assert res.exit_code == 0 and "metrics.force_mae_mev_per_a" in res.stdout
+    out = tmp_path / "m.model"
+    res = invoke(["models", "export", "alpha-final", *backend.args, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == model_bytes("alpha-final")
+    xyz = tmp_path / "d.extxyz"
+    res = invoke(["data", "export", *backend.args, "--campaign", "alpha", "-o", str(xyz)])
+    assert res.exit_code == 0, res.output
+    assert len(read(xyz, ":")) == 3
+    res = invoke(["campaigns", "list", *backend.args, "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["campaign"] for r in json.loads(res.stdout)] == ["alpha", "beta"]
+    res = invoke(["campaigns", "list", *backend.args])
+    assert res.exit_code == 0 and "max iterations" in res.stdout
+
+
+def assert_clean_failure(res, message: str) -> None:
+    """Exit code 2, one line on stderr containing ``message``, no traceback, no password."""
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert PASSWORD not in res.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["models", "show", "no-such-model"], "no model with id 'no-such-model'"),
+        (["models", "export", "no-such-model", "-o", "x.model"], "no model with id"),
+        (["models", "list", "--elements", "Cu,Xx"], "unknown element(s): Xx"),
+        (["models", "list", "--max-force-mae", "-1"], "must be a number >= 0"),
+        (["models", "list", "--max-force-mae", "abc"], "not a number"),
+        (["models", "list", "--elements-mode", "some", "--elements", "Cu"], "exact or subset"),
+        (["models", "list", "--kind", "mace"], "unknown model kind"),
+        (["data", "export", "--campaign", "nope", "-o", "x.extxyz"], "no successfully labelled"),
+        (["data", "export", "--role", "test", "-o", "x.extxyz"], "role must be"),
+    ],
+)
+def test_cli_bad_input(backend, extra, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = invoke([*extra[:2], *backend.args, *extra[2:]])
+    assert_clean_failure(res, message)
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_cli_corrupted_model_export(backend, tmp_path):
+    blobs = backend.records["model_files"]
+    doc = blobs.query_one({"model_id": "beta-final"})
+    doc["data_b64"] = "AAAA" + doc["data_b64"][4:]
+    blobs.update([{k: v for k, v in doc.items() if k != "_id"}], key="model_id")
+    out = tmp_path / "b.model"
+    res = invoke(["models", "export", "beta-final", *backend.args, "-o", str(out)])
+    assert_clean_failure(res, "sha256 mismatch (stored file is corrupted)")
+    assert not out.exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_store_selection_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("FROSTLINE_MONGODB_URI", raising=False)
+    assert_clean_failure(invoke(["models", "list"]), "no store given")
+    assert_clean_failure(
+        invoke(["campaigns", "list", "--dir", str(tmp_path)]), "not a campaign directory"
+    )
+    res = invoke(["models", "list", "--dir", str(tmp_path), "--store", "mongodb://h:1/"])
+    assert_clean_failure(res, "not both")
+    res = invoke(["models", "list", "--store", f"postgres://u:{PASSWORD}@h/db"])
+    assert_clean_failure(res, "not a MongoDB URI")
+
+
+def test_cli_unreachable_mongodb_fails_fast_without_password(monkeypatch):
+    monkeypatch.delenv("FROSTLINE_MONGODB_URI", raising=False)
+    uri = f"mongodb://frost:{PASSWORD}@127.0.0.1:{free_port()}/"
+    start = time.perf_counter()
+    res = invoke(["models", "list", "--store", uri])
+    assert time.perf_counter() - start < 10
+    assert_clean_failure(res, "MongoDB at mongodb://***@127.0.0.1")
+    assert "Connection refused" in res.stderr or "connect" in res.stderr
+    # the same URI from the environment
+    res = invoke(["campaigns", "list"], FROSTLINE_MONGODB_URI=uri)
+    assert_clean_failure(res, "mongodb://***@127.0.0.1")
+
+
+def test_cli_password_never_printed(secantus_server, monkeypatch):
+    """A reachable server refusing the credentials; a URL-encoded password too."""
+    monkeypatch.delenv("FROSTLINE_MONGODB_URI", raising=False)
+    host = secantus_server.uri.split("//")[1]
+    for uri in (f"mongodb://frost:{PASSWORD}@{host}", f"mongodb://frost:{PASSWORD}%40x@{host}"):
+        res = invoke(["models", "show", "m", "--store", uri])
+        assert_clean_failure(res, "error")
+        assert "x@" not in res.output
+        res = invoke(["models", "list", "--store", uri.replace("frost:", "frost:%")])
+        assert_clean_failure(res, "error")
+
+
+def test_open_store_errors_are_store_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("FROSTLINE_MONGODB_URI", raising=False)
+    with pytest.raises(StoreError, match="no store given"):
+        open_store()
+    with pytest.raises(StoreError, match="MongoDB at mongodb://\\*\\*\\*@127.0.0.1") as info:
+        open_store(uri=f"mongodb://u:{PASSWORD}@127.0.0.1:{free_port()}/", timeout_ms=300)
+    assert PASSWORD not in str(info.value)
+
+
+# -- across processes --------------------------------------------------------------------------
+WRITER = """
+import sys
+from frostline.config import StoreConfig
+from frostline.schemas import ModelDoc, ModelFile
+from frostline.store import Records, make_job_store
+
+uri, database = sys.argv[1], sys.argv[2]
+records = Records(make_job_store(StoreConfig(kind="mongodb", uri=uri, database=database))).connect()
+for i, elements in enumerate([["Cu", "H"], ["Cu", "H", "O"], ["Cu", "H"]]):
+    model_id = f"proc-m{i}"
+    data = f"weights {i}".encode()
+    sha = records.put_model_file(model_id, data)
+    doc = ModelDoc(
+        model_id=model_id, kind="committee-member", campaign="proc", elements=elements,
+        metrics=dict(n_structures=1, energy_mae_mev_per_atom=1.0, energy_rmse_mev_per_atom=1.0,
+                     force_mae_mev_per_a=10.0 + i, force_rmse_mev_per_a=12.0),
+        file=ModelFile(filename="m.model", sha256=sha, size_bytes=len(data)),
+    )
+    records.upsert("model_docs", [doc.model_dump(mode="json")], ["model_id"])
+records.close()
+print("written")
+"""
+
+
+def test_records_written_by_another_process(mongodb_store_config, tmp_path):
+    cfg = mongodb_store_config
+    out = subprocess.run(
+        [sys.executable, "-c", WRITER, cfg.uri, cfg.database],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "written"
+    records = open_store(uri=cfg.uri, database=cfg.database)
+    try:
+        assert ids(list_models(records, elements="Cu,H")) == ["proc-m0", "proc-m2"]
+        assert ids(list_models(records, elements="Cu,H", elements_mode="subset")) == [
+            "proc-m0",
+            "proc-m1",
+            "proc-m2",
+        ]
+        path = export_model(records, "proc-m1", tmp_path / "p.model")
+        assert path.read_bytes() == b"weights 1"
+    finally:
+        records.close()
+    # the CLI, with the URI from the environment
+    args = ["models", "list", "--campaign", "proc", "--database", cfg.database, "--json"]
+    res = invoke(args, FROSTLINE_MONGODB_URI=cfg.uri)
+    assert res.exit_code == 0, res.output
+    assert ids(json.loads(res.stdout)) == ["proc-m0", "proc-m1", "proc-m2"]
