@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
@@ -29,7 +31,9 @@ def candidates() -> list[CandidateStructure]:
 
 def run_label(store, oracle: OracleConfig, cands, campaign: str = "c"):
     job = LabelMaker(oracle=oracle, campaign=campaign).make(cands)
-    responses = run_locally(job, store=store, create_folders=False, log=False)
+    # atomate2 writes files into the job folder: keep them out of the checkout
+    root = tempfile.mkdtemp(prefix="frostline-label-")
+    responses = run_locally(job, store=store, create_folders=True, root_dir=root, log=False)
     store.connect()
     labels = [LabelledStructure.model_validate(x) for x in job.output.resolve(store)]
     n_oracle_jobs = sum(

@@ -36,10 +36,6 @@ def as_structure_dict(structure: Structure | Atoms | dict) -> dict:
     return as_structure(structure).as_dict()
 
 
-def _structure_field(value: Any) -> dict:
-    return as_structure_dict(value)
-
-
 def structure_hash(structure: Structure | dict, decimals: int = 4) -> str:
     """Stable hash of a structure: lattice, species and positions rounded to ``decimals`` Å."""
     structure = as_structure(structure)
@@ -75,7 +71,7 @@ class CandidateStructure(BaseModel):
     max_force_std: float | None = Field(None, description="max atomic committee force std, eV/Å")
     energy_std_per_atom: float | None = Field(None, description="committee energy std, eV/atom")
 
-    _structure = field_validator("structure", mode="before")(_structure_field)
+    _structure = field_validator("structure", mode="before")(as_structure_dict)
 
     def to_structure(self) -> Structure:
         return Structure.from_dict(self.structure)
@@ -98,7 +94,7 @@ class LabelledStructure(BaseModel):
     job_uuid: str | None = None
     campaign: str | None = None
 
-    _structure = field_validator("structure", mode="before")(_structure_field)
+    _structure = field_validator("structure", mode="before")(as_structure_dict)
 
     @property
     def n_atoms(self) -> int:

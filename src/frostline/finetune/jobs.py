@@ -10,14 +10,13 @@ from pathlib import Path
 
 import mace  # noqa: F401
 import numpy as np
-import torch
 from ase.data import chemical_symbols
 from jobflow import Maker, job
 from rich.console import Console
 
 from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
-from frostline.finetune.foundation import sha256_file
+from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
 from frostline.schemas import FineTuneResult, LabelledStructure, ModelDoc, ModelFile
@@ -85,7 +84,7 @@ class FineTuneMaker(Maker):
         if len(ok) < 2:
             raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {len(ok)}")
         records = current_records()
-        foundation_model = torch.load(foundation, map_location="cpu", weights_only=False)
+        foundation_model = load_foundation_model(foundation)
         trainable, total = count_parameters(foundation_model, self.freeze)
         elements = sorted(
             {s["species"][0]["element"] for t in ok for s in t.structure["sites"]},
