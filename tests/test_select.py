@@ -1,55 +1,125 @@
-"""Selection rules and stopping criteria on fixed synthetic committees."""
+"""Selection rules on fixed synthetic committees and structures: every fate, budget, calibration."""
 
 from __future__ import annotations
 
 import numpy as np
-from ase.build import fcc111
+import pytest
+from ase import Atoms
+from ase.build import bulk, fcc111, molecule
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import ConvergenceConfig
 from frostline.schemas import CandidateStructure, ExploreResult
+from frostline.select.batch import Fate, plan_batch, trust_fate
+from frostline.select.calibration import fit_calibration, max_atomic_force_error
 from frostline.select.convergence import stop_reason
+from frostline.select.filters import SanityLimits, sanity_reason
 from frostline.select.jobs import SelectMaker
-from frostline.select.uncertainty import Fate, classify
+from frostline.select.novelty import DescriptorModel
+from frostline.structures import h2_cu111_structures
+
+LIMITS = SanityLimits()
+
+
+def slab() -> Atoms:
+    atoms = fcc111("Cu", (1, 1, 2), vacuum=4.0)
+    atoms.pbc = True
+    return atoms
+
+
+def as_candidate(atoms: Atoms, std: float | None = 0.2, **kw) -> CandidateStructure:
+    return CandidateStructure(
+        structure=AseAtomsAdaptor.get_structure(atoms).as_dict(), max_force_std=std, **kw
+    )
 
 
 def candidate(std: float, squeeze: bool = False) -> CandidateStructure:
-    atoms = fcc111("Cu", (1, 1, 2), vacuum=4.0)
-    atoms.pbc = True
+    atoms = slab()
     if squeeze:
         atoms.positions[1] = atoms.positions[0] + [0.3, 0, 0]
-    return CandidateStructure(
-        structure=AseAtomsAdaptor.get_structure(atoms).as_dict(), max_force_std=std
-    )
+    return as_candidate(atoms, std)
 
 
-def test_classify_trust_window():
-    assert classify(candidate(0.01), 0.05, 0.5, 0.6) == Fate.ACCURATE
-    assert classify(candidate(0.2), 0.05, 0.5, 0.6) == Fate.UNCERTAIN
-    assert classify(candidate(0.7), 0.05, 0.5, 0.6) == Fate.FAILED
-    assert classify(candidate(float("nan")), 0.05, 0.5, 0.6) == Fate.FAILED
+@pytest.fixture(scope="module")
+def descriptor(foundation) -> DescriptorModel:
+    return DescriptorModel(foundation)
 
 
-def test_squeezed_dimer_is_failed():
-    assert classify(candidate(0.2, squeeze=True), 0.05, 0.5, 0.6) == Fate.FAILED
+@pytest.fixture(scope="module")
+def h2cu() -> list[Atoms]:
+    return h2_cu111_structures(4, np.random.default_rng(3), include_references=False)
 
 
-def run_select(maker: SelectMaker, stds, spent: int = 0, iteration: int = 0):
+def test_trust_window():
+    assert trust_fate(0.01, 0.05, 0.5) == Fate.ACCURATE
+    assert trust_fate(0.2, 0.05, 0.5) == Fate.UNCERTAIN
+    assert trust_fate(0.5, 0.05, 0.5) == Fate.TOO_UNCERTAIN
+    assert trust_fate(float("nan"), 0.05, 0.5) == Fate.TOO_UNCERTAIN
+    assert trust_fate(None, 0.05, 0.5) == Fate.TOO_UNCERTAIN
+
+
+def test_squeezed_dimer_is_rejected_with_reason():
+    assert "too close" in sanity_reason(candidate(0.2, squeeze=True).structure, LIMITS)
+    assert sanity_reason(candidate(0.2).structure, LIMITS) is None
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [1.2, 0, 0]], cell=[8, 8, 8], pbc=True)
+    # 1.2 Å passes the absolute 0.6 Å limit but is < 0.5 x (1.32 + 1.32) Å
+    assert "covalent" in sanity_reason(dimer, LIMITS)
+    plan = plan_batch([candidate(0.2, squeeze=True), candidate(0.2)], 0.05, 0.5, LIMITS, cap=5)
+    assert plan.fates == [Fate.FAILED_FILTER, Fate.SELECTED]
+    assert plan.reason_counts() == {"atoms too close": 1}
+
+
+def test_exploded_collapsed_extreme_and_nan_frames_are_rejected():
+    flown = slab()
+    flown.positions[1, 2] += 30.0
+    flown.cell[2, 2] += 40.0
+    assert sanity_reason(flown, LIMITS).startswith("exploded")
+    squashed = bulk("Cu", "fcc", a=3.6, cubic=True)
+    squashed.set_cell(squashed.cell * 0.55, scale_atoms=True)
+    reason = sanity_reason(squashed, SanityLimits(min_distance=0.5, min_distance_ratio=0))
+    assert reason == "collapsed cell: 1.94 Å³/atom < 2"  # 3.6³ / 4 x 0.55³
+    hot = as_candidate(slab(), 0.2, max_force=55.0)
+    assert sanity_reason(hot.structure, LIMITS, max_force=hot.max_force).startswith("extreme")
+    broken = slab()
+    broken.positions[0, 0] = np.nan
+    assert sanity_reason(broken, LIMITS) == "non-finite coordinates or cell"
+    h2 = molecule("H2", vacuum=4.0)
+    h2.pbc = True
+    assert sanity_reason(h2, LIMITS) is None  # an isolated molecule is fine
+
+
+def run_select(maker: SelectMaker, stds, spent: int = 0, iteration: int = 0, trust=None):
     explored = ExploreResult(
         candidates=[candidate(s) for s in stds], n_trajectories=1, n_steps_total=10, wall_time_s=0
     )
-    return maker.make.original(maker, explored, spent, iteration)
+    return maker.make.original(maker, explored, spent, iteration, trust)
 
 
 def test_budget_and_cap_are_never_exceeded():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        budget, cap, spent = rng.integers(1, 40), rng.integers(1, 12), rng.integers(0, 45)
+        conv = ConvergenceConfig(max_iterations=10, label_budget=budget, accurate_fraction=0.99)
+        maker = SelectMaker(max_labels_per_iteration=cap, convergence=conv, strategy="dpgen")
+        res = run_select(maker, list(rng.uniform(0.0, 0.6, 30)), spent=spent)
+        assert len(res.selected) <= cap
+        assert spent + len(res.selected) <= max(budget, spent)
+        assert sum(res.fates.values()) == 30
     conv = ConvergenceConfig(max_iterations=10, label_budget=23, accurate_fraction=0.99)
     maker = SelectMaker(max_labels_per_iteration=5, convergence=conv)
-    stds = list(np.linspace(0.06, 0.4, 30))
-    assert len(run_select(maker, stds, spent=0).selected) == 5
-    res = run_select(maker, stds, spent=20)
+    res = run_select(maker, list(np.linspace(0.06, 0.4, 30)), spent=20)
     assert len(res.selected) == 3 and res.n_over_budget == 27
-    res = run_select(maker, stds, spent=23)
+    assert res.fates == {"selected": 3, "over budget": 27}
+    res = run_select(maker, list(np.linspace(0.06, 0.4, 30)), spent=23)
     assert res.selected == [] and res.stop_reason == "label budget spent"
+    assert res.fates == {"not needed": 30}
+
+
+def test_calibrated_window_replaces_the_fixed_one():
+    maker = SelectMaker(convergence=ConvergenceConfig(max_iterations=5, accurate_fraction=0.99))
+    res = run_select(maker, [0.01, 0.1, 0.3, 0.6], trust=[0.2, 0.5])
+    assert (res.trust_lo, res.trust_hi) == (0.2, 0.5)
+    assert res.fates == {"accurate": 2, "selected": 1, "too uncertain": 1}
 
 
 def test_converged_when_accurate_fraction_reached():
@@ -72,3 +142,82 @@ def test_stop_reason_order():
     assert stop_reason(conv, 0, 0.5, 5, 4) is None
     assert stop_reason(conv, 2, 0.5, 5, 4) == "max iterations"
     assert stop_reason(conv, 0, 0.95, 50, 0) == "converged"
+
+
+def test_duplicate_of_a_labelled_structure_is_never_sent(descriptor, h2cu):
+    labelled = h2cu[:2]
+    near = labelled[0].copy()
+    near.rattle(0.0005, seed=1)
+    moved = labelled[0].copy()
+    moved.rattle(0.1, seed=2)
+    cands = [as_candidate(a, 0.3) for a in (labelled[0], near, labelled[1], moved, h2cu[2])]
+    plan = plan_batch(
+        cands, 0.05, 0.5, LIMITS, cap=10, labelled=labelled, descriptor=descriptor,
+        novelty_threshold=0.02,
+    )  # fmt: skip
+    assert plan.fates[:3] == [Fate.DUPLICATE] * 3
+    assert plan.fates[3:] == [Fate.SELECTED, Fate.SELECTED]
+    assert plan.novelty[0] == pytest.approx(0.0, abs=1e-6)
+    assert plan.novelty[1] < 0.02 < plan.novelty[3]
+
+
+def test_duplicates_within_the_batch_and_diverse_picking(descriptor, h2cu):
+    a, b = h2cu[0], h2cu[1]
+    a2 = a.copy()
+    a2.rattle(0.005, seed=4)  # close to a, not a duplicate at the threshold
+    # a and its near-copies have the highest std; b is less uncertain but distinct
+    cands = [as_candidate(a, 0.40), as_candidate(a.copy(), 0.39), as_candidate(a2, 0.38)]
+    cands.append(as_candidate(b, 0.20))
+    plan = plan_batch(
+        cands, 0.05, 0.5, LIMITS, cap=2, descriptor=descriptor, novelty_threshold=0.01
+    )
+    assert plan.fates[0] == Fate.SELECTED and plan.fates[1] == Fate.DUPLICATE
+    assert plan.fates[3] == Fate.SELECTED  # diversity beats a's near-copy despite lower std
+    assert plan.fates[2] == Fate.OVER_BUDGET
+    greedy = plan_batch(cands, 0.05, 0.5, LIMITS, cap=2, strategy="dpgen")
+    assert greedy.fates.count(Fate.SELECTED) == 2 and Fate.DUPLICATE not in greedy.fates
+
+
+def test_cost_weighting_prefers_small_cells_at_equal_uncertainty():
+    small, big = slab(), slab().repeat((2, 2, 1))
+    cands = [as_candidate(big, 0.3), as_candidate(small, 0.3)]
+    plan = plan_batch(cands, 0.05, 0.5, LIMITS, cap=1, cost_exponent=1.0)
+    assert plan.fates == [Fate.OVER_BUDGET, Fate.SELECTED]
+    plan = plan_batch(cands, 0.05, 0.5, LIMITS, cap=1, cost_exponent=0.0)
+    assert plan.fates[0] == Fate.SELECTED
+
+
+def test_random_strategy_ignores_the_committee():
+    cands = [candidate(s) for s in (0.0, 0.01, 0.9, 0.2)]
+    plan = plan_batch(cands, 0.05, 0.5, LIMITS, cap=4, strategy="random")
+    assert plan.fates == [Fate.SELECTED] * 4
+    with pytest.raises(ValueError, match="strategy"):
+        plan_batch(cands, 0.05, 0.5, LIMITS, cap=4, strategy="greedy")
+
+
+def test_calibration_recovers_a_known_linear_relation():
+    rng = np.random.default_rng(0)
+    std = rng.uniform(0.05, 0.5, 200)
+    err = 0.02 + 2.5 * std + rng.normal(0, 0.01, 200)
+    cal = fit_calibration(std, err, target_error=0.3, hi_factor=3.0)
+    assert cal.slope == pytest.approx(2.5, rel=0.02)
+    assert cal.intercept == pytest.approx(0.02, abs=0.01)
+    assert cal.r2 > 0.98
+    assert cal.trust_lo == pytest.approx((0.3 - 0.02) / 2.5, rel=0.03)
+    assert cal.trust_hi == pytest.approx(3 * cal.trust_lo)
+
+
+def test_calibration_refuses_to_guess():
+    assert fit_calibration([0.1, 0.2], [0.3, 0.5], 0.3).trust_lo is None
+    flat = fit_calibration([0.1] * 6, [0.3, 0.2, 0.4, 0.3, 0.1, 0.2], 0.3)
+    assert flat.trust_lo is None and "spread" in flat.note
+    inverse = fit_calibration([0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1], 0.3)
+    assert inverse.trust_lo is None and inverse.slope < 0
+    nan = fit_calibration([0.1, np.nan, 0.3, 0.4, 0.5, 0.6], [0.2, 0.3, np.nan, 1, 1, 1], 0.3)
+    assert nan.n_points == 4
+
+
+def test_max_atomic_force_error():
+    ref = np.zeros((3, 3))
+    pred = np.array([[0.0, 0.0, 0.0], [0.3, 0.4, 0.0], [0.1, 0.0, 0.0]])
+    assert max_atomic_force_error(pred, ref) == pytest.approx(0.5)

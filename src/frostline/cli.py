@@ -46,7 +46,7 @@ def _run(config_path: Path, campaign_dir: Path | None) -> dict:
 
 def _print_status(campaign_dir: Path, as_json: bool = False, campaign: str | None = None) -> dict:
     from frostline.registry.queries import campaign_status, open_campaign_dir
-    from frostline.report.tables import status_table
+    from frostline.report.tables import fates_table, status_table
     from frostline.store import StoreError
 
     try:
@@ -59,6 +59,8 @@ def _print_status(campaign_dir: Path, as_json: bool = False, campaign: str | Non
         print(json.dumps(status, default=str))
     else:
         console.print(status_table(status))
+        if any(it.get("fates") for it in status["iterations"]):
+            console.print(fates_table(status))
     return status
 
 

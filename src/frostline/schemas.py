@@ -70,6 +70,7 @@ class CandidateStructure(BaseModel):
     provenance: Provenance = Field(default_factory=Provenance)
     max_force_std: float | None = Field(None, description="max atomic committee force std, eV/Å")
     energy_std_per_atom: float | None = Field(None, description="committee energy std, eV/atom")
+    max_force: float | None = Field(None, description="largest predicted atomic force, eV/Å")
 
     _structure = field_validator("structure", mode="before")(as_structure_dict)
 
@@ -191,6 +192,11 @@ class SelectionResult(BaseModel):
     n_uncertain: int
     n_failed: int
     n_over_budget: int
+    n_duplicates: int = 0
+    fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
+    filter_reasons: dict[str, int] = Field(default_factory=dict, description="sanity rejections")
+    trust_lo: float | None = None
+    trust_hi: float | None = None
     accurate_fraction: float
     stop_reason: str | None = None
     wall_time_s: float = 0.0
@@ -217,6 +223,12 @@ class IterationDoc(BaseModel):
     freeze_level: int | None = None
     model_ids: list[str] = Field(default_factory=list)
     stop_reason: str | None = None
+    fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
+    filter_reasons: dict[str, int] = Field(default_factory=dict)
+    trust_window: list[float] | None = Field(None, description="[lo, hi] eV/Å used to select")
+    calibration: dict[str, Any] | None = Field(
+        None, description="committee std → true force error fit on this iteration's labels"
+    )
     wall_time_s: dict[str, float] = Field(default_factory=dict)
     created: datetime = Field(default_factory=utcnow)
 

@@ -25,6 +25,10 @@ ITERATION_KEYS = (
     "force_mae_mev_per_a",
     "freeze_level",
     "stop_reason",
+    "fates",
+    "filter_reasons",
+    "trust_window",
+    "calibration",
     "wall_time_s",
     "model_ids",
 )

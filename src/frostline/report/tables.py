@@ -52,3 +52,47 @@ def status_table(status: dict) -> Table:
             "(per-element shift)"
         )
     return table
+
+
+FATE_COLUMNS = (
+    "selected",
+    "accurate",
+    "duplicate",
+    "over budget",
+    "too uncertain",
+    "failed filter",
+    "not needed",
+)
+
+
+def fates_table(status: dict) -> Table:
+    """One row per iteration: the fate of every explored frame, trust window, calibration."""
+    table = Table(title="explored frames by fate")
+    table.add_column("iter", justify="right")
+    table.add_column("trust window eV/Å", justify="right")
+    for col in FATE_COLUMNS:
+        table.add_column(col, justify="right")
+    table.add_column("filter reasons")
+    table.add_column("calibration (err = a + b·std)")
+    for it in status["iterations"]:
+        fates = it.get("fates") or {}
+        window = it.get("trust_window")
+        cal = it.get("calibration") or {}
+        if cal.get("slope") is not None:
+            cal_text = (
+                f"a={cal['intercept']:.2f} b={cal['slope']:.2f} R²={cal['r2']:.2f} "
+                f"(n={cal['n_points']})"
+            )
+            if cal.get("trust_lo") is not None:
+                cal_text += f" → lo {cal['trust_lo']:.3f}"
+        else:
+            cal_text = cal.get("note") or "–"
+        reasons = ", ".join(f"{k} {v}" for k, v in (it.get("filter_reasons") or {}).items())
+        table.add_row(
+            str(it["index"]),
+            f"{window[0]:.3f}–{window[1]:.3f}" if window else "–",
+            *(str(fates.get(col, 0)) for col in FATE_COLUMNS),
+            reasons or "–",
+            cal_text,
+        )
+    return table

@@ -1,4 +1,4 @@
-"""Selection stage: which explored frames are worth an oracle call."""
+"""Selection stage jobs: which explored frames are worth an oracle call, and calibration."""
 
 from __future__ import annotations
 
@@ -7,59 +7,149 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from jobflow import Maker, job
+from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import ConvergenceConfig
-from frostline.schemas import ExploreResult, SelectionResult
+from frostline.finetune.committee import load_committee
+from frostline.finetune.evaluate import predict
+from frostline.schemas import (
+    ExploreResult,
+    FineTuneResult,
+    LabelledStructure,
+    SelectionResult,
+    as_structure,
+    structure_hash,
+)
+from frostline.select.batch import Fate, plan_batch
+from frostline.select.calibration import Calibration, fit_calibration, max_atomic_force_error
 from frostline.select.convergence import stop_reason
-from frostline.select.uncertainty import Fate, classify
+from frostline.select.filters import SanityLimits
+from frostline.store import EXPOSE_STORE, current_records
 
 
 @dataclass
 class SelectMaker(Maker):
-    """Committee trust-window selection, capped per iteration and by the label budget."""
+    """Filters, committee trust window, novelty gate against every label bought, budget.
+
+    ``descriptor_model`` (a MACE ``.model`` path, normally the campaign's foundation) enables
+    the novelty gate and diverse picking; without it selection uses the trust window only.
+    """
 
     name: str = "select"
     trust_lo: float = 0.05
     trust_hi: float = 0.5
     max_labels_per_iteration: int = 8
-    min_distance: float = 0.6
+    limits: SanityLimits = field(default_factory=SanityLimits)
+    strategy: str = "diverse"
+    novelty_threshold: float = 0.02
+    cost_exponent: float = 1.0
+    descriptor_model: str | None = None
+    device: str = "cpu"
+    campaign: str = "campaign"
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
     seed: int = 0
 
-    @job
+    @job(config=EXPOSE_STORE)
     def make(
-        self, explored: ExploreResult, n_labels_spent: int, iteration: int = 0
+        self,
+        explored: ExploreResult,
+        n_labels_spent: int,
+        iteration: int = 0,
+        trust: list[float] | None = None,
     ) -> SelectionResult:
-        """Classify every frame, decide whether to stop, and pick the batch to label."""
+        """Give every frame its fate, decide whether to stop, and pick the batch to label.
+
+        ``trust``: a ``[lo, hi]`` window (eV/Å) from calibration, replacing the fixed one.
+        """
         t0 = time.perf_counter()
         explored = ExploreResult.model_validate(explored)
-        fates = [
-            classify(c, self.trust_lo, self.trust_hi, self.min_distance)
-            for c in explored.candidates
-        ]
-        uncertain = [
-            c for c, f in zip(explored.candidates, fates, strict=True) if f == Fate.UNCERTAIN
-        ]
-        n = len(fates)
-        n_acc = fates.count(Fate.ACCURATE)
-        accurate_fraction = n_acc / n if n else 0.0
-        reason = stop_reason(
-            self.convergence, iteration, accurate_fraction, n_labels_spent, len(uncertain)
+        lo, hi = trust if trust else (self.trust_lo, self.trust_hi)
+        descriptor, labelled = None, []
+        if self.descriptor_model and (self.novelty_threshold > 0 or self.strategy == "diverse"):
+            from frostline.select.novelty import DescriptorModel
+
+            descriptor = DescriptorModel(self.descriptor_model, device=self.device)
+            labelled = self._labelled_atoms()
+        n = len(explored.candidates)
+        cap = max(
+            0, min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
         )
-        selected = []
-        if reason is None:
-            cap = min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
-            rng = np.random.default_rng(self.seed + iteration)
-            order = rng.permutation(len(uncertain))[:cap]
-            selected = [uncertain[i] for i in sorted(order)]
+        reason: list[str | None] = [None]
+
+        def stop(n_accurate: int, n_selectable: int) -> bool:
+            frac = n_accurate / n if n else 0.0
+            reason[0] = stop_reason(self.convergence, iteration, frac, n_labels_spent, n_selectable)
+            return reason[0] is not None
+
+        plan = plan_batch(
+            explored.candidates,
+            lo,
+            hi,
+            self.limits,
+            cap,
+            strategy=self.strategy,
+            rng=np.random.default_rng(self.seed + iteration),
+            labelled=labelled,
+            descriptor=descriptor,
+            novelty_threshold=self.novelty_threshold,
+            cost_exponent=self.cost_exponent,
+            stop=stop,
+        )
+        counts = plan.counts()
+        n_acc = counts.get(Fate.ACCURATE, 0)
         return SelectionResult(
-            selected=selected,
+            selected=[explored.candidates[i] for i in plan.selected],
             n_candidates=n,
             n_accurate=n_acc,
-            n_uncertain=len(uncertain),
-            n_failed=fates.count(Fate.FAILED),
-            n_over_budget=len(uncertain) - len(selected) if reason is None else 0,
-            accurate_fraction=accurate_fraction,
-            stop_reason=reason,
+            n_uncertain=sum(
+                counts.get(f, 0)
+                for f in (Fate.DUPLICATE, Fate.SELECTED, Fate.OVER_BUDGET, Fate.NOT_NEEDED)
+            ),
+            n_failed=counts.get(Fate.TOO_UNCERTAIN, 0) + counts.get(Fate.FAILED_FILTER, 0),
+            n_over_budget=counts.get(Fate.OVER_BUDGET, 0),
+            n_duplicates=counts.get(Fate.DUPLICATE, 0),
+            fates=counts,
+            filter_reasons=plan.reason_counts(),
+            trust_lo=lo,
+            trust_hi=hi,
+            accurate_fraction=n_acc / n if n else 0.0,
+            stop_reason=reason[0],
             wall_time_s=time.perf_counter() - t0,
         )
+
+    def _labelled_atoms(self) -> list:
+        """Every structure labelled (any role, any iteration) for this campaign."""
+        docs = current_records().find("labelled", {"campaign": self.campaign, "status": "ok"})
+        return [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in docs]
+
+
+@job(config=EXPOSE_STORE)
+def calibrate_committee(
+    finetuned: FineTuneResult,
+    selection: SelectionResult,
+    new_labels: list[LabelledStructure],
+    target_error: float,
+    hi_factor: float = 3.0,
+    min_points: int = 5,
+    device: str = "auto",
+) -> Calibration:
+    """Fit committee std → true max force error on the batch just labelled.
+
+    The committee that explored (``finetuned``) predicts the new labels; its mean-force error
+    per structure is paired with the std that selection saw for that structure.
+    """
+    finetuned = FineTuneResult.model_validate(finetuned)
+    selection = SelectionResult.model_validate(selection)
+    labels = [LabelledStructure.model_validate(x) for x in new_labels or []]
+    labels = [x for x in labels if x.status == "ok"]
+    std_by_hash = {structure_hash(c.structure): c.max_force_std for c in selection.selected}
+    pairs = [(std_by_hash[x.structure_hash], x) for x in labels if x.structure_hash in std_by_hash]
+    if not pairs:
+        return fit_calibration([], [], target_error, hi_factor, min_points)
+    calc = load_committee(current_records(), finetuned.models, device=device)
+    _, forces = predict(calc, [x for _, x in pairs])
+    errors = [
+        max_atomic_force_error(f, np.asarray(x.forces))
+        for f, (_, x) in zip(forces, pairs, strict=True)
+    ]
+    return fit_calibration([s for s, _ in pairs], errors, target_error, hi_factor, min_points)

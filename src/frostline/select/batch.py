@@ -1,0 +1,183 @@
+"""Choosing the batch to label from explored frames: filters, trust window, novelty, budget.
+
+Every candidate gets exactly one fate:
+
+- ``failed filter``: rejected by a sanity filter before any oracle call (reason recorded);
+- ``too uncertain``: committee std at or above ``trust_hi`` (DP-GEN's "failed" frames);
+- ``accurate``: committee std below ``trust_lo``;
+- ``duplicate``: too close (novelty gate) to a labelled structure or to one already picked;
+- ``selected``: sent to the oracle;
+- ``over budget``: worth labelling but beyond the per-iteration cap or the total budget;
+- ``not needed``: worth labelling, but the campaign stops this iteration.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+from ase import Atoms
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from frostline.schemas import CandidateStructure, as_structure
+from frostline.select.filters import SanityLimits, candidate_sanity
+from frostline.select.novelty import NoveltyIndex
+
+
+class Fate(StrEnum):
+    FAILED_FILTER = "failed filter"
+    TOO_UNCERTAIN = "too uncertain"
+    ACCURATE = "accurate"
+    UNCERTAIN = "uncertain"  # transient: resolved into one of the fates below
+    DUPLICATE = "duplicate"
+    SELECTED = "selected"
+    OVER_BUDGET = "over budget"
+    NOT_NEEDED = "not needed"
+
+
+STRATEGIES = ("diverse", "dpgen", "random")
+
+
+@dataclass
+class BatchPlan:
+    """Outcome of the selection rules for one explored pool."""
+
+    fates: list[Fate]
+    reasons: list[str | None]
+    novelty: list[float | None]
+    selected: list[int] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(str(f) for f in self.fates))
+
+    def reason_counts(self) -> dict[str, int]:
+        return dict(Counter(r.split(":")[0] for r in self.reasons if r))
+
+
+def trust_fate(std: float | None, trust_lo: float, trust_hi: float) -> Fate:
+    """DP-GEN's trust window: accurate (< lo), uncertain ([lo, hi)), too uncertain (>= hi)."""
+    if std is None or not np.isfinite(std) or std >= trust_hi:
+        return Fate.TOO_UNCERTAIN
+    return Fate.ACCURATE if std < trust_lo else Fate.UNCERTAIN
+
+
+def label_cost(n_atoms: int, exponent: float, reference_atoms: int = 16) -> float:
+    """Relative oracle cost of a cell (1 at ``reference_atoms``; DFT grows ~N^1..3)."""
+    return (max(n_atoms, 1) / reference_atoms) ** exponent
+
+
+def _atoms(candidate: CandidateStructure) -> Atoms:
+    return AseAtomsAdaptor.get_atoms(as_structure(candidate.structure))
+
+
+def plan_batch(
+    candidates: Sequence[CandidateStructure],
+    trust_lo: float,
+    trust_hi: float,
+    limits: SanityLimits,
+    cap: int,
+    strategy: str = "diverse",
+    rng: np.random.Generator | None = None,
+    labelled: Sequence[Atoms] = (),
+    descriptor: Callable[[Atoms], np.ndarray] | None = None,
+    novelty_threshold: float = 0.0,
+    cost_exponent: float = 0.0,
+    stop: Callable[[int, int], bool] | None = None,
+) -> BatchPlan:
+    """Apply the rules in order (filters, trust window, novelty vs labelled, budget).
+
+    ``strategy``: ``diverse`` picks greedily by uncertainty per unit cost times novelty
+    (capped at 1) against the labelled set plus the picks so far, so near-identical frames of
+    one trajectory are not all taken; ``dpgen`` picks uniformly at random among frames in the
+    trust window; ``random`` ignores the committee and picks uniformly among all frames that
+    pass the filters (a baseline). ``stop(n_accurate, n_selectable)`` says whether the campaign
+    stops (then nothing is selected). A novelty threshold of 0 disables the gate.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown selection strategy {strategy!r} (one of {STRATEGIES})")
+    rng = rng or np.random.default_rng(0)
+    n = len(candidates)
+    reasons: list[str | None] = [candidate_sanity(c, limits) for c in candidates]
+    fates = [
+        Fate.FAILED_FILTER if r else trust_fate(c.max_force_std, trust_lo, trust_hi)
+        for c, r in zip(candidates, reasons, strict=True)
+    ]
+    if strategy == "random":
+        fates = [Fate.FAILED_FILTER if r else Fate.UNCERTAIN for r in reasons]
+    novelty: list[float | None] = [None] * n
+    pool = [i for i in range(n) if fates[i] == Fate.UNCERTAIN]
+
+    use_gate = descriptor is not None and novelty_threshold > 0
+    atom_d: dict[int, np.ndarray] = {}
+    desc: dict[int, tuple[np.ndarray, list[str]]] = {}
+    index = NoveltyIndex()
+    if use_gate or (descriptor is not None and strategy == "diverse"):
+        for atoms in labelled:
+            index.add(descriptor(atoms), atoms.get_chemical_symbols())
+        for i in pool:
+            atoms = _atoms(candidates[i])
+            desc[i] = (descriptor(atoms), atoms.get_chemical_symbols())
+            atom_d[i] = index.atom_distances(*desc[i])
+            novelty[i] = float(atom_d[i].max(initial=0.0))
+        if use_gate:
+            for i in pool:
+                if novelty[i] < novelty_threshold:
+                    fates[i] = Fate.DUPLICATE
+            pool = [i for i in pool if fates[i] != Fate.DUPLICATE]
+
+    n_accurate = fates.count(Fate.ACCURATE)
+    if stop is not None and stop(n_accurate, len(pool)):
+        for i in pool:
+            fates[i] = Fate.NOT_NEEDED
+        return BatchPlan(fates, reasons, novelty)
+
+    selected: list[int] = []
+    if strategy in ("dpgen", "random"):
+        order = [pool[k] for k in rng.permutation(len(pool))]
+        for i in order:
+            if len(selected) < cap:
+                selected.append(i)
+                fates[i] = Fate.SELECTED
+            else:
+                fates[i] = Fate.OVER_BUDGET
+    else:
+        priority = {
+            i: (candidates[i].max_force_std or 0.0)
+            / label_cost(len(candidates[i].structure["sites"]), cost_exponent)
+            for i in pool
+        }
+        remaining = list(pool)
+        while remaining and len(selected) < cap:
+            score = [
+                priority[i] * (min(novelty[i], 1.0) if i in atom_d else 1.0) for i in remaining
+            ]
+            best = remaining.pop(int(np.argmax(score)))
+            selected.append(best)
+            fates[best] = Fate.SELECTED
+            if best in desc:  # picks count as labelled for the rest of the batch
+                _update_distances(index, desc, atom_d, novelty, best, remaining)
+                if use_gate:
+                    for i in [i for i in remaining if novelty[i] < novelty_threshold]:
+                        fates[i] = Fate.DUPLICATE
+                        remaining.remove(i)
+        for i in remaining:
+            fates[i] = Fate.OVER_BUDGET
+    return BatchPlan(fates, reasons, novelty, sorted(selected))
+
+
+def _update_distances(
+    index: NoveltyIndex,
+    desc: dict[int, tuple[np.ndarray, list[str]]],
+    atom_d: dict[int, np.ndarray],
+    novelty: list[float | None],
+    picked: int,
+    remaining: list[int],
+) -> None:
+    """Lower the per-atom distances of ``remaining`` by the environments of ``picked``."""
+    for i in remaining:
+        atom_d[i] = np.minimum(atom_d[i], index.nearest_in(*desc[i], *desc[picked]))
+        novelty[i] = float(atom_d[i].max(initial=0.0))
+    index.add(*desc[picked])

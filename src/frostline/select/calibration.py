@@ -1,0 +1,74 @@
+"""Calibration of the committee: how committee force spread maps to true force error.
+
+Every freshly labelled batch gives, for each structure, the committee's max atomic force std
+(what selection used) and the committee-mean model's true max atomic force error against the
+oracle. A straight line ``error = intercept + slope * std`` is fitted by least squares; the trust
+window of the next selection is then derived from a target error instead of fixed numbers:
+``trust_lo`` is the std at which the expected error reaches the target, ``trust_hi`` a fixed
+multiple of it (DP-GEN's customary 0.05 / 0.15 eV/Å ratio is 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+
+class Calibration(BaseModel):
+    """A fitted std → error relation and the trust window derived from it."""
+
+    n_points: int
+    slope: float | None = None
+    intercept: float | None = None
+    r2: float | None = None
+    stds: list[float] = Field(default_factory=list, description="committee max force std, eV/Å")
+    errors: list[float] = Field(default_factory=list, description="true max force error, eV/Å")
+    trust_lo: float | None = None
+    trust_hi: float | None = None
+    note: str | None = Field(None, description="why no window was derived, if none was")
+
+
+def max_atomic_force_error(predicted: np.ndarray, reference: np.ndarray) -> float:
+    """Largest per-atom force error norm (eV/Å): the quantity the committee std estimates."""
+    diff = np.asarray(predicted, dtype=float) - np.asarray(reference, dtype=float)
+    return float(np.linalg.norm(diff, axis=1).max())
+
+
+def fit_calibration(
+    stds: Sequence[float],
+    errors: Sequence[float],
+    target_error: float,
+    hi_factor: float = 3.0,
+    min_points: int = 5,
+    bounds: tuple[float, float] = (0.005, 2.0),
+) -> Calibration:
+    """Fit ``error = intercept + slope * std`` and derive the trust window for ``target_error``.
+
+    No window is derived (``trust_lo`` None, with a ``note``) when there are fewer than
+    ``min_points`` finite points, no spread in std, or a non-positive slope; the caller then
+    keeps its previous window. The derived ``trust_lo`` is clipped to ``bounds``.
+    """
+    s = np.asarray(stds, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    ok = np.isfinite(s) & np.isfinite(e)
+    s, e = s[ok], e[ok]
+    cal = Calibration(n_points=int(len(s)), stds=s.tolist(), errors=e.tolist())
+    if len(s) < min_points:
+        cal.note = f"{len(s)} points < {min_points}"
+        return cal
+    if np.ptp(s) <= 1e-12:
+        cal.note = "no spread in committee std"
+        return cal
+    slope, intercept = np.polyfit(s, e, 1)
+    pred = intercept + slope * s
+    ss_tot = float(((e - e.mean()) ** 2).sum())
+    cal.slope, cal.intercept = float(slope), float(intercept)
+    cal.r2 = 1.0 - float(((e - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    if slope <= 0:
+        cal.note = "error does not grow with committee std"
+        return cal
+    lo = float(np.clip((target_error - intercept) / slope, *bounds))
+    cal.trust_lo, cal.trust_hi = lo, lo * hi_factor
+    return cal
