@@ -68,8 +68,19 @@ def test_every_record_is_in_the_store(campaign):
         doc = records.find("model_docs", {"model_id": model_id})[0]
         data = records.get_model_file(model_id, doc["file"]["sha256"])
         assert len(data) == doc["file"]["size_bytes"]
-    iterations = records.find("iterations", {"campaign": "tiny"})
-    assert all(it["wall_time_s"]["finetune"] > 0 for it in iterations)
+    iterations = sorted(records.find("iterations", {"campaign": "tiny"}), key=lambda d: d["index"])
+    for it in iterations:
+        times = it["wall_time_s"]
+        assert times["finetune"] > 0 and times["explore"] > 0
+        assert {"select", "label", "calibrate", "orchestration", "total"} <= set(times)
+        stages = sum(v for k, v in times.items() if k not in ("orchestration", "total"))
+        assert stages + times["orchestration"] == pytest.approx(times["total"], rel=1e-6)
+        assert sum(it["fates"].values()) == it["n_candidates"]  # every frame has one fate
+        assert it["trust_window"] == [1e-9, 10.0]
+    assert iterations[0]["fates"]["selected"] == 2
+    assert iterations[0]["calibration"]["n_points"] == 2  # too few to derive a window
+    assert iterations[0]["calibration"]["trust_lo"] is None
+    assert iterations[1]["fates"] == {"not needed": iterations[1]["n_candidates"]}
 
 
 def test_status_cli_table_and_json(campaign):
@@ -80,8 +91,10 @@ def test_status_cli_table_and_json(campaign):
     status = json.loads(res.stdout)
     assert {"campaign", "state", "iterations", "zero_shot_force_mae_mev_per_a"} <= set(status)
     assert all(STATUS_KEYS <= set(it) for it in status["iterations"])
-    res = runner.invoke(app, ["status", str(folder)])
+    assert 0 <= status["orchestration_share"] < 1
+    res = runner.invoke(app, ["status", str(folder)], terminal_width=200)
     assert res.exit_code == 0 and "tiny" in res.stdout
+    assert "explored frames by fate" in res.stdout and "orchestration share" in res.stdout
 
 
 def test_status_of_a_non_campaign_dir(tmp_path):

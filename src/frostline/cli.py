@@ -46,7 +46,7 @@ def _run(config_path: Path, campaign_dir: Path | None) -> dict:
 
 def _print_status(campaign_dir: Path, as_json: bool = False, campaign: str | None = None) -> dict:
     from frostline.registry.queries import campaign_status, open_campaign_dir
-    from frostline.report.tables import fates_table, status_table
+    from frostline.report.tables import fates_table, status_table, timing_table
     from frostline.store import StoreError
 
     try:
@@ -61,6 +61,8 @@ def _print_status(campaign_dir: Path, as_json: bool = False, campaign: str | Non
         console.print(status_table(status))
         if any(it.get("fates") for it in status["iterations"]):
             console.print(fates_table(status))
+        if any("total" in (it.get("wall_time_s") or {}) for it in status["iterations"]):
+            console.print(timing_table(status))
     return status
 
 

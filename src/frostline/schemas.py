@@ -200,6 +200,7 @@ class SelectionResult(BaseModel):
     accurate_fraction: float
     stop_reason: str | None = None
     wall_time_s: float = 0.0
+    finished_at: float | None = Field(None, description="epoch seconds when selection ended")
 
 
 class IterationDoc(BaseModel):

@@ -64,7 +64,7 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
     iterations = sorted(records.find("iterations", {"campaign": name}), key=lambda d: d["index"])
     zero = doc.get("zero_shot") or {}
     labelled = records["labelled"]
-    return {
+    status = {
         "campaign": name,
         "state": doc.get("state"),
         "stop_reason": doc.get("stop_reason"),
@@ -80,3 +80,7 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
         "final_model_ids": doc.get("final_model_ids", []),
         "iterations": [{k: it.get(k) for k in ITERATION_KEYS} for it in iterations],
     }
+    from frostline.report.tables import orchestration_share
+
+    status["orchestration_share"] = orchestration_share(status)
+    return status

@@ -32,7 +32,8 @@ def status_table(status: dict) -> Table:
     ):
         table.add_column(col, justify="right")
     for it in status["iterations"]:
-        wall = sum((it.get("wall_time_s") or {}).values())
+        times = it.get("wall_time_s") or {}
+        wall = times.get("total", sum(times.values()))
         table.add_row(
             str(it["index"]),
             _fmt(it["n_labelled"]),
@@ -94,5 +95,38 @@ def fates_table(status: dict) -> Table:
             *(str(fates.get(col, 0)) for col in FATE_COLUMNS),
             reasons or "–",
             cal_text,
+        )
+    return table
+
+
+STAGES = ("finetune", "explore", "select", "label", "calibrate", "orchestration")
+
+
+def orchestration_share(status: dict) -> float | None:
+    """Fraction of the iterations' wall time spent outside the stages (jobflow + store)."""
+    total = sum((it.get("wall_time_s") or {}).get("total", 0.0) for it in status["iterations"])
+    orch = sum(
+        (it.get("wall_time_s") or {}).get("orchestration", 0.0) for it in status["iterations"]
+    )
+    return orch / total if total > 0 else None
+
+
+def timing_table(status: dict) -> Table:
+    """One row per iteration: wall time of each stage and the orchestration rest."""
+    table = Table(title="wall time per stage (s)")
+    table.add_column("iter", justify="right")
+    for col in (*STAGES, "total"):
+        table.add_column(col, justify="right")
+    sums = dict.fromkeys((*STAGES, "total"), 0.0)
+    for it in status["iterations"]:
+        times = it.get("wall_time_s") or {}
+        for key in sums:
+            sums[key] += times.get(key, 0.0)
+        table.add_row(str(it["index"]), *(_fmt(times.get(k), 1) for k in (*STAGES, "total")))
+    table.add_row("all", *(_fmt(sums[k], 1) for k in (*STAGES, "total")), style="bold")
+    share = orchestration_share(status)
+    if share is not None:
+        table.caption = (
+            f"orchestration share (jobflow + store outside the stages): {100 * share:.1f} %"
         )
     return table

@@ -28,6 +28,8 @@ class Calibration(BaseModel):
     trust_lo: float | None = None
     trust_hi: float | None = None
     note: str | None = Field(None, description="why no window was derived, if none was")
+    started_at: float | None = Field(None, description="epoch seconds when calibration began")
+    wall_time_s: float = 0.0
 
 
 def max_atomic_force_error(predicted: np.ndarray, reference: np.ndarray) -> float:

@@ -115,6 +115,7 @@ class SelectMaker(Maker):
             accurate_fraction=n_acc / n if n else 0.0,
             stop_reason=reason[0],
             wall_time_s=time.perf_counter() - t0,
+            finished_at=time.time(),
         )
 
     def _labelled_atoms(self) -> list:
@@ -138,18 +139,22 @@ def calibrate_committee(
     The committee that explored (``finetuned``) predicts the new labels; its mean-force error
     per structure is paired with the std that selection saw for that structure.
     """
+    started_at, t0 = time.time(), time.perf_counter()
     finetuned = FineTuneResult.model_validate(finetuned)
     selection = SelectionResult.model_validate(selection)
     labels = [LabelledStructure.model_validate(x) for x in new_labels or []]
     labels = [x for x in labels if x.status == "ok"]
     std_by_hash = {structure_hash(c.structure): c.max_force_std for c in selection.selected}
     pairs = [(std_by_hash[x.structure_hash], x) for x in labels if x.structure_hash in std_by_hash]
-    if not pairs:
-        return fit_calibration([], [], target_error, hi_factor, min_points)
-    calc = load_committee(current_records(), finetuned.models, device=device)
-    _, forces = predict(calc, [x for _, x in pairs])
-    errors = [
-        max_atomic_force_error(f, np.asarray(x.forces))
-        for f, (_, x) in zip(forces, pairs, strict=True)
-    ]
-    return fit_calibration([s for s, _ in pairs], errors, target_error, hi_factor, min_points)
+    stds, errors = [], []
+    if pairs:
+        calc = load_committee(current_records(), finetuned.models, device=device)
+        _, forces = predict(calc, [x for _, x in pairs])
+        stds = [s for s, _ in pairs]
+        errors = [
+            max_atomic_force_error(f, np.asarray(x.forces))
+            for f, (_, x) in zip(forces, pairs, strict=True)
+        ]
+    cal = fit_calibration(stds, errors, target_error, hi_factor, min_points)
+    cal.started_at, cal.wall_time_s = started_at, time.perf_counter() - t0
+    return cal
