@@ -59,6 +59,11 @@ def test_unknown_field_is_named(tmp_path):
     [
         ("finetune", {"freeze": 9}, "finetune.freeze"),
         ("finetune", {"committee_size": "many"}, "finetune.committee_size"),
+        ("finetune", {"freeze_sweep": [0, 8]}, "finetune.freeze_sweep"),
+        ("finetune", {"sweep": "sometimes"}, "finetune.sweep"),
+        ("select", {"strategy": "greedy"}, "select.strategy"),
+        ("select", {"novelty_threshold": -1}, "select.novelty_threshold"),
+        ("select", {"hi_factor": 0.5}, "select.hi_factor"),
         ("explore", {"temperatures": [-5]}, "explore.temperatures"),
         ("select", {"trust_lo": 0.3, "trust_hi": 0.1}, "select"),
         ("oracle", {"name": "gaussian"}, "oracle.name"),

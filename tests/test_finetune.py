@@ -100,3 +100,31 @@ def test_committee_has_force_variance_and_loads_in_macecalculator(finetuned):
     docs = Records(store).connect().find("model_docs", {"campaign": "ft"})
     assert {d["model_id"] for d in docs} == {m.model_id for m in result.models}
     assert all(d["freeze_level"] == 6 and d["metrics"] for d in docs)
+
+
+def test_freeze_sweep_keeps_the_level_with_lowest_validation_error(foundation, tmp_path):
+    store = make_job_store(StoreConfig(), tmp_path)
+    maker = FineTuneMaker(
+        committee_size=2, epochs=2, batch_size=2, lr=0.02, freeze=6, freeze_sweep=(7, 0)
+    )
+    job = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "sw", 0)
+    run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
+    store.connect()
+    result = FineTuneResult.model_validate(job.output.resolve(store))
+    sweep = {p.freeze_level: p for p in result.freeze_sweep}
+    assert set(sweep) == {0, 7} and sum(p.chosen for p in sweep.values()) == 1
+    best = min(sweep.values(), key=lambda p: p.metrics.force_mae_mev_per_a)
+    assert best.chosen and result.freeze_level == best.freeze_level
+    assert sweep[7].trainable_parameters == 0 < sweep[0].trainable_parameters
+    # f7 trains nothing, so it keeps the foundation's force errors; member 0 of the winner is
+    # reused as committee member 0 and all members carry the chosen level
+    assert all(m.freeze_level == result.freeze_level for m in result.models)
+    assert result.models[0].metrics.force_mae_mev_per_a == pytest.approx(
+        best.metrics.force_mae_mev_per_a
+    )
+
+
+def test_freeze_sweep_needs_validation(foundation):
+    maker = FineTuneMaker(committee_size=1, epochs=1, freeze_sweep=(0, 6))
+    with pytest.raises(ValueError, match="freeze sweep needs validation"):
+        maker.make.original(maker, foundation, emt_labels(4, 0), [], "sw", 0)

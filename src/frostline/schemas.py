@@ -162,12 +162,22 @@ class ModelDoc(BaseModel):
     created: datetime = Field(default_factory=utcnow)
 
 
+class FreezeSweepPoint(BaseModel):
+    """One freeze level tried by a freeze sweep, with member 0's validation errors."""
+
+    freeze_level: int
+    trainable_parameters: int
+    metrics: ValidationMetrics
+    chosen: bool = False
+
+
 class FineTuneResult(BaseModel):
     """Output of a fine-tuning job: the committee and its validation metrics."""
 
     models: list[ModelDoc]
     committee_metrics: ValidationMetrics | None = None
     freeze_level: int
+    freeze_sweep: list[FreezeSweepPoint] = Field(default_factory=list)
     trainable_parameters: int
     total_parameters: int
     wall_time_s: float
@@ -222,6 +232,9 @@ class IterationDoc(BaseModel):
     energy_rmse_mev_per_atom: float | None = None
     force_rmse_mev_per_a: float | None = None
     freeze_level: int | None = None
+    freeze_sweep: list[dict[str, Any]] = Field(
+        default_factory=list, description="levels tried and their validation errors"
+    )
     model_ids: list[str] = Field(default_factory=list)
     stop_reason: str | None = None
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")

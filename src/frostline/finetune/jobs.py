@@ -19,7 +19,13 @@ from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
-from frostline.schemas import FineTuneResult, LabelledStructure, ModelDoc, ModelFile
+from frostline.schemas import (
+    FineTuneResult,
+    FreezeSweepPoint,
+    LabelledStructure,
+    ModelDoc,
+    ModelFile,
+)
 from frostline.store import EXPOSE_STORE, current_records
 
 console = Console(stderr=True)
@@ -65,6 +71,7 @@ class FineTuneMaker(Maker):
     default_dtype: str = "float64"
     device: str = "auto"
     keep_foundation_elements: bool = False
+    freeze_sweep: tuple[int, ...] = ()
     seed: int = 0
 
     @job(config=EXPOSE_STORE)
@@ -75,49 +82,50 @@ class FineTuneMaker(Maker):
         validation: list[LabelledStructure],
         campaign: str = "campaign",
         iteration: int = 0,
+        freeze: int | None = None,
     ) -> FineTuneResult:
-        """Train ``committee_size`` members on ``train``; evaluate them on ``validation``."""
+        """Train ``committee_size`` members on ``train``; evaluate them on ``validation``.
+
+        With ``freeze_sweep`` levels (and no explicit ``freeze``), member 0 is first trained at
+        every level; the level with the lowest validation force MAE is kept (member 0 of that
+        level is reused) and the rest of the committee is trained at it. ``freeze`` overrides
+        the maker's level and skips the sweep (a level chosen in an earlier iteration).
+        """
         start = time.perf_counter()
         train = [LabelledStructure.model_validate(t) for t in train]
         validation = [LabelledStructure.model_validate(v) for v in validation]
         ok = [t for t in train if t.status == "ok"]
         if len(ok) < 2:
             raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {len(ok)}")
+        if freeze is None and self.freeze_sweep and not validation:
+            raise ValueError("a freeze sweep needs validation structures to compare levels")
         records = current_records()
         foundation_model = load_foundation_model(foundation)
-        trainable, total = count_parameters(foundation_model, self.freeze)
         elements = sorted(
             {s["species"][0]["element"] for t in ok for s in t.structure["sites"]},
             key=chemical_symbols.index,
         )
         device = resolve_device(self.device)
+        level, sweep, first = self.freeze if freeze is None else freeze, [], None
+        if freeze is None and self.freeze_sweep:
+            level, sweep, first = self._sweep(
+                foundation, foundation_model, ok, validation, iteration, device
+            )
+        trainable, total = count_parameters(foundation_model, level)
         docs: list[ModelDoc] = []
         paths: list[Path] = []
         for member in range(self.committee_size):
             seed = self.seed + 1000 * iteration + member
-            rng = np.random.default_rng(seed)
-            data = member_subset(ok, self.subsample, rng)
-            console.print(
-                f"[bold]fine-tune[/] iteration {iteration} member {member + 1}/"
-                f"{self.committee_size}: {len(data)} structures, freeze f{self.freeze}, "
-                f"{trainable:,}/{total:,} parameters trainable"
-            )
-            settings = MaceTrainSettings(
-                name=f"member{member}",
-                seed=seed,
-                max_num_epochs=self.epochs,
-                batch_size=min(self.batch_size, max(1, len(data) - 1)),
-                lr=self.lr,
-                e0s=self.e0s,
-                energy_weight=self.energy_weight,
-                forces_weight=self.forces_weight,
-                default_dtype=self.default_dtype,
-                device=device,
-                foundation_model=foundation,
-                freeze=self.freeze,
-                keep_foundation_elements=self.keep_foundation_elements,
-            )
-            path = run_mace_training(settings, data, Path.cwd() / f"member{member}")
+            data = member_subset(ok, self.subsample, np.random.default_rng(seed))
+            if member == 0 and first is not None:
+                path = first
+            else:
+                console.print(
+                    f"[bold]fine-tune[/] iteration {iteration} member {member + 1}/"
+                    f"{self.committee_size}: {len(data)} structures, freeze f{level}, "
+                    f"{trainable:,}/{total:,} parameters trainable"
+                )
+                path = self._train(foundation, data, seed, level, device, f"member{member}")
             sha = sha256_file(path)
             model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
             records.put_model_file(model_id, path.read_bytes())
@@ -131,7 +139,7 @@ class FineTuneMaker(Maker):
                     member=member,
                     elements=elements,
                     foundation=Path(foundation).name,
-                    freeze_level=self.freeze,
+                    freeze_level=level,
                     trainable_parameters=trainable,
                     total_parameters=total,
                     n_train=len(data),
@@ -152,8 +160,67 @@ class FineTuneMaker(Maker):
         return FineTuneResult(
             models=docs,
             committee_metrics=committee_metrics,
-            freeze_level=self.freeze,
+            freeze_level=level,
+            freeze_sweep=sweep,
             trainable_parameters=trainable,
             total_parameters=total,
             wall_time_s=time.perf_counter() - start,
         )
+
+    def _train(
+        self, foundation: str, data: list, seed: int, level: int, device: str, name: str
+    ) -> Path:
+        """One mace-torch fine-tuning run; the ``.model`` file it wrote."""
+        settings = MaceTrainSettings(
+            name=name,
+            seed=seed,
+            max_num_epochs=self.epochs,
+            batch_size=min(self.batch_size, max(1, len(data) - 1)),
+            lr=self.lr,
+            e0s=self.e0s,
+            energy_weight=self.energy_weight,
+            forces_weight=self.forces_weight,
+            default_dtype=self.default_dtype,
+            device=device,
+            foundation_model=foundation,
+            freeze=level,
+            keep_foundation_elements=self.keep_foundation_elements,
+        )
+        return run_mace_training(settings, data, Path.cwd() / name)
+
+    def _sweep(
+        self,
+        foundation: str,
+        foundation_model,
+        ok: list[LabelledStructure],
+        validation: list[LabelledStructure],
+        iteration: int,
+        device: str,
+    ) -> tuple[int, list[FreezeSweepPoint], Path]:
+        """Member 0 at every sweep level; (best level, all results, best member-0 file)."""
+        seed = self.seed + 1000 * iteration
+        data = member_subset(ok, self.subsample, np.random.default_rng(seed))
+        points, files = [], {}
+        for level in sorted(set(self.freeze_sweep)):
+            trainable, total = count_parameters(foundation_model, level)
+            console.print(
+                f"[bold]freeze sweep[/] iteration {iteration}: f{level}, "
+                f"{trainable:,}/{total:,} parameters trainable, {len(data)} structures"
+            )
+            path = self._train(foundation, data, seed, level, device, f"sweep-f{level}")
+            calc = committee_calculator([path], device=device, dtype=self.default_dtype)
+            points.append(
+                FreezeSweepPoint(
+                    freeze_level=level,
+                    trainable_parameters=trainable,
+                    metrics=evaluate(calc, validation),
+                )
+            )
+            files[level] = path
+        best = min(points, key=lambda p: p.metrics.force_mae_mev_per_a)
+        best.chosen = True
+        table = ", ".join(f"f{p.freeze_level} {p.metrics.force_mae_mev_per_a:.1f}" for p in points)
+        console.print(
+            f"[bold]freeze sweep[/] validation force MAE meV/Å: {table} → f{best.freeze_level}"
+        )
+        return best.freeze_level, points, files[best.freeze_level]
