@@ -37,6 +37,7 @@ def tiny_campaign(name: str = "tiny", **overrides) -> dict:
         "select": {"trust_lo": 1e-9, "trust_hi": 10.0, "max_labels_per_iteration": 2},
         "oracle": {"name": "emt"},
         "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
+        "distill": {"enabled": False},  # tests/test_distill.py turns it on
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

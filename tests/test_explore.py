@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ase.calculators.emt import EMT
 
 from frostline.explore.samplers import committee_uncertainty, langevin_frames
@@ -45,3 +46,80 @@ def test_trajectory_aborts_beyond_force_std():
         langevin_frames(cu111_slab(), FakeCommittee(1.0), 300.0, 50, 5, abort_force_std=1.0)
     )
     assert len(frames) == 1 and frames[0].max_force_std > 1.0
+
+
+def test_committee_uncertainty_requests_member_forces_on_demand(foundation):
+    """A calculator computing member forces only on request still yields the force deviation."""
+    from frostline.explore.shared_committee import (
+        SharedCommittee,
+        SharedCommitteeCalculator,
+        load_mace_model,
+        perturbed_member,
+    )
+
+    base = load_mace_model(foundation)
+    committee = SharedCommittee([perturbed_member(base, k, scale=0.1) for k in range(2)], "cpu")
+    calc = SharedCommitteeCalculator(committee)
+    frames = list(langevin_frames(cu111_slab(), calc, 300.0, steps=4, sample_every=2, seed=1))
+    assert [f.step for f in frames] == [2, 4]
+    assert all(f.max_force_std > 0 and f.energy_std_per_atom > 0 for f in frames)
+
+
+def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
+    """engine='batched' (one batch, shared-trunk committee) == engine='ase' (MACECalculator)."""
+    import torch
+    from jobflow import run_locally
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from frostline.config import StoreConfig
+    from frostline.explore.jobs import ExploreMaker
+    from frostline.explore.shared_committee import load_mace_model, perturbed_member
+    from frostline.schemas import ExploreResult, FineTuneResult, ModelDoc, ModelFile
+    from frostline.store import Records, make_job_store
+    from frostline.structures import h2_on_slab
+
+    store = make_job_store(StoreConfig(), tmp_path)
+    records = Records(store).connect()
+    base = load_mace_model(foundation)
+    docs = []
+    for k in range(2):
+        path = tmp_path / f"m{k}.model"
+        torch.save(perturbed_member(base, seed=k, scale=0.1), path)
+        data = path.read_bytes()
+        sha = records.put_model_file(f"m{k}", data)
+        file = ModelFile(filename=path.name, sha256=sha, size_bytes=len(data))
+        docs.append(
+            ModelDoc(model_id=f"m{k}", kind="committee-member", elements=["Cu", "H"], file=file)
+        )
+    finetuned = FineTuneResult(
+        models=docs, freeze_level=6, trainable_parameters=1, total_parameters=2, wall_time_s=0.0
+    ).model_dump(mode="json")
+    rng = np.random.default_rng(3)
+    starts = [AseAtomsAdaptor.get_structure(h2_on_slab(cu111_slab(), rng)).as_dict() for _ in "ab"]
+    results = {}
+    for engine in ("ase", "batched"):
+        maker = ExploreMaker(
+            temperatures=[300.0, 700.0],
+            steps=8,
+            sample_every=4,
+            starts_per_temperature=1,
+            engine=engine,
+            device="cpu",
+        )
+        job = maker.make(finetuned, starts, 1)
+        run_locally(job, store=store, root_dir=tmp_path / engine, create_folders=True, log=False)
+        store.connect()
+        results[engine] = ExploreResult.model_validate(job.output.resolve(store))
+    ase, batched = results["ase"], results["batched"]
+    assert len(ase.candidates) == len(batched.candidates) == 4
+    assert ase.n_steps_total == batched.n_steps_total == 16
+    assert ase.n_trajectories == batched.n_trajectories == 2
+    for a, b in zip(ase.candidates, batched.candidates, strict=True):
+        assert a.provenance.temperature == b.provenance.temperature
+        sa, sb = (np.array([s["xyz"] for s in c.structure["sites"]]) for c in (a, b))
+        assert np.allclose(sa, sb, atol=1e-8)
+        assert np.isclose(a.max_force_std, b.max_force_std, rtol=1e-6)
+        assert np.isclose(a.max_force, b.max_force, rtol=1e-6) and a.max_force > 0
+        assert np.isclose(a.energy_std_per_atom, b.energy_std_per_atom, rtol=1e-6)
+    with pytest.raises(ValueError, match="ExploreMaker.engine"):
+        ExploreMaker(engine="lammps")

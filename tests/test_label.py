@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 
 import numpy as np
+import pytest
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from atomate2.forcefields.schemas import ForceFieldTaskDocument
@@ -93,3 +94,134 @@ def test_nan_forces_are_refused(job_store):
 def test_empty_batch_labels_nothing(job_store):
     labels, n_jobs = run_label(job_store, OracleConfig(name="emt"), [])
     assert labels == [] and n_jobs == 0
+
+
+# -- kill a labelling batch midway, then resume ------------------------------------------------
+_KILLED_RUN = """
+import json, sys
+from jobflow import run_locally
+from frostline.config import OracleConfig, StoreConfig
+from frostline.label.jobs import LabelMaker
+from frostline.store import make_job_store
+
+store_dir, oracle, cands, root = sys.argv[1:5]
+store = make_job_store(StoreConfig(), store_dir)
+job = LabelMaker(oracle=OracleConfig.model_validate(json.load(open(oracle))), campaign="k").make(
+    json.load(open(cands))
+)
+run_locally(job, store=store, create_folders=True, root_dir=root, log=False)
+"""
+
+
+def test_killed_batch_keeps_finished_labels_and_resumes(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from frostline.config import StoreConfig
+    from frostline.store import make_job_store
+
+    cands = []
+    for seed in range(5):
+        cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+        cu.rattle(0.05, seed=seed)
+        cands.append(CandidateStructure(structure=AseAtomsAdaptor.get_structure(cu).as_dict()))
+    counter, switch = tmp_path / "calls.txt", tmp_path / "kill.switch"
+    switch.touch()
+    oracle = OracleConfig(
+        name="ase",
+        settings={
+            "calculator": "oracle_stubs.KillSwitchEMT",
+            "counter": str(counter),
+            "switch": str(switch),
+            "kill_at": 3,
+        },
+    )
+    (tmp_path / "oracle.json").write_text(oracle.model_dump_json())
+    (tmp_path / "cands.json").write_text(json.dumps([c.model_dump(mode="json") for c in cands]))
+    (tmp_path / "run1").mkdir()
+    tests_dir = str(Path(__file__).parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_RUN,
+            str(tmp_path),
+            str(tmp_path / "oracle.json"),
+            str(tmp_path / "cands.json"),
+            str(tmp_path / "run1"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not switch.exists()
+    store = make_job_store(StoreConfig(), tmp_path)  # a fresh connection to the same store
+    records = Records(store).connect()
+    kept = records.find("labelled", {"campaign": "k"})
+    assert len(kept) == 2 and all(d["status"] == "ok" for d in kept)  # finished before the kill
+    before = {d["structure_hash"]: d["energy"] for d in kept}
+    records.close()
+
+    labels, n_jobs = run_label(store, oracle, cands, campaign="k")  # resume
+    assert n_jobs == 3  # only the structures without a label
+    calls = counter.read_text().split()
+    assert len(calls) == 5 and len(set(calls)) == 5  # every structure computed exactly once
+    assert len(labels) == 5 and all(lab.status == "ok" for lab in labels)
+    assert {lab.structure_hash: lab.energy for lab in labels if lab.structure_hash in before} == (
+        before
+    )
+    stored = Records(store).connect().find("labelled", {"campaign": "k"})
+    keys = [(d["structure_hash"], d["oracle_settings_hash"], d["role"]) for d in stored]
+    assert len(stored) == 5 and len(set(keys)) == 5  # none lost, none duplicated
+
+
+def test_duplicates_in_a_batch_are_computed_once(job_store):
+    cands = candidates()
+    labels, n_jobs = run_label(job_store, OracleConfig(name="emt"), [cands[0], cands[0], cands[2]])
+    assert n_jobs == 2 and len(labels) == 2
+
+
+def test_oracle_hash_follows_settings():
+    from frostline.label.oracles import oracle_hash, oracle_settings
+
+    base = oracle_hash(OracleConfig(name="cp2k"))
+    assert base != oracle_hash(OracleConfig(name="cp2k", settings={"input": {"cutoff": 600}}))
+    assert base != oracle_hash(OracleConfig(name="cp2k", settings={"kpoints": "gamma"}))
+    # how CP2K runs (threads, command) does not change the numbers
+    assert base == oracle_hash(OracleConfig(name="cp2k", settings={"omp_threads": 1}))
+    vasp = oracle_hash(OracleConfig(name="vasp"))
+    assert vasp != oracle_hash(OracleConfig(name="vasp", settings={"incar": {"ENCUT": 700}}))
+    assert oracle_settings(OracleConfig(name="cp2k"))["input"]["cutoff"] >= 500
+    # the ASE oracles keep the hash they had before (labels in existing stores stay valid)
+    from frostline.schemas import settings_hash
+
+    assert oracle_hash(OracleConfig(name="emt")) == settings_hash(
+        {"oracle": "emt", "calculator": "ase.calculators.emt.EMT"}
+    )
+
+
+def test_maker_oracle_takes_any_atomate2_maker(job_store):
+    oracle = OracleConfig(
+        name="maker",
+        settings={
+            "maker": "atomate2.forcefields.jobs.ForceFieldStaticMaker",
+            "kwargs": {"force_field_name": {"@module": "ase.calculators.emt", "@callable": "EMT"}},
+        },
+    )
+    labels, n_jobs = run_label(job_store, oracle, candidates()[:1])
+    assert n_jobs == 1 and labels[0].status == "ok" and labels[0].oracle == "maker"
+    atoms = labels[0].to_atoms()
+    atoms.calc = EMT()
+    assert np.allclose(labels[0].forces, atoms.get_forces(), atol=1e-6)
+    with pytest.raises(ValueError, match="settings.maker"):
+        OracleConfig(name="maker", settings={"kwargs": {}})

@@ -223,11 +223,20 @@ def models_export(
     store: StoreOpt = None,
     database: DatabaseOpt = "frostline",
 ) -> None:
-    """Write a model file, after checking its sha256 against the record."""
-    from frostline.registry.models import export_model
+    """Write a model file, after checking its sha256 against the record.
+
+    For an ACE surrogate the B-basis ``.yaml`` and active set ``.asi`` (extrapolation grades)
+    are written next to the ``.yace``.
+    """
+    from frostline.registry.models import export_model, get_model
 
     with _records(dir, store, database) as records:
         path = export_model(records, model_id, output)
+        if get_model(records, model_id).get("kind") == "ace-surrogate":
+            from frostline.distill.jobs import write_companions
+
+            companions = write_companions(records, model_id, path.parent).values()
+            path = ", ".join(str(p) for p in (path, *companions))
     _out().print(f"{model_id} -> {path} (sha256 verified)")
 
 

@@ -25,19 +25,30 @@ class SystemConfig(_Strict):
         "h2_cu111", description="built-in seed generator (None when `seeds_file` is given)"
     )
     seeds_file: Path | None = Field(None, description="extxyz/any ASE-readable file of seeds")
+    labelled_file: Path | None = Field(
+        None, description="extxyz with energies/forces(/stress): imported as initial training set"
+    )
+    labelled_oracle: str = Field("imported", description="oracle name recorded for imports")
     n_initial: int = Field(8, ge=2, description="structures labelled before the first fine-tune")
     n_validation: int = Field(16, ge=1, description="held-out structures for validation errors")
     rattle: float = Field(0.05, ge=0.0, le=0.5, description="Å, Gaussian rattle of seeds")
 
     @model_validator(mode="after")
     def _one_source(self) -> SystemConfig:
-        if self.builder is None and self.seeds_file is None:
-            raise ValueError("give `builder` or `seeds_file`")
+        if self.builder is None and self.seeds_file is None and self.labelled_file is None:
+            raise ValueError("give `builder`, `seeds_file` or `labelled_file`")
         return self
 
 
 class FineTuneConfig(_Strict):
     freeze: int = Field(6, ge=0, le=7, description="mace-torch --freeze level (f0 ... f7)")
+    freeze_sweep: list[int] = Field(
+        default_factory=list,
+        description="levels to try (lowest validation force MAE wins; empty: use `freeze`)",
+    )
+    sweep: Literal["first", "every"] = Field(
+        "first", description="sweep at the first fine-tune only, or at every iteration"
+    )
     committee_size: int = Field(2, ge=1, le=16)
     epochs: int = Field(20, ge=1)
     lr: float = Field(0.01, gt=0)
@@ -49,6 +60,14 @@ class FineTuneConfig(_Strict):
     default_dtype: Literal["float64", "float32"] = "float64"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    @field_validator("freeze_sweep")
+    @classmethod
+    def _levels(cls, v: list[int]) -> list[int]:
+        bad = [x for x in v if not 0 <= x <= 7]
+        if bad:
+            raise ValueError(f"freeze levels must be 0-7, got {bad}")
+        return sorted(set(v))
+
 
 class ExploreConfig(_Strict):
     temperatures: list[float] = Field(default_factory=lambda: [300.0, 800.0], min_length=1)
@@ -58,6 +77,11 @@ class ExploreConfig(_Strict):
     starts_per_temperature: int = Field(2, ge=1)
     friction: float = Field(0.02, gt=0, description="Langevin friction, 1/fs")
     abort_force_std: float = Field(1.0, gt=0, description="eV/Å: stop a trajectory beyond this")
+    engine: Literal["ase", "batched"] = Field(
+        "ase",
+        description="'ase': one ASE Langevin run at a time with MACECalculator; 'batched': all "
+        "trajectories together in one batch per step with the shared-trunk committee",
+    )
 
     @field_validator("temperatures")
     @classmethod
@@ -68,10 +92,37 @@ class ExploreConfig(_Strict):
 
 
 class SelectConfig(_Strict):
-    trust_lo: float = Field(0.05, gt=0, description="eV/Å: below is 'accurate'")
-    trust_hi: float = Field(0.5, gt=0, description="eV/Å: above is 'failed'")
+    """Which explored frames are labelled (see ``frostline.select.batch`` for the fates)."""
+
+    strategy: Literal["diverse", "dpgen", "random"] = Field(
+        "diverse",
+        description="diverse: uncertainty per cost x novelty; dpgen: random in the trust window;"
+        " random: any frame (baseline)",
+    )
+    trust: Literal["calibrated", "fixed"] = Field(
+        "calibrated", description="derive the trust window from target_force_error each iteration"
+    )
+    trust_lo: float = Field(0.05, gt=0, description="eV/Å: below is 'accurate' (first window)")
+    trust_hi: float = Field(0.5, gt=0, description="eV/Å: at or above is 'too uncertain'")
+    target_force_error: float = Field(
+        0.3, gt=0, description="eV/Å: max atomic force error counted as accurate (calibrated)"
+    )
+    hi_factor: float = Field(3.0, gt=1, description="calibrated trust_hi = hi_factor x trust_lo")
+    min_calibration_points: int = Field(5, ge=2)
+    novelty_threshold: float = Field(
+        0.02, ge=0, description="descriptor distance below which a frame is a duplicate (0: off)"
+    )
+    cost_exponent: float = Field(1.0, ge=0, description="label cost ~ n_atoms^x in ranking")
     max_labels_per_iteration: int = Field(8, ge=1)
-    min_distance: float = Field(0.6, ge=0, description="Å: frames with closer atoms are 'failed'")
+    min_distance: float = Field(0.6, ge=0, description="Å: closer atoms fail the sanity filter")
+    min_distance_ratio: float = Field(
+        0.5, ge=0, le=1, description="fail if d < ratio x sum of covalent radii"
+    )
+    max_neighbour_distance: float = Field(
+        5.0, ge=0, description="Å: an atom with no neighbour this close means 'exploded' (0: off)"
+    )
+    min_volume_per_atom: float = Field(2.0, ge=0, description="Å³: smaller periodic cells fail")
+    max_force: float = Field(20.0, gt=0, description="eV/Å: larger predicted forces fail")
 
     @model_validator(mode="after")
     def _window(self) -> SelectConfig:
@@ -84,9 +135,12 @@ class OracleConfig(_Strict):
     """The labelling oracle.
 
     ``ase``: any ASE calculator, ``settings.calculator`` being its import path.
+    ``cp2k`` / ``vasp``: atomate2's CP2K / MP VASP static makers (``settings`` override the
+    input; see README "Oracles and DFT"). ``maker``: any atomate2 maker, ``settings.maker``
+    being its import path and ``settings.kwargs`` its keyword arguments.
     """
 
-    name: Literal["emt", "xtb", "chgnet", "chgnet-r2scan", "ase"] = "emt"
+    name: Literal["emt", "xtb", "chgnet", "chgnet-r2scan", "ase", "cp2k", "vasp", "maker"] = "emt"
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -94,6 +148,11 @@ class OracleConfig(_Strict):
         path = self.settings.get("calculator")
         if self.name == "ase" and (not isinstance(path, str) or "." not in path):
             raise ValueError("oracle 'ase' needs settings.calculator = 'package.module.Callable'")
+        path = self.settings.get("maker")
+        if self.name == "maker" and (not isinstance(path, str) or "." not in path):
+            raise ValueError("oracle 'maker' needs settings.maker = 'package.module.MakerClass'")
+        if self.name == "maker" and not isinstance(self.settings.get("kwargs", {}), dict):
+            raise ValueError("oracle 'maker': settings.kwargs must be a mapping")
         return self
 
 
@@ -101,6 +160,55 @@ class ConvergenceConfig(_Strict):
     accurate_fraction: float = Field(0.9, gt=0, le=1.0)
     max_iterations: int = Field(3, ge=1)
     label_budget: int = Field(200, ge=1, description="total labels incl. the initial set")
+
+
+class DistillConfig(_Strict):
+    """Distil the final fine-tuned MACE into a linear ACE surrogate (``frostline.distill``)."""
+
+    enabled: bool = Field(True, description="run distillation after the last iteration")
+    n_teacher_structures: int = Field(160, ge=8, description="teacher-labelled structures")
+    temperatures: list[float] | None = Field(
+        None, min_length=1, description="K, teacher MD (default: explore.temperatures)"
+    )
+    md_steps: int = Field(100, ge=1, description="steps per teacher MD trajectory")
+    sample_every: int = Field(5, ge=1)
+    rattle: float = Field(0.05, ge=0, le=0.5, description="Å, rattle of strained/defected cells")
+    max_strain: float = Field(0.03, ge=0, le=0.2)
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.9, description="teacher data held out")
+    basis_sizes: list[int] = Field(
+        default_factory=lambda: [50, 100, 200], min_length=1, description="functions per element"
+    )
+    cutoffs: list[float] = Field(default_factory=lambda: [5.0], min_length=1, description="Å")
+    target_force_mae_mev_per_a: float = Field(
+        50.0, gt=0, description="meV/Å vs teacher (held out): smallest basis meeting it wins"
+    )
+    require_target: bool = Field(False, description="fail when no basis meets the target")
+    energy_weight: float = Field(10.0, ge=0, description="per-atom energy vs force residuals")
+    ridge: float = Field(1e-6, ge=0, description="scale-free ridge regularisation")
+    stability_steps: int = Field(200, ge=0, description="MD steps of the stability check (0: off)")
+    active_set: bool = Field(True, description="write an .asi active set (extrapolation grade)")
+    speed_atoms: int = Field(500, ge=1, description="atoms in the speed-test supercell")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _positive_temperatures(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(t <= 0 for t in v):
+            raise ValueError("temperatures must be > 0 K")
+        return v
+
+    @field_validator("basis_sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        if any(n < 4 for n in v):
+            raise ValueError("basis sizes (functions per element) must be >= 4")
+        return sorted(set(v))
+
+    @field_validator("cutoffs")
+    @classmethod
+    def _cutoffs(cls, v: list[float]) -> list[float]:
+        if any(not 2.0 <= c <= 12.0 for c in v):
+            raise ValueError("cutoffs must be between 2 and 12 Å")
+        return sorted(set(v))
 
 
 class StoreConfig(_Strict):
@@ -120,6 +228,7 @@ class CampaignConfig(_Strict):
     select: SelectConfig = Field(default_factory=SelectConfig)
     oracle: OracleConfig = Field(default_factory=OracleConfig)
     convergence: ConvergenceConfig = Field(default_factory=ConvergenceConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     seed: int = 0
 
@@ -171,6 +280,9 @@ def load_config(path: str | Path) -> CampaignConfig:
     base = path.parent.resolve()
     if config.system.seeds_file is not None and not config.system.seeds_file.is_absolute():
         config.system.seeds_file = base / config.system.seeds_file
+    labelled = config.system.labelled_file
+    if labelled is not None and not labelled.is_absolute():
+        config.system.labelled_file = base / labelled
     if config.foundation != "mini" and not Path(config.foundation).is_absolute():
         candidate = base / config.foundation
         if candidate.exists():

@@ -157,6 +157,9 @@ class ModelDoc(BaseModel):
     total_parameters: int | None = None
     n_train: int = 0
     training_set_hashes: list[str] = Field(default_factory=list)
+    parent_model_ids: list[str] = Field(
+        default_factory=list, description="models this one was derived from (e.g. a teacher)"
+    )
     metrics: ValidationMetrics | None = None
     file: ModelFile
     created: datetime = Field(default_factory=utcnow)

@@ -54,8 +54,10 @@ def campaign_structures(config: CampaignConfig) -> CampaignStructures:
     system = config.system
     rng = np.random.default_rng(config.seed)
     val_rng = np.random.default_rng(config.seed + 10_000)
-    if system.seeds_file is not None:
-        seeds = read_seed_file(Path(system.seeds_file), config.elements)
+    # without builder and seeds file, the imported labelled structures are the seeds
+    seeds_path = system.seeds_file or (system.labelled_file if system.builder is None else None)
+    if seeds_path is not None:
+        seeds = read_seed_file(Path(seeds_path), config.elements)
         initial = list(seeds[: system.n_initial])
         while len(initial) < system.n_initial:
             initial.append(rattle(seeds[rng.integers(len(seeds))], rng, system.rattle))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jobflow import Maker, job
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from frostline.explore.samplers import langevin_frames
-from frostline.finetune.committee import load_committee
+from frostline.explore.batched import batched_langevin_frames
+from frostline.explore.samplers import Frame, langevin_frames
+from frostline.explore.shared_committee import SharedCommittee
+from frostline.finetune.committee import fetch_model_files, load_committee
 from frostline.schemas import (
     CandidateStructure,
     ExploreResult,
@@ -20,10 +24,18 @@ from frostline.schemas import (
 )
 from frostline.store import EXPOSE_STORE, current_records
 
+ENGINES = ("ase", "batched")
+
 
 @dataclass
 class ExploreMaker(Maker):
-    """Langevin MD with the committee mean; every sampled frame carries its uncertainty."""
+    """Langevin MD with the committee mean; every sampled frame carries its uncertainty.
+
+    ``engine="ase"`` runs the trajectories one after the other with ASE and mace's
+    ``MACECalculator``; ``engine="batched"`` runs them all at once
+    (:func:`frostline.explore.batched.batched_langevin_frames`) with the shared-trunk committee.
+    Both follow the same algorithm, seeds and starts, so they give the same frames up to rounding.
+    """
 
     name: str = "explore"
     temperatures: list[float] = field(default_factory=lambda: [300.0, 800.0])
@@ -33,8 +45,23 @@ class ExploreMaker(Maker):
     timestep_fs: float = 1.0
     friction: float = 0.02
     abort_force_std: float = 1.0
+    engine: str = "ase"
     device: str = "auto"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"ExploreMaker.engine must be one of {ENGINES}, got {self.engine!r}")
+
+    def plan(self, n_starts: int, iteration: int) -> list[tuple[float, int, int]]:
+        """(temperature, seed, index of the start) of every trajectory, in output order."""
+        out = []
+        for n, (temp, k) in enumerate(
+            (t, k) for t in self.temperatures for k in range(self.starts_per_temperature)
+        ):
+            seed = self.seed + 7919 * iteration + n
+            out.append((temp, seed, (seed + k) % n_starts))
+        return out
 
     @job(config=EXPOSE_STORE)
     def make(
@@ -45,49 +72,37 @@ class ExploreMaker(Maker):
         finetuned = FineTuneResult.model_validate(finetuned)
         if not starts:
             raise ValueError("exploration needs at least one starting structure")
-        calc = load_committee(current_records(), finetuned.models, device=self.device)
-        plan = [(temp, k) for temp in self.temperatures for k in range(self.starts_per_temperature)]
-        candidates: list[CandidateStructure] = []
-        n_steps = n_aborted = 0
+        plan = self.plan(len(starts), iteration)
+        atoms = [AseAtomsAdaptor.get_atoms(as_structure(s)) for s in starts]
         columns = (
-            TextColumn("[bold]explore[/] it {task.fields[it]}"),
+            TextColumn(f"[bold]explore[/] it {iteration} ({self.engine})"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
         with Progress(*columns, transient=False) as progress:
-            task = progress.add_task("md", total=len(plan) * self.steps, it=iteration)
-            for n, (temp, k) in enumerate(plan):
-                seed = self.seed + 7919 * iteration + n
-                start = AseAtomsAdaptor.get_atoms(as_structure(starts[(seed + k) % len(starts)]))
-                last = 0
-                for frame in langevin_frames(
-                    start,
-                    calc,
-                    temp,
-                    self.steps,
-                    self.sample_every,
-                    timestep_fs=self.timestep_fs,
-                    friction=self.friction,
-                    seed=seed,
-                    abort_force_std=self.abort_force_std,
-                ):
-                    progress.advance(task, frame.step - last)
-                    last = frame.step
-                    candidates.append(
-                        CandidateStructure(
-                            structure=AseAtomsAdaptor.get_structure(frame.atoms).as_dict(),
-                            provenance=Provenance(
-                                iteration=iteration, sampler="langevin", temperature=temp
-                            ),
-                            max_force_std=frame.max_force_std,
-                            energy_std_per_atom=frame.energy_std_per_atom,
-                        )
+            task = progress.add_task("md", total=len(plan) * self.steps)
+            if self.engine == "batched":
+                runs = self._run_batched(finetuned, atoms, plan, progress, task)
+            else:
+                runs = self._run_ase(finetuned, atoms, plan, progress, task)
+        candidates: list[CandidateStructure] = []
+        n_steps = n_aborted = 0
+        for (temp, _, _), (frames, done) in zip(plan, runs, strict=True):
+            n_steps += done
+            n_aborted += done < self.steps
+            for frame in frames:
+                candidates.append(
+                    CandidateStructure(
+                        structure=AseAtomsAdaptor.get_structure(frame.atoms).as_dict(),
+                        provenance=Provenance(
+                            iteration=iteration, sampler="langevin", temperature=temp
+                        ),
+                        max_force_std=frame.max_force_std,
+                        energy_std_per_atom=frame.energy_std_per_atom,
+                        max_force=frame.max_force,
                     )
-                n_steps += last
-                if last < self.steps:
-                    n_aborted += 1
-                    progress.advance(task, self.steps - last)
+                )
         return ExploreResult(
             candidates=candidates,
             n_trajectories=len(plan),
@@ -95,3 +110,47 @@ class ExploreMaker(Maker):
             n_aborted=n_aborted,
             wall_time_s=time.perf_counter() - t0,
         )
+
+    def _run_ase(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
+        """One ASE Langevin trajectory after the other with mace's ``MACECalculator``."""
+        calc = load_committee(current_records(), finetuned.models, device=self.device)
+        runs = []
+        for temp, seed, start in plan:
+            frames: list[Frame] = []
+            for frame in langevin_frames(
+                atoms[start],
+                calc,
+                temp,
+                self.steps,
+                self.sample_every,
+                timestep_fs=self.timestep_fs,
+                friction=self.friction,
+                seed=seed,
+                abort_force_std=self.abort_force_std,
+            ):
+                progress.advance(task, frame.step - (frames[-1].step if frames else 0))
+                frames.append(frame)
+            done = frames[-1].step if frames else 0
+            progress.advance(task, self.steps - done)
+            runs.append((frames, done))
+        return runs
+
+    def _run_batched(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
+        """All trajectories in one batch per step with the (shared-trunk) committee."""
+        folder = Path(tempfile.mkdtemp(prefix="frostline-committee-"))
+        paths = fetch_model_files(current_records(), finetuned.models, folder)
+        committee = SharedCommittee.from_paths(paths, device=self.device)
+        replicas = batched_langevin_frames(
+            committee,
+            [atoms[start] for _, _, start in plan],
+            [temp for temp, _, _ in plan],
+            [seed for _, seed, _ in plan],
+            self.steps,
+            self.sample_every,
+            timestep_fs=self.timestep_fs,
+            friction=self.friction,
+            abort_force_std=self.abort_force_std,
+            on_step=lambda n: progress.advance(task, n),
+        )
+        progress.update(task, completed=len(plan) * self.steps)
+        return [(rep.frames, rep.steps_done) for rep in replicas]

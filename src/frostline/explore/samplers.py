@@ -24,14 +24,18 @@ class Frame:
     max_force_std: float
     energy_std_per_atom: float
     min_distance: float
+    max_force: float | None = None  # largest committee-mean atomic force, eV/Å
 
 
 def committee_uncertainty(calc: Calculator, atoms: Atoms) -> tuple[float, float]:
     """(max atomic force deviation eV/Å, energy std eV/atom) from a committee calculator.
 
     The force deviation of atom i is sqrt(sum_xyz var_k(F_ik)) (DP-GEN's definition); a single
-    model has no spread and gives zeros.
+    model has no spread and gives zeros. A calculator that computes per-member forces only on
+    request (``SharedCommitteeCalculator(member_forces="on_request")``) is asked for them here.
     """
+    if "forces_var" not in calc.results and "forces_var" in calc.implemented_properties:
+        calc.get_property("forces_var", atoms)
     results = calc.results
     if "forces_var" not in results:
         return 0.0, 0.0
@@ -74,11 +78,11 @@ def langevin_frames(
         n = min(sample_every, steps - done)
         dyn.run(n)
         done += n
-        atoms.get_forces()
+        fmax = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
         f_std, e_std = committee_uncertainty(calc, atoms)
         dmin = min_distance(atoms)
         frame = atoms.copy()
         frame.calc = None
-        yield Frame(frame, done, temperature, f_std, e_std, dmin)
+        yield Frame(frame, done, temperature, f_std, e_std, dmin, fmax)
         if dmin < abort_min_distance or f_std > abort_force_std or not np.isfinite(f_std):
             return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jobflow import Flow, Maker, Response, job
 
@@ -19,8 +21,50 @@ from frostline.schemas import (
     LabelledStructure,
     SelectionResult,
 )
-from frostline.select.jobs import SelectMaker
+from frostline.select.calibration import Calibration
+from frostline.select.filters import SanityLimits
+from frostline.select.jobs import SelectMaker, calibrate_committee
 from frostline.store import EXPOSE_STORE, current_records
+
+
+def stage_times(
+    finetuned: FineTuneResult,
+    explored: ExploreResult,
+    selection: SelectionResult,
+    calibration: Calibration | None,
+    started: float | None,
+) -> dict[str, float]:
+    """Wall time per stage and the orchestration rest (jobflow + store) of one iteration.
+
+    Fine-tune, explore, select and calibrate are timed inside their jobs; ``label`` is the
+    time between the end of selection and the start of calibration (the oracle jobs, including
+    their own scheduling); ``orchestration`` is what remains of the iteration's wall time.
+    Timestamps come from the workers' clocks (keep them synchronised on clusters).
+    """
+    times = {
+        "finetune": finetuned.wall_time_s,
+        "explore": explored.wall_time_s,
+        "select": selection.wall_time_s,
+    }
+    if calibration is not None:
+        if calibration.started_at is not None and selection.finished_at is not None:
+            times["label"] = max(0.0, calibration.started_at - selection.finished_at)
+        times["calibrate"] = calibration.wall_time_s
+    if started is not None:
+        total = time.time() - started
+        times["orchestration"] = max(0.0, total - sum(times.values()))
+        times["total"] = total
+    return times
+
+
+@dataclass
+class CalibrationSettings:
+    """Committee calibration after each labelled batch (``apply``: use its trust window)."""
+
+    apply: bool = True
+    target_error: float = 0.3
+    hi_factor: float = 3.0
+    min_points: int = 5
 
 
 @dataclass
@@ -39,6 +83,8 @@ class ActiveLearningMaker(Maker):
     explore: ExploreMaker = field(default_factory=ExploreMaker)
     select: SelectMaker = field(default_factory=SelectMaker)
     label: LabelMaker = field(default_factory=LabelMaker)
+    calibration: CalibrationSettings = field(default_factory=lambda: CalibrationSettings())
+    resweep: bool = False
 
     @classmethod
     def from_config(cls, config: CampaignConfig, foundation: str) -> ActiveLearningMaker:
@@ -59,8 +105,10 @@ class ActiveLearningMaker(Maker):
                 forces_weight=ft.forces_weight,
                 default_dtype=ft.default_dtype,
                 device=ft.device,
+                freeze_sweep=tuple(ft.freeze_sweep),
                 seed=config.seed,
             ),
+            resweep=ft.sweep == "every",
             explore=ExploreMaker(
                 temperatures=list(ex.temperatures),
                 steps=ex.steps,
@@ -69,6 +117,7 @@ class ActiveLearningMaker(Maker):
                 timestep_fs=ex.timestep_fs,
                 friction=ex.friction,
                 abort_force_std=ex.abort_force_std,
+                engine=ex.engine,
                 device=ft.device,
                 seed=config.seed,
             ),
@@ -76,9 +125,27 @@ class ActiveLearningMaker(Maker):
                 trust_lo=se.trust_lo,
                 trust_hi=se.trust_hi,
                 max_labels_per_iteration=se.max_labels_per_iteration,
-                min_distance=se.min_distance,
+                limits=SanityLimits(
+                    min_distance=se.min_distance,
+                    min_distance_ratio=se.min_distance_ratio,
+                    max_neighbour_distance=se.max_neighbour_distance,
+                    min_volume_per_atom=se.min_volume_per_atom,
+                    max_force=se.max_force,
+                ),
+                strategy=se.strategy,
+                novelty_threshold=se.novelty_threshold,
+                cost_exponent=se.cost_exponent,
+                descriptor_model=foundation if Path(foundation).is_file() else None,
+                device=ft.device,
+                campaign=config.name,
                 convergence=config.convergence,
                 seed=config.seed,
+            ),
+            calibration=CalibrationSettings(
+                apply=se.trust == "calibrated",
+                target_error=se.target_force_error,
+                hi_factor=se.hi_factor,
+                min_points=se.min_calibration_points,
             ),
             label=LabelMaker(oracle=config.oracle, campaign=config.name),
         )
@@ -88,16 +155,25 @@ class ActiveLearningMaker(Maker):
         setup = setup_campaign(
             config.model_dump(mode="json"), self.foundation, str(oracle_settings(config.oracle))
         )
-        initial = self.label.make(setup.output["initial"], role="train", iteration=-1)
+        initial = self.label.make(
+            setup.output["initial"], role="train", iteration=-1, imported=setup.output["imported"]
+        )
         validation = self.label.make(setup.output["validation"], role="validation", iteration=-1)
         initial.name, validation.name = "label initial", "label validation"
         baseline = zero_shot_baseline(
             self.campaign, self.foundation, initial.output, validation.output, config.elements
         )
         first = self.iteration(0, initial.output, validation.output, setup.output["starts"], 0)
-        return Flow(
-            [setup, initial, validation, baseline, first], output=first.output, name=self.name
-        )
+        jobs, output = [setup, initial, validation, baseline, first], first.output
+        if config.distill.enabled:  # the summary, extended with a "surrogate" key
+            from frostline.distill.jobs import DistillMaker
+
+            distill = DistillMaker.from_config(config, device=config.finetune.device)
+            surrogate = distill.make(first.output)
+            surrogate.name = "distill"
+            jobs.append(surrogate)
+            output = surrogate.output
+        return Flow(jobs, output=output, name=self.name)
 
     @job
     def iteration(
@@ -107,18 +183,37 @@ class ActiveLearningMaker(Maker):
         validation: list[LabelledStructure],
         starts: list[dict],
         n_labels_spent: int,
+        trust: list[float] | None = None,
+        freeze: int | None = None,
     ):
-        """Iteration ``index``: fine-tune, explore, select, label, then advance."""
-        if index == 0:  # the initial set counts against the budget
-            n_labels_spent = len(train)
-        ft = self.finetune.make(self.foundation, train, validation, self.campaign, index)
+        """Iteration ``index``: fine-tune, explore, select, label, calibrate, then advance.
+
+        ``trust``: the calibrated trust window from the previous iteration (None: fixed);
+        ``freeze``: the level a first-iteration freeze sweep chose (None: the maker decides).
+        """
+        started = time.time()
+        if index == 0:  # the initial set counts against the budget (imported labels cost nothing)
+            n_labels_spent = sum(
+                LabelledStructure.model_validate(t).provenance.sampler != "import" for t in train
+            )
+        ft = self.finetune.make(self.foundation, train, validation, self.campaign, index, freeze)
         ft.name = f"finetune {index}"
         ex = self.explore.make(ft.output, starts, index)
         ex.name = f"explore {index}"
-        se = self.select.make(ex.output, n_labels_spent, index)
+        se = self.select.make(ex.output, n_labels_spent, index, trust)
         se.name = f"select {index}"
         lab = self.label.make(se.output.selected, role="train", iteration=index)
         lab.name = f"label {index}"
+        cal = calibrate_committee(
+            ft.output,
+            se.output,
+            lab.output,
+            self.calibration.target_error,
+            self.calibration.hi_factor,
+            self.calibration.min_points,
+            self.select.device,
+        )
+        cal.name = f"calibrate {index}"
         adv = self.advance(
             index,
             ft.output,
@@ -129,9 +224,11 @@ class ActiveLearningMaker(Maker):
             validation,
             starts,
             n_labels_spent,
+            cal.output,
+            started,
         )
         adv.name = f"advance {index}"
-        return Response(replace=Flow([ft, ex, se, lab, adv], output=adv.output))
+        return Response(replace=Flow([ft, ex, se, lab, cal, adv], output=adv.output))
 
     @job(config=EXPOSE_STORE)
     def advance(
@@ -145,9 +242,15 @@ class ActiveLearningMaker(Maker):
         validation: list[LabelledStructure],
         starts: list[dict],
         n_labels_spent: int,
+        calibration: Calibration | None = None,
+        started: float | None = None,
     ):
-        """Record the iteration; stop with a summary or go on with iteration ``index + 1``."""
+        """Record the iteration; stop with a summary or go on with iteration ``index + 1``.
+
+        ``started``: epoch seconds when the iteration began, for the wall-time accounting.
+        """
         finetuned = FineTuneResult.model_validate(finetuned)
+        calibration = Calibration.model_validate(calibration) if calibration else None
         explored = ExploreResult.model_validate(explored)
         selection = SelectionResult.model_validate(selection)
         new_labels = [LabelledStructure.model_validate(x) for x in new_labels or []]
@@ -171,13 +274,16 @@ class ActiveLearningMaker(Maker):
             energy_rmse_mev_per_atom=m.energy_rmse_mev_per_atom if m else None,
             force_rmse_mev_per_a=m.force_rmse_mev_per_a if m else None,
             freeze_level=finetuned.freeze_level,
+            freeze_sweep=[p.model_dump() for p in finetuned.freeze_sweep],
             model_ids=[md.model_id for md in finetuned.models],
             stop_reason=selection.stop_reason,
-            wall_time_s={
-                "finetune": finetuned.wall_time_s,
-                "explore": explored.wall_time_s,
-                "select": selection.wall_time_s,
-            },
+            fates=selection.fates,
+            filter_reasons=selection.filter_reasons,
+            trust_window=[selection.trust_lo, selection.trust_hi]
+            if selection.trust_lo is not None
+            else None,
+            calibration=calibration.model_dump(exclude={"started_at"}) if calibration else None,
+            wall_time_s=stage_times(finetuned, explored, selection, calibration, started),
         )
         records = current_records()
         records.upsert("iterations", [doc.model_dump(mode="json")], key=["campaign", "index"])
@@ -205,6 +311,12 @@ class ActiveLearningMaker(Maker):
                 "final_model_ids": doc.model_ids,
                 "final_metrics": m.model_dump() if m else None,
             }
-        nxt = self.iteration(index + 1, train + ok_new, validation, starts, spent)
+        trust = None
+        if self.calibration.apply and calibration and calibration.trust_lo is not None:
+            trust = [calibration.trust_lo, calibration.trust_hi]
+        elif selection.trust_lo is not None:  # keep the window this iteration used
+            trust = [selection.trust_lo, selection.trust_hi]
+        freeze = None if self.resweep else finetuned.freeze_level
+        nxt = self.iteration(index + 1, train + ok_new, validation, starts, spent, trust, freeze)
         nxt.name = f"iteration {index + 1}"
         return Response(replace=Flow([nxt], output=nxt.output))

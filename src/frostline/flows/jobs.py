@@ -51,8 +51,20 @@ def setup_campaign(config: dict, foundation: str, oracle: str) -> dict:
         doc["created"] = existing.get("created", doc["created"])
     records.upsert("campaigns", [doc], key=["campaign"])
     structures = campaign_structures(cfg)
+    imported = []
+    initial = _candidates(structures.initial, "seed")
+    if cfg.system.labelled_file is not None:  # initial training set bought earlier
+        from frostline.label.imported import read_labelled_file
+        from frostline.label.jobs import store_labels
+
+        imported = read_labelled_file(
+            cfg.system.labelled_file, cfg.elements, cfg.name, cfg.system.labelled_oracle
+        )
+        store_labels(records, imported)
+        initial = initial[: max(0, cfg.system.n_initial - len(imported))]
     return {
-        "initial": _candidates(structures.initial, "seed"),
+        "initial": initial,
+        "imported": [x.model_dump(mode="json") for x in imported],
         "validation": _candidates(structures.validation, "validation"),
         "starts": [AseAtomsAdaptor.get_structure(a).as_dict() for a in structures.starts],
     }

@@ -1,4 +1,22 @@
-"""Labelling stage: candidates become atomate2 static jobs; results become labelled structures."""
+"""Labelling stage: candidates become atomate2 static jobs; results become labelled structures.
+
+Flow of one batch (``LabelMaker.make``)::
+
+    make ──replace──► label_structure(c_0) … label_structure(c_n) ──► collect_labels
+                          │ replace
+                          ▼
+                      atomate2 job (oracle) ──► record_label ──(unusable, retry left)──►
+                                                    │          label_structure(c, attempt 1)
+                                                    ▼
+                                     upsert into ``labelled`` (status ok | failed + reason)
+
+Each label is written to the store by its own ``record_label`` job right after its oracle job,
+not at the end of the batch: a batch killed midway keeps every finished label, and a re-run
+(same structures, same oracle settings) finds them through the reuse query and computes only
+the rest. Under ``run_locally`` the replacement of each ``label_structure`` runs depth first,
+so oracle job and record job run back to back; under jobflow-remote / FireWorks the oracle jobs
+of a batch still run in parallel.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +27,19 @@ from jobflow import Flow, JobConfig, Maker, OnMissing, Response, job
 from pymatgen.core import Structure
 
 from frostline.config import OracleConfig
-from frostline.label.oracles import labels_from_task_document, oracle_hash, oracle_maker
+from frostline.label.oracles import (
+    labels_from_task_document,
+    max_attempts,
+    oracle_hash,
+    oracle_maker,
+    unconverged_reason,
+)
 from frostline.schemas import CandidateStructure, LabelledStructure, structure_hash
-from frostline.store import EXPOSE_STORE, current_records
+from frostline.store import EXPOSE_STORE, Records, current_records
+
+LABEL_KEY = ["campaign", "structure_hash", "oracle_settings_hash", "role"]
+"""Upsert key of the ``labelled`` collection: one document per label and campaign role."""
+_RECORD_CONFIG = JobConfig(expose_store=True, on_missing_references=OnMissing.NONE)
 
 
 @dataclass
@@ -19,7 +47,11 @@ class LabelMaker(Maker):
     """Label candidate structures with an oracle through atomate2 makers.
 
     Labels already in the store for the same structure and oracle settings are reused, never
-    recomputed; a failed calculation is recorded with its reason and the rest proceed.
+    recomputed (also after a batch was killed midway: every label is stored as soon as its
+    calculation finished); duplicate structures within a batch are computed once. A failed
+    calculation is retried once with escalated settings where the oracle allows it (CP2K,
+    VASP), then recorded with its reason, and the rest proceed. Failed labels are not reused: a
+    re-run tries them again (a failure may come from the machine, e.g. a missing binary).
     """
 
     name: str = "label"
@@ -27,11 +59,22 @@ class LabelMaker(Maker):
     campaign: str = "campaign"
 
     @job(config=EXPOSE_STORE)
-    def make(self, candidates: list[CandidateStructure], role: str = "train", iteration: int = -1):
-        """Replace this job by one atomate2 static job per new candidate and a collector."""
-        candidates = [CandidateStructure.model_validate(c) for c in candidates]
+    def make(
+        self,
+        candidates: list[CandidateStructure],
+        role: str = "train",
+        iteration: int = -1,
+        imported: list[LabelledStructure] | None = None,
+    ):
+        """Replace this job by one labelling job per new candidate and a collector.
+
+        ``imported`` labels (e.g. ``system.labelled_file``) are appended to the output as they
+        are: they count as labelled and are never sent to the oracle.
+        """
+        candidates = [CandidateStructure.model_validate(c) for c in candidates or []]
+        imported = [LabelledStructure.model_validate(x) for x in imported or []]
         if not candidates:
-            return []
+            return imported
         records = current_records()
         shash = oracle_hash(self.oracle)
         hashes = [structure_hash(c.structure) for c in candidates]
@@ -42,28 +85,58 @@ class LabelMaker(Maker):
                 {"oracle_settings_hash": shash, "status": "ok", "structure_hash": {"$in": hashes}},
             )
         }
-        maker = oracle_maker(self.oracle)
-        jobs, todo = [], []
+        jobs, seen = [], set(reused)
         for cand, h in zip(candidates, hashes, strict=True):
-            if h in reused:
+            if h in seen:
                 continue
-            j = maker.make(Structure.from_dict(cand.structure))
-            j.name = f"{maker.name} {role} {len(jobs)}"
-            j.config.on_missing_references = OnMissing.NONE
+            seen.add(h)
+            j = label_structure(
+                cand, self.oracle, self.campaign, role, structure_key=h, iteration=iteration
+            )
+            j.name = f"label {self.oracle.name} {role} {len(jobs)}"
             jobs.append(j)
-            todo.append(cand)
         collect = collect_labels(
             [j.output for j in jobs],
-            todo,
             [reused[h] for h in dict.fromkeys(hashes) if h in reused],
-            oracle=self.oracle,
             campaign=self.campaign,
             role=role,
-            iteration=iteration,
-            job_uuids=[j.uuid for j in jobs],
+            imported=[x.model_dump(mode="json") for x in imported],
         )
-        collect.config = JobConfig(expose_store=True, on_missing_references=OnMissing.NONE)
+        collect.config = _RECORD_CONFIG
+        collect.name = f"collect labels {role}"
         return Response(replace=Flow([*jobs, collect], output=collect.output))
+
+
+@job
+def label_structure(
+    candidate: CandidateStructure,
+    oracle: OracleConfig,
+    campaign: str,
+    role: str,
+    structure_key: str = "",
+    iteration: int = -1,
+    attempt: int = 0,
+    previous_reason: str | None = None,
+):
+    """Replace this job by the oracle's atomate2 job on ``candidate`` and its recorder."""
+    cand = CandidateStructure.model_validate(candidate)
+    maker = oracle_maker(oracle, attempt)
+    calc = maker.make(Structure.from_dict(cand.structure))
+    calc.name = f"{maker.name} {role} {structure_key[:8]}".strip()
+    record = record_label(
+        calc.output,
+        cand,
+        oracle,
+        campaign,
+        role,
+        job_uuid=calc.uuid,
+        iteration=iteration,
+        attempt=attempt,
+        previous_reason=previous_reason,
+    )
+    record.config = _RECORD_CONFIG
+    record.name = f"record label {structure_key[:8]}".strip()
+    return Response(replace=Flow([calc, record], output=record.output))
 
 
 def _check_label(n_atoms: int, energy: float, forces: np.ndarray) -> str | None:
@@ -74,62 +147,105 @@ def _check_label(n_atoms: int, energy: float, forces: np.ndarray) -> str | None:
     return None
 
 
+def _label(doc, cand: CandidateStructure):
+    """(energy, forces, stress, None) or (None, None, None, reason) for one task document."""
+    if doc is None:
+        return None, None, None, "oracle job failed (crashed or raised; see its job log)"
+    if isinstance(doc, dict) and doc.get("failed"):  # a maker that reports its own failure
+        return None, None, None, str(doc.get("reason") or "oracle reported a failure")
+    reason = unconverged_reason(doc)
+    if reason:
+        return None, None, None, reason
+    try:
+        energy, forces, stress = labels_from_task_document(doc, cand.to_structure())
+    except (ValueError, TypeError, AttributeError) as exc:
+        return None, None, None, f"cannot read the oracle's result: {exc}"
+    reason = _check_label(len(cand.structure["sites"]), energy, forces)
+    if reason:
+        return None, None, None, reason
+    return energy, forces, stress, None
+
+
 @job(config=EXPOSE_STORE)
-def collect_labels(
-    task_docs: list,
-    candidates: list[CandidateStructure],
-    reused: list[dict],
+def record_label(
+    doc,
+    candidate: CandidateStructure,
     oracle: OracleConfig,
     campaign: str,
     role: str,
-    iteration: int,
-    job_uuids: list[str],
-) -> list[LabelledStructure]:
-    """Turn atomate2 task documents into labelled-structure records (failed ones included)."""
-    shash = oracle_hash(oracle)
-    out: list[LabelledStructure] = []
-    for doc, cand, uuid in zip(task_docs, candidates, job_uuids, strict=True):
-        cand = CandidateStructure.model_validate(cand)
-        common = dict(
-            structure=cand.structure,
-            oracle=oracle.name,
-            oracle_settings_hash=shash,
-            structure_hash=structure_hash(cand.structure),
-            provenance=cand.provenance,
-            role=role,
-            job_uuid=uuid,
-            campaign=campaign,
+    job_uuid: str | None = None,
+    iteration: int = -1,
+    attempt: int = 0,
+    previous_reason: str | None = None,
+):
+    """Store one oracle result as a labelled structure right away (or retry it once).
+
+    An unusable result (crash, unconverged SCF, bad shape, NaN) is retried with escalated
+    settings while ``oracle`` allows more attempts; the last failure is recorded with its
+    reason (and the first one's).
+    """
+    cand = CandidateStructure.model_validate(candidate)
+    oracle = OracleConfig.model_validate(oracle)
+    energy, forces, stress, reason = _label(doc, cand)
+    if reason and attempt + 1 < max_attempts(oracle):
+        retry = label_structure(
+            cand,
+            oracle,
+            campaign,
+            role,
+            structure_key=structure_hash(cand.structure),
+            iteration=iteration,
+            attempt=attempt + 1,
+            previous_reason=reason,
         )
-        if doc is None:
-            out.append(LabelledStructure(**common, status="failed", reason="oracle job failed"))
-            continue
-        energy, forces, stress = labels_from_task_document(doc)
-        reason = _check_label(len(cand.structure["sites"]), energy, forces)
-        if reason:
-            out.append(LabelledStructure(**common, status="failed", reason=reason))
-            continue
-        out.append(
-            LabelledStructure(
-                **common,
-                energy=energy,
-                forces=forces.tolist(),
-                stress=None if stress is None else stress.tolist(),
-            )
-        )
-    records = current_records()
-    records.upsert(
-        "labelled",
-        [d.model_dump(mode="json") for d in out],
-        key=["campaign", "structure_hash", "oracle_settings_hash", "role"],
+        retry.name = f"label {oracle.name} retry {structure_hash(cand.structure)[:8]}"
+        return Response(replace=retry)
+    common = dict(
+        structure=cand.structure,
+        oracle=oracle.name,
+        oracle_settings_hash=oracle_hash(oracle),
+        structure_hash=structure_hash(cand.structure),
+        provenance=cand.provenance,
+        role=role,
+        job_uuid=job_uuid,
+        campaign=campaign,
     )
+    if reason:
+        if attempt:
+            reason = f"{reason} (after {attempt + 1} attempts; first: {previous_reason})"
+        label = LabelledStructure(**common, status="failed", reason=reason)
+    else:
+        label = LabelledStructure(
+            **common,
+            energy=energy,
+            forces=np.asarray(forces).tolist(),
+            stress=None if stress is None else np.asarray(stress).tolist(),
+        )
+    current_records().upsert("labelled", [label.model_dump(mode="json")], key=LABEL_KEY)
+    return label
+
+
+def store_labels(records: Records, labels: list[LabelledStructure]) -> None:
+    """Upsert labelled structures (idempotent: keyed by campaign, hashes and role)."""
+    records.upsert("labelled", [lab.model_dump(mode="json") for lab in labels], key=LABEL_KEY)
+
+
+@job(config=EXPOSE_STORE)
+def collect_labels(
+    labels: list,
+    reused: list[dict],
+    campaign: str,
+    role: str,
+    imported: list[dict] | None = None,
+) -> list[LabelledStructure]:
+    """The batch's labels: new ones (already stored by ``record_label``), reused, imported."""
+    out = [LabelledStructure.model_validate(x) for x in labels if x is not None]
+    records = current_records()
     for d in reused:  # the campaign reuses labels bought earlier (possibly by another campaign)
         lab = LabelledStructure.model_validate(d)
         if lab.campaign != campaign or lab.role != role:
             lab = lab.model_copy(update={"campaign": campaign, "role": role})
-            records.upsert(
-                "labelled",
-                [lab.model_dump(mode="json")],
-                key=["campaign", "structure_hash", "oracle_settings_hash", "role"],
-            )
+            store_labels(records, [lab])
         out.append(lab)
+    out.extend(LabelledStructure.model_validate(x) for x in imported or [])
     return out

@@ -1,0 +1,70 @@
+"""Documents of the distillation stage."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from frostline.schemas import ValidationMetrics
+
+
+class SweepPoint(BaseModel):
+    """One basis tried in the sweep, scored on held-out teacher data."""
+
+    n_functions_per_element: int
+    cutoff: float
+    n_functions: int = Field(description="B functions over all elements")
+    energy_mae_mev_per_atom: float
+    force_mae_mev_per_a: float
+    meets_target: bool
+    fit_time_s: float
+
+
+class StabilityReport(BaseModel):
+    """Short MD with the surrogate: Langevin at the highest temperature, then NVE."""
+
+    temperature_k: float
+    steps: int
+    timestep_fs: float
+    n_atoms: int
+    mean_temperature_k: float
+    max_temperature_k: float
+    min_distance_a: float
+    nve_drift_mev_per_atom: float
+    stable: bool
+
+
+class CompanionFile(BaseModel):
+    """An extra file of a surrogate, stored as a blob under ``blob_id``."""
+
+    blob_id: str
+    filename: str
+    sha256: str
+    size_bytes: int
+
+
+class DistillResult(BaseModel):
+    """What a distillation produced: the surrogate's id, how it was chosen and how good it is."""
+
+    model_id: str
+    parent_model_ids: list[str]
+    elements: list[str]
+    cutoff: float
+    n_functions_per_element: int
+    n_functions: int
+    n_teacher_train: int
+    n_teacher_holdout: int
+    teacher_sources: dict[str, int]
+    sweep: list[SweepPoint]
+    target_force_mae_mev_per_a: float
+    target_met: bool
+    vs_teacher: ValidationMetrics = Field(description="surrogate vs teacher, held-out teacher data")
+    vs_oracle_validation: ValidationMetrics | None = None
+    vs_oracle_train: ValidationMetrics | None = None
+    teacher_vs_oracle_validation: ValidationMetrics | None = None
+    stability: StabilityReport | None = None
+    speed_us_per_atom_step: float
+    teacher_speed_us_per_atom_step: float | None = None
+    speed_n_atoms: int
+    padded_cells: bool = Field(description="some cells were partly periodic and got vacuum")
+    companions: dict[str, CompanionFile] = Field(default_factory=dict)
+    wall_time_s: float

@@ -1,0 +1,187 @@
+"""Teacher data for distillation: configurations around the campaign's data, labelled by the
+final fine-tuned MACE (committee mean).
+
+Sources, from the campaign's labelled (training) configurations as seeds:
+
+- ``seed``: the seeds themselves, relabelled by the teacher;
+- ``strain``: random symmetric strains (up to ``max_strain``) plus a rattle;
+- ``defect``: one random atom removed (a vacancy, or a lone adatom from a molecule) plus a rattle;
+- ``md``: Langevin MD with the teacher at each temperature, a frame every ``sample_every`` steps.
+
+Every structure belongs to a *group* (one MD trajectory, or one seed with its variants' kind), so
+that held-out data can be split by group, not by frame (frames of one trajectory are correlated).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from frostline.explore.samplers import langevin_frames
+from frostline.structures import min_distance, rattle, strain
+
+MIN_DISTANCE = 0.6
+"""Å: generated structures with closer atoms are discarded."""
+
+
+@dataclass
+class TeacherSample:
+    """A structure with the teacher's energy (eV) and forces (eV/Å)."""
+
+    atoms: Atoms
+    energy: float
+    forces: np.ndarray
+    source: str
+    group: int
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class TeacherPlan:
+    """How many structures of each source make up ``n`` teacher structures."""
+
+    n_seed: int
+    n_strain: int
+    n_defect: int
+    n_md: int
+
+    @classmethod
+    def split(cls, n: int, n_seeds: int) -> TeacherPlan:
+        """Half MD, up to a sixth the seeds themselves, the rest strained and defected variants."""
+        n_md = n // 2
+        n_seed = min(n_seeds, n // 6)
+        rest = n - n_md - n_seed
+        return cls(n_seed=n_seed, n_strain=rest - rest // 2, n_defect=rest // 2, n_md=n_md)
+
+
+def label(calc: Calculator, atoms: Atoms) -> tuple[float, np.ndarray]:
+    """Teacher energy and forces of ``atoms`` (the calculator is attached to a copy)."""
+    work = atoms.copy()
+    work.calc = calc
+    energy = float(work.get_potential_energy())
+    forces = np.asarray(work.get_forces(), dtype=float).copy()
+    return energy, forces
+
+
+def _defect(atoms: Atoms, rng: np.random.Generator) -> Atoms:
+    out = atoms.copy()
+    del out[int(rng.integers(len(out)))]
+    return out
+
+
+def generate_teacher_data(
+    seeds: Sequence[Atoms],
+    calc: Calculator,
+    n_structures: int,
+    temperatures: Sequence[float],
+    md_steps: int = 100,
+    sample_every: int = 5,
+    rattle_stdev: float = 0.05,
+    max_strain: float = 0.03,
+    timestep_fs: float = 1.0,
+    friction: float = 0.02,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[TeacherSample]:
+    """About ``n_structures`` teacher-labelled structures (see the module docstring).
+
+    ``progress(k)`` is called after every ``k`` structures labelled.
+    """
+    if not seeds:
+        raise ValueError("teacher data needs at least one seed structure")
+    if n_structures < 4:
+        raise ValueError(f"n_teacher_structures must be >= 4, not {n_structures}")
+    if not temperatures or any(t <= 0 for t in temperatures):
+        raise ValueError(f"temperatures must be > 0 K, got {list(temperatures)}")
+    rng = np.random.default_rng(seed)
+    plan = TeacherPlan.split(n_structures, len(seeds))
+    out: list[TeacherSample] = []
+    group = 0
+
+    def add(atoms: Atoms, source: str, grp: int, energy=None, forces=None, temperature=None):
+        if energy is None:
+            energy, forces = label(calc, atoms)
+        out.append(TeacherSample(atoms, energy, forces, source, grp, temperature))
+        if progress is not None:
+            progress(1)
+
+    order = rng.permutation(len(seeds))
+    for i in order[: plan.n_seed]:
+        add(seeds[i].copy(), "seed", group)
+        group += 1
+    for source, count in (("strain", plan.n_strain), ("defect", plan.n_defect)):
+        made = tries = 0
+        while made < count and tries < 20 * count + 20:
+            tries += 1
+            base = seeds[int(rng.integers(len(seeds)))]
+            if source == "strain":
+                atoms = rattle(strain(base, rng, max_strain), rng, rattle_stdev)
+            elif len(base) > 2:
+                atoms = rattle(_defect(base, rng), rng, rattle_stdev)
+            else:
+                continue
+            if min_distance(atoms) < MIN_DISTANCE:
+                continue
+            add(atoms, source, group)
+            group += 1
+            made += 1
+    frames_per_run = max(1, md_steps // sample_every)
+    max_runs = 3 * math.ceil(plan.n_md / frames_per_run) if plan.n_md else 0
+    made = run = 0
+    while made < plan.n_md and run < max_runs:  # trajectories that end early are replaced
+        temperature = float(temperatures[run % len(temperatures)])
+        start = seeds[int(rng.integers(len(seeds)))]
+        frames = langevin_frames(
+            start,
+            calc,
+            temperature,
+            md_steps,
+            sample_every,
+            timestep_fs=timestep_fs,
+            friction=friction,
+            seed=seed + 7919 * (run + 1),
+            abort_force_std=math.inf,
+        )
+        run += 1
+        for frame in frames:
+            if made >= plan.n_md:
+                break
+            # the generator is paused right after the teacher evaluated this frame
+            energy = float(calc.results["energy"])
+            forces = np.asarray(calc.results["forces"], dtype=float).copy()
+            if not np.all(np.isfinite(forces)) or not np.isfinite(energy):
+                break  # the trajectory left the teacher's domain: keep what came before
+            if frame.min_distance < MIN_DISTANCE:
+                continue  # a close contact (MD stops by itself below 0.5 Å)
+            add(frame.atoms, "md", group, energy, forces, temperature)
+            made += 1
+        group += 1
+    return out
+
+
+def split_by_group(
+    samples: Sequence[TeacherSample], holdout_fraction: float, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Indices (train, holdout): whole groups held out until ``holdout_fraction`` is reached."""
+    if not 0 < holdout_fraction < 1:
+        raise ValueError(f"holdout_fraction must be in (0, 1), not {holdout_fraction}")
+    groups = sorted({s.group for s in samples})
+    if len(groups) < 2:
+        raise ValueError("teacher data has a single group: nothing to hold out")
+    rng = np.random.default_rng(seed)
+    target = holdout_fraction * len(samples)
+    held: set[int] = set()
+    count = 0
+    for g in rng.permutation(groups):
+        if count >= target or len(held) == len(groups) - 1:
+            break
+        held.add(int(g))
+        count += sum(s.group == g for s in samples)
+    train = [i for i, s in enumerate(samples) if s.group not in held]
+    holdout = [i for i, s in enumerate(samples) if s.group in held]
+    return train, holdout

@@ -1,0 +1,261 @@
+"""Data efficiency of frozen fine-tuning at CPU scale (the paper's learning curves, two cases).
+
+The mini foundation (PBE level, distilled from CHGNet) is fine-tuned to a *different* target:
+
+- ``h2cu``: H2 on Cu(111) (plus clean slabs and H2 molecules), labelled by GFN1-xTB;
+- ``alloys``: Cu-Ni-Au fcc solid solutions (elements, binaries, ternaries; strained, rattled),
+  labelled by CHGNet's r2SCAN model (a PBE -> r2SCAN transfer).
+
+For each case, nested training subsets (5 / 10 / 20 / 50 / 100 % of N, stratified by
+composition) train: a MACE from scratch (the foundation's architecture), a full fine-tune (f0),
+and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick at that size
+(lowest error on a separate validation split). Test sets are fixed and separate. Prints a table
+per case, writes a PNG per case, the ratio "training points the sweep-chosen fine-tune needs to
+reach the from-scratch full-data force MAE, divided by N" per case, and last the larger ratio:
+
+    .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick]
+
+Run it alone on the machine (training speed depends strongly on other load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from rich.console import Console
+from rich.table import Table
+
+from frostline.finetune.committee import committee_calculator
+from frostline.finetune.foundation import MINI_FOUNDATION, label_with_chgnet
+from frostline.finetune.train import MaceTrainSettings, run_mace_training
+from frostline.label.calculators import xtb_calculator
+from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
+
+console = Console()
+FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
+ARMS = ("scratch", "f0", "f5", "f6")
+
+
+def label_xtb(structures: list[Atoms]) -> list[Atoms]:
+    calc = xtb_calculator(method="GFN1-xTB", electronic_temperature=1000.0)
+    out = []
+    for atoms in structures:
+        a = atoms.copy()
+        a.calc = calc
+        lab = atoms.copy()
+        lab.info["REF_energy"] = float(a.get_potential_energy())
+        lab.arrays["REF_forces"] = np.asarray(a.get_forces(), dtype=float)
+        out.append(lab)
+    return out
+
+
+def h2cu_structures(n: int, rng: np.random.Generator) -> list[Atoms]:
+    """H2/Cu(111) with ~10 % clean slabs and ~5 % H2 molecules (E0s need varied compositions)."""
+    out = []
+    for _ in range(n):
+        u = rng.random()
+        if u < 0.1:
+            out.append(h2_cu111_structures(1, rng, include_references=True)[0])
+        elif u < 0.15:
+            box = h2_cu111_structures(2, rng, include_references=True)[1]
+            box.positions[1] += (box.positions[1] - box.positions[0]) * rng.uniform(-0.15, 0.3)
+            out.append(box)
+        else:
+            out.append(h2_cu111_structures(1, rng, include_references=False)[0])
+    return out
+
+
+def alloy_structures(n: int, rng: np.random.Generator) -> list[Atoms]:
+    """Cu-Ni-Au: elements, binaries and ternaries in 4-8 atom fcc cells, strained and rattled."""
+    systems = [("Cu",), ("Ni",), ("Au",), ("Cu", "Ni"), ("Cu", "Au"), ("Ni", "Au")]
+    systems += [("Cu", "Ni", "Au")] * 3
+    out = []
+    for _ in range(n):
+        elements = systems[rng.integers(len(systems))]
+        if len(elements) == 1:
+            cell = bulk(elements[0], "fcc", cubic=True).repeat(rng.choice([(1, 1, 1), (2, 1, 1)]))
+        else:
+            cell = random_alloy(elements, rng)
+        out.append(rattle(strain(cell, rng, 0.04), rng, rng.uniform(0.02, 0.1)))
+    return out
+
+
+def composition(atoms: Atoms) -> str:
+    return atoms.get_chemical_formula(mode="reduce")
+
+
+def nested_subsets(train: list[Atoms], rng: np.random.Generator) -> dict[float, list[Atoms]]:
+    """Nested, composition-stratified subsets (every composition kept in every subset)."""
+    order = rng.permutation(len(train))
+    first_of = {}
+    for i in order:  # one structure of every composition comes first
+        first_of.setdefault(composition(train[i]), i)
+    head = list(first_of.values())
+    order = head + [i for i in order if i not in set(head)]
+    return {
+        f: [train[i] for i in order[: max(len(head), round(f * len(train)))]] for f in FRACTIONS
+    }
+
+
+def epochs_for(n: int, quick: bool) -> int:
+    """Roughly constant number of structure passes per run (small sets get more epochs)."""
+    if quick:
+        return 3
+    return int(np.clip(6000 / max(n, 1), 25, 200))
+
+
+def train(arm: str, data: list[Atoms], work: Path, seed: int, quick: bool) -> Path:
+    settings = MaceTrainSettings(
+        name=arm,
+        seed=seed,
+        max_num_epochs=epochs_for(len(data), quick),
+        batch_size=min(4, max(1, len(data) - 1)),
+        lr=0.01,
+        energy_weight=10.0,
+        forces_weight=10.0,
+        e0s="average" if arm == "scratch" else "estimated",
+        device="cpu",
+        foundation_model=None if arm == "scratch" else str(MINI_FOUNDATION),
+        freeze=None if arm == "scratch" else int(arm[1:]),
+    )
+    return run_mace_training(settings, data, work / arm)
+
+
+def errors(model: Path, test: list[Atoms]) -> tuple[float, float]:
+    """(force MAE meV/Å, energy MAE meV/atom) of a model on labelled structures."""
+    calc = committee_calculator([model])
+    df, de = [], []
+    for atoms in test:
+        a = atoms.copy()
+        a.calc = calc
+        df.append(np.abs(a.get_forces() - atoms.arrays["REF_forces"]).ravel())
+        de.append(abs(a.get_potential_energy() - atoms.info["REF_energy"]) / len(a))
+    return 1000 * float(np.concatenate(df).mean()), 1000 * float(np.mean(de))
+
+
+def points_to_reach(sizes: list[int], maes: list[float], target: float) -> float | None:
+    """Training points at which the (log-interpolated) curve first reaches ``target``."""
+    for (n0, e0), (n1, e1) in zip(
+        zip(sizes, maes, strict=True), zip(sizes[1:], maes[1:], strict=True), strict=False
+    ):
+        if e0 <= target:
+            return float(n0)
+        if e1 <= target:
+            t = (e0 - target) / (e0 - e1)
+            return float(np.exp(np.log(n0) + t * (np.log(n1) - np.log(n0))))
+    return float(sizes[0]) if maes and maes[0] <= target else None
+
+
+def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
+    rng = np.random.default_rng(args.seed)
+    n_total = args.n + args.n_val + args.n_test
+    build = h2cu_structures if case == "h2cu" else alloy_structures
+    cache = out / f"{case}-labels.extxyz"
+    if cache.exists():
+        from ase.io import read
+
+        structures = read(cache, ":")
+    else:
+        raw = build(n_total, rng)
+        t0 = time.perf_counter()
+        structures = label_xtb(raw) if case == "h2cu" else label_with_chgnet(raw, "r2scan")
+        console.print(f"{case}: {len(structures)} labels in {time.perf_counter() - t0:.0f} s")
+        from ase.io import write
+
+        for a in structures:
+            a.calc = None
+        write(cache, structures, format="extxyz")
+    train_pool = structures[: args.n]
+    val = structures[args.n : args.n + args.n_val]
+    test = structures[args.n + args.n_val :]
+    subsets = nested_subsets(train_pool, rng)
+    results: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
+    val_force: dict[str, dict[int, float]] = defaultdict(dict)
+    for data in subsets.values():
+        for arm in ARMS:
+            t0 = time.perf_counter()
+            model = train(arm, data, out / case / f"n{len(data)}", args.seed, args.quick)
+            results[arm][len(data)] = errors(model, test)
+            val_force[arm][len(data)] = errors(model, val)[0]
+            console.print(
+                f"{case} {arm:>7} n={len(data):4d}: test F MAE "
+                f"{results[arm][len(data)][0]:7.1f} meV/Å ({time.perf_counter() - t0:.0f} s)"
+            )
+    sizes = sorted(results["scratch"])
+    for n in sizes:  # what a freeze sweep on the validation split would have kept
+        best = min(("f0", "f5", "f6"), key=lambda a: val_force[a][n])
+        results["sweep"][n] = results[best][n]
+        results["sweep level"][n] = (float(best[1:]), 0.0)
+    table = Table(title=f"{case}: test force MAE meV/Å (energy MAE meV/atom)")
+    table.add_column("n train", justify="right")
+    for arm in (*ARMS, "sweep"):
+        table.add_column(arm, justify="right")
+    for n in sizes:
+        row = [f"{results[a][n][0]:.1f} ({results[a][n][1]:.1f})" for a in (*ARMS, "sweep")]
+        row[-1] += f" f{int(results['sweep level'][n][0])}"
+        table.add_row(str(n), *row)
+    console.print(table)
+    plot(case, sizes, results, out / f"data_efficiency_{case}.png")
+    target = results["scratch"][sizes[-1]][0]
+    need = points_to_reach(sizes, [results["sweep"][n][0] for n in sizes], target)
+    ratio = need / sizes[-1] if need is not None else float("inf")
+    (out / f"{case}.json").write_text(
+        json.dumps({a: {str(n): v for n, v in r.items()} for a, r in results.items()}, indent=1)
+    )
+    print(
+        f"{case}: fine-tuned (sweep) reaches the from-scratch full-data force MAE "
+        f"{target:.1f} meV/Å with "
+        + (f"{need:.0f}" if need else "more than all")
+        + f" of {sizes[-1]} points: ratio {ratio:.2f}"
+    )
+    return ratio
+
+
+def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm in (*ARMS, "sweep"):
+        ax.plot(sizes, [results[arm][n][0] for n in sizes], "o-" if arm != "sweep" else "k--",
+                label=arm)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training structures")
+    ax.set_ylabel("test force MAE (meV/Å)")
+    ax.set_title(f"data efficiency: {case}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="training pool size N")
+    parser.add_argument("--n-val", type=int, default=30)
+    parser.add_argument("--n-test", type=int, default=50)
+    parser.add_argument("--cases", nargs="+", default=["h2cu", "alloys"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="3 epochs: a smoke run")
+    parser.add_argument(
+        "--out", type=Path, default=Path("workflows/benchmarks/results/data_efficiency")
+    )
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    ratios = [run_case(case, args, args.out) for case in args.cases]
+    print(f"total time {(time.perf_counter() - t0) / 60:.1f} min")
+    print(f"data-efficiency ratio (larger of the cases, goal <= 0.2) = {max(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
