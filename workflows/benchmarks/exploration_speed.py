@@ -42,36 +42,13 @@ from frostline.explore.shared_committee import (
     load_mace_model,
     perturbed_member,
 )
-from frostline.finetune.foundation import MINI_FOUNDATION
+from frostline.finetune.foundation import MINI_FOUNDATION, mace_mp_medium_sized
 from frostline.structures import cu111_slab, h2_on_slab
 
 
 def medium_model() -> torch.nn.Module:
-    """A randomly initialised ScaleShiftMACE with MACE-MP-0 medium's widths (H, Cu)."""
-    from e3nn import o3
-    from mace import modules
-
-    torch.manual_seed(0)
-    return modules.ScaleShiftMACE(
-        r_max=6.0,
-        num_bessel=10,
-        num_polynomial_cutoff=5,
-        max_ell=3,
-        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        num_interactions=2,
-        num_elements=2,
-        hidden_irreps=o3.Irreps("128x0e+128x1o"),
-        MLP_irreps=o3.Irreps("16x0e"),
-        atomic_energies=np.array([-1.1, -3.7]),
-        avg_num_neighbors=30.0,
-        atomic_numbers=[1, 29],
-        correlation=3,
-        gate=torch.nn.functional.silu,
-        radial_MLP=[64, 64, 64],
-        atomic_inter_scale=1.0,
-        atomic_inter_shift=0.0,
-    ).double()
+    """A randomly initialised MACE with MACE-MP-0 medium's widths (H, Cu)."""
+    return mace_mp_medium_sized([1, 29])
 
 
 def write_members(base: torch.nn.Module, k: int, folder: Path, tag: str) -> list[str]:

@@ -35,7 +35,7 @@ from frostline.distill.ace import SurrogateCalculator
 from frostline.distill.jobs import build_surrogate
 from frostline.distill.validate import error_metrics, predict_atoms, time_per_atom_step
 from frostline.finetune.committee import committee_calculator
-from frostline.finetune.foundation import MINI_FOUNDATION
+from frostline.finetune.foundation import MINI_FOUNDATION, mace_mp_medium_sized
 from frostline.label.calculators import xtb_calculator
 from frostline.structures import cu111_slab, h2_cu111_structures, h2_on_slab
 
@@ -45,32 +45,7 @@ console = Console()
 
 def mp0_medium_sized(dtype: torch.dtype = torch.float64) -> torch.nn.Module:
     """A ScaleShiftMACE with MACE-MP-0 medium's hyperparameters and random weights."""
-    from e3nn import o3
-    from mace import modules
-
-    torch.manual_seed(0)
-    z = list(range(1, 90))
-    model = modules.ScaleShiftMACE(
-        r_max=6.0,
-        num_bessel=10,
-        num_polynomial_cutoff=5,
-        max_ell=3,
-        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        num_interactions=2,
-        num_elements=len(z),
-        hidden_irreps=o3.Irreps("128x0e+128x1o"),
-        MLP_irreps=o3.Irreps("16x0e"),
-        atomic_energies=np.zeros(len(z)),
-        avg_num_neighbors=61.96,
-        atomic_numbers=z,
-        correlation=3,
-        gate=torch.nn.functional.silu,
-        radial_MLP=[64, 64, 64],
-        atomic_inter_scale=0.8,
-        atomic_inter_shift=0.0,
-    )
-    return model.to(dtype)
+    return mace_mp_medium_sized(range(1, 90), dtype)
 
 
 def slab_cell(size: tuple[int, int, int], seed: int = 0):

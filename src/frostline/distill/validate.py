@@ -14,32 +14,9 @@ from ase.md.verlet import VelocityVerlet
 
 from frostline.distill.schemas import StabilityReport
 from frostline.distill.teacher import TeacherSample
+from frostline.finetune.evaluate import error_metrics
 from frostline.schemas import ValidationMetrics
 from frostline.structures import min_distance
-
-
-def error_metrics(
-    reference_energies: Sequence[float],
-    reference_forces: Sequence[np.ndarray],
-    energies: Sequence[float],
-    forces: Sequence[np.ndarray],
-) -> ValidationMetrics:
-    """MAE/RMSE of energy per atom (meV/atom) and force components (meV/Å)."""
-    n_atoms = np.asarray([len(f) for f in reference_forces], dtype=float)
-    de = (np.asarray(energies) - np.asarray(reference_energies)) / n_atoms
-    df = np.concatenate(
-        [
-            (np.asarray(p) - np.asarray(r)).ravel()
-            for p, r in zip(forces, reference_forces, strict=True)
-        ]
-    )
-    return ValidationMetrics(
-        n_structures=len(n_atoms),
-        energy_mae_mev_per_atom=float(np.mean(np.abs(de)) * 1000),
-        energy_rmse_mev_per_atom=float(np.sqrt(np.mean(de**2)) * 1000),
-        force_mae_mev_per_a=float(np.mean(np.abs(df)) * 1000),
-        force_rmse_mev_per_a=float(np.sqrt(np.mean(df**2)) * 1000),
-    )
 
 
 def predict_atoms(calc: Calculator, structures: Sequence[Atoms]):

@@ -46,21 +46,39 @@ def fit_element_shift(
     return shift
 
 
-def metrics(
-    labelled: Sequence[LabelledStructure], energies: np.ndarray, forces: Sequence[np.ndarray]
+def error_metrics(
+    reference_energies: Sequence[float],
+    reference_forces: Sequence[np.ndarray],
+    energies: Sequence[float],
+    forces: Sequence[np.ndarray],
 ) -> ValidationMetrics:
     """MAE/RMSE of energy per atom (meV/atom) and force components (meV/Å)."""
-    n_atoms = np.asarray([lab.n_atoms for lab in labelled], dtype=float)
-    de = (np.asarray(energies) - np.asarray([lab.energy for lab in labelled])) / n_atoms
+    n_atoms = np.asarray([len(f) for f in reference_forces], dtype=float)
+    de = (np.asarray(energies) - np.asarray(reference_energies)) / n_atoms
     df = np.concatenate(
-        [(f - np.asarray(lab.forces)).ravel() for f, lab in zip(forces, labelled, strict=True)]
+        [
+            (np.asarray(p) - np.asarray(r)).ravel()
+            for p, r in zip(forces, reference_forces, strict=True)
+        ]
     )
     return ValidationMetrics(
-        n_structures=len(labelled),
+        n_structures=len(n_atoms),
         energy_mae_mev_per_atom=float(np.mean(np.abs(de)) * 1000),
         energy_rmse_mev_per_atom=float(np.sqrt(np.mean(de**2)) * 1000),
         force_mae_mev_per_a=float(np.mean(np.abs(df)) * 1000),
         force_rmse_mev_per_a=float(np.sqrt(np.mean(df**2)) * 1000),
+    )
+
+
+def metrics(
+    labelled: Sequence[LabelledStructure], energies: np.ndarray, forces: Sequence[np.ndarray]
+) -> ValidationMetrics:
+    """Errors of predicted ``energies``/``forces`` against labelled structures."""
+    return error_metrics(
+        [lab.energy for lab in labelled],
+        [np.asarray(lab.forces) for lab in labelled],
+        energies,
+        forces,
     )
 
 

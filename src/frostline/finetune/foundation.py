@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mace  # noqa: F401
 import numpy as np
+import torch
 from ase import Atoms
 from rich.progress import track
 
@@ -144,3 +145,40 @@ def build_mini_foundation(
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(model, out)
     return out
+
+
+def mace_mp_medium_sized(
+    atomic_numbers: Sequence[int], dtype: torch.dtype = torch.float64
+) -> torch.nn.Module:
+    """A MACE with MACE-MP-0 medium's architecture and random weights (for timing only).
+
+    128x0e+128x1o hidden irreps, 2 interactions, r_max 6 Å, correlation 3: the size users
+    fine-tune, which the mini foundation is far below. Seeded, so timings are reproducible.
+    """
+    from e3nn import o3
+    from mace import modules
+
+    torch.manual_seed(0)
+    z = list(atomic_numbers)
+    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    model = modules.ScaleShiftMACE(
+        r_max=6.0,
+        num_bessel=10,
+        num_polynomial_cutoff=5,
+        max_ell=3,
+        interaction_cls=block,
+        interaction_cls_first=block,
+        num_interactions=2,
+        num_elements=len(z),
+        hidden_irreps=o3.Irreps("128x0e+128x1o"),
+        MLP_irreps=o3.Irreps("16x0e"),
+        atomic_energies=np.zeros(len(z)),
+        avg_num_neighbors=61.96,
+        atomic_numbers=z,
+        correlation=3,
+        gate=torch.nn.functional.silu,
+        radial_MLP=[64, 64, 64],
+        atomic_inter_scale=0.8,
+        atomic_inter_shift=0.0,
+    )
+    return model.to(dtype)

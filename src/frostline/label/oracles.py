@@ -21,8 +21,6 @@ import importlib
 from typing import Any
 
 import numpy as np
-from ase.stress import full_3x3_to_voigt_6_stress
-from ase.units import GPa
 from atomate2.forcefields.jobs import ForceFieldStaticMaker
 from jobflow import Maker
 from pymatgen.core import Structure
@@ -172,17 +170,6 @@ def unconverged_reason(doc: Any) -> str | None:
     return None
 
 
-def _forcefield_labels(doc: Any) -> tuple[float, np.ndarray, np.ndarray | None, Any]:
-    out = doc.output
-    energy = float(out.energy)
-    forces = np.asarray(out.forces, dtype=float)
-    stress = None
-    if out.stress is not None:
-        kbar = np.asarray(out.stress, dtype=float)
-        stress = full_3x3_to_voigt_6_stress(kbar * (-GPa / 10.0))
-    return energy, forces, stress, None  # force fields keep the atom order
-
-
 def _site_order(reference: Structure, computed: Structure, tol: float = 1e-3) -> list[int]:
     """Index into ``computed`` of each site of ``reference`` (same species, same position)."""
     if len(reference) != len(computed):
@@ -214,8 +201,9 @@ def labels_from_task_document(
         energy, forces, stress, computed = cp2k_labels(doc)
     elif kind == "vasp":
         energy, forces, stress, computed = vasp_labels(doc)
-    else:
-        energy, forces, stress, computed = _forcefield_labels(doc)
+    else:  # force-field documents share VASP's kbar stress convention and keep the atom order
+        energy, forces, stress, _ = vasp_labels(doc)
+        computed = None
     if structure is not None and computed is not None and forces.ndim == 2:
         if len(forces) == len(structure):
             forces = forces[_site_order(structure, computed)]
