@@ -97,6 +97,16 @@ def test_status_cli_table_and_json(campaign):
     assert "explored frames by fate" in res.stdout and "orchestration share" in res.stdout
 
 
+def test_status_json_from_the_installed_command_parses(campaign):
+    """stdout carries only the JSON document (mace's import notice goes to stderr)."""
+    folder, _ = campaign
+    exe = Path(sys.executable).parent / "frostline"
+    out = subprocess.run(
+        [str(exe), "status", str(folder), "--json"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout)["campaign"] == "tiny"
+
+
 def test_status_of_a_non_campaign_dir(tmp_path):
     res = CliRunner().invoke(app, ["status", str(tmp_path)])
     assert res.exit_code == 2

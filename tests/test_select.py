@@ -204,7 +204,15 @@ def test_calibration_recovers_a_known_linear_relation():
     assert cal.intercept == pytest.approx(0.02, abs=0.01)
     assert cal.r2 > 0.98
     assert cal.trust_lo == pytest.approx((0.3 - 0.02) / 2.5, rel=0.03)
-    assert cal.trust_hi == pytest.approx(3 * cal.trust_lo)
+    assert cal.trust_hi == pytest.approx((3 * 0.3 - 0.02) / 2.5, rel=0.03)
+
+
+def test_calibration_when_the_model_is_nowhere_accurate():
+    """Error floor above the target: label everything short of the wild frames."""
+    std = np.linspace(0.05, 0.45, 8)
+    cal = fit_calibration(std, 0.43 + 0.88 * std, target_error=0.3, hi_factor=3.0)
+    assert cal.trust_lo == 0.005  # the lower bound
+    assert cal.trust_hi == pytest.approx((0.9 - 0.43) / 0.88)
 
 
 def test_calibration_refuses_to_guess():

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
+
+with contextlib.redirect_stdout(sys.stderr):  # mace prints a notice on stdout when imported;
+    import mace.tools.cg  # noqa: F401  stdout is for results (``--json`` must parse)
 
 import typer
 from rich.console import Console

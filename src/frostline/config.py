@@ -107,7 +107,9 @@ class SelectConfig(_Strict):
     target_force_error: float = Field(
         0.3, gt=0, description="eV/Å: max atomic force error counted as accurate (calibrated)"
     )
-    hi_factor: float = Field(3.0, gt=1, description="calibrated trust_hi = hi_factor x trust_lo")
+    hi_factor: float = Field(
+        3.0, gt=1, description="calibrated trust_hi: std where error reaches hi_factor x target"
+    )
     min_calibration_points: int = Field(5, ge=2)
     novelty_threshold: float = Field(
         0.02, ge=0, description="descriptor distance below which a frame is a duplicate (0: off)"

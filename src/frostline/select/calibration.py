@@ -4,8 +4,11 @@ Every freshly labelled batch gives, for each structure, the committee's max atom
 (what selection used) and the committee-mean model's true max atomic force error against the
 oracle. A straight line ``error = intercept + slope * std`` is fitted by least squares; the trust
 window of the next selection is then derived from a target error instead of fixed numbers:
-``trust_lo`` is the std at which the expected error reaches the target, ``trust_hi`` a fixed
-multiple of it (DP-GEN's customary 0.05 / 0.15 eV/Å ratio is 3).
+``trust_lo`` is the std at which the expected error reaches the target, ``trust_hi`` the std at
+which it reaches ``hi_factor`` times the target (frames beyond are too wild to label; DP-GEN's
+customary 0.05 / 0.15 eV/Å corresponds to a factor 3). When the intercept already exceeds the
+target (the model is nowhere accurate enough), ``trust_lo`` sits at its lower bound and every
+frame below ``trust_hi`` is worth labelling.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def fit_calibration(
 
     No window is derived (``trust_lo`` None, with a ``note``) when there are fewer than
     ``min_points`` finite points, no spread in std, or a non-positive slope; the caller then
-    keeps its previous window. The derived ``trust_lo`` is clipped to ``bounds``.
+    keeps its previous window. Both limits are clipped to ``bounds``; ``trust_hi`` is at least
+    twice ``trust_lo``.
     """
     s = np.asarray(stds, dtype=float)
     e = np.asarray(errors, dtype=float)
@@ -72,5 +76,6 @@ def fit_calibration(
         cal.note = "error does not grow with committee std"
         return cal
     lo = float(np.clip((target_error - intercept) / slope, *bounds))
-    cal.trust_lo, cal.trust_hi = lo, lo * hi_factor
+    hi = float(np.clip((hi_factor * target_error - intercept) / slope, *bounds))
+    cal.trust_lo, cal.trust_hi = lo, max(hi, 2.0 * lo)
     return cal
