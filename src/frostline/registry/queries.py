@@ -24,6 +24,7 @@ ITERATION_KEYS = (
     "energy_mae_mev_per_atom",
     "force_mae_mev_per_a",
     "freeze_level",
+    "freeze_sweep",
     "stop_reason",
     "fates",
     "filter_reasons",
