@@ -97,19 +97,22 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
     rng = np.random.default_rng(3)
     starts = [AseAtomsAdaptor.get_structure(h2_on_slab(cu111_slab(), rng)).as_dict() for _ in "ab"]
     results = {}
-    for engine in ("ase", "batched"):
+    for engine, dtype in (("ase", "float64"), ("batched", "float64"), ("batched", "float32")):
         maker = ExploreMaker(
             temperatures=[300.0, 700.0],
             steps=8,
             sample_every=4,
             starts_per_temperature=1,
             engine=engine,
+            dtype=dtype,
             device="cpu",
         )
         job = maker.make(finetuned, starts, 1)
-        run_locally(job, store=store, root_dir=tmp_path / engine, create_folders=True, log=False)
+        root = tmp_path / f"{engine}-{dtype}"
+        run_locally(job, store=store, root_dir=root, create_folders=True, log=False)
         store.connect()
-        results[engine] = ExploreResult.model_validate(job.output.resolve(store))
+        key = engine if dtype == "float64" else f"{engine}-{dtype}"
+        results[key] = ExploreResult.model_validate(job.output.resolve(store))
     ase, batched = results["ase"], results["batched"]
     assert len(ase.candidates) == len(batched.candidates) == 4
     assert ase.n_steps_total == batched.n_steps_total == 16
@@ -121,5 +124,12 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
         assert np.isclose(a.max_force_std, b.max_force_std, rtol=1e-6)
         assert np.isclose(a.max_force, b.max_force, rtol=1e-6) and a.max_force > 0
         assert np.isclose(a.energy_std_per_atom, b.energy_std_per_atom, rtol=1e-6)
+    # float32 MD (twice as fast on CPU) stays on the float64 trajectory over these 8 steps
+    for a, b in zip(batched.candidates, results["batched-float32"].candidates, strict=True):
+        sa, sb = (np.array([s["xyz"] for s in c.structure["sites"]]) for c in (a, b))
+        assert np.allclose(sa, sb, atol=1e-3)
+        assert np.isclose(a.max_force_std, b.max_force_std, rtol=1e-2, atol=1e-4)
     with pytest.raises(ValueError, match="ExploreMaker.engine"):
         ExploreMaker(engine="lammps")
+    with pytest.raises(ValueError, match="ExploreMaker.dtype"):
+        ExploreMaker(dtype="float16")

@@ -82,6 +82,11 @@ class ExploreConfig(_Strict):
         description="'ase': one ASE Langevin run at a time with MACECalculator; 'batched': all "
         "trajectories together in one batch per step with the shared-trunk committee",
     )
+    dtype: Literal["float64", "float32"] = Field(
+        "float64",
+        description="precision of the committee during MD; float32 is about twice as fast on "
+        "CPU (mace's own default for MD), float64 reproduces training-precision forces",
+    )
 
     @field_validator("temperatures")
     @classmethod
@@ -220,6 +225,39 @@ class StoreConfig(_Strict):
     database: str = "frostline"
 
 
+class JobRoute(_Strict):
+    """Where one type of job runs under jobflow-remote / FireWorks (None: the default's value).
+
+    ``worker`` and ``exec_config`` name entries of the jobflow-remote project (``exec_config``
+    may also be inline: modules, export, pre_run, post_run); ``resources`` go to the queue
+    (qtoolkit keys, e.g. ``nodes``, ``processes``, ``time_limit``, ``gpus_per_job``);
+    ``category`` is the FireWorks ``_category`` (default: ``worker``).
+    """
+
+    worker: str | None = Field(None, min_length=1)
+    exec_config: str | dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
+    category: str | None = Field(None, min_length=1)
+
+
+class RoutingConfig(_Strict):
+    """Per-job-type routing (``frostline submit``); ignored by ``frostline run``.
+
+    Job types: ``finetune``, ``explore``, ``select`` (selection and committee calibration),
+    ``label`` (the oracle calculations), ``distill``, and ``control`` (set-up, zero-shot
+    baseline, iteration bookkeeping, label dispatch and recording). A type without an entry,
+    and every field an entry leaves out, takes the value of ``default``.
+    """
+
+    default: JobRoute = Field(default_factory=JobRoute)
+    finetune: JobRoute | None = None
+    explore: JobRoute | None = None
+    select: JobRoute | None = None
+    label: JobRoute | None = None
+    distill: JobRoute | None = None
+    control: JobRoute | None = None
+
+
 class CampaignConfig(_Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     elements: list[str] = Field(..., min_length=1)
@@ -232,6 +270,7 @@ class CampaignConfig(_Strict):
     convergence: ConvergenceConfig = Field(default_factory=ConvergenceConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    routing: RoutingConfig | None = Field(None, description="workers per job type (submit)")
     seed: int = 0
 
     @field_validator("elements")

@@ -15,7 +15,9 @@ slabs. Rows (MD steps per second of one 14-atom system; batched rows count repli
   the same with member forces on every step; the same calculator with K=1 is the single-model
   reference of the committee cost line;
 - (c) ``--replicas`` replicas in one batch (``BatchedLangevin``, K-member shared-trunk committee)
-  against the same integrator and committee with one replica at a time.
+  against the same integrator and committee with one replica at a time (both float64), and the
+  batch in float32 (``explore.dtype: float32``), compared in the summary with what
+  ``engine: ase`` runs (K independent members in float64, one replica at a time).
 
 Ends with ``batched / sequential throughput = Y`` and, last, ``committee cost K=4 / single model
 = X`` (per-step time of (b) as exploration runs it over that of the K=1 committee).
@@ -122,6 +124,10 @@ def run(label: str, base: torch.nn.Module, args, folder: Path, device: str) -> d
     rows[f"(c) batched MD, {len(starts)} replicas in one batch (K={k} shared)"] = batched_rate(
         shared, starts, steps, every
     )
+    shared32 = SharedCommittee.from_paths(paths, device=device, dtype="float32")
+    rows[f"(c) batched MD, {len(starts)} replicas in one batch (K={k} shared), float32"] = (
+        batched_rate(shared32, starts, steps, every)
+    )
     return rows
 
 
@@ -178,14 +184,19 @@ def main() -> None:
             rows["single model, MACECalculator (ASE)"]
             / rows[f"(a) K={k} independent, MACECalculator (ASE)"]
         )
-        summary.append((label, device, batched / sequential, cost, independent))
+        engines = (
+            rows[f"(c) batched MD, {n} replicas in one batch (K={k} shared), float32"]
+            / rows[f"(a) K={k} independent, MACECalculator (ASE)"]
+        )
+        summary.append((label, device, batched / sequential, cost, independent, engines))
     print()
-    for label, device, y, x, ind in summary:
+    for label, device, y, x, ind, eng in summary:
         print(
             f"{label} on {device}: batched / sequential = {y:.2f}, committee cost shared = "
-            f"{x:.2f}, independent (MACECalculator) = {ind:.2f}"
+            f"{x:.2f}, independent (MACECalculator) = {ind:.2f}; engine batched float32 / "
+            f"engine ase float64 (K independent) = {eng:.2f}"
         )
-    label, device, y, x, _ = summary[0]
+    label, device, y, x, _, _ = summary[0]
     print(f"batched / sequential throughput = {y:.2f}")
     print(f"committee cost K={k} / single model = {x:.2f}")
 

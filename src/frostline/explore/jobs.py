@@ -46,12 +46,15 @@ class ExploreMaker(Maker):
     friction: float = 0.02
     abort_force_std: float = 1.0
     engine: str = "ase"
+    dtype: str = "float64"
     device: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"ExploreMaker.engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"ExploreMaker.dtype must be float64 or float32, got {self.dtype!r}")
 
     def plan(self, n_starts: int, iteration: int) -> list[tuple[float, int, int]]:
         """(temperature, seed, index of the start) of every trajectory, in output order."""
@@ -113,7 +116,9 @@ class ExploreMaker(Maker):
 
     def _run_ase(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
         """One ASE Langevin trajectory after the other with mace's ``MACECalculator``."""
-        calc = load_committee(current_records(), finetuned.models, device=self.device)
+        calc = load_committee(
+            current_records(), finetuned.models, device=self.device, dtype=self.dtype
+        )
         runs = []
         for temp, seed, start in plan:
             frames: list[Frame] = []
@@ -139,7 +144,7 @@ class ExploreMaker(Maker):
         """All trajectories in one batch per step with the (shared-trunk) committee."""
         folder = Path(tempfile.mkdtemp(prefix="frostline-committee-"))
         paths = fetch_model_files(current_records(), finetuned.models, folder)
-        committee = SharedCommittee.from_paths(paths, device=self.device)
+        committee = SharedCommittee.from_paths(paths, device=self.device, dtype=self.dtype)
         replicas = batched_langevin_frames(
             committee,
             [atoms[start] for _, _, start in plan],

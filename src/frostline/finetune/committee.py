@@ -44,7 +44,10 @@ def committee_calculator(paths: Sequence[Path | str], device: str = "auto", dtyp
     )
 
 
-def load_committee(records: Records, models: Sequence[ModelDoc], device: str = "auto"):
+def load_committee(
+    records: Records, models: Sequence[ModelDoc], device: str = "auto", dtype: str = "float64"
+):
     """Fetch the members from the store and build the committee calculator."""
     folder = Path(tempfile.mkdtemp(prefix="frostline-committee-"))
-    return committee_calculator(fetch_model_files(records, models, folder), device=device)
+    paths = fetch_model_files(records, models, folder)
+    return committee_calculator(paths, device=device, dtype=dtype)

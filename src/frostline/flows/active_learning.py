@@ -118,6 +118,7 @@ class ActiveLearningMaker(Maker):
                 friction=ex.friction,
                 abort_force_std=ex.abort_force_std,
                 engine=ex.engine,
+                dtype=ex.dtype,
                 device=ft.device,
                 seed=config.seed,
             ),
