@@ -97,6 +97,29 @@ def test_status_cli_table_and_json(campaign):
     assert "explored frames by fate" in res.stdout and "orchestration share" in res.stdout
 
 
+def test_status_plots_are_written(campaign):
+    """--plots writes one PNG per view the campaign has data for (json stays parseable)."""
+    folder, _ = campaign
+    res = CliRunner().invoke(app, ["status", str(folder), "--json", "--plots"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["campaign"] == "tiny"
+    names = {"learning_curve.png", "calibration.png", "fates.png", "timing.png"}
+    for name in names:
+        png = folder / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_plots_skip_views_without_data(tmp_path):
+    from frostline.report.plots import write_campaign_plots
+
+    status = {"campaign": "empty", "iterations": []}
+    assert write_campaign_plots(status, tmp_path) == []
+    status["iterations"] = [
+        {"index": 0, "n_labelled": 5, "force_mae_mev_per_a": 120.0, "calibration": {}}
+    ]
+    assert [p.name for p in write_campaign_plots(status, tmp_path)] == ["learning_curve.png"]
+
+
 def test_status_json_from_the_installed_command_parses(campaign):
     """stdout carries only the JSON document (mace's import notice goes to stderr)."""
     folder, _ = campaign

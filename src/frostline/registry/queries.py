@@ -71,6 +71,7 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
         "stop_reason": doc.get("stop_reason"),
         "foundation": doc.get("foundation"),
         "oracle": doc.get("config", {}).get("oracle", {}).get("name"),
+        "target_force_error": doc.get("config", {}).get("select", {}).get("target_force_error"),
         "elements": doc.get("elements"),
         "n_train_labels": labelled.count({"campaign": name, "role": "train", "status": "ok"}),
         "n_validation": labelled.count({"campaign": name, "role": "validation", "status": "ok"}),

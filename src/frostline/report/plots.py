@@ -1,0 +1,150 @@
+"""PNG plots of a campaign from its status document (``frostline status DIR --plots``).
+
+- ``learning_curve.png``: validation force and energy MAE against training labels, with the
+  foundation's zero-shot error on the same validation set;
+- ``calibration.png``: committee max force std against the true max atomic force error of every
+  freshly labelled structure, the fitted line per iteration, the target error and trust windows;
+- ``fates.png``: what happened to every explored frame, per iteration;
+- ``timing.png``: wall time per stage, per iteration.
+
+Every function takes the ``campaign_status`` dict (the ``status --json`` document), so plots can
+be redrawn from a saved JSON without the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from frostline.report.tables import FATE_COLUMNS, STAGES
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curve(status: dict, path: Path) -> Path | None:
+    """Validation errors against training labels; None when no iteration has errors yet."""
+    its = [it for it in status["iterations"] if it.get("force_mae_mev_per_a") is not None]
+    if not its:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    n = [it["n_labelled"] for it in its]
+    ax.plot(n, [it["force_mae_mev_per_a"] for it in its], "o-", color="C0", label="force")
+    zero = status.get("zero_shot_force_mae_mev_per_a")
+    if zero is not None:
+        ax.axhline(zero, color="C0", ls="--", lw=1, label="force, foundation zero-shot")
+    ax.set_xlabel("training labels")
+    ax.set_ylabel("validation force MAE (meV/Å)", color="C0")
+    energies = [it.get("energy_mae_mev_per_atom") for it in its]
+    if any(e is not None for e in energies):
+        ax2 = ax.twinx()
+        ax2.plot(n, energies, "s-", color="C1", label="energy")
+        ax2.set_ylabel("validation energy MAE (meV/atom)", color="C1")
+    ax.set_title(f"{status['campaign']}: learning curve")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def calibration_plot(status: dict, path: Path, target_error: float | None = None) -> Path | None:
+    """Committee std vs true error with the fitted lines; None when nothing was calibrated."""
+    cals = [(it["index"], it.get("calibration") or {}) for it in status["iterations"]]
+    cals = [(i, c) for i, c in cals if c.get("stds")]
+    if not cals:
+        return None
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    top = max(max(c["stds"]) for _, c in cals)
+    for k, (index, cal) in enumerate(cals):
+        color = f"C{k % 10}"
+        label = f"iteration {index}"
+        if cal.get("r2") is not None:
+            label += f" (R² {cal['r2']:.2f})"
+        ax.scatter(cal["stds"], cal["errors"], s=18, color=color, label=label)
+        if cal.get("slope") is not None:
+            x = np.linspace(0.0, top * 1.05, 20)
+            ax.plot(x, cal["intercept"] + cal["slope"] * x, color=color, lw=1)
+        if cal.get("trust_lo") is not None:
+            ax.axvspan(cal["trust_lo"], cal["trust_hi"], color=color, alpha=0.08)
+    if target_error is not None:
+        ax.axhline(target_error, color="k", ls="--", lw=1, label="target error")
+    ax.set_xlabel("committee max atomic force std (eV/Å)")
+    ax.set_ylabel("true max atomic force error (eV/Å)")
+    ax.set_title(f"{status['campaign']}: committee calibration (shaded: derived trust window)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def fates_plot(status: dict, path: Path) -> Path | None:
+    """Stacked bars: the fate of every explored frame per iteration."""
+    its = [it for it in status["iterations"] if it.get("fates")]
+    if not its:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [str(it["index"]) for it in its]
+    bottom = [0] * len(its)
+    for k, fate in enumerate(FATE_COLUMNS):
+        counts = [int(it["fates"].get(fate, 0)) for it in its]
+        if any(counts):
+            ax.bar(x, counts, bottom=bottom, label=fate, color=f"C{k}")
+            bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("explored frames")
+    ax.set_title(f"{status['campaign']}: fate of explored frames")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def timing_plot(status: dict, path: Path) -> Path | None:
+    """Stacked bars: wall time per stage per iteration."""
+    its = [it for it in status["iterations"] if (it.get("wall_time_s") or {}).get("total")]
+    if not its:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [str(it["index"]) for it in its]
+    bottom = [0.0] * len(its)
+    for k, stage in enumerate(STAGES):
+        t = [float(it["wall_time_s"].get(stage, 0.0)) for it in its]
+        ax.bar(x, t, bottom=bottom, label=stage, color=f"C{k}")
+        bottom = [b + v for b, v in zip(bottom, t, strict=True)]
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title(f"{status['campaign']}: wall time per stage")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_campaign_plots(
+    status: dict, out_dir: Path, target_error: float | None = None
+) -> list[Path]:
+    """Write every plot the campaign has data for into ``out_dir``; return the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [
+        learning_curve(status, out_dir / "learning_curve.png"),
+        calibration_plot(status, out_dir / "calibration.png", target_error),
+        fates_plot(status, out_dir / "fates.png"),
+        timing_plot(status, out_dir / "timing.png"),
+    ]
+    return [p for p in written if p is not None]
