@@ -16,12 +16,16 @@ with contextlib.redirect_stdout(sys.stderr):  # mace prints a notice on stdout w
 import typer
 from rich.console import Console
 
+from frostline.alloys.cli import register as register_alloy_commands
 from frostline.cli_registry import register as register_registry_commands
+from frostline.submit.cli import register as register_submit_command
 
 app = typer.Typer(help="frostline: active learning of MLIPs by frozen fine-tuning of MACE.")
 foundation_app = typer.Typer(help="Foundation models.")
 app.add_typer(foundation_app, name="foundation")
 register_registry_commands(app)  # models | data | campaigns (frostline.cli_registry)
+register_submit_command(app)  # submit to jobflow-remote / FireWorks (frostline.submit.cli)
+register_alloy_commands(app)  # alloys run | summary (frostline.alloys.cli)
 console = Console()
 err = Console(stderr=True)
 
@@ -34,22 +38,28 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _run(config_path: Path, campaign_dir: Path | None) -> dict:
+def _run(config_path: Path, campaign_dir: Path | None, wait_s: float = 0.0) -> dict:
     from frostline.config import ConfigError, load_config
     from frostline.finetune.foundation import FoundationError
     from frostline.flows.campaign import run_campaign
+    from frostline.reliability.errors import CampaignError
     from frostline.store import StoreError
 
     try:
         config = load_config(config_path)
         campaign_dir = campaign_dir or Path("campaigns") / config.name
-        return run_campaign(config, campaign_dir)
-    except (ConfigError, FoundationError, StoreError) as exc:
+        return run_campaign(config, campaign_dir, wait_s=wait_s)
+    except (ConfigError, FoundationError) as exc:  # name the config file in every input error
+        message = str(exc)
+        _fail(message if str(config_path) in message else f"{config_path}: {message}")
+    except (StoreError, CampaignError) as exc:
         _fail(str(exc))
     raise AssertionError("unreachable")
 
 
-def _print_status(campaign_dir: Path, as_json: bool = False, campaign: str | None = None) -> dict:
+def _print_status(
+    campaign_dir: Path, as_json: bool = False, campaign: str | None = None, plots: bool = False
+) -> dict:
     from frostline.registry.queries import campaign_status, open_campaign_dir
     from frostline.report.tables import fates_table, status_table, timing_table
     from frostline.store import StoreError
@@ -68,6 +78,15 @@ def _print_status(campaign_dir: Path, as_json: bool = False, campaign: str | Non
             console.print(fates_table(status))
         if any("total" in (it.get("wall_time_s") or {}) for it in status["iterations"]):
             console.print(timing_table(status))
+    if plots:
+        from frostline.report.plots import write_campaign_plots
+
+        paths = write_campaign_plots(
+            status, Path(campaign_dir) / "plots", status.get("target_force_error")
+        )
+        (err if as_json else console).print(
+            "plots: " + ", ".join(str(p) for p in paths) if paths else "plots: no data yet"
+        )
     return status
 
 
@@ -75,10 +94,15 @@ def _print_status(campaign_dir: Path, as_json: bool = False, campaign: str | Non
 def run(
     config: Annotated[Path, typer.Argument(help="campaign YAML file")],
     dir: Annotated[Path | None, typer.Option("--dir", help="campaign directory")] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", help="seconds to wait for another run of this directory")
+    ] = 0.0,
 ) -> None:
-    """Run a campaign to the end with jobflow's local manager."""
-    result = _run(config, dir)
-    console.print(f"[bold green]done[/]: {result['state']} ({result['stop_reason']})")
+    """Run a campaign to the end with jobflow's local manager (a re-run resumes it)."""
+    result = _run(config, dir, wait)
+    faults = result.get("faults") or []
+    note = f"; {len(faults)} failed job(s) recorded, see faults.log" if faults else ""
+    console.print(f"[bold green]done[/]: {result['state']} ({result['stop_reason']}){note}")
 
 
 @app.command()
@@ -86,11 +110,18 @@ def demo(
     dir: Annotated[Path, typer.Option("--dir", help="campaign directory")] = Path(
         "campaigns/demo-h2-cu111"
     ),
+    alloys: Annotated[
+        bool, typer.Option("--alloys", help="alloy campaign demo: Cu-Ni-Au, CHGNet-r2SCAN labels")
+    ] = False,
 ) -> None:
     """H2 on Cu(111): fine-tune the mini foundation to GFN1-xTB labels by active learning."""
+    if alloys:  # frostline.alloys.cli: its own default directory unless --dir is given
+        from frostline.alloys.cli import alloy_demo
+
+        return alloy_demo(None if dir == Path("campaigns/demo-h2-cu111") else dir)
     start = time.perf_counter()
     result = _run(DEMO_CONFIG, dir)
-    status = _print_status(dir)
+    status = _print_status(dir, plots=True)
     final = (result.get("final_metrics") or {}).get("force_mae_mev_per_a")
     zero = status.get("zero_shot_force_mae_mev_per_a")
     console.print(
@@ -105,9 +136,12 @@ def status(
     dir: Annotated[Path, typer.Argument(help="campaign directory")],
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
     campaign: Annotated[str | None, typer.Option(help="campaign name if several")] = None,
+    plots: Annotated[
+        bool, typer.Option("--plots", help="also write PNG plots to DIR/plots")
+    ] = False,
 ) -> None:
     """Per-iteration table of a campaign (labels, selection, errors, accurate fraction, time)."""
-    _print_status(dir, as_json, campaign)
+    _print_status(dir, as_json, campaign, plots)
 
 
 @foundation_app.command("build-mini")

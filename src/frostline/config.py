@@ -17,6 +17,19 @@ class ConfigError(ValueError):
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # monty protocol: settings held by makers survive jobflow's FireWorks serialisation
+    # (``jsanitize`` without ``strict`` turns other objects into their ``str``)
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "@module": type(self).__module__,
+            "@class": type(self).__name__,
+            **self.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        return cls.model_validate({k: v for k, v in d.items() if not k.startswith("@")})
+
 
 class SystemConfig(_Strict):
     """Chemical system and where seed structures come from."""
@@ -149,6 +162,13 @@ class OracleConfig(_Strict):
 
     name: Literal["emt", "xtb", "chgnet", "chgnet-r2scan", "ase", "cp2k", "vasp", "maker"] = "emt"
     settings: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="s: an ASE-calculator oracle calculation taking longer fails (its label is "
+        "recorded as failed, the rest proceed); not part of the settings hash. DFT oracles: use "
+        "the scheduler's wall time (frostline.reliability.timeouts)",
+    )
 
     @model_validator(mode="after")
     def _ase_needs_path(self) -> OracleConfig:
@@ -160,6 +180,11 @@ class OracleConfig(_Strict):
             raise ValueError("oracle 'maker' needs settings.maker = 'package.module.MakerClass'")
         if self.name == "maker" and not isinstance(self.settings.get("kwargs", {}), dict):
             raise ValueError("oracle 'maker': settings.kwargs must be a mapping")
+        if self.timeout_s is not None and self.name in ("cp2k", "vasp", "maker"):
+            raise ValueError(
+                f"timeout_s applies to ASE-calculator oracles; bound {self.name} jobs with the "
+                "scheduler's wall time"
+            )
         return self
 
 

@@ -24,6 +24,9 @@ class CampaignStructures:
 
 def read_seed_file(path: Path, elements: list[str]) -> list[Atoms]:
     """Read seeds with ASE and check them; errors name the file and the structure."""
+    from frostline.reliability.inputs import check_atoms_shape, check_structure_file
+
+    check_structure_file(path, "system.seeds_file")
     try:
         frames = read(path, index=":")
     except FileNotFoundError:
@@ -35,8 +38,7 @@ def read_seed_file(path: Path, elements: list[str]) -> list[Atoms]:
     for i, atoms in enumerate(frames):
         if len(atoms) == 0:
             raise ConfigError(f"{path}: structure {i} has no atoms")
-        if not np.all(np.isfinite(atoms.positions)):
-            raise ConfigError(f"{path}: structure {i} has non-finite coordinates")
+        check_atoms_shape(atoms, path, i)
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
         if unknown:
             raise ConfigError(

@@ -26,6 +26,8 @@ COLLECTIONS = {
     "iterations": ["campaign", "index"],
     "labelled": ["campaign", "structure_hash", "oracle_settings_hash", "role", "status"],
     "model_docs": ["model_id", "campaign", "kind", "elements", "metrics.force_mae_mev_per_a"],
+    "validations": ["campaign", "system"],  # alloy property validation (frostline.alloys)
+    "alloy_summaries": ["campaign"],
 }
 """Fields indexed in each frostline collection (what the registry queries filter and sort by)."""
 COMPOUND_INDEXES = {
@@ -63,12 +65,18 @@ def _embedded_store(path: Path, collection: str) -> MontyStore:
 
 
 def make_job_store(
-    config: StoreConfig, campaign_dir: Path | None = None, *, timeout_ms: int | None = None
+    config: StoreConfig,
+    campaign_dir: Path | None = None,
+    *,
+    timeout_ms: int | None = None,
+    retry_s: float | None = None,
 ) -> JobStore:
     """Build the ``JobStore`` (docs + frostline collections + model-file blobs).
 
     ``timeout_ms`` bounds MongoDB server selection (pymongo's default is 30 s) unless the URI
     sets ``serverSelectionTimeoutMS`` itself; it is ignored for the embedded store.
+    ``retry_s``: MongoDB operations are retried with backoff through an outage of up to this
+    many seconds (``frostline.reliability.retry``; campaign runs); None: no retries.
     """
     kind = config.kind
     uri = config.uri or (os.environ.get(ENV_URI) if kind == "mongodb" else None)
@@ -79,13 +87,19 @@ def make_job_store(
         if timeout_ms is not None and "serverselectiontimeoutms" not in uri.lower():
             client["serverSelectionTimeoutMS"] = timeout_ms
         db = config.database
+        docs_cls, blobs_cls, extra = MongoStore, GridFSStore, {}
+        if retry_s is not None:
+            from frostline.reliability.retry import RetryingGridFSStore, RetryingMongoStore
+
+            docs_cls, blobs_cls = RetryingMongoStore, RetryingGridFSStore
+            extra = {"retry_s": retry_s}
 
         def make(collection: str) -> Store:
-            return MongoStore.from_uri(uri, collection, db, mongoclient_kwargs=client)
+            return docs_cls.from_uri(uri, collection, db, mongoclient_kwargs=client, **extra)
 
-        blobs: Store = GridFSStore.from_uri(uri, BLOB_STORE, db, mongoclient_kwargs=client)
-        data: Store = GridFSStore.from_uri(uri, DATA_STORE, db, mongoclient_kwargs=client)
-        docs = MongoStore.from_uri(uri, "outputs", db, key="uuid", mongoclient_kwargs=client)
+        blobs: Store = blobs_cls.from_uri(uri, BLOB_STORE, db, mongoclient_kwargs=client, **extra)
+        data: Store = blobs_cls.from_uri(uri, DATA_STORE, db, mongoclient_kwargs=client, **extra)
+        docs = docs_cls.from_uri(uri, "outputs", db, key="uuid", mongoclient_kwargs=client, **extra)
     else:
         path = Path(config.path or (Path(campaign_dir or ".") / "store")).resolve()
         path.mkdir(parents=True, exist_ok=True)
@@ -200,10 +214,32 @@ class Records:
         return docs[0] if docs else None
 
 
+ENV_JOB_STORE = "FROSTLINE_JOB_STORE"
+"""JSON ``StoreConfig`` of the records on jobflow-remote workers (``frostline.submit.remote``)."""
+
+
+def _is_transfer_store(store: JobStore) -> bool:
+    """jobflow-remote hands jobs a file store in their run folder, uploaded after the job."""
+    return type(store.docs_store).__module__.startswith("jobflow_remote")
+
+
 def current_records() -> Records:
-    """The records of the store the running job was given (jobs need ``expose_store=True``)."""
+    """The records of the store the running job was given (jobs need ``expose_store=True``).
+
+    On a jobflow-remote worker the job's store is a local file store that the runner uploads
+    afterwards; frostline's records must be shared at once (label reuse, model files), so they
+    go to the MongoDB store named by ``$FROSTLINE_JOB_STORE`` (set by the worker's ``pre_run``).
+    """
     from jobflow import CURRENT_JOB
 
     if CURRENT_JOB.store is None:
         raise StoreError("no store exposed to this job (decorate it with expose_store=True)")
+    if _is_transfer_store(CURRENT_JOB.store):
+        spec = os.environ.get(ENV_JOB_STORE)
+        if not spec:
+            raise StoreError(
+                f"running under jobflow-remote without {ENV_JOB_STORE}: export it in the "
+                "worker's pre_run (see frostline.submit.remote.local_worker)"
+            )
+        return Records(make_job_store(StoreConfig.model_validate_json(spec))).connect()
     return Records(CURRENT_JOB.store).connect()

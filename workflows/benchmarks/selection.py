@@ -14,6 +14,7 @@ last "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5
 being the best force MAE the random campaign reaches (or ``--target``).
 
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
+        [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 from frostline.config import parse_config
 from frostline.flows.campaign import run_campaign
 from frostline.registry.queries import campaign_status, open_campaign_dir
+from frostline.report.plots import write_campaign_plots
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
 
@@ -50,6 +52,7 @@ def arm_config(name: str, args: argparse.Namespace) -> dict:
     base["select"] = {**base.get("select", {}), **ARMS[name]}
     base["select"]["max_labels_per_iteration"] = args.per_iteration
     base["finetune"]["epochs"] = args.epochs
+    base["explore"] = {**base["explore"], "engine": args.engine, "dtype": args.dtype}
     base["convergence"] = {
         "accurate_fraction": 1.0,  # never stop early: compare whole curves
         "max_iterations": args.iterations,
@@ -100,6 +103,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--per-iteration", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--engine", default="batched", choices=["ase", "batched"])
+    parser.add_argument("--dtype", default="float32", choices=["float64", "float32"])
     parser.add_argument("--target", type=float, default=None, help="meV/Å (default: random's best)")
     parser.add_argument("--out", type=Path, default=Path("workflows/benchmarks/results/selection"))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
@@ -113,6 +118,8 @@ def main() -> None:
             print(f"running {name} ...", flush=True)
             run_campaign(parse_config(arm_config(name, args), name), folder, log=False)
         curves[name] = curve(folder)
+        status = campaign_status(open_campaign_dir(folder))
+        write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
     target = args.target
     if target is None:
         target = min(e for _, e in curves.get("random", next(iter(curves.values()))))

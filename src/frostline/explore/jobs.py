@@ -15,6 +15,7 @@ from frostline.explore.batched import batched_langevin_frames
 from frostline.explore.samplers import Frame, langevin_frames
 from frostline.explore.shared_committee import SharedCommittee
 from frostline.finetune.committee import fetch_model_files, load_committee
+from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
 from frostline.schemas import (
     CandidateStructure,
     ExploreResult,
@@ -75,6 +76,17 @@ class ExploreMaker(Maker):
         finetuned = FineTuneResult.model_validate(finetuned)
         if not starts:
             raise ValueError("exploration needs at least one starting structure")
+        key = memo_key(
+            "explore",
+            maker=self,
+            models=[(m.model_id, m.file.sha256) for m in finetuned.models],
+            starts=starts,
+            iteration=iteration,
+        )
+        reused = memo_lookup(key)
+        if reused is not None:  # a resumed run: these trajectories ran before the crash
+            memo_mark(key)
+            return ExploreResult.model_validate(reused)
         plan = self.plan(len(starts), iteration)
         atoms = [AseAtomsAdaptor.get_atoms(as_structure(s)) for s in starts]
         columns = (
@@ -106,6 +118,7 @@ class ExploreMaker(Maker):
                         max_force=frame.max_force,
                     )
                 )
+        memo_mark(key)
         return ExploreResult(
             candidates=candidates,
             n_trajectories=len(plan),

@@ -6,6 +6,7 @@ MACE pretrained on broad small cells labelled by CHGNet 0.3.0 (PBE level, weight
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 from collections.abc import Sequence
@@ -76,11 +77,18 @@ def load_foundation_model(spec: str):
 
 
 def foundation_elements(spec: str) -> list[str]:
-    """Chemical symbols a foundation model was trained on."""
+    """Chemical symbols a foundation model was trained on (cached per file version)."""
+    path = Path(spec)
+    stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    return list(_foundation_elements(spec, stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _foundation_elements(spec: str, stamp: tuple | None) -> tuple[str, ...]:
     from ase.data import chemical_symbols
 
     model = load_foundation_model(spec)
-    return [chemical_symbols[int(z)] for z in model.atomic_numbers]
+    return tuple(chemical_symbols[int(z)] for z in model.atomic_numbers)
 
 
 def sha256_file(path: str | Path) -> str:

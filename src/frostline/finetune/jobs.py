@@ -19,6 +19,7 @@ from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
+from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
     FreezeSweepPoint,
@@ -100,6 +101,15 @@ class FineTuneMaker(Maker):
         if freeze is None and self.freeze_sweep and not validation:
             raise ValueError("a freeze sweep needs validation structures to compare levels")
         records = current_records()
+        key = self._memo_key(foundation, train, validation, campaign, iteration, freeze)
+        reused = memo_lookup(key)
+        if reused is not None:  # a resumed run: this committee was trained before the crash
+            result = FineTuneResult.model_validate(reused)
+            for m in result.models:  # every file still there, sha256 verified
+                records.get_model_file(m.model_id, expected_sha256=m.file.sha256)
+            console.print(f"[bold]fine-tune[/] iteration {iteration}: reusing finished committee")
+            memo_mark(key)
+            return result
         foundation_model = load_foundation_model(foundation)
         elements = sorted(
             {s["species"][0]["element"] for t in ok for s in t.structure["sites"]},
@@ -157,6 +167,7 @@ class FineTuneMaker(Maker):
                     validation,
                 )
         records.upsert("model_docs", [d.model_dump(mode="json") for d in docs], key=["model_id"])
+        memo_mark(key)
         return FineTuneResult(
             models=docs,
             committee_metrics=committee_metrics,
@@ -165,6 +176,24 @@ class FineTuneMaker(Maker):
             trainable_parameters=trainable,
             total_parameters=total,
             wall_time_s=time.perf_counter() - start,
+        )
+
+    def _memo_key(self, foundation, train, validation, campaign, iteration, freeze) -> str:
+        """What the committee depends on: settings, foundation file, data (by hash), place."""
+        fingerprint = sha256_file(foundation) if Path(foundation).is_file() else foundation
+
+        def ids(labels: list[LabelledStructure]) -> list:
+            return [(x.structure_hash, x.oracle_settings_hash, x.status) for x in labels]
+
+        return memo_key(
+            "finetune",
+            maker=self,
+            foundation=fingerprint,
+            train=ids(train),
+            validation=ids(validation),
+            campaign=campaign,
+            iteration=iteration,
+            freeze=freeze,
         )
 
     def _train(

@@ -25,6 +25,7 @@ from frostline.select.calibration import Calibration
 from frostline.select.filters import SanityLimits
 from frostline.select.jobs import SelectMaker, calibrate_committee
 from frostline.store import EXPOSE_STORE, current_records
+from frostline.submit.routing import Routes, route, routing_table
 
 
 def stage_times(
@@ -85,10 +86,12 @@ class ActiveLearningMaker(Maker):
     label: LabelMaker = field(default_factory=LabelMaker)
     calibration: CalibrationSettings = field(default_factory=lambda: CalibrationSettings())
     resweep: bool = False
+    routing: Routes | None = None  # manager config per job type (frostline.submit.routing)
 
     @classmethod
     def from_config(cls, config: CampaignConfig, foundation: str) -> ActiveLearningMaker:
         ft, ex, se = config.finetune, config.explore, config.select
+        routes = routing_table(config.routing)
         return cls(
             name=f"active learning {config.name}",
             campaign=config.name,
@@ -148,7 +151,8 @@ class ActiveLearningMaker(Maker):
                 hi_factor=se.hi_factor,
                 min_points=se.min_calibration_points,
             ),
-            label=LabelMaker(oracle=config.oracle, campaign=config.name),
+            label=LabelMaker(oracle=config.oracle, campaign=config.name, routing=routes),
+            routing=routes,
         )
 
     def make(self, config: CampaignConfig) -> Flow:
@@ -166,12 +170,14 @@ class ActiveLearningMaker(Maker):
         )
         first = self.iteration(0, initial.output, validation.output, setup.output["starts"], 0)
         jobs, output = [setup, initial, validation, baseline, first], first.output
+        route(jobs, "control", self.routing)
         if config.distill.enabled:  # the summary, extended with a "surrogate" key
             from frostline.distill.jobs import DistillMaker
 
             distill = DistillMaker.from_config(config, device=config.finetune.device)
             surrogate = distill.make(first.output)
             surrogate.name = "distill"
+            route(surrogate, "distill", self.routing)
             jobs.append(surrogate)
             output = surrogate.output
         return Flow(jobs, output=output, name=self.name)
@@ -229,6 +235,9 @@ class ActiveLearningMaker(Maker):
             started,
         )
         adv.name = f"advance {index}"
+        for stage, kind in ((ft, "finetune"), (ex, "explore"), (se, "select"), (cal, "select")):
+            route(stage, kind, self.routing)
+        route([lab, adv], "control", self.routing)
         return Response(replace=Flow([ft, ex, se, lab, cal, adv], output=adv.output))
 
     @job(config=EXPOSE_STORE)
@@ -320,4 +329,5 @@ class ActiveLearningMaker(Maker):
         freeze = None if self.resweep else finetuned.freeze_level
         nxt = self.iteration(index + 1, train + ok_new, validation, starts, spent, trust, freeze)
         nxt.name = f"iteration {index + 1}"
+        route(nxt, "control", self.routing)
         return Response(replace=Flow([nxt], output=nxt.output))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import yaml
-from jobflow import run_locally
+from jobflow import OnMissing, run_locally
 
 from frostline.config import CampaignConfig, ConfigError
 from frostline.finetune.foundation import FoundationError, foundation_elements, resolve_foundation
@@ -38,33 +37,124 @@ def validate_campaign(config: CampaignConfig, base_dir: Path | None = None) -> s
 
 
 def write_config_copy(config: CampaignConfig, campaign_dir: Path) -> Path:
-    """Keep the validated config beside the store (``status`` reads the store settings)."""
+    """Keep the validated config beside the store (``status`` reads the store settings).
+
+    Written atomically (a kill never leaves half a file); readable by the owner only when its
+    store URI carries credentials (it is then a config file holding a secret, like the user's).
+    """
     path = campaign_dir / CONFIG_COPY
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    if config.store.uri and "@" in config.store.uri:
+        tmp.chmod(0o600)
+    tmp.replace(path)
     return path
 
 
-def run_campaign(config: CampaignConfig, campaign_dir: Path, log: bool = True) -> dict:
-    """Run ``config`` to the end in ``campaign_dir`` with jobflow's local manager."""
+def check_inputs(config: CampaignConfig) -> None:
+    """Build the campaign's structures and read its labelled file now, before any store write,
+    so that bad inputs stop the run with a ``ConfigError`` rather than half-way in a job."""
+    from frostline.seeds import campaign_structures
+
+    campaign_structures(config)
+    if config.system.labelled_file is not None:
+        from frostline.label.imported import read_labelled_file
+
+        read_labelled_file(
+            config.system.labelled_file, config.elements, config.name, config.system.labelled_oracle
+        )
+
+
+def without_secrets(config: CampaignConfig) -> CampaignConfig:
+    """``config`` as it may go into job inputs and stored documents: no store credentials."""
+    from frostline.store import redact_uri
+
+    uri = config.store.uri
+    if not uri:
+        return config
+    safe = redact_uri(uri).split("?", 1)[0]  # userinfo and options (TLS key passwords) cut
+    return config.model_copy(update={"store": config.store.model_copy(update={"uri": safe})})
+
+
+def run_campaign(
+    config: CampaignConfig,
+    campaign_dir: Path,
+    log: bool = True,
+    *,
+    wait_s: float = 0.0,
+    store=None,
+) -> dict:
+    """Run ``config`` to the end in ``campaign_dir`` with jobflow's local manager.
+
+    A run after a crash resumes: labels, fine-tuned committees and explorations already in the
+    store are reused (``frostline.reliability.memo``). One run per directory at a time
+    (``frostline.reliability.locking``; ``wait_s``: how long a second run waits for the lock).
+    A failed job is recorded (campaign document ``faults``, ``DIR/faults.log``); when the
+    campaign cannot finish, ``CampaignError`` says which job failed and why. ``store``: a
+    ready ``JobStore`` instead of the configured one (tests).
+    """
+    from frostline.reliability.errors import CampaignError
+    from frostline.reliability.faults import FaultLog
+    from frostline.reliability.locking import CampaignLock
+    from frostline.reliability.retry import retry_budget
+    from frostline.store import StoreError, short_error
+
     campaign_dir = Path(campaign_dir).resolve()
     foundation = validate_campaign(config)
+    check_inputs(config)
     campaign_dir.mkdir(parents=True, exist_ok=True)
-    write_config_copy(config, campaign_dir)
-    store = make_job_store(config.store, campaign_dir)
-    Records(store).connect().close()
-    flow = ActiveLearningMaker.from_config(config, foundation).make(config)
-    if log:  # jobflow logs through its own handler; a root handler (set by imports) would echo
-        logging.getLogger("jobflow").propagate = False
-    run_locally(
-        flow,
-        store=store,
-        create_folders=True,
-        root_dir=campaign_dir / "jobs",
-        log=log,
-        ensure_success=True,
-    )
-    store.connect()
+    with CampaignLock(campaign_dir, wait_s=wait_s):
+        write_config_copy(config, campaign_dir)
+        if store is None:  # fail fast on a wrong store; during the run, ride out outages
+            Records(make_job_store(config.store, campaign_dir, timeout_ms=5000)).connect().close()
+            store = make_job_store(
+                config.store, campaign_dir, timeout_ms=5000, retry_s=retry_budget()
+            )
+        Records(store).connect().close()
+        safe = without_secrets(config)
+        flow = ActiveLearningMaker.from_config(safe, foundation).make(safe)
+        faults = FaultLog(campaign_dir / "faults.log", console=log)
+        with faults:
+            try:
+                jobs_dir = campaign_dir / "jobs"
+                run_locally(flow, store=store, create_folders=True, root_dir=jobs_dir, log=False)
+            except Exception as exc:  # e.g. the store went away for longer than the retries
+                raise StoreError(f"campaign {config.name}: {short_error(exc)}") from None
+        try:
+            store.connect()
+            try:
+                result = flow.output.resolve(store, on_missing=OnMissing.ERROR)
+            except ValueError:
+                result = None
+            records = Records(store).connect()
+            _record_faults(records, config.name, faults.faults, failed=result is None)
+        except Exception as exc:  # the store is unreachable at the end of the run
+            raise StoreError(f"campaign {config.name}: store: {short_error(exc)}") from None
+        finally:
+            store.close()
+    if result is None:
+        # the last failure is the one the campaign could not go past (earlier ones, e.g. a
+        # crashed oracle job, were isolated)
+        last = faults.faults[-1].line() if faults.faults else "its last job did not run"
+        raise CampaignError(
+            f"campaign {config.name} stopped: {len(faults.faults)} job(s) failed; last: "
+            f"{last}; details in {campaign_dir / 'faults.log'}"
+        )
+    result = dict(result)
+    result["faults"] = [f.line() for f in faults.faults]
+    return result
+
+
+def _record_faults(records: Records, campaign: str, faults: list, failed: bool) -> None:
+    """Failed jobs of this run into the campaign document (state ``failed`` if it stopped)."""
+    from frostline.flows.jobs import update_campaign
+
+    if not faults and not failed:
+        return
+    fields: dict = {"faults": [f.as_dict() for f in faults]}
+    if failed:
+        fields.update(state="failed", stop_reason=faults[-1].line() if faults else "failed")
     try:
-        return flow.output.resolve(store)
-    finally:
-        store.close()
+        update_campaign(records, campaign, **fields)
+    except KeyError:  # the run stopped before the campaign document was written
+        pass

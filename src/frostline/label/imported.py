@@ -58,9 +58,12 @@ def read_labelled_file(
 ) -> list[LabelledStructure]:
     """Labelled structures of an extxyz file, checked: energy and forces present and finite,
     forces of shape (n_atoms, 3), only ``elements``. Provenance sampler ``import``."""
+    from frostline.reliability.inputs import check_atoms_shape, check_structure_file
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: labelled file not found (field 'system.labelled_file')")
+    check_structure_file(path, "system.labelled_file")
     try:
         frames = read(path, index=":")
     except Exception as exc:  # ASE raises many types for unreadable files
@@ -72,6 +75,7 @@ def read_labelled_file(
         n = len(atoms)
         if n == 0:
             raise ConfigError(f"{path}: structure {i} has no atoms")
+        check_atoms_shape(atoms, path, i)
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
         if unknown:
             raise ConfigError(

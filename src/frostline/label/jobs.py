@@ -36,6 +36,7 @@ from frostline.label.oracles import (
 )
 from frostline.schemas import CandidateStructure, LabelledStructure, structure_hash
 from frostline.store import EXPOSE_STORE, Records, current_records
+from frostline.submit.routing import Routes, route
 
 LABEL_KEY = ["campaign", "structure_hash", "oracle_settings_hash", "role"]
 """Upsert key of the ``labelled`` collection: one document per label and campaign role."""
@@ -57,6 +58,7 @@ class LabelMaker(Maker):
     name: str = "label"
     oracle: OracleConfig = field(default_factory=OracleConfig)
     campaign: str = "campaign"
+    routing: Routes | None = None  # manager config per job type (frostline.submit.routing)
 
     @job(config=EXPOSE_STORE)
     def make(
@@ -91,7 +93,13 @@ class LabelMaker(Maker):
                 continue
             seen.add(h)
             j = label_structure(
-                cand, self.oracle, self.campaign, role, structure_key=h, iteration=iteration
+                cand,
+                self.oracle,
+                self.campaign,
+                role,
+                structure_key=h,
+                iteration=iteration,
+                routing=self.routing,
             )
             j.name = f"label {self.oracle.name} {role} {len(jobs)}"
             jobs.append(j)
@@ -104,6 +112,7 @@ class LabelMaker(Maker):
         )
         collect.config = _RECORD_CONFIG
         collect.name = f"collect labels {role}"
+        route([*jobs, collect], "control", self.routing)
         return Response(replace=Flow([*jobs, collect], output=collect.output))
 
 
@@ -117,8 +126,13 @@ def label_structure(
     iteration: int = -1,
     attempt: int = 0,
     previous_reason: str | None = None,
+    routing: Routes | None = None,
 ):
-    """Replace this job by the oracle's atomate2 job on ``candidate`` and its recorder."""
+    """Replace this job by the oracle's atomate2 job on ``candidate`` and its recorder.
+
+    ``routing``: manager config per job type; the oracle job is a ``label`` job, the recorder
+    a ``control`` job (``frostline.submit.routing``).
+    """
     cand = CandidateStructure.model_validate(candidate)
     maker = oracle_maker(oracle, attempt)
     calc = maker.make(Structure.from_dict(cand.structure))
@@ -133,9 +147,12 @@ def label_structure(
         iteration=iteration,
         attempt=attempt,
         previous_reason=previous_reason,
+        routing=routing,
     )
     record.config = _RECORD_CONFIG
     record.name = f"record label {structure_key[:8]}".strip()
+    route(calc, "label", routing)
+    route(record, "control", routing)
     return Response(replace=Flow([calc, record], output=record.output))
 
 
@@ -177,6 +194,7 @@ def record_label(
     iteration: int = -1,
     attempt: int = 0,
     previous_reason: str | None = None,
+    routing: Routes | None = None,
 ):
     """Store one oracle result as a labelled structure right away (or retry it once).
 
@@ -197,8 +215,10 @@ def record_label(
             iteration=iteration,
             attempt=attempt + 1,
             previous_reason=reason,
+            routing=routing,
         )
         retry.name = f"label {oracle.name} retry {structure_hash(cand.structure)[:8]}"
+        route(retry, "control", routing)
         return Response(replace=retry)
     common = dict(
         structure=cand.structure,

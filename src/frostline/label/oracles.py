@@ -141,6 +141,9 @@ def oracle_maker(oracle: OracleConfig, attempt: int = 0) -> Maker:
             raise ValueError(f"oracle maker: {settings['maker']} is not a jobflow Maker")
         return maker
     module, func, kwargs = _calculator(oracle)
+    if oracle.timeout_s is not None:  # every calculation under a timer (reliability.timeouts)
+        kwargs = {"target": f"{module}.{func}", "timeout_s": oracle.timeout_s, **kwargs}
+        module, func = "frostline.reliability.timeouts", "timed_calculator"
     return ForceFieldStaticMaker(
         name=name,
         force_field_name={"@module": module, "@callable": func},

@@ -69,7 +69,7 @@ class SelectMaker(Maker):
             from frostline.select.novelty import DescriptorModel
 
             descriptor = DescriptorModel(self.descriptor_model, device=self.device)
-            labelled = self._labelled_atoms()
+            labelled = self._labelled_atoms(iteration)
         n = len(explored.candidates)
         cap = max(
             0, min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
@@ -118,9 +118,17 @@ class SelectMaker(Maker):
             finished_at=time.time(),
         )
 
-    def _labelled_atoms(self) -> list:
-        """Every structure labelled (any role, any iteration) for this campaign."""
-        docs = current_records().find("labelled", {"campaign": self.campaign, "status": "ok"})
+    def _labelled_atoms(self, iteration: int | None = None) -> list:
+        """Every structure labelled (any role) for this campaign before ``iteration``.
+
+        Labels of this or later iterations can only be in the store when a killed run is
+        resumed; counting them would make the resumed selection avoid exactly the structures
+        the killed run bought (and the flow reuses), so they are left out.
+        """
+        criteria: dict = {"campaign": self.campaign, "status": "ok"}
+        if iteration is not None:
+            criteria["provenance.iteration"] = {"$lt": iteration}
+        docs = current_records().find("labelled", criteria)
         return [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in docs]
 
 

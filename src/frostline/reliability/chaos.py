@@ -1,0 +1,238 @@
+"""Chaos harness: kill -9 ``frostline run`` at random points, resume, and audit the store.
+
+Used by ``tests/test_chaos.py`` (a few kills) and ``workflows/benchmarks/chaos.py`` (>= 20).
+The oracle is :class:`CountingEMT`, which appends the frostline structure hash of every
+*finished* calculation (with its process id and calculator instance) to a counter file, so the
+audit can tell, per label, how many oracle jobs computed it:
+
+- **lost**: a structure the oracle computed whose ``ok`` label is not in the store, or a stored
+  training label the final flow does not count (bought, then forgotten by a resumed run);
+- **duplicated**: the oracle computed the same structure in more than one job.
+
+A kill between the end of a calculation and jobflow's write of its output loses that result
+(it never reached the store) and the structure is computed again on resume: that window (a few
+ms per label) is the one way "duplicated" can be non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from ase.calculators.emt import EMT
+
+from frostline.label.jobs import LABEL_KEY
+
+
+class CountingEMT(EMT):
+    """EMT that logs ``structure_hash pid instance`` to ``counter`` after each calculation."""
+
+    def __init__(self, counter: str, **kwargs):
+        super().__init__(**kwargs)
+        self.counter = counter
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from frostline.schemas import structure_hash
+
+        key = structure_hash(AseAtomsAdaptor.get_structure(self.atoms))
+        with open(self.counter, "a") as fh:
+            fh.write(f"{key} {os.getpid()} {id(self)}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def chaos_campaign(name: str, counter: Path, **overrides) -> dict:
+    """A small EMT campaign (two iterations) whose oracle counts its calculations."""
+    config = {
+        "name": name,
+        "elements": ["Cu", "H"],
+        "foundation": "mini",
+        "system": {"builder": "h2_cu111", "n_initial": 4, "n_validation": 2},
+        "finetune": {"freeze": 6, "committee_size": 2, "epochs": 1, "batch_size": 2},
+        "explore": {
+            "temperatures": [300.0],
+            "steps": 8,
+            "sample_every": 4,
+            "starts_per_temperature": 1,
+        },
+        "select": {"trust_lo": 1e-9, "trust_hi": 10.0, "max_labels_per_iteration": 2},
+        "oracle": {
+            "name": "ase",
+            "settings": {
+                "calculator": "frostline.reliability.chaos.CountingEMT",
+                "counter": str(counter),
+            },
+        },
+        "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
+        "distill": {"enabled": False},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+def frostline_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "frostline.cli", *args]
+
+
+@dataclass
+class Kill:
+    delay_s: float
+    stage: str  # the last job jobflow started before the kill ("" : still starting up)
+    returncode: int
+
+
+@dataclass
+class ChaosRun:
+    kills: list[Kill] = field(default_factory=list)
+    finished_early: int = 0  # runs that completed before their kill was due
+    final_returncode: int | None = None
+    final_output: str = ""
+    wall_s: float = 0.0
+
+
+def _last_job(log: str) -> str:
+    mark = "Starting job - "
+    started = [ln.split(mark, 1)[1] for ln in log.splitlines() if mark in ln]
+    return started[-1].split(" (")[0].strip() if started else ""
+
+
+def kill_and_resume(
+    config_path: Path,
+    campaign_dir: Path,
+    kills: int,
+    seed: int = 0,
+    delay_s: tuple[float, float] = (0.0, 40.0),
+    env: dict | None = None,
+    final_timeout_s: float = 900.0,
+    on_run=None,
+) -> ChaosRun:
+    """Start ``frostline run`` ``kills`` times, SIGKILL each a seeded random delay after its
+    first job started, then run it to the end. ``on_run(proc)`` is called while each killed
+    run is alive (e.g. to try a second, concurrent run)."""
+    rng = np.random.default_rng(seed)
+    out = ChaosRun()
+    t0 = time.perf_counter()
+    env = {**os.environ, **(env or {})}
+    cmd = frostline_command("run", str(config_path), "--dir", str(campaign_dir))
+    log_path = Path(campaign_dir).parent / f"{Path(campaign_dir).name}.chaos.log"
+    for _ in range(kills):
+        delay = float(rng.uniform(*delay_s))
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if on_run is not None:
+                on_run(proc)
+            # the delay counts from the first job (start-up time varies with the machine's load)
+            while proc.poll() is None and "Starting job - " not in log_path.read_text():
+                time.sleep(0.05)
+            start = time.perf_counter()
+            while proc.poll() is None and time.perf_counter() - start < delay:
+                time.sleep(0.05)
+            if proc.poll() is not None:  # finished (or failed) before its kill was due
+                out.finished_early += 1
+                out.final_returncode = proc.returncode
+                out.final_output = log_path.read_text()
+                out.wall_s = time.perf_counter() - t0
+                return out
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        out.kills.append(Kill(delay, _last_job(log_path.read_text()), proc.returncode))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=final_timeout_s)
+    out.final_returncode = res.returncode
+    out.final_output = res.stdout + res.stderr
+    out.wall_s = time.perf_counter() - t0
+    return out
+
+
+def write_config(config: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@dataclass
+class Audit:
+    oracle_calls: int
+    labels_computed: int  # distinct structures the oracle finished
+    labels_ok: int  # ok labels in the store (this campaign)
+    labels_lost: int
+    labels_duplicated: int
+    orphaned_labels: int  # stored training labels the final flow does not count
+    problems: list[str]
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems
+
+
+def audit(campaign_dir: Path, campaign: str, counter: Path) -> Audit:
+    """Count labels lost and duplicated, and check the store's consistency."""
+    from frostline.registry.queries import open_campaign_dir
+    from frostline.schemas import LabelledStructure
+
+    problems: list[str] = []
+    lines = [ln.split() for ln in counter.read_text().splitlines() if ln.strip()]
+    jobs = {(h, pid, inst) for h, pid, inst in lines}
+    per_hash = Counter(h for h, _, _ in jobs)
+    records = open_campaign_dir(campaign_dir)
+    try:
+        labelled = records.find("labelled", {"campaign": campaign})
+        keys = Counter(tuple(d[k] for k in LABEL_KEY) for d in labelled)
+        problems += [f"label stored {n} times: {k}" for k, n in keys.items() if n > 1]
+        for d in labelled:
+            try:
+                LabelledStructure.model_validate(d)
+            except Exception as exc:  # a partial document
+                problems.append(f"invalid label document {d.get('structure_hash')}: {exc}")
+        ok = {d["structure_hash"] for d in labelled if d.get("status") == "ok"}
+        lost = set(per_hash) - ok
+        problems += [f"label computed but not stored: {h}" for h in sorted(lost)]
+        doc = records.campaign(campaign) or {}
+        if doc.get("state") not in ("stopped", "converged"):
+            problems.append(f"campaign state {doc.get('state')!r}")
+        its = records.find("iterations", {"campaign": campaign})
+        idx = Counter(d["index"] for d in its)
+        problems += [f"iteration {i} stored {n} times" for i, n in idx.items() if n > 1]
+        if sorted(idx) != list(range(doc.get("n_iterations", -1))):
+            problems.append(f"iterations {sorted(idx)} for n_iterations {doc.get('n_iterations')}")
+        orphaned = 0
+        if its:
+            last = max(its, key=lambda d: d["index"])
+            n_train_ok = sum(
+                1 for d in labelled if d.get("role") == "train" and d.get("status") == "ok"
+            )
+            orphaned = n_train_ok - (last["n_labelled"] + last["n_new_labels"])
+            if orphaned:
+                problems.append(f"{orphaned} stored training labels not in the final training set")
+        for m in records.find("model_docs", {"campaign": campaign}):
+            try:
+                records.get_model_file(m["model_id"], expected_sha256=m["file"]["sha256"])
+            except Exception as exc:
+                problems.append(f"model {m['model_id']}: {exc}")
+        for model_id in doc.get("final_model_ids") or []:
+            if not records.find("model_docs", {"model_id": model_id}):
+                problems.append(f"final model {model_id} has no document")
+    finally:
+        records.close()
+    return Audit(
+        oracle_calls=len(jobs),
+        labels_computed=len(per_hash),
+        labels_ok=len(ok),
+        labels_lost=len(lost) + max(0, orphaned),
+        labels_duplicated=sum(n - 1 for n in per_hash.values()),
+        orphaned_labels=orphaned,
+        problems=problems,
+    )

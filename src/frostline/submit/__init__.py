@@ -1,0 +1,1 @@
+"""Launch campaigns on clusters: job routing, jobflow-remote projects and submission, FireWorks."""

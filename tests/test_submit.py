@@ -1,0 +1,371 @@
+"""``frostline submit`` with jobflow-remote: routing per job type, a campaign run by the runner
+on two local shell workers ("gpu", "cpu") against a MongoDB wire-protocol server (SecantusDB),
+a runner killed mid-campaign and restarted, and the CLI's errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_campaign
+from jobflow import JobStore
+from typer.testing import CliRunner
+
+from frostline.cli import app
+from frostline.config import ConfigError, RoutingConfig, StoreConfig, parse_config
+from frostline.store import make_job_store
+from frostline.submit.remote import jobstore_spec, local_worker, project_dict, write_project
+from frostline.submit.routing import TYPE_KEY, route, routing_table
+
+TESTS = Path(__file__).resolve().parent
+ROUTING = {
+    "default": {"worker": "cpu"},
+    "finetune": {"worker": "gpu", "exec_config": "gpu_env"},
+    "explore": {"worker": "gpu", "exec_config": "gpu_env"},
+    "select": {"worker": "gpu"},
+    "distill": {"worker": "gpu", "exec_config": "gpu_env"},
+    "label": {"worker": "cpu", "exec_config": "cpu_env", "resources": {"job_name": "fl-label"}},
+}
+EXPECTED_WORKER = {"finetune": "gpu", "explore": "gpu", "select": "gpu", "label": "cpu"}
+EXPECTED_WORKER.update(control="cpu", distill="gpu")
+RUNNER = {  # poll every second (defaults: 30 s), give up on a stale lock after 20 s
+    "delay_checkout": 1,
+    "delay_check_run_status": 1,
+    "delay_advance_status": 1,
+    "lock_timeout": 20,
+    "delta_retry": [1, 2, 5],
+}
+
+
+def remote_campaign(name: str, log: Path) -> dict:
+    """The tiny campaign, smaller still (fewer jobs), with a logging oracle and routes."""
+    return tiny_campaign(
+        name,
+        system={"builder": "h2_cu111", "n_initial": 3, "n_validation": 2},
+        oracle={
+            "name": "ase",
+            "settings": {"calculator": "submit_stubs.LoggingEMT", "log": str(log)},
+        },
+        routing=ROUTING,
+    )
+
+
+# -- routing, without a manager --------------------------------------------------------------
+def test_routing_table_falls_back_to_default():
+    table = routing_table(RoutingConfig.model_validate(ROUTING))
+    assert table["finetune"] == {"worker": "gpu", "exec_config": "gpu_env", "_category": "gpu"}
+    assert table["label"]["resources"] == {"job_name": "fl-label"}
+    assert table["control"] == {"worker": "cpu", "_category": "cpu"}
+    routing = RoutingConfig.model_validate(
+        {"default": {"worker": "w", "resources": {"nodes": 1}}, "label": {"category": "dft"}}
+    )
+    assert routing_table(routing)["label"] == {
+        "worker": "w",
+        "resources": {"nodes": 1},
+        "_category": "dft",
+    }
+    assert routing_table(None) is None
+
+
+def test_routing_errors_name_the_field():
+    with pytest.raises(ConfigError, match=r"field 'routing\.label\.wroker': unknown field"):
+        parse_config(tiny_campaign(routing={"label": {"wroker": "cpu"}}))
+    with pytest.raises(ConfigError, match=r"field 'routing\.labels': unknown field"):
+        parse_config(tiny_campaign(routing={"labels": {"worker": "cpu"}}))
+
+
+def test_route_copies_shared_configs():
+    from frostline.flows.jobs import setup_campaign, zero_shot_baseline
+
+    a, b = setup_campaign({}, "f", "o"), zero_shot_baseline("c", "f", [], [], [])
+    a2, before = setup_campaign({}, "f", "o"), a.config
+    table = routing_table(RoutingConfig.model_validate(ROUTING))
+    route(a, "finetune", table)
+    assert a.config.manager_config["worker"] == "gpu" and not a.config.pass_manager_config
+    assert a.config.expose_store  # the rest of the job's config is kept
+    assert before.manager_config == {} and a2.config.manager_config == {}
+    assert b.config.manager_config == {} and b.config.pass_manager_config
+    assert a.metadata[TYPE_KEY] == "finetune"
+    with pytest.raises(ValueError, match="unknown job type"):
+        route(b, "gpu", table)
+
+
+def test_submitted_flow_jobs_carry_their_routes(foundation):
+    from frostline.flows.active_learning import ActiveLearningMaker
+
+    config = parse_config(tiny_campaign(routing=ROUTING, distill={"enabled": True}))
+    flow = ActiveLearningMaker.from_config(config, foundation).make(config)
+    by_name = {j.name: j for j, _ in flow.iterflow()}
+    assert by_name["distill"].config.manager_config["worker"] == "gpu"
+    assert by_name["distill"].metadata[TYPE_KEY] == "distill"
+    for name in ("setup_campaign", "label initial", "zero_shot_baseline", "active learning tiny"):
+        assert by_name[name].config.manager_config["worker"] == "cpu", name
+        assert by_name[name].config.pass_manager_config is False
+    assert flow.jobs[-1].config.manager_config["worker"] == "gpu"
+    # without a routing section nothing but the type tag changes
+    plain = parse_config(tiny_campaign())
+    flow = ActiveLearningMaker.from_config(plain, foundation).make(plain)
+    assert all(j.config.manager_config == {} for j, _ in flow.iterflow())
+    assert {j.metadata[TYPE_KEY] for j, _ in flow.iterflow()} == {"control"}
+
+
+def test_label_replacement_routes_oracle_and_recorder(job_store, tmp_path):
+    """Jobs a label job creates at run time get their own type's route, not their parent's."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from frostline.config import OracleConfig
+    from frostline.label.jobs import label_structure
+    from frostline.schemas import CandidateStructure, Provenance
+    from frostline.structures import cu111_slab
+
+    atoms = cu111_slab()
+    cand = CandidateStructure(
+        structure=AseAtomsAdaptor.get_structure(atoms).as_dict(),
+        provenance=Provenance(iteration=0, sampler="test"),
+    )
+    table = routing_table(RoutingConfig.model_validate(ROUTING))
+    parent = label_structure(cand, OracleConfig(), "c", "train", routing=table)
+    route(parent, "control", table)
+    job_store.connect()
+    response = parent.run(job_store)
+    new = [j for j, _ in response.replace.iterflow()]
+    oracle = [j for j in new if j.metadata.get(TYPE_KEY) == "label"]
+    recorder = [j for j in new if j.name.startswith("record label")]
+    assert len(oracle) == 1 and len(recorder) == 1
+    assert oracle[0].config.manager_config == table["label"]
+    assert oracle[0].config.manager_config["exec_config"] == "cpu_env"
+    assert recorder[0].config.manager_config == table["control"]
+    assert recorder[0].metadata[TYPE_KEY] == "control"
+
+
+def test_jobstore_spec_has_frostline_stores():
+    store = StoreConfig(kind="mongodb", uri="mongodb://127.0.0.1:1/", database="db")
+    built = JobStore.from_dict_spec(jobstore_spec(store))
+    ours = make_job_store(store)
+    assert set(built.additional_stores) == set(ours.additional_stores)
+    for name, s in ours.additional_stores.items():
+        other = built.additional_stores[name]
+        assert type(other) is type(s) and other.collection_name == s.collection_name, name
+    assert built.docs_store.key == "uuid" and built.docs_store.collection_name == "outputs"
+
+
+# -- a jobflow-remote project on the SecantusDB server ---------------------------------------
+def _project(tmp: Path, name: str, uri: str, database: str) -> dict:
+    """Two local shell workers; jobs run through one warm fork server (``tmp/warm.sock``)."""
+    activate = Path(sys.prefix) / "bin" / "activate"
+    pre_run = (
+        f"source {activate}; export PYTHONPATH={TESTS}:$PYTHONPATH; "
+        f"export FROSTLINE_WARM_SOCKET={tmp / 'warm.sock'}"
+    )
+    return project_dict(
+        name,
+        StoreConfig(kind="mongodb", uri=uri, database=database),
+        workers={w: local_worker(tmp / w, pre_run=pre_run, warm=True) for w in ("gpu", "cpu")},
+        exec_config={
+            "gpu_env": {"export": {"FROSTLINE_TEST_EXEC": "gpu_env"}},
+            "cpu_env": {"export": {"FROSTLINE_TEST_EXEC": "cpu_env"}},
+        },
+        runner=RUNNER,
+        base_dir=tmp / "base",
+    )
+
+
+@pytest.fixture(scope="module")
+def jfr_folder(tmp_path_factory):
+    """``$JFREMOTE_PROJECTS_FOLDER`` for this module (env for subprocesses, SETTINGS in here)."""
+    import jobflow_remote
+
+    folder = tmp_path_factory.mktemp("jfremote")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JFREMOTE_PROJECTS_FOLDER", str(folder))
+        mp.setattr(jobflow_remote.SETTINGS, "projects_folder", str(folder))
+        yield folder
+
+
+def _start_runner(project: str, log: Path) -> subprocess.Popen:
+    code = (
+        "from jobflow_remote.jobs.runner import Runner;"
+        f"Runner(project_name={project!r}).run_all_jobs(max_seconds=900)"
+    )
+    with open(log, "a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop_warm_server(path: Path) -> None:
+    pid_file = Path(f"{path}.pid")
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def _wait(proc: subprocess.Popen, what, timeout: float) -> None:
+    start = time.monotonic()
+    while not what():
+        if proc.poll() is not None:
+            return
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("runner did not get there in time")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def remote_run(tmp_path_factory, secantus_server, jfr_folder, foundation):
+    """Submit the campaign with the CLI, kill -9 the runner once two labels are done, restart
+    it, and run to the end. Returns what the tests look at."""
+    from jobflow_remote.config.manager import ConfigManager
+
+    tmp = tmp_path_factory.mktemp("remote")
+    name, database = "frostline-test", f"jfr{os.getpid()}"
+    write_project(_project(tmp, name, secantus_server.uri, database), jfr_folder)
+    project = ConfigManager().get_project(name)
+    jc = project.get_job_controller()
+    jc.reset(max_limit=0)
+    log = tmp / "oracle.log"
+    config = tmp / "campaign.yaml"
+    config.write_text(yaml.safe_dump(remote_campaign("remote", log)))
+    campaign_dir = tmp / "campaign"
+    t0 = time.monotonic()
+    res = CliRunner().invoke(
+        app, ["submit", str(config), "--project", name, "--dir", str(campaign_dir), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    submitted = json.loads(res.stdout.strip().splitlines()[-1])
+    runner_log = tmp / "runner.log"
+
+    def labels_done() -> int:
+        return jc.count_jobs(query={f"job.metadata.{TYPE_KEY}": "label", "state": "COMPLETED"})
+
+    first = _start_runner(name, runner_log)
+    _wait(first, lambda: labels_done() >= 2, timeout=400)
+    killed_after = labels_done()
+    assert first.poll() is None, "the runner finished before it could be killed"
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    # the README's restart: locks the dead runner held are removed (jf admin unlock /
+    # unlock-flow), then a new runner carries on from the states in the database
+    jc.unlock_jobs()
+    jc.unlock_flows()
+    second = _start_runner(name, runner_log)
+    try:
+        assert second.wait(timeout=900) == 0, runner_log.read_text()[-3000:]
+    finally:
+        _stop_warm_server(tmp / "warm.sock")
+    return {
+        "jc": jc,
+        "submitted": submitted,
+        "campaign_dir": campaign_dir,
+        "log": log,
+        "killed_after": killed_after,
+        "wall_s": time.monotonic() - t0,
+        "tmp": tmp,
+    }
+
+
+def test_every_job_completed(remote_run):
+    from jobflow_remote.jobs.state import JobState
+
+    jobs = remote_run["jc"].get_jobs_info()
+    states = Counter(j.state for j in jobs)
+    assert states == {JobState.COMPLETED: len(jobs)}, states
+    assert len(jobs) > remote_run["submitted"]["n_jobs"]  # Response(replace) added jobs
+    assert 0 < remote_run["killed_after"]
+    runs = [(j.end_time - j.start_time).total_seconds() for j in jobs if j.end_time]
+    slow = sorted(((r, j.name) for r, j in zip(runs, jobs, strict=False)), reverse=True)[:6]
+    print("slowest jobs:", ", ".join(f"{n} {r:.0f} s" for r, n in slow))
+    print(
+        f"jobflow-remote campaign: {len(jobs)} jobs in {remote_run['wall_s']:.0f} s "
+        f"(job run time sum {sum(runs):.0f} s, max {max(runs):.0f} s)"
+    )
+
+
+def test_jobs_ran_on_the_worker_their_type_names(remote_run):
+    docs = remote_run["jc"].get_jobs_doc_query({})
+    seen = Counter()
+    for doc in docs:
+        kind = doc.job.metadata.get(TYPE_KEY)
+        assert kind is not None, doc.job.name
+        assert doc.worker == EXPECTED_WORKER[kind], (doc.job.name, kind, doc.worker)
+        assert Path(doc.run_dir).is_relative_to(remote_run["tmp"] / doc.worker), doc.run_dir
+        seen[kind, doc.job.name.split()[0]] += 1
+    # dynamic jobs of the second iteration (created by 'advance 0') kept their routes
+    names = {d.job.name: d for d in docs}
+    assert names["finetune 1"].worker == "gpu" and names["explore 1"].worker == "gpu"
+    assert names["finetune 1"].exec_config == "gpu_env"
+    labels = [d for d in docs if d.job.metadata.get(TYPE_KEY) == "label"]
+    assert len(labels) == 3 + 2 + 2  # initial, validation, one batch of iteration 0
+    for d in labels:
+        assert d.exec_config == "cpu_env", d.exec_config
+        resources = d.resources if isinstance(d.resources, dict) else d.resources.as_dict()
+        assert resources.get("job_name") == "fl-label", d.resources
+
+
+def test_no_finished_label_ran_twice(remote_run):
+    lines = remote_run["log"].read_text().split("\n")
+    entries = {tuple(ln.split()) for ln in lines if ln}
+    by_structure = Counter(key for key, _, _ in entries)  # processes that labelled each
+    assert len(by_structure) == 7
+    assert max(by_structure.values()) == 1, by_structure  # one process per structure, ever
+    assert {tag for _, _, tag in entries} == {"cpu_env"}  # the label exec_config was applied
+
+
+def test_status_reads_the_same_database(remote_run):
+    res = CliRunner().invoke(app, ["status", str(remote_run["campaign_dir"]), "--json"])
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout.strip().splitlines()[-1])
+    assert status["campaign"] == "remote" and status["state"] == "stopped"
+    assert [it["index"] for it in status["iterations"]] == [0, 1]
+    assert status["n_train_labels"] == 5 and status["n_validation"] == 2
+    assert status["n_models"] == 4
+
+
+# -- CLI errors ------------------------------------------------------------------------------
+def _one_line_error(res) -> str:
+    assert res.exit_code == 2, res.output
+    text = res.output.strip()
+    assert "Traceback" not in text and len(text.splitlines()) == 1, text
+    return text
+
+
+def test_submit_missing_project_is_one_line(tmp_path, jfr_folder):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_campaign(routing=ROUTING)))
+    res = CliRunner().invoke(app, ["submit", str(config), "--project", "nope"])
+    assert "no jobflow-remote project 'nope'" in _one_line_error(res)
+    res = CliRunner().invoke(app, ["submit", str(config)])
+    assert "--project NAME is required" in _one_line_error(res)
+
+
+def test_submit_unreachable_database_is_one_line(tmp_path, jfr_folder):
+    write_project(_project(tmp_path, "down", "mongodb://127.0.0.1:9/", "x"), jfr_folder)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_campaign(routing=ROUTING)))
+    start = time.monotonic()
+    res = CliRunner().invoke(app, ["submit", str(config), "--project", "down"])
+    assert "cannot connect" in _one_line_error(res)
+    assert time.monotonic() - start < 20
+
+
+def test_submit_checks_workers_and_queue(tmp_path, jfr_folder, secantus_server):
+    write_project(_project(tmp_path, "fresh", secantus_server.uri, "fresh"), jfr_folder)
+    config = tmp_path / "c.yaml"
+    bad = {**ROUTING, "label": {"worker": "dft"}}
+    config.write_text(yaml.safe_dump(tiny_campaign(routing=bad)))
+    res = CliRunner().invoke(app, ["submit", str(config), "--project", "fresh"])
+    assert "field 'routing.label.worker': no worker 'dft'" in _one_line_error(res)
+    config.write_text(yaml.safe_dump(tiny_campaign(routing=ROUTING)))
+    res = CliRunner().invoke(app, ["submit", str(config), "--project", "fresh"])
+    assert "jf -p fresh admin reset" in _one_line_error(res)

@@ -1,0 +1,216 @@
+"""Chaos benchmark: kill -9 a campaign N times, inject faults, fuzz inputs; print the totals.
+
+    python workflows/benchmarks/chaos.py --kills 20 --fuzz 100 --out /tmp/chaos
+
+Totals printed (and written to OUT/chaos.json): kills survived, faults injected (and how many
+were recorded and isolated), bad inputs tried (all refused or accepted cleanly), labels lost
+(goal 0) and labels duplicated (goal 0). ``tests/test_chaos.py``, ``tests/test_reliability.py``
+and ``tests/test_fuzz_inputs.py`` run the same harness with fewer cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from ase.build import bulk, molecule
+from jobflow import run_locally
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from frostline.config import OracleConfig, StoreConfig
+from frostline.label.jobs import LabelMaker
+from frostline.reliability.chaos import audit, chaos_campaign, kill_and_resume, write_config
+from frostline.reliability.faults import FaultLog
+from frostline.schemas import CandidateStructure, LabelledStructure
+from frostline.store import BLOB_STORE, Records, StoreError, make_job_store
+
+FAULTY = "frostline.reliability.faulty_oracles"
+
+
+def candidates(n: int = 3) -> list[CandidateStructure]:
+    out = []
+    for seed in range(n - 1):
+        cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+        cu.rattle(0.05, seed=seed)
+        out.append(cu)
+    h2 = molecule("H2", vacuum=4.0)
+    h2.pbc = True
+    out.append(h2)
+    return [CandidateStructure(structure=AseAtomsAdaptor.get_structure(a).as_dict()) for a in out]
+
+
+def label(store, oracle: OracleConfig, cands, root: Path) -> tuple[list, list]:
+    job = LabelMaker(oracle=oracle, campaign="faults").make(cands)
+    with FaultLog(console=False) as faults:
+        run_locally(job, store=store, create_folders=True, root_dir=root, log=False)
+    store.connect()
+    labels = [LabelledStructure.model_validate(x) for x in job.output.resolve(store)]
+    return labels, faults.faults
+
+
+def inject_faults(work: Path) -> dict:
+    """Each fault once; 'handled' when recorded and the rest of the batch went on."""
+    results = {}
+    store = make_job_store(StoreConfig(), work / "faults")
+    records = Records(store).connect()
+    label(store, OracleConfig(name="emt"), candidates(), work)  # labels bought before
+    before = records.find("labelled")
+    cases = {
+        "oracle raises": OracleConfig(
+            name="ase", settings={"calculator": f"{FAULTY}.RaisingEMT", "element": "H"}
+        ),
+        "NaN forces": OracleConfig(name="ase", settings={"calculator": f"{FAULTY}.NaNEMT"}),
+        "wrong atom count": OracleConfig(
+            name="ase", settings={"calculator": f"{FAULTY}.WrongCountEMT"}
+        ),
+        "oracle hangs (timeout)": OracleConfig(
+            name="ase",
+            settings={"calculator": f"{FAULTY}.HangingEMT", "hang_s": 600, "max_atoms": 2},
+            timeout_s=2,
+        ),
+    }
+    for name, oracle in cases.items():
+        labels, _ = label(store, oracle, candidates(), work)
+        failed = [x for x in labels if x.status == "failed"]
+        results[name] = bool(failed) and all(x.reason for x in failed) and len(labels) == 3
+    after = {d["structure_hash"] + d["oracle_settings_hash"]: d for d in records.find("labelled")}
+    untouched = all(after[d["structure_hash"] + d["oracle_settings_hash"]] == d for d in before)
+    # corrupted model file: refused before anything is loaded
+    from frostline.finetune.committee import fetch_model_files
+    from frostline.finetune.foundation import MINI_FOUNDATION
+    from frostline.schemas import ModelDoc, ModelFile
+
+    sha = records.put_model_file("m", MINI_FOUNDATION.read_bytes())
+    blob = records[BLOB_STORE].query_one({"model_id": "m"})
+    blob["data_b64"] = "AAAA" + blob["data_b64"][4:]
+    records[BLOB_STORE].update([blob], key="model_id")
+    doc = ModelDoc(
+        model_id="m",
+        kind="committee-member",
+        elements=["Cu"],
+        file=ModelFile(filename="m", sha256=sha, size_bytes=1),
+    )
+    out = work / "fetched"
+    try:
+        fetch_model_files(records, [doc], out)
+        results["model file corrupted"] = False
+    except StoreError:
+        results["model file corrupted"] = not any(out.iterdir())
+    results["store outage (server stopped, restarted)"] = store_outage(work)
+    results["_nothing stored modified"] = untouched
+    return results
+
+
+def store_outage(work: Path) -> bool:
+    from secantus import SecantusDBServer
+
+    storage = str(work / "outage-db")
+    servers = [SecantusDBServer(storage_path=storage, port=0)]
+    servers[0].start()
+    port = servers[0].port
+    config = StoreConfig(kind="mongodb", uri=servers[0].uri, database="outage")
+    store = make_job_store(config, timeout_ms=500, retry_s=60)
+    oracle = OracleConfig(
+        name="ase", settings={"calculator": f"{FAULTY}.HangingEMT", "hang_s": 0.3}
+    )
+
+    def outage():
+        time.sleep(2.0)
+        servers[0].stop()
+        time.sleep(3.0)
+        servers.append(SecantusDBServer(storage_path=storage, port=port))
+        servers[1].start()
+
+    thread = threading.Thread(target=outage)
+    thread.start()
+    try:
+        labels, faults = label(store, oracle, candidates(8), work)
+        thread.join()
+        return not faults and len(labels) == 8 and all(x.status == "ok" for x in labels)
+    finally:
+        thread.join()
+        servers[-1].stop()
+
+
+def fuzz(work: Path, n: int) -> Counter:
+    from hypothesis import HealthCheck, given, settings
+
+    from frostline.reliability.fuzz import check_config_case, check_structure_case, strategies
+
+    config_case, structures = strategies()
+    counts: Counter = Counter()
+    opts = settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
+    k = iter(range(10**9))
+
+    given(case=config_case)(
+        opts(lambda case: check_config_case(case, work / f"f{next(k)}", counts))
+    )()
+    given(case=structures)(
+        opts(lambda case: check_structure_case(case, work / f"f{next(k)}", counts, False))
+    )()
+    given(case=structures)(
+        opts(lambda case: check_structure_case(case, work / f"f{next(k)}", counts, True))
+    )()
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-delay", type=float, default=0.0, help="s after the first job")
+    parser.add_argument("--max-delay", type=float, default=40.0)
+    parser.add_argument("--fuzz", type=int, default=100, help="cases per input kind")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(args.out or tempfile.mkdtemp(prefix="frostline-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    counter = work / "oracle_calls.txt"
+    config = write_config(chaos_campaign("chaos", counter), work / "chaos.yaml")
+    run = kill_and_resume(
+        config, work / "campaign", args.kills, args.seed, (args.min_delay, args.max_delay)
+    )
+    result = audit(work / "campaign", "chaos", counter)
+    stages = Counter(k.stage.split(" ")[0] or "start-up" for k in run.kills)
+    print(f"kills: {len(run.kills)} (stages {dict(stages)}), final run exit {run.final_returncode}")
+
+    faults = inject_faults(work)
+    for name, ok in faults.items():
+        print(f"fault {name}: {'handled' if ok else 'NOT HANDLED'}")
+    counts = fuzz(work / "fuzz", args.fuzz)
+    print(f"bad inputs: {dict(counts)}")
+
+    totals = {
+        "kills_survived": len(run.kills) if run.final_returncode == 0 and result.consistent else 0,
+        "kills": len(run.kills),
+        "kill_stages": dict(stages),
+        "faults_injected": sum(1 for k in faults if not k.startswith("_")),
+        "faults_handled": sum(1 for k, v in faults.items() if v and not k.startswith("_")),
+        "nothing_stored_modified": faults["_nothing stored modified"],
+        "bad_inputs_tried": sum(counts.values()),
+        "bad_inputs_refused": sum(v for k, v in counts.items() if k.endswith("refused")),
+        "labels_lost": result.labels_lost,
+        "labels_duplicated": result.labels_duplicated,
+        "labels": result.labels_ok,
+        "store_problems": result.problems,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    (work / "chaos.json").write_text(json.dumps(totals, indent=2))
+    print(
+        f"\nkills survived {totals['kills_survived']}/{totals['kills']} | faults injected "
+        f"{totals['faults_injected']} (handled {totals['faults_handled']}) | bad inputs tried "
+        f"{totals['bad_inputs_tried']} (refused cleanly {totals['bad_inputs_refused']}) | labels "
+        f"lost {totals['labels_lost']} | labels duplicated {totals['labels_duplicated']} | "
+        f"store problems {len(result.problems)} | {totals['wall_s']:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
