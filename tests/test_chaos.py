@@ -44,7 +44,13 @@ def chaos(tmp_path_factory, foundation):
             time.sleep(0.1)
 
     run = kill_and_resume(
-        config, folder, kills=KILLS, seed=SEED, delay_s=(0.0, 35.0), on_run=second_run
+        config,
+        folder,
+        kills=KILLS,
+        seed=SEED,
+        delay_s=(0.0, 5.0),
+        job_range=(1, 20),
+        on_run=second_run,
     )
     return {"run": run, "folder": folder, "config": config, "counter": counter, **concurrent}
 

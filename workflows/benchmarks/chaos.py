@@ -163,8 +163,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-delay", type=float, default=0.0, help="s after the first job")
-    parser.add_argument("--max-delay", type=float, default=40.0)
+    parser.add_argument("--min-delay", type=float, default=0.0, help="s after the k-th job")
+    parser.add_argument("--max-delay", type=float, default=5.0)
+    parser.add_argument(
+        "--max-job", type=int, default=20, help="k is drawn from 1..max-job (job starts)"
+    )
     parser.add_argument("--fuzz", type=int, default=100, help="cases per input kind")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -175,7 +178,12 @@ def main() -> None:
     counter = work / "oracle_calls.txt"
     config = write_config(chaos_campaign("chaos", counter), work / "chaos.yaml")
     run = kill_and_resume(
-        config, work / "campaign", args.kills, args.seed, (args.min_delay, args.max_delay)
+        config,
+        work / "campaign",
+        args.kills,
+        args.seed,
+        (args.min_delay, args.max_delay),
+        job_range=(1, args.max_job),
     )
     result = audit(work / "campaign", "chaos", counter)
     stages = Counter(k.stage.split(" ")[0] or "start-up" for k in run.kills)

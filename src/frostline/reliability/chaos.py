@@ -120,10 +120,15 @@ def kill_and_resume(
     env: dict | None = None,
     final_timeout_s: float = 900.0,
     on_run=None,
+    job_range: tuple[int, int] = (1, 1),
 ) -> ChaosRun:
-    """Start ``frostline run`` ``kills`` times, SIGKILL each a seeded random delay after its
-    first job started, then run it to the end. ``on_run(proc)`` is called while each killed
-    run is alive (e.g. to try a second, concurrent run)."""
+    """Start ``frostline run`` ``kills`` times, SIGKILL each a seeded random delay after the
+    start of its k-th job (k drawn from ``job_range``, inclusive), then run it to the end.
+
+    Counting jobs rather than seconds places the kills across the campaign whatever the
+    machine's speed (a quiet machine finishes a tiny campaign before a fixed delay runs out).
+    ``on_run(proc)`` is called while each killed run is alive (e.g. to try a second,
+    concurrent run)."""
     rng = np.random.default_rng(seed)
     out = ChaosRun()
     t0 = time.perf_counter()
@@ -132,12 +137,13 @@ def kill_and_resume(
     log_path = Path(campaign_dir).parent / f"{Path(campaign_dir).name}.chaos.log"
     for _ in range(kills):
         delay = float(rng.uniform(*delay_s))
+        nth_job = int(rng.integers(job_range[0], job_range[1] + 1))
         with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             if on_run is not None:
                 on_run(proc)
-            # the delay counts from the first job (start-up time varies with the machine's load)
-            while proc.poll() is None and "Starting job - " not in log_path.read_text():
+            # the delay counts from the k-th job (start-up time varies with the machine's load)
+            while proc.poll() is None and log_path.read_text().count("Starting job - ") < nth_job:
                 time.sleep(0.05)
             start = time.perf_counter()
             while proc.poll() is None and time.perf_counter() - start < delay:
