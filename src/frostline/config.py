@@ -328,20 +328,25 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
         raise ConfigError("\n".join(lines)) from None
 
 
+def read_yaml(path: Path) -> Any:
+    """The data of a YAML file (safe loader); a ``ConfigError`` naming the file otherwise."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+
+
 def load_config(path: str | Path) -> CampaignConfig:
     """Read a campaign YAML file (safe loader) and validate it.
 
     Relative paths inside (seeds file, foundation file) are resolved against the file's folder.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
+    data = read_yaml(path)
     config = parse_config(data, source=str(path))
     base = path.parent.resolve()
     if config.system.seeds_file is not None and not config.system.seeds_file.is_absolute():

@@ -12,11 +12,10 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from frostline.config import CampaignConfig, ConfigError
+from frostline.config import CampaignConfig, ConfigError, read_yaml
 
 ASE_ORACLES = ("emt", "xtb", "chgnet", "chgnet-r2scan", "ase")
 """Oracles with an ASE calculator: property validation evaluates them directly."""
@@ -41,7 +40,21 @@ def _check_ternary(v: list[list[float]]) -> list[list[float]]:
     return v
 
 
-class GenerateConfig(_Strict):
+class _Compositions(_Strict):
+    """Checks of the ``compositions`` / ``ternary_compositions`` fields of a subclass."""
+
+    @field_validator("compositions", check_fields=False)
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        return _check_fractions(v)
+
+    @field_validator("ternary_compositions", check_fields=False)
+    @classmethod
+    def _ternary(cls, v: list[list[float]]) -> list[list[float]]:
+        return _check_ternary(v)
+
+
+class GenerateConfig(_Compositions):
     """Seed structures of each system's active-learning loop."""
 
     lattices: list[Literal["fcc", "bcc", "hcp"]] = Field(default_factory=lambda: ["fcc"])
@@ -62,18 +75,8 @@ class GenerateConfig(_Strict):
     rattle: float = Field(0.03, ge=0, le=0.3, description="Å, rattle of prototypes/strained")
     min_distance: float = Field(1.5, gt=0, description="Å: closer atoms are a generation error")
 
-    @field_validator("compositions")
-    @classmethod
-    def _fractions(cls, v: list[float]) -> list[float]:
-        return _check_fractions(v)
 
-    @field_validator("ternary_compositions")
-    @classmethod
-    def _ternary(cls, v: list[list[float]]) -> list[list[float]]:
-        return _check_ternary(v)
-
-
-class PropertyValidationConfig(_Strict):
+class PropertyValidationConfig(_Compositions):
     """Held-out property validation of the fine-tuned model against the oracle."""
 
     enabled: bool = True
@@ -98,16 +101,6 @@ class PropertyValidationConfig(_Strict):
     )
     compare_foundation: bool = Field(True, description="also validate the foundation zero-shot")
     seed_offset: int = Field(1000, description="validation RNG seed = seed + seed_offset")
-
-    @field_validator("compositions")
-    @classmethod
-    def _fractions(cls, v: list[float]) -> list[float]:
-        return _check_fractions(v)
-
-    @field_validator("ternary_compositions")
-    @classmethod
-    def _ternary(cls, v: list[list[float]]) -> list[list[float]]:
-        return _check_ternary(v)
 
 
 class AlloySpec(_Strict):
@@ -245,13 +238,7 @@ def parse_alloy_config(data: Any, source: str = "<config>") -> AlloyCampaignConf
 def load_alloy_config(path: str | Path) -> AlloyCampaignConfig:
     """Read an alloy campaign YAML (safe loader); a relative foundation path is resolved."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    config = parse_alloy_config(data, source=str(path))
+    config = parse_alloy_config(read_yaml(path), source=str(path))
     foundation = config.campaign.get("foundation")
     if foundation and foundation != "mini" and not Path(foundation).is_absolute():
         candidate = path.parent.resolve() / foundation

@@ -88,28 +88,35 @@ def calibration_plot(status: dict, path: Path, target_error: float | None = None
     return path
 
 
-def fates_plot(status: dict, path: Path) -> Path | None:
-    """Stacked bars: the fate of every explored frame per iteration."""
-    its = [it for it in status["iterations"] if it.get("fates")]
-    if not its:
-        return None
+def _stacked_bars(its: list[dict], series: dict[str, list[float]], ylabel: str, title: str,
+                  path: Path) -> Path:  # fmt: skip
+    """One stacked bar per iteration, one colour per non-zero series; saved to ``path``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     x = [str(it["index"]) for it in its]
-    bottom = [0] * len(its)
-    for k, fate in enumerate(FATE_COLUMNS):
-        counts = [int(it["fates"].get(fate, 0)) for it in its]
-        if any(counts):
-            ax.bar(x, counts, bottom=bottom, label=fate, color=f"C{k}")
-            bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    bottom = [0.0] * len(its)
+    for k, (name, values) in enumerate(series.items()):
+        if any(values):
+            ax.bar(x, values, bottom=bottom, label=name, color=f"C{k}")
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xlabel("iteration")
-    ax.set_ylabel("explored frames")
-    ax.set_title(f"{status['campaign']}: fate of explored frames")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def fates_plot(status: dict, path: Path) -> Path | None:
+    """Stacked bars: the fate of every explored frame per iteration."""
+    its = [it for it in status["iterations"] if it.get("fates")]
+    if not its:
+        return None
+    series = {f: [float(it["fates"].get(f, 0)) for it in its] for f in FATE_COLUMNS}
+    title = f"{status['campaign']}: fate of explored frames"
+    return _stacked_bars(its, series, "explored frames", title, path)
 
 
 def timing_plot(status: dict, path: Path) -> Path | None:
@@ -117,22 +124,9 @@ def timing_plot(status: dict, path: Path) -> Path | None:
     its = [it for it in status["iterations"] if (it.get("wall_time_s") or {}).get("total")]
     if not its:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    x = [str(it["index"]) for it in its]
-    bottom = [0.0] * len(its)
-    for k, stage in enumerate(STAGES):
-        t = [float(it["wall_time_s"].get(stage, 0.0)) for it in its]
-        ax.bar(x, t, bottom=bottom, label=stage, color=f"C{k}")
-        bottom = [b + v for b, v in zip(bottom, t, strict=True)]
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("wall time (s)")
-    ax.set_title(f"{status['campaign']}: wall time per stage")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    series = {st: [float(it["wall_time_s"].get(st, 0.0)) for it in its] for st in STAGES}
+    title = f"{status['campaign']}: wall time per stage"
+    return _stacked_bars(its, series, "wall time (s)", title, path)
 
 
 def write_campaign_plots(
