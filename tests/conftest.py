@@ -21,6 +21,8 @@ def foundation() -> str:
 
 def tiny_campaign(name: str = "tiny", **overrides) -> dict:
     """A campaign small enough for a unit test (EMT oracle, 2 short iterations)."""
+    from frostline.config import merge_sections
+
     config = {
         "name": name,
         "elements": ["Cu", "H"],
@@ -39,12 +41,7 @@ def tiny_campaign(name: str = "tiny", **overrides) -> dict:
         "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
         "distill": {"enabled": False},  # tests/test_distill.py turns it on
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
+    return merge_sections(config, overrides)
 
 
 @pytest.fixture

@@ -328,6 +328,18 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
         raise ConfigError("\n".join(lines)) from None
 
 
+def merge_sections(config: dict, overrides: dict) -> dict:
+    """``config`` with ``overrides`` applied: a dict merges into a section, anything else
+    replaces the value (one level deep, as campaign YAML sections are)."""
+    merged = dict(config)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def read_yaml(path: Path) -> Any:
     """The data of a YAML file (safe loader); a ``ConfigError`` naming the file otherwise."""
     if not path.is_file():

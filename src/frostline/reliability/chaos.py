@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 from ase.calculators.emt import EMT
 
+from frostline.config import merge_sections
 from frostline.label.jobs import LABEL_KEY
 
 
@@ -77,12 +78,7 @@ def chaos_campaign(name: str, counter: Path, **overrides) -> dict:
         "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
         "distill": {"enabled": False},
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
+    return merge_sections(config, overrides)
 
 
 def frostline_command(*args: str) -> list[str]:
