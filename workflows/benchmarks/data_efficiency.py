@@ -7,7 +7,7 @@ The mini foundation (PBE level, distilled from CHGNet) is fine-tuned to a *diffe
   labelled by CHGNet's r2SCAN model (a PBE -> r2SCAN transfer).
 
 For each case, nested training subsets (5 / 10 / 20 / 50 / 100 % of N, stratified by
-composition) train: a MACE from scratch (the foundation's architecture), a full fine-tune (f0),
+chemical system) train: a MACE from scratch (the foundation's architecture), a full fine-tune (f0),
 and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick at that size
 (lowest error on a separate validation split). Test sets are fixed and separate. Prints a table
 per case, writes a PNG per case, the ratio "training points the sweep-chosen fine-tune needs to
@@ -87,16 +87,17 @@ def alloy_structures(n: int, rng: np.random.Generator) -> list[Atoms]:
     return out
 
 
-def composition(atoms: Atoms) -> str:
-    return atoms.get_chemical_formula(mode="reduce")
+def chemical_system(atoms: Atoms) -> str:
+    """Element set such as "Au-Cu" (every subset must contain every element set for the E0s)."""
+    return "-".join(sorted(set(atoms.get_chemical_symbols())))
 
 
 def nested_subsets(train: list[Atoms], rng: np.random.Generator) -> dict[float, list[Atoms]]:
-    """Nested, composition-stratified subsets (every composition kept in every subset)."""
+    """Nested subsets stratified by chemical system (each element set in every subset)."""
     order = rng.permutation(len(train))
     first_of = {}
-    for i in order:  # one structure of every composition comes first
-        first_of.setdefault(composition(train[i]), i)
+    for i in order:  # one structure of every element set comes first
+        first_of.setdefault(chemical_system(train[i]), i)
     head = list(first_of.values())
     order = head + [i for i in order if i not in set(head)]
     return {
@@ -111,11 +112,14 @@ def epochs_for(n: int, quick: bool) -> int:
     return int(np.clip(6000 / max(n, 1), 25, 200))
 
 
-def train(arm: str, data: list[Atoms], work: Path, seed: int, quick: bool) -> Path:
+def train(
+    arm: str, data: list[Atoms], work: Path, seed: int, quick: bool, epoch_factor: int = 1
+) -> Path:
+    """Train one arm (``scratch``, or ``fN`` = fine-tune the mini foundation at freeze level N)."""
     settings = MaceTrainSettings(
         name=arm,
         seed=seed,
-        max_num_epochs=epochs_for(len(data), quick),
+        max_num_epochs=epoch_factor * epochs_for(len(data), quick),
         batch_size=min(4, max(1, len(data) - 1)),
         lr=0.01,
         energy_weight=10.0,
@@ -189,6 +193,16 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
                 f"{results[arm][len(data)][0]:7.1f} meV/Å ({time.perf_counter() - t0:.0f} s)"
             )
     sizes = sorted(results["scratch"])
+    # the target must not come from an under-trained scratch model: train it twice as long too
+    t0 = time.perf_counter()
+    model = train(
+        "scratch", subsets[1.0], out / case / "scratch-2x-epochs", args.seed, args.quick, 2
+    )
+    long_scratch = errors(model, test)
+    console.print(
+        f"{case} scratch n={sizes[-1]:4d} with 2x epochs: test F MAE {long_scratch[0]:7.1f} meV/Å "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     for n in sizes:  # what a freeze sweep on the validation split would have kept
         best = min(("f0", "f5", "f6"), key=lambda a: val_force[a][n])
         results["sweep"][n] = results[best][n]
@@ -203,14 +217,15 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         table.add_row(str(n), *row)
     console.print(table)
     plot(case, sizes, results, out / f"data_efficiency_{case}.png")
-    target = results["scratch"][sizes[-1]][0]
+    results["scratch 2x epochs"][sizes[-1]] = long_scratch
+    target = min(results["scratch"][sizes[-1]][0], long_scratch[0])
     need = points_to_reach(sizes, [results["sweep"][n][0] for n in sizes], target)
     ratio = need / sizes[-1] if need is not None else float("inf")
-    (out / f"{case}.json").write_text(
-        json.dumps({a: {str(n): v for n, v in r.items()} for a, r in results.items()}, indent=1)
-    )
+    document = {a: {str(n): v for n, v in r.items()} for a, r in results.items()}
+    document["ratio"] = ratio if np.isfinite(ratio) else None
+    (out / f"{case}.json").write_text(json.dumps(document, indent=1))
     print(
-        f"{case}: fine-tuned (sweep) reaches the from-scratch full-data force MAE "
+        f"{case}: fine-tuned (sweep) reaches the best from-scratch full-data force MAE "
         f"{target:.1f} meV/Å with "
         + (f"{need:.0f}" if need else "more than all")
         + f" of {sizes[-1]} points: ratio {ratio:.2f}"
@@ -236,6 +251,37 @@ def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
+    """Run each case in its own process with one torch thread; logs go to ``OUT/CASE.log``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    passed = ["--n", str(args.n), "--n-val", str(args.n_val), "--n-test", str(args.n_test)]
+    passed += ["--seed", str(args.seed), "--out", str(args.out)]
+    passed += ["--quick"] if args.quick else []
+    processes = {}
+    for i, case in enumerate(args.cases):
+        if i >= args.jobs:  # wait for a free slot
+            next(iter(processes.values())).wait()
+        cmd = [sys.executable, __file__, *passed, "--cases", case, "--jobs", "1"]
+        log = open(args.out / f"{case}.log", "w")  # noqa: SIM115 - closed by the child's exit
+        processes[case] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        console.print(f"{case}: running in process {processes[case].pid}, log {log.name}")
+    ratios = []
+    for case, process in processes.items():
+        if process.wait() != 0:
+            raise SystemExit(f"case {case} failed (exit {process.returncode}); see its log")
+        log_text = (args.out / f"{case}.log").read_text()
+        summary = log_text[log_text.rfind(f"{case}: test force MAE") :]
+        console.print(summary[: summary.find("total time")], end="")
+        ratio = json.loads((args.out / f"{case}.json").read_text())["ratio"]
+        ratios.append(float("inf") if ratio is None else ratio)
+    return ratios
 
 
 def main() -> None:
@@ -247,12 +293,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="3 epochs: a smoke run")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run the cases in this many processes at once (one torch thread each)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("workflows/benchmarks/results/data_efficiency")
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ratios = [run_case(case, args, args.out) for case in args.cases]
+    if args.jobs > 1 and len(args.cases) > 1:
+        ratios = run_cases_in_parallel(args)
+    else:
+        ratios = [run_case(case, args, args.out) for case in args.cases]
     print(f"total time {(time.perf_counter() - t0) / 60:.1f} min")
     print(f"data-efficiency ratio (larger of the cases, goal <= 0.2) = {max(ratios):.2f}")
 
