@@ -128,3 +128,47 @@ def test_freeze_sweep_needs_validation(foundation):
     maker = FineTuneMaker(committee_size=1, epochs=1, freeze_sweep=(0, 6))
     with pytest.raises(ValueError, match="freeze sweep needs validation"):
         maker.make.original(maker, foundation, emt_labels(4, 0), [], "sw", 0)
+
+
+def test_stress_weight_puts_the_stress_in_the_loss(foundation, tmp_path):
+    """With ``stress_weight`` > 0 mace fits the stress too (molecules without stress allowed)."""
+    from ase.build import bulk, molecule
+
+    from frostline.finetune.train import MaceTrainSettings, run_mace_training
+
+    argv = MaceTrainSettings(stress_weight=5.0).to_argv(tmp_path / "t.xyz", None, tmp_path)
+    assert {"--loss=stress", "--stress_weight=5.0", "--compute_stress=True"} <= set(argv)
+    plain = MaceTrainSettings().to_argv(tmp_path / "t.xyz", None, tmp_path)
+    names = {a.split("=")[0] for a in plain}
+    assert not names & {"--loss", "--stress_weight", "--compute_stress"}
+
+    rng = np.random.default_rng(0)
+    cells = []
+    for i in range(10):  # EMT Cu under +-5 % strain: large, systematic stresses
+        atoms = bulk("Cu", "fcc", a=3.61 * rng.uniform(0.95, 1.05), cubic=True)
+        atoms.rattle(0.02, seed=i)
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.info["REF_stress"] = atoms.get_stress()
+        cells.append(atoms)
+    h2 = molecule("H2", vacuum=4.0)  # no stress label
+    h2.calc = EMT()
+    h2.info["REF_energy"] = h2.get_potential_energy()
+    h2.arrays["REF_forces"] = h2.get_forces()
+    errors = {}
+    for weight in (0.0, 100.0):
+        settings = MaceTrainSettings(
+            name=f"w{weight:g}", max_num_epochs=10, batch_size=3, lr=0.005, e0s="estimated",
+            energy_weight=1.0, forces_weight=10.0, stress_weight=weight,
+            foundation_model=foundation, freeze=0,
+        )  # fmt: skip
+        model = run_mace_training(settings, [*cells, h2], tmp_path / f"w{weight:g}")
+        calc = committee_calculator([model])
+        diff = []
+        for atoms in cells:
+            a = atoms.copy()
+            a.calc = calc
+            diff.append(np.abs(a.get_stress() - atoms.info["REF_stress"]))
+        errors[weight] = float(np.mean(diff))
+    assert errors[100.0] < 0.7 * errors[0.0], errors

@@ -195,6 +195,39 @@ def test_random_strategy_ignores_the_committee():
         plan_batch(cands, 0.05, 0.5, LIMITS, cap=4, strategy="greedy")
 
 
+def test_calibration_picks_sample_the_whole_plausible_range():
+    stds = [0.01] * 10 + [0.2] * 10 + [0.9] * 5  # accurate, in the window, too uncertain
+    cands = [candidate(s) for s in stds] + [candidate(0.01, squeeze=True)]
+    seen_accurate = False
+    for seed in range(20):
+        plan = plan_batch(
+            cands, 0.05, 0.5, LIMITS, cap=4, rng=np.random.default_rng(seed), calibration_picks=2
+        )
+        assert len(plan.selected) == 4 and len(plan.calibration) == 2
+        assert set(plan.calibration) <= set(plan.selected)
+        assert all(stds[i] < 0.5 for i in plan.selected)  # never wild or failed frames
+        assert plan.fates[-1] == Fate.FAILED_FILTER
+        assert plan.n_accurate == 10  # the stop rule sees the true accurate count
+        others = set(plan.selected) - set(plan.calibration)
+        assert all(stds[i] == 0.2 for i in others)  # the strategy fills the rest
+        seen_accurate |= any(stds[i] == 0.01 for i in plan.calibration)
+    assert seen_accurate  # calibration also sees frames the window would call accurate
+    never = plan_batch(cands, 0.05, 0.5, LIMITS, cap=0, calibration_picks=2)
+    assert never.selected == [] and never.calibration == []
+
+
+def test_calibration_picks_are_recorded_and_counted_once():
+    maker = SelectMaker(
+        calibration_picks=3,
+        max_labels_per_iteration=5,
+        convergence=ConvergenceConfig(max_iterations=5, accurate_fraction=0.99),
+    )
+    res = run_select(maker, [0.01] * 6 + [0.3] * 6 + [0.9] * 2)
+    assert res.n_calibration_picks == 3 and len(res.selected) == 5
+    assert res.n_accurate == 6 and res.n_failed == 2
+    assert res.n_accurate + res.n_uncertain + res.n_failed == res.n_candidates == 14
+
+
 def test_calibration_recovers_a_known_linear_relation():
     rng = np.random.default_rng(0)
     std = rng.uniform(0.05, 0.5, 200)

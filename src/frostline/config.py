@@ -70,6 +70,12 @@ class FineTuneConfig(_Strict):
     e0s: Literal["estimated", "foundation", "average"] = "estimated"
     energy_weight: float = Field(10.0, ge=0)
     forces_weight: float = Field(10.0, ge=0)
+    stress_weight: float = Field(
+        0.0,
+        ge=0,
+        description="> 0 adds the stress to the loss (mace 'stress' loss; structures without a "
+        "stress label, e.g. molecules, count with weight 0): elastic constants and EOS need it",
+    )
     default_dtype: Literal["float64", "float32"] = "float64"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -134,6 +140,12 @@ class SelectConfig(_Strict):
     )
     cost_exponent: float = Field(1.0, ge=0, description="label cost ~ n_atoms^x in ranking")
     max_labels_per_iteration: int = Field(8, ge=1)
+    calibration_picks: int = Field(
+        0,
+        ge=0,
+        description="of the per-iteration cap, frames picked at random among all plausible ones"
+        " (any std below trust_hi), so calibration is not fitted on high-std frames only",
+    )
     min_distance: float = Field(0.6, ge=0, description="Å: closer atoms fail the sanity filter")
     min_distance_ratio: float = Field(
         0.5, ge=0, le=1, description="fail if d < ratio x sum of covalent radii"

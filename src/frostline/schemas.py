@@ -206,6 +206,7 @@ class SelectionResult(BaseModel):
     n_failed: int
     n_over_budget: int
     n_duplicates: int = 0
+    n_calibration_picks: int = Field(0, description="selected at random for calibration")
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict, description="sanity rejections")
     trust_lo: float | None = None

@@ -69,6 +69,7 @@ class FineTuneMaker(Maker):
     e0s: str = "estimated"
     energy_weight: float = 10.0
     forces_weight: float = 10.0
+    stress_weight: float = 0.0
     default_dtype: str = "float64"
     device: str = "auto"
     keep_foundation_elements: bool = False
@@ -209,6 +210,7 @@ class FineTuneMaker(Maker):
             e0s=self.e0s,
             energy_weight=self.energy_weight,
             forces_weight=self.forces_weight,
+            stress_weight=self.stress_weight,
             default_dtype=self.default_dtype,
             device=device,
             foundation_model=foundation,

@@ -41,6 +41,7 @@ class MaceTrainSettings:
     lr: float = 0.01
     energy_weight: float = 1.0
     forces_weight: float = 100.0
+    stress_weight: float = 0.0  # > 0: mace's energy + forces + stress loss
     default_dtype: str = "float64"
     device: str = "cpu"
     ema: bool = True
@@ -85,6 +86,9 @@ class MaceTrainSettings:
             argv.append(f"--valid_file={valid_file}")
         else:
             argv.append("--valid_fraction=0.1")
+        if self.stress_weight > 0:
+            argv += ["--loss=stress", f"--stress_weight={self.stress_weight}"]
+            argv.append("--compute_stress=True")
         if self.ema:
             argv += ["--ema", "--ema_decay=0.99"]
         if self.foundation_model is not None:

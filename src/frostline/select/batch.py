@@ -6,7 +6,8 @@ Every candidate gets exactly one fate:
 - ``too uncertain``: committee std at or above ``trust_hi`` (DP-GEN's "failed" frames);
 - ``accurate``: committee std below ``trust_lo``;
 - ``duplicate``: too close (novelty gate) to a labelled structure or to one already picked;
-- ``selected``: sent to the oracle;
+- ``selected``: sent to the oracle (``BatchPlan.calibration`` marks the picks drawn at random
+  from all plausible frames, whatever their std, so calibration also sees typical frames);
 - ``over budget``: worth labelling but beyond the per-iteration cap or the total budget;
 - ``not needed``: worth labelling, but the campaign stops this iteration.
 """
@@ -49,6 +50,8 @@ class BatchPlan:
     reasons: list[str | None]
     novelty: list[float | None]
     selected: list[int] = field(default_factory=list)
+    calibration: list[int] = field(default_factory=list)
+    n_accurate: int = 0  # below trust_lo, calibration picks among them included
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(f) for f in self.fates))
@@ -86,6 +89,7 @@ def plan_batch(
     novelty_threshold: float = 0.0,
     cost_exponent: float = 0.0,
     stop: Callable[[int, int], bool] | None = None,
+    calibration_picks: int = 0,
 ) -> BatchPlan:
     """Apply the rules in order (filters, trust window, novelty vs labelled, budget).
 
@@ -95,6 +99,11 @@ def plan_batch(
     trust window; ``random`` ignores the committee and picks uniformly among all frames that
     pass the filters (a baseline). ``stop(n_accurate, n_selectable)`` says whether the campaign
     stops (then nothing is selected). A novelty threshold of 0 disables the gate.
+
+    ``calibration_picks``: that many of the cap are drawn uniformly at random from every frame
+    that passes the filters and is below ``trust_hi`` (accurate ones included) before the
+    strategy fills the rest; they pass the novelty gate like any pick. The frames a strategy
+    picks are a biased, high-std sample; these keep the std → error calibration honest.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r} (one of {STRATEGIES})")
@@ -107,6 +116,14 @@ def plan_batch(
     ]
     if strategy == "random":
         fates = [Fate.FAILED_FILTER if r else Fate.UNCERTAIN for r in reasons]
+    n_accurate = fates.count(Fate.ACCURATE)
+    forced: list[int] = []
+    if calibration_picks > 0 and strategy != "random" and cap > 0:
+        plausible = [i for i in range(n) if fates[i] in (Fate.ACCURATE, Fate.UNCERTAIN)]
+        k = min(calibration_picks, cap, len(plausible))
+        forced = [plausible[j] for j in rng.choice(len(plausible), size=k, replace=False)]
+        for i in forced:
+            fates[i] = Fate.UNCERTAIN
     novelty: list[float | None] = [None] * n
     pool = [i for i in range(n) if fates[i] == Fate.UNCERTAIN]
 
@@ -127,16 +144,17 @@ def plan_batch(
                 if novelty[i] < novelty_threshold:
                     fates[i] = Fate.DUPLICATE
             pool = [i for i in pool if fates[i] != Fate.DUPLICATE]
+            forced = [i for i in forced if fates[i] != Fate.DUPLICATE]
 
-    n_accurate = fates.count(Fate.ACCURATE)
     if stop is not None and stop(n_accurate, len(pool)):
         for i in pool:
             fates[i] = Fate.NOT_NEEDED
-        return BatchPlan(fates, reasons, novelty)
+        return BatchPlan(fates, reasons, novelty, n_accurate=n_accurate)
 
     selected: list[int] = []
     if strategy in ("dpgen", "random"):
-        order = [pool[k] for k in rng.permutation(len(pool))]
+        rest = [i for i in pool if i not in forced]
+        order = forced + [rest[k] for k in rng.permutation(len(rest))]
         for i in order:
             if len(selected) < cap:
                 selected.append(i)
@@ -150,11 +168,18 @@ def plan_batch(
             for i in pool
         }
         remaining = list(pool)
+        queue = list(forced)  # calibration picks first, then the best by score
         while remaining and len(selected) < cap:
-            score = [
-                priority[i] * (min(novelty[i], 1.0) if i in atom_d else 1.0) for i in remaining
-            ]
-            best = remaining.pop(int(np.argmax(score)))
+            if queue:
+                best = queue.pop(0)
+                if best not in remaining:  # made a duplicate by an earlier pick
+                    continue
+                remaining.remove(best)
+            else:
+                score = [
+                    priority[i] * (min(novelty[i], 1.0) if i in atom_d else 1.0) for i in remaining
+                ]
+                best = remaining.pop(int(np.argmax(score)))
             selected.append(best)
             fates[best] = Fate.SELECTED
             if best in desc:  # picks count as labelled for the rest of the batch
@@ -165,7 +190,8 @@ def plan_batch(
                         remaining.remove(i)
         for i in remaining:
             fates[i] = Fate.OVER_BUDGET
-    return BatchPlan(fates, reasons, novelty, sorted(selected))
+    calibration = sorted(i for i in forced if fates[i] == Fate.SELECTED)
+    return BatchPlan(fates, reasons, novelty, sorted(selected), calibration, n_accurate)
 
 
 def _update_distances(

@@ -42,6 +42,7 @@ class SelectMaker(Maker):
     limits: SanityLimits = field(default_factory=SanityLimits)
     strategy: str = "diverse"
     novelty_threshold: float = 0.02
+    calibration_picks: int = 0
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
     device: str = "cpu"
@@ -94,20 +95,20 @@ class SelectMaker(Maker):
             novelty_threshold=self.novelty_threshold,
             cost_exponent=self.cost_exponent,
             stop=stop,
+            calibration_picks=self.calibration_picks,
         )
         counts = plan.counts()
-        n_acc = counts.get(Fate.ACCURATE, 0)
+        n_acc = plan.n_accurate
+        n_failed = counts.get(Fate.TOO_UNCERTAIN, 0) + counts.get(Fate.FAILED_FILTER, 0)
         return SelectionResult(
             selected=[explored.candidates[i] for i in plan.selected],
             n_candidates=n,
             n_accurate=n_acc,
-            n_uncertain=sum(
-                counts.get(f, 0)
-                for f in (Fate.DUPLICATE, Fate.SELECTED, Fate.OVER_BUDGET, Fate.NOT_NEEDED)
-            ),
-            n_failed=counts.get(Fate.TOO_UNCERTAIN, 0) + counts.get(Fate.FAILED_FILTER, 0),
+            n_uncertain=n - n_acc - n_failed,  # calibration picks count where their std put them
+            n_failed=n_failed,
             n_over_budget=counts.get(Fate.OVER_BUDGET, 0),
             n_duplicates=counts.get(Fate.DUPLICATE, 0),
+            n_calibration_picks=len(plan.calibration),
             fates=counts,
             filter_reasons=plan.reason_counts(),
             trust_lo=lo,
