@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from frostline.alloys.config import (
     GenerateConfig,
     PropertyValidationConfig,
+    SpotCheckConfig,
     parse_alloy_config,
 )
 from frostline.alloys.generate import (
@@ -35,7 +36,7 @@ from frostline.alloys.properties import (
     elastic_tensor,
     eos_scan,
 )
-from frostline.alloys.sets import seed_structures, validation_structures
+from frostline.alloys.sets import seed_structures, spot_check_structures, validation_structures
 from frostline.alloys.validate import property_errors, property_set
 from frostline.config import ConfigError
 from frostline.structures import min_distance
@@ -126,6 +127,21 @@ def test_validation_set_marks_cubic_prototypes():
     assert all(
         len(set(a.get_chemical_symbols())) == 3 for a in ternary if "sqs" in a.info["prototype"]
     )
+
+
+def test_spot_check_cells_are_the_smallest_displaced_and_strained():
+    rng = np.random.default_rng(2)
+    held_out = validation_structures(("Cu", "Au"), PropertyValidationConfig(), rng)
+    cells = spot_check_structures(held_out, SpotCheckConfig(n=3, oracle={"name": "emt"}), rng)
+    smallest = sorted(len(a) for a in held_out)[:3]
+    assert sorted(len(a) for a in cells) == smallest
+    assert all(min_distance(a) > 1.5 for a in cells)
+    for atoms in cells:  # no longer symmetric: forces and shear stress are not zero
+        atoms.calc = EMT()
+        assert np.abs(atoms.get_forces()).max() > 0.05
+        assert np.abs(atoms.get_stress()[3:]).max() > 1e-4
+    assert spot_check_structures(held_out, SpotCheckConfig(), rng) == []  # n = 0: off
+    assert SpotCheckConfig().oracle.name == "cp2k"  # the default reference is DFT
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -257,6 +273,9 @@ def alloy_campaign(tmp_path_factory, foundation):
     template["convergence"] = {"max_iterations": 1, "label_budget": 50}
     template["finetune"] = {**template["finetune"], "epochs": 1}
     validation = {**_alloy_config()["validation"], "compare_foundation": False}
+    # spot checks with the campaign's own oracle (EMT) as reference: the oracle's error must be
+    # exactly zero, the fine-tuned committee's not (CP2K as the reference: tests/test_cp2k.py)
+    validation["spot_checks"] = {"n": 2, "oracle": {"name": "emt"}}
     config = parse_alloy_config(_alloy_config(campaign=template, validation=validation))
     summary = run_alloy_campaign(config, folder, log=False)
     return folder, summary
@@ -279,6 +298,14 @@ def test_fan_out_runs_one_loop_per_system_and_validates(alloy_campaign):
         assert ft["n_structures"] == 7 and ft["n_elastic"] == 5
         assert 0 <= ft["stability_agreement"] <= 1 and ft["formation_energy_mae_mev"] >= 0
         assert set(row["errors"]) == {"finetuned"}  # compare_foundation off
+        spot = row["spot_checks"]
+        assert spot["reference"] == "emt" and spot["n_structures"] == 2 and not spot["failures"]
+        assert spot["force_mae_mev_per_a"]["oracle"] == pytest.approx(0.0, abs=1e-9)
+        assert spot["stress_mae_gpa"]["oracle"] == pytest.approx(0.0, abs=1e-9)
+        assert spot["force_mae_mev_per_a"]["finetuned"] > 0.1
+        assert spot["reference_force_scale_mev_per_a"] > 10  # displaced: real forces
+        labels = records.find("labelled", {"campaign": f"alloys/{system}/spot-checks"})
+        assert len(labels) == 2 and {d["role"] for d in labels} == {"spot check"}
     docs = records.find("validations", {"campaign": "alloys"})
     assert {d["system"] for d in docs} == {"Cu-Ni", "Cu-Au"}
     for d in docs:  # the fine-tuned committee of that system's loop was validated
@@ -305,6 +332,7 @@ def test_alloys_summary_cli(alloy_campaign):
     assert [r["system"] for r in doc["systems"]] == [r["system"] for r in summary["systems"]]
     table = CliRunner().invoke(app, ["alloys", "summary", str(folder)])
     assert table.exit_code == 0 and "Cu-Au" in table.stdout
+    assert "spot checks against the reference oracle" in table.stdout
     status = CliRunner().invoke(app, ["status", str(folder), "--campaign", "alloys-Cu-Ni"])
     assert status.exit_code == 0, status.output
 

@@ -89,7 +89,7 @@ class LabelledStructure(BaseModel):
     oracle_settings_hash: str = ""
     structure_hash: str = ""
     provenance: Provenance = Field(default_factory=Provenance)
-    role: Literal["train", "validation"] = "train"
+    role: Literal["train", "validation", "spot check"] = "train"
     status: Literal["ok", "failed"] = "ok"
     reason: str | None = None
     job_uuid: str | None = None

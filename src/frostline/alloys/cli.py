@@ -63,7 +63,7 @@ def load_summary(campaign_dir: Path, campaign: str | None = None) -> dict:
 def print_summary(campaign_dir: Path, as_json: bool = False, campaign: str | None = None):
     """Print the per-system table (or one JSON object)."""
     from frostline.alloys.schemas import AlloySummaryDoc
-    from frostline.alloys.tables import summary_table
+    from frostline.alloys.tables import spot_check_table, summary_table
     from frostline.store import StoreError
 
     try:
@@ -73,7 +73,11 @@ def print_summary(campaign_dir: Path, as_json: bool = False, campaign: str | Non
     if as_json:
         print(json.dumps(doc, default=str))
     else:
-        console.print(summary_table(AlloySummaryDoc.model_validate(doc)))
+        summary = AlloySummaryDoc.model_validate(doc)
+        console.print(summary_table(summary))
+        spot = spot_check_table(summary)
+        if spot is not None:
+            console.print(spot)
     return doc
 
 

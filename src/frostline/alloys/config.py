@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from frostline.config import CampaignConfig, ConfigError, read_yaml
+from frostline.config import CampaignConfig, ConfigError, OracleConfig, read_yaml
 
 ASE_ORACLES = ("emt", "xtb", "chgnet", "chgnet-r2scan", "ase")
 """Oracles with an ASE calculator: property validation evaluates them directly."""
@@ -76,6 +76,25 @@ class GenerateConfig(_Compositions):
     min_distance: float = Field(1.5, gt=0, description="Å: closer atoms are a generation error")
 
 
+class SpotCheckConfig(_Strict):
+    """A few validation structures per system also computed by a reference (DFT) oracle.
+
+    The campaign's oracle is itself a model of the truth (e.g. CHGNet's r2SCAN model); spot
+    checks show how far oracle, fine-tuned committee and foundation are from real DFT on the
+    same structures. The smallest validation cells are used (DFT cost), displaced and strained
+    so that forces and stress are not zero by symmetry. They run through frostline's labelling
+    (atomate2 makers: CP2K, VASP, any ASE oracle), stored in ``labelled`` with role
+    ``spot check`` under the campaign ``<alloy campaign>/<system>/spot-checks``.
+    """
+
+    n: int = Field(0, ge=0, le=20, description="structures per system (0: no spot checks)")
+    oracle: OracleConfig = Field(
+        default_factory=lambda: OracleConfig(name="cp2k"), description="the reference oracle"
+    )
+    rattle: float = Field(0.05, ge=0, le=0.3, description="Å: random atomic displacements")
+    strain: float = Field(0.01, ge=0, le=0.05, description="random strain components up to this")
+
+
 class PropertyValidationConfig(_Compositions):
     """Held-out property validation of the fine-tuned model against the oracle."""
 
@@ -101,6 +120,7 @@ class PropertyValidationConfig(_Compositions):
     )
     compare_foundation: bool = Field(True, description="also validate the foundation zero-shot")
     seed_offset: int = Field(1000, description="validation RNG seed = seed + seed_offset")
+    spot_checks: SpotCheckConfig = Field(default_factory=SpotCheckConfig)
 
 
 class AlloySpec(_Strict):

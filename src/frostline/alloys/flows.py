@@ -23,19 +23,28 @@ from pathlib import Path
 import numpy as np
 import yaml
 from jobflow import Flow, Maker, run_locally
+from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.alloys.config import AlloyCampaignConfig, system_name
 from frostline.alloys.jobs import (
     PropertiesMaker,
     compare_properties,
+    compare_spot_checks,
     structures_to_dicts,
     summarise_alloys,
 )
 from frostline.alloys.schemas import AlloySummaryDoc
-from frostline.alloys.sets import seed_structures, validation_structures, write_seeds
+from frostline.alloys.sets import (
+    seed_structures,
+    spot_check_structures,
+    validation_structures,
+    write_seeds,
+)
 from frostline.config import CampaignConfig, ConfigError
 from frostline.flows.active_learning import ActiveLearningMaker
 from frostline.flows.campaign import validate_campaign, write_config_copy
+from frostline.label.jobs import LabelMaker
+from frostline.schemas import CandidateStructure, Provenance
 from frostline.store import Records, make_job_store
 
 ALLOY_CONFIG_COPY = "alloys.yaml"
@@ -106,7 +115,8 @@ class AlloyCampaignMaker(Maker):
                 validations.append(None)
                 continue
             rng = np.random.default_rng(system_seed(config, i) + config.validation.seed_offset)
-            structures = structures_to_dicts(validation_structures(system, config.validation, rng))
+            held_out = validation_structures(system, config.validation, rng)
+            structures = structures_to_dicts(held_out)
             ref = self.properties.make(structures, {"oracle": oracle.model_dump()}, "oracle")
             ft = self.properties.make(
                 structures, {"model_ids": al.output["final_model_ids"]}, "finetuned"
@@ -118,8 +128,17 @@ class AlloyCampaignMaker(Maker):
                 fd.name = f"properties foundation {name}"
                 models["foundation"] = fd.output
                 prop_jobs.append(fd)
+            spot = self._spot_checks(config, name, held_out, rng, oracle, al, foundation)
+            prop_jobs += spot
             cmp = compare_properties(
-                config.name, name, al.output, oracle_label, foundation, ref.output, models
+                config.name,
+                name,
+                al.output,
+                oracle_label,
+                foundation,
+                ref.output,
+                models,
+                spot[-1].output if spot else None,
             )
             cmp.name = f"compare properties {name}"
             jobs += [*prop_jobs, cmp]
@@ -129,6 +148,34 @@ class AlloyCampaignMaker(Maker):
         )
         summary.name = "alloy summary"
         return Flow([*jobs, summary], output=summary.output, name=self.name)
+
+    def _spot_checks(self, config, name, held_out, rng, oracle, al, foundation) -> list:
+        """Label jobs of the reference oracle and the comparison job (empty when n = 0)."""
+        spot = config.validation.spot_checks
+        if spot.n == 0:
+            return []
+        cells = spot_check_structures(held_out, spot, rng)
+        candidates = [
+            CandidateStructure(
+                structure=AseAtomsAdaptor.get_structure(a).as_dict(),
+                provenance=Provenance(sampler=f"spot check {a.info.get('prototype', '')}".strip()),
+            )
+            for a in cells
+        ]
+        label = LabelMaker(oracle=spot.oracle, campaign=f"{config.name}/{name}/spot-checks")
+        labels = label.make(candidates, role="spot check")
+        labels.name = f"spot checks {spot.oracle.name} {name}"
+        calculators = {
+            "oracle": {"oracle": oracle.model_dump()},
+            "finetuned": {"model_ids": al.output["final_model_ids"]},
+        }
+        if config.validation.compare_foundation:
+            calculators["foundation"] = {"model_file": foundation}
+        compare = compare_spot_checks(
+            labels.output, spot.oracle.name, calculators, device=self.properties.device
+        )
+        compare.name = f"compare spot checks {name}"
+        return [labels, compare]
 
 
 def prepare_alloy_campaign(

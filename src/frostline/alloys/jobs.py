@@ -12,12 +12,13 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from frostline.alloys.schemas import (
     AlloySummaryDoc,
     PropertySet,
+    SpotCheckResult,
     SystemSummary,
     SystemValidationDoc,
 )
 from frostline.alloys.validate import oracle_calculator, property_errors, property_set
 from frostline.config import OracleConfig
-from frostline.schemas import ModelDoc
+from frostline.schemas import LabelledStructure, ModelDoc
 from frostline.store import EXPOSE_STORE, Records, current_records
 
 VALIDATIONS = "validations"
@@ -119,6 +120,68 @@ class PropertiesMaker(Maker):
         )
 
 
+def _formula(label: LabelledStructure) -> str:
+    return Structure.from_dict(label.structure).composition.formula.replace(" ", "")
+
+
+@job(config=EXPOSE_STORE)
+def compare_spot_checks(
+    labels: list,
+    reference: str,
+    calculators: dict[str, dict],
+    device: str = "auto",
+    torch_threads: int = 1,
+) -> SpotCheckResult:
+    """Forces and stress of each calculator against the reference oracle's spot-check labels.
+
+    ``calculators``: name → ``{"oracle": ...}`` / ``{"model_ids": [...]}`` / ``{"model_file"}``
+    (as for ``PropertiesMaker``). Failed reference calculations are listed, not compared.
+    """
+    import time
+
+    import numpy as np
+    import torch
+    from ase.units import GPa
+
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    labels = [LabelledStructure.model_validate(x) for x in labels or []]
+    ok = [x for x in labels if x.status == "ok"]
+    result = SpotCheckResult(
+        reference=reference,
+        n_structures=len(ok),
+        failures=[f"{_formula(x)}: {x.reason}" for x in labels if x.status != "ok"],
+        formulas=[_formula(x) for x in ok],
+    )
+    if ok:
+        result.reference_force_scale_mev_per_a = 1000 * float(
+            np.mean(np.concatenate([np.abs(np.asarray(x.forces)).ravel() for x in ok]))
+        )
+    try:
+        records = current_records()
+        for name, spec in calculators.items():
+            calc = _calculator(records, spec, device)
+            df, ds = [], []
+            for lab in ok:
+                atoms = lab.to_atoms()
+                atoms.calc = calc
+                df.append(np.abs(atoms.get_forces() - np.asarray(lab.forces)))
+                if lab.stress is not None and atoms.pbc.all():
+                    ds.append(np.abs(atoms.get_stress() - np.asarray(lab.stress)) / GPa)
+            if df:
+                result.force_mae_mev_per_a[name] = 1000 * float(np.mean(np.concatenate(df)))
+                result.max_force_error_mev_per_a[name] = 1000 * float(
+                    max(np.linalg.norm(d, axis=1).max() for d in df)
+                )
+            if ds:
+                result.stress_mae_gpa[name] = float(np.mean(ds))
+    finally:
+        torch.set_num_threads(threads)
+    result.wall_time_s = time.perf_counter() - t0
+    return result
+
+
 @job(config=EXPOSE_STORE)
 def compare_properties(
     campaign: str,
@@ -128,9 +191,11 @@ def compare_properties(
     foundation: str,
     reference: PropertySet,
     models: dict[str, PropertySet],
+    spot_checks: SpotCheckResult | None = None,
 ) -> SystemValidationDoc:
     """Errors of each model's properties against the oracle's; recorded in ``validations``."""
     reference = PropertySet.model_validate(reference)
+    spot_checks = SpotCheckResult.model_validate(spot_checks) if spot_checks else None
     models = {k: PropertySet.model_validate(v) for k, v in models.items()}
     doc = SystemValidationDoc(
         campaign=campaign,
@@ -142,6 +207,7 @@ def compare_properties(
         reference=reference,
         models=models,
         errors={k: property_errors(v, reference) for k, v in models.items()},
+        spot_checks=spot_checks,
     )
     current_records().upsert(VALIDATIONS, [doc.model_dump(mode="json")], ["campaign", "system"])
     return doc
@@ -179,6 +245,7 @@ def summarise_alloys(
                     "force_mae_mev_per_a"
                 ),
                 errors=val.errors if val else {},
+                spot_checks=val.spot_checks if val else None,
             )
         )
     plots: list[str] = []

@@ -54,6 +54,26 @@ class PropertyErrors(BaseModel):
     elastic_mae_gpa: dict[str, float] = Field(default_factory=dict, description="C11 C12 C44 B")
 
 
+class SpotCheckResult(BaseModel):
+    """Oracle, fine-tuned committee and foundation against a reference (DFT) oracle."""
+
+    reference: str = Field(description="the reference oracle, e.g. 'cp2k'")
+    n_structures: int = Field(description="structures the reference computed")
+    failures: list[str] = Field(default_factory=list, description="reference failures")
+    formulas: list[str] = Field(default_factory=list)
+    force_mae_mev_per_a: dict[str, float] = Field(
+        default_factory=dict, description="per calculator ('oracle', 'finetuned', 'foundation')"
+    )
+    max_force_error_mev_per_a: dict[str, float] = Field(default_factory=dict)
+    stress_mae_gpa: dict[str, float] = Field(
+        default_factory=dict, description="periodic structures with a reference stress"
+    )
+    reference_force_scale_mev_per_a: float = Field(
+        0.0, description="mean |reference force|: the error of predicting zero forces"
+    )
+    wall_time_s: float = 0.0
+
+
 class SystemValidationDoc(BaseModel):
     """Property validation of one chemical system (the ``validations`` collection)."""
 
@@ -66,6 +86,7 @@ class SystemValidationDoc(BaseModel):
     reference: PropertySet
     models: dict[str, PropertySet] = Field(description="'finetuned' and maybe 'foundation'")
     errors: dict[str, PropertyErrors]
+    spot_checks: SpotCheckResult | None = None
     created: datetime = Field(default_factory=utcnow)
 
 
@@ -83,6 +104,7 @@ class SystemSummary(BaseModel):
     energy_mae_mev_per_atom: float | None = None
     zero_shot_force_mae_mev_per_a: float | None = None
     errors: dict[str, PropertyErrors] = Field(default_factory=dict)
+    spot_checks: SpotCheckResult | None = None
 
 
 class AlloySummaryDoc(BaseModel):

@@ -10,7 +10,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import write
 
-from frostline.alloys.config import GenerateConfig, PropertyValidationConfig
+from frostline.alloys.config import GenerateConfig, PropertyValidationConfig, SpotCheckConfig
 from frostline.alloys.generate import (
     CUBIC_PROTOTYPES,
     binary_fractions,
@@ -114,6 +114,24 @@ def validation_structures(
             len(system),
         )
         check_structure(atoms, 1.5)
+    return out
+
+
+def spot_check_structures(
+    structures: Sequence[Atoms], options: SpotCheckConfig, rng: np.random.Generator
+) -> list[Atoms]:
+    """The ``options.n`` smallest validation cells (DFT cost), more elements first, strained
+    and rattled so that forces and stress are not zero by symmetry."""
+    order = sorted(
+        range(len(structures)),
+        key=lambda i: (len(structures[i]), -len(set(structures[i].get_chemical_symbols())), i),
+    )
+    out = []
+    for i in order[: options.n]:
+        atoms = rattle(strain(structures[i], rng, options.strain), rng, options.rattle)
+        atoms.info["prototype"] = structures[i].info.get("prototype", "")
+        check_structure(atoms, 1.2)
+        out.append(atoms)
     return out
 
 

@@ -72,6 +72,43 @@ def summary_table(summary: AlloySummaryDoc) -> Table:
     return table
 
 
+SPOT_COLUMNS = ("system", "reference", "n", "|F| meV/Å")
+CALCULATORS = ("oracle", "finetuned", "foundation")
+
+
+def spot_check_rows(summary: AlloySummaryDoc) -> list[list[str]]:
+    """Spot checks per system: force MAE (meV/Å) and stress MAE (GPa) against the reference,
+    for the campaign oracle, the fine-tuned committee and the foundation."""
+    rows = []
+    for row in summary.systems:
+        spot = row.spot_checks
+        if spot is None:
+            continue
+        cells = [row.system, spot.reference, str(spot.n_structures)]
+        cells.append(_f(spot.reference_force_scale_mev_per_a, 0))
+        cells += [_f(spot.force_mae_mev_per_a.get(c), 0) for c in CALCULATORS]
+        cells += [_f(spot.stress_mae_gpa.get(c), 2) for c in CALCULATORS]
+        if spot.failures:
+            cells[2] += f" ({len(spot.failures)} failed)"
+        rows.append(cells)
+    return rows
+
+
+def spot_check_table(summary: AlloySummaryDoc) -> Table | None:
+    """Rich table of the spot checks (None when the campaign ran none)."""
+    rows = spot_check_rows(summary)
+    if not rows:
+        return None
+    table = Table(title="spot checks against the reference oracle")
+    columns = [*SPOT_COLUMNS]
+    columns += [f"F MAE {c}" for c in CALCULATORS] + [f"σ MAE GPa {c}" for c in CALCULATORS]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("system", "reference") else "right")
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
 def summary_markdown(summary: AlloySummaryDoc) -> str:
     """The same table as markdown (for the README)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
