@@ -4,16 +4,21 @@ Same foundation, oracle, seed structures, held-out validation set, label budget 
 settings; only the selection differs:
 
 - ``frostline``: diverse picking (uncertainty per cost x novelty), novelty gate against every
-  label bought, trust window calibrated each iteration;
+  label bought, trust window calibrated each iteration (``--calibration-picks`` of each batch
+  drawn at random from all plausible frames, so the calibration is not fitted on high-std
+  frames only);
 - ``dpgen``: DP-GEN style, fixed trust levels (0.05 / 0.15 eV/Å), random picks in the window,
   no novelty gate;
 - ``random``: random frames from the campaign's own explored pool (no committee).
 
 Prints a table of force MAE on the fixed validation set versus labels spent, writes a PNG, and
 last "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5), the target
-being the best force MAE the random campaign reaches (or ``--target``).
+being the best force MAE the random campaign reaches (or ``--target``). With ``--seeds N`` every
+arm runs N times (campaign seed 0..N-1: seeds, committee, exploration and picks differ) and the
+curves are averaged point by point before the ratio is taken.
 
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
+        [--committee 2] [--calibration-picks 2] [--seeds 1]
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
 """
 
@@ -46,12 +51,16 @@ ARMS = {
 }
 
 
-def arm_config(name: str, args: argparse.Namespace) -> dict:
+def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     base = yaml.safe_load(DEMO.read_text())
-    base["name"] = f"selection-{name}"
+    base["name"] = f"selection-{name}" + (f"-seed{seed}" if seed else "")
+    base["seed"] = seed
     base["select"] = {**base.get("select", {}), **ARMS[name]}
     base["select"]["max_labels_per_iteration"] = args.per_iteration
+    if name == "frostline":
+        base["select"]["calibration_picks"] = args.calibration_picks
     base["finetune"]["epochs"] = args.epochs
+    base["finetune"]["committee_size"] = args.committee
     base["explore"] = {**base["explore"], "engine": args.engine, "dtype": args.dtype}
     base["convergence"] = {
         "accurate_fraction": 1.0,  # never stop early: compare whole curves
@@ -66,6 +75,14 @@ def curve(folder: Path) -> list[tuple[int, float]]:
     """(training labels, validation force MAE meV/Å) of every iteration's committee."""
     status = campaign_status(open_campaign_dir(folder))
     return [(it["n_labelled"], it["force_mae_mev_per_a"]) for it in status["iterations"]]
+
+
+def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Point-by-point mean over seeds (iterations in common; label counts averaged too)."""
+    n = min(len(c) for c in curves)
+    labels = [round(float(np.mean([c[i][0] for c in curves]))) for i in range(n)]
+    maes = [float(np.mean([c[i][1] for c in curves])) for i in range(n)]
+    return list(zip(labels, maes, strict=True))
 
 
 def labels_to_reach(points: list[tuple[int, float]], target: float) -> float | None:
@@ -103,6 +120,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--per-iteration", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--committee", type=int, default=2, help="committee size K (all arms)")
+    parser.add_argument(
+        "--calibration-picks", type=int, default=2, help="frostline arm: random picks per batch"
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="repeat every arm with seeds 0..N-1")
     parser.add_argument("--engine", default="batched", choices=["ase", "batched"])
     parser.add_argument("--dtype", default="float32", choices=["float64", "float32"])
     parser.add_argument("--target", type=float, default=None, help="meV/Å (default: random's best)")
@@ -113,13 +135,16 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     curves = {}
     for name in args.arms:
-        folder = args.out / name
-        if not (folder / "campaign.yaml").exists():
-            print(f"running {name} ...", flush=True)
-            run_campaign(parse_config(arm_config(name, args), name), folder, log=False)
-        curves[name] = curve(folder)
-        status = campaign_status(open_campaign_dir(folder))
-        write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
+        per_seed = []
+        for seed in range(args.seeds):
+            folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
+            if not (folder / "campaign.yaml").exists():
+                print(f"running {name} (seed {seed}) ...", flush=True)
+                run_campaign(parse_config(arm_config(name, args, seed), name), folder, log=False)
+            per_seed.append(curve(folder))
+            status = campaign_status(open_campaign_dir(folder))
+            write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
+        curves[name] = mean_curve(per_seed)
     target = args.target
     if target is None:
         target = min(e for _, e in curves.get("random", next(iter(curves.values()))))
