@@ -172,3 +172,42 @@ def test_stress_weight_puts_the_stress_in_the_loss(foundation, tmp_path):
             diff.append(np.abs(a.get_stress() - atoms.info["REF_stress"]))
         errors[weight] = float(np.mean(diff))
     assert errors[100.0] < 0.7 * errors[0.0], errors
+
+
+def test_validation_metrics_include_stress_of_periodic_structures():
+    """Energy/force/stress MAE and RMSE; molecules (no stress label) count for E and F only."""
+    from ase.build import bulk, molecule
+    from ase.units import GPa
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from frostline.finetune.evaluate import evaluate
+
+    labels = []
+    for a0 in (3.55, 3.6, 3.7):
+        atoms = bulk("Cu", "fcc", a=a0, cubic=True)
+        atoms.rattle(0.02, seed=1)
+        atoms.calc = EMT()
+        labels.append(
+            LabelledStructure(
+                structure=AseAtomsAdaptor.get_structure(atoms).as_dict(),
+                energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces().tolist(),
+                stress=(atoms.get_stress() + 1.0 * GPa).tolist(),  # labels 1 GPa off
+                oracle="emt",
+            )
+        )
+    h2 = molecule("H2", vacuum=4.0)
+    h2.calc = EMT()
+    labels.append(
+        LabelledStructure(
+            structure=AseAtomsAdaptor.get_structure(h2).as_dict(),
+            energy=h2.get_potential_energy(),
+            forces=h2.get_forces().tolist(),
+            oracle="emt",
+        )
+    )
+    m = evaluate(EMT(), labels)
+    assert m.n_structures == 4 and m.n_stress == 3
+    assert m.energy_mae_mev_per_atom == pytest.approx(0, abs=1e-6)
+    assert m.force_mae_mev_per_a == pytest.approx(0, abs=1e-6)
+    assert m.stress_mae_gpa == pytest.approx(1.0) and m.stress_rmse_gpa == pytest.approx(1.0)

@@ -140,6 +140,9 @@ class ValidationMetrics(BaseModel):
     energy_rmse_mev_per_atom: float
     force_mae_mev_per_a: float
     force_rmse_mev_per_a: float
+    n_stress: int = Field(0, description="periodic structures with a stress label")
+    stress_mae_gpa: float | None = Field(None, description="Voigt components, GPa")
+    stress_rmse_gpa: float | None = None
 
 
 class ModelDoc(BaseModel):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError
+from ase.units import GPa
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -16,13 +17,32 @@ def predict(
     calc: Calculator, labelled: Sequence[LabelledStructure]
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Energies (eV) and forces (eV/Å) predicted by ``calc`` for each labelled structure."""
-    energies, forces = [], []
+    energies, forces, _ = predict_with_stress(calc, labelled, stress=False)
+    return energies, forces
+
+
+def predict_with_stress(
+    calc: Calculator, labelled: Sequence[LabelledStructure], stress: bool = True
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None]]:
+    """Energies, forces and ASE Voigt stress (eV/Å³) predicted by ``calc``.
+
+    The stress is predicted only for periodic structures that have a stress label, and is
+    None where the calculator cannot compute one (MACE computes it in the same call).
+    """
+    energies, forces, stresses = [], [], []
     for lab in labelled:
         atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(lab.structure))
         atoms.calc = calc
         energies.append(float(atoms.get_potential_energy()))
         forces.append(np.asarray(atoms.get_forces(), dtype=float))
-    return np.asarray(energies), forces
+        predicted = None
+        if stress and lab.stress is not None and atoms.pbc.all():
+            try:
+                predicted = np.asarray(atoms.get_stress(), dtype=float)
+            except PropertyNotImplementedError:
+                predicted = None
+        stresses.append(predicted)
+    return np.asarray(energies), forces, stresses
 
 
 def composition_matrix(
@@ -71,15 +91,29 @@ def error_metrics(
 
 
 def metrics(
-    labelled: Sequence[LabelledStructure], energies: np.ndarray, forces: Sequence[np.ndarray]
+    labelled: Sequence[LabelledStructure],
+    energies: np.ndarray,
+    forces: Sequence[np.ndarray],
+    stresses: Sequence[np.ndarray | None] | None = None,
 ) -> ValidationMetrics:
-    """Errors of predicted ``energies``/``forces`` against labelled structures."""
-    return error_metrics(
+    """Errors of predicted ``energies``/``forces`` (and stresses, GPa) against labels."""
+    result = error_metrics(
         [lab.energy for lab in labelled],
         [np.asarray(lab.forces) for lab in labelled],
         energies,
         forces,
     )
+    pairs = [
+        (np.asarray(p), np.asarray(lab.stress))
+        for lab, p in zip(labelled, stresses or [None] * len(labelled), strict=True)
+        if p is not None and lab.stress is not None
+    ]
+    if pairs:
+        ds = np.concatenate([(p - r).ravel() for p, r in pairs]) / GPa
+        result.n_stress = len(pairs)
+        result.stress_mae_gpa = float(np.mean(np.abs(ds)))
+        result.stress_rmse_gpa = float(np.sqrt(np.mean(ds**2)))
+    return result
 
 
 def evaluate(calc: Calculator, labelled: Sequence[LabelledStructure]) -> ValidationMetrics:
@@ -87,8 +121,8 @@ def evaluate(calc: Calculator, labelled: Sequence[LabelledStructure]) -> Validat
     ok = [lab for lab in labelled if lab.status == "ok"]
     if not ok:
         raise ValueError("no successfully labelled structures to evaluate on")
-    energies, forces = predict(calc, ok)
-    return metrics(ok, energies, forces)
+    energies, forces, stresses = predict_with_stress(calc, ok)
+    return metrics(ok, energies, forces, stresses)
 
 
 def evaluate_zero_shot(
@@ -105,5 +139,5 @@ def evaluate_zero_shot(
     val = [lab for lab in validation if lab.status == "ok"]
     e_ref, _ = predict(calc, ref)
     shift = fit_element_shift(ref, e_ref, elements)
-    e_val, f_val = predict(calc, val)
-    return metrics(val, e_val + composition_matrix(val, elements) @ shift, f_val)
+    e_val, f_val, s_val = predict_with_stress(calc, val)
+    return metrics(val, e_val + composition_matrix(val, elements) @ shift, f_val, s_val)
