@@ -15,7 +15,9 @@ reach the from-scratch full-data force MAE, divided by N" per case, and last the
 
     .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick]
 
-Run it alone on the machine (training speed depends strongly on other load).
+Run it alone on the machine (training speed depends strongly on other load). ``--jobs 2`` runs
+the two cases side by side, one torch thread each. A re-run reuses every model whose settings
+and training data are unchanged (``OUT/CASE/n*/ARM/frostline-settings.json``).
 """
 
 from __future__ import annotations
@@ -129,7 +131,26 @@ def train(
         foundation_model=None if arm == "scratch" else str(MINI_FOUNDATION),
         freeze=None if arm == "scratch" else int(arm[1:]),
     )
-    return run_mace_training(settings, data, work / arm)
+    folder = work / arm
+    stamp = folder / "frostline-settings.json"
+    key = json.dumps({"settings": repr(settings), "data": data_digest(data)}, sort_keys=True)
+    if (folder / f"{arm}.model").exists() and stamp.exists() and stamp.read_text() == key:
+        return folder / f"{arm}.model"  # same settings and data: a re-run reuses the model
+    model = run_mace_training(settings, data, folder)
+    stamp.write_text(key)
+    return model
+
+
+def data_digest(data: list[Atoms]) -> str:
+    """sha256 of positions, cells, numbers and labels (what a training run depends on)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for atoms in data:
+        for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.arrays["REF_forces"]):
+            h.update(np.ascontiguousarray(array, dtype=float).tobytes())
+        h.update(np.float64(atoms.info["REF_energy"]).tobytes())
+    return h.hexdigest()
 
 
 def errors(model: Path, test: list[Atoms]) -> tuple[float, float]:
@@ -161,25 +182,22 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     rng = np.random.default_rng(args.seed)
     n_total = args.n + args.n_val + args.n_test
     build = h2cu_structures if case == "h2cu" else alloy_structures
-    cache = out / f"{case}-labels.extxyz"
-    if cache.exists():
-        from ase.io import read
+    from ase.io import read, write
 
-        structures = read(cache, ":")
-    else:
+    cache = out / f"{case}-labels.extxyz"
+    if not cache.exists():
         raw = build(n_total, rng)
         t0 = time.perf_counter()
         structures = label_xtb(raw) if case == "h2cu" else label_with_chgnet(raw, "r2scan")
         console.print(f"{case}: {len(structures)} labels in {time.perf_counter() - t0:.0f} s")
-        from ase.io import write
-
         for a in structures:
             a.calc = None
         write(cache, structures, format="extxyz")
+    structures = read(cache, ":")  # first run and re-runs train on identical (rounded) data
     train_pool = structures[: args.n]
     val = structures[args.n : args.n + args.n_val]
     test = structures[args.n + args.n_val :]
-    subsets = nested_subsets(train_pool, rng)
+    subsets = nested_subsets(train_pool, np.random.default_rng([args.seed, 1]))
     results: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
     val_force: dict[str, dict[int, float]] = defaultdict(dict)
     for data in subsets.values():
