@@ -221,6 +221,7 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         f"{case} scratch n={sizes[-1]:4d} with 2x epochs: test F MAE {long_scratch[0]:7.1f} meV/Å "
         f"({time.perf_counter() - t0:.0f} s)"
     )
+    results["scratch 2x epochs"][sizes[-1]] = long_scratch
     for n in sizes:  # what a freeze sweep on the validation split would have kept
         best = min(("f0", "f5", "f6"), key=lambda a: val_force[a][n])
         results["sweep"][n] = results[best][n]
@@ -235,7 +236,6 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         table.add_row(str(n), *row)
     console.print(table)
     plot(case, sizes, results, out / f"data_efficiency_{case}.png")
-    results["scratch 2x epochs"][sizes[-1]] = long_scratch
     target = min(results["scratch"][sizes[-1]][0], long_scratch[0])
     need = points_to_reach(sizes, [results["sweep"][n][0] for n in sizes], target)
     ratio = need / sizes[-1] if need is not None else float("inf")
@@ -261,6 +261,8 @@ def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
     for arm in (*ARMS, "sweep"):
         ax.plot(sizes, [results[arm][n][0] for n in sizes], "o-" if arm != "sweep" else "k--",
                 label=arm)  # fmt: skip
+    for n, (force, _) in results.get("scratch 2x epochs", {}).items():
+        ax.plot([n], [force], "*", color="C0", ms=12, label="scratch, 2x epochs")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training structures")
@@ -270,6 +272,17 @@ def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def replot(case: str, out: Path) -> None:
+    """Redraw a case's PNG from ``OUT/CASE.json`` (no training)."""
+    doc = json.loads((out / f"{case}.json").read_text())
+    results = {
+        arm: {int(n): tuple(v) for n, v in per_size.items()}
+        for arm, per_size in doc.items()
+        if isinstance(per_size, dict)
+    }
+    plot(case, sorted(results["scratch"]), results, out / f"data_efficiency_{case}.png")
 
 
 def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
@@ -319,7 +332,12 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("workflows/benchmarks/results/data_efficiency")
     )
+    parser.add_argument("--plot-only", action="store_true", help="redraw PNGs from OUT/CASE.json")
     args = parser.parse_args()
+    if args.plot_only:
+        for case in args.cases:
+            replot(case, args.out)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if args.jobs > 1 and len(args.cases) > 1:
