@@ -17,22 +17,22 @@ from frostline.store import Records, make_job_store
 from frostline.structures import h2_cu111_structures
 
 
-def emt_labels(n: int, seed: int) -> list[LabelledStructure]:
+def emt_label(atoms, stress: bool = True, stress_offset: float = 0.0) -> LabelledStructure:
+    """``atoms`` labelled by EMT (stress in eV/Å³ shifted by ``stress_offset`` if asked)."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    out = []
-    for atoms in h2_cu111_structures(n, np.random.default_rng(seed)):
-        atoms.calc = EMT()
-        out.append(
-            LabelledStructure(
-                structure=AseAtomsAdaptor.get_structure(atoms).as_dict(),
-                energy=atoms.get_potential_energy(),
-                forces=atoms.get_forces().tolist(),
-                stress=atoms.get_stress().tolist(),
-                oracle="emt",
-            )
-        )
-    return out
+    atoms.calc = EMT()
+    return LabelledStructure(
+        structure=AseAtomsAdaptor.get_structure(atoms).as_dict(),
+        energy=atoms.get_potential_energy(),
+        forces=atoms.get_forces().tolist(),
+        stress=(atoms.get_stress() + stress_offset).tolist() if stress else None,
+        oracle="emt",
+    )
+
+
+def emt_labels(n: int, seed: int) -> list[LabelledStructure]:
+    return [emt_label(a) for a in h2_cu111_structures(n, np.random.default_rng(seed))]
 
 
 @pytest.mark.parametrize("level", [0, 1, 5, 6, 7])
@@ -178,7 +178,6 @@ def test_validation_metrics_include_stress_of_periodic_structures():
     """Energy/force/stress MAE and RMSE; molecules (no stress label) count for E and F only."""
     from ase.build import bulk, molecule
     from ase.units import GPa
-    from pymatgen.io.ase import AseAtomsAdaptor
 
     from frostline.finetune.evaluate import evaluate
 
@@ -186,26 +185,8 @@ def test_validation_metrics_include_stress_of_periodic_structures():
     for a0 in (3.55, 3.6, 3.7):
         atoms = bulk("Cu", "fcc", a=a0, cubic=True)
         atoms.rattle(0.02, seed=1)
-        atoms.calc = EMT()
-        labels.append(
-            LabelledStructure(
-                structure=AseAtomsAdaptor.get_structure(atoms).as_dict(),
-                energy=atoms.get_potential_energy(),
-                forces=atoms.get_forces().tolist(),
-                stress=(atoms.get_stress() + 1.0 * GPa).tolist(),  # labels 1 GPa off
-                oracle="emt",
-            )
-        )
-    h2 = molecule("H2", vacuum=4.0)
-    h2.calc = EMT()
-    labels.append(
-        LabelledStructure(
-            structure=AseAtomsAdaptor.get_structure(h2).as_dict(),
-            energy=h2.get_potential_energy(),
-            forces=h2.get_forces().tolist(),
-            oracle="emt",
-        )
-    )
+        labels.append(emt_label(atoms, stress_offset=1.0 * GPa))  # stress labels 1 GPa off
+    labels.append(emt_label(molecule("H2", vacuum=4.0), stress=False))
     m = evaluate(EMT(), labels)
     assert m.n_structures == 4 and m.n_stress == 3
     assert m.energy_mae_mev_per_atom == pytest.approx(0, abs=1e-6)
