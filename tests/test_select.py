@@ -226,6 +226,12 @@ def test_calibration_picks_are_recorded_and_counted_once():
     assert res.n_calibration_picks == 3 and len(res.selected) == 5
     assert res.n_accurate == 6 and res.n_failed == 2
     assert res.n_accurate + res.n_uncertain + res.n_failed == res.n_candidates == 14
+    stopped = SelectMaker(
+        calibration_picks=3, convergence=ConvergenceConfig(max_iterations=5, accurate_fraction=0.5)
+    )
+    res = run_select(stopped, [0.01] * 8 + [0.3] * 2)  # converged: the picks are not sent
+    assert res.stop_reason == "converged" and res.selected == []
+    assert res.fates == {"accurate": 8, "not needed": 2}
 
 
 def test_calibration_recovers_a_known_linear_relation():

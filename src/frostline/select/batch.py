@@ -118,10 +118,12 @@ def plan_batch(
         fates = [Fate.FAILED_FILTER if r else Fate.UNCERTAIN for r in reasons]
     n_accurate = fates.count(Fate.ACCURATE)
     forced: list[int] = []
+    was_accurate: set[int] = set()
     if calibration_picks > 0 and strategy != "random" and cap > 0:
         plausible = [i for i in range(n) if fates[i] in (Fate.ACCURATE, Fate.UNCERTAIN)]
         k = min(calibration_picks, cap, len(plausible))
         forced = [plausible[j] for j in rng.choice(len(plausible), size=k, replace=False)]
+        was_accurate = {i for i in forced if fates[i] == Fate.ACCURATE}
         for i in forced:
             fates[i] = Fate.UNCERTAIN
     novelty: list[float | None] = [None] * n
@@ -147,8 +149,8 @@ def plan_batch(
             forced = [i for i in forced if fates[i] != Fate.DUPLICATE]
 
     if stop is not None and stop(n_accurate, len(pool)):
-        for i in pool:
-            fates[i] = Fate.NOT_NEEDED
+        for i in pool:  # a calibration pick the window called accurate stays accurate
+            fates[i] = Fate.ACCURATE if i in was_accurate else Fate.NOT_NEEDED
         return BatchPlan(fates, reasons, novelty, n_accurate=n_accurate)
 
     selected: list[int] = []
