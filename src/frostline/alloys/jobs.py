@@ -18,6 +18,7 @@ from frostline.alloys.schemas import (
 )
 from frostline.alloys.validate import oracle_calculator, property_errors, property_set
 from frostline.config import OracleConfig
+from frostline.finetune.evaluate import predict_with_stress
 from frostline.schemas import LabelledStructure, ModelDoc
 from frostline.store import EXPOSE_STORE, Records, current_records
 
@@ -161,14 +162,13 @@ def compare_spot_checks(
     try:
         records = current_records()
         for name, spec in calculators.items():
-            calc = _calculator(records, spec, device)
-            df, ds = [], []
-            for lab in ok:
-                atoms = lab.to_atoms()
-                atoms.calc = calc
-                df.append(np.abs(atoms.get_forces() - np.asarray(lab.forces)))
-                if lab.stress is not None and atoms.pbc.all():
-                    ds.append(np.abs(atoms.get_stress() - np.asarray(lab.stress)) / GPa)
+            _, forces, stresses = predict_with_stress(_calculator(records, spec, device), ok)
+            df = [np.abs(f - np.asarray(lab.forces)) for f, lab in zip(forces, ok, strict=True)]
+            ds = [
+                np.abs(p - np.asarray(lab.stress)) / GPa
+                for p, lab in zip(stresses, ok, strict=True)
+                if p is not None
+            ]
             if df:
                 result.force_mae_mev_per_a[name] = 1000 * float(np.mean(np.concatenate(df)))
                 result.max_force_error_mev_per_a[name] = 1000 * float(
