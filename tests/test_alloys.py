@@ -182,6 +182,10 @@ def test_systems_expand_from_elements():
         ({"campaign": {"system": {"builder": "h2_cu111"}}}, "field 'campaign.system.builder'"),
         ({"campaign": {"oracle": {"name": "cp2k"}}}, "field 'campaign.oracle.name'"),
         ({"generate": {"compositions": [1.5]}}, "field 'generate.compositions'"),
+        (
+            {"validation": {"spot_checks": {"n": 1, "systems": ["Cu-Pt"]}}},
+            "field 'validation.spot_checks.systems': Cu-Pt not among",
+        ),
     ],
 )
 def test_config_errors_name_the_field(overrides, message):
@@ -275,7 +279,7 @@ def alloy_campaign(tmp_path_factory, foundation):
     validation = {**_alloy_config()["validation"], "compare_foundation": False}
     # spot checks with the campaign's own oracle (EMT) as reference: the oracle's error must be
     # exactly zero, the fine-tuned committee's not (CP2K as the reference: tests/test_cp2k.py)
-    validation["spot_checks"] = {"n": 2, "oracle": {"name": "emt"}}
+    validation["spot_checks"] = {"n": 2, "oracle": {"name": "emt"}, "systems": ["Cu-Ni"]}
     config = parse_alloy_config(_alloy_config(campaign=template, validation=validation))
     summary = run_alloy_campaign(config, folder, log=False)
     return folder, summary
@@ -298,13 +302,16 @@ def test_fan_out_runs_one_loop_per_system_and_validates(alloy_campaign):
         assert ft["n_structures"] == 7 and ft["n_elastic"] == 5
         assert 0 <= ft["stability_agreement"] <= 1 and ft["formation_energy_mae_mev"] >= 0
         assert set(row["errors"]) == {"finetuned"}  # compare_foundation off
+        labels = records.find("labelled", {"campaign": f"alloys/{system}/spot-checks"})
         spot = row["spot_checks"]
+        if system != "Cu-Ni":  # spot checks restricted to Cu-Ni: nothing bought for Cu-Au
+            assert spot is None and labels == []
+            continue
         assert spot["reference"] == "emt" and spot["n_structures"] == 2 and not spot["failures"]
         assert spot["force_mae_mev_per_a"]["oracle"] == pytest.approx(0.0, abs=1e-9)
         assert spot["stress_mae_gpa"]["oracle"] == pytest.approx(0.0, abs=1e-9)
         assert spot["force_mae_mev_per_a"]["finetuned"] > 0.1
         assert spot["reference_force_scale_mev_per_a"] > 10  # displaced: real forces
-        labels = records.find("labelled", {"campaign": f"alloys/{system}/spot-checks"})
         assert len(labels) == 2 and {d["role"] for d in labels} == {"spot check"}
     docs = records.find("validations", {"campaign": "alloys"})
     assert {d["system"] for d in docs} == {"Cu-Ni", "Cu-Au"}

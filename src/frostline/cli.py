@@ -150,11 +150,30 @@ def build_mini(
     n_per_group: Annotated[int, typer.Option(help="structures per group")] = 25,
     epochs: Annotated[int, typer.Option(help="training epochs")] = 40,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    channels: Annotated[int, typer.Option(help="MACE channels")] = 32,
+    max_l: Annotated[int, typer.Option("--max-l", help="MACE max_L (0: invariant)")] = 0,
+    batch_size: Annotated[int, typer.Option(help="training batch size")] = 8,
+    dtype: Annotated[str, typer.Option(help="float64 or float32")] = "float64",
+    patience: Annotated[
+        int | None, typer.Option(help="stop after this many epochs without improvement")
+    ] = None,
 ) -> None:
     """Pretrain the mini MACE foundation on CHGNet-labelled broad data (about 20 min on 2 cores)."""
     from frostline.finetune.foundation import MINI_FOUNDATION, build_mini_foundation
 
-    path = build_mini_foundation(out or MINI_FOUNDATION, n_per_group, epochs, seed)
+    if dtype not in ("float64", "float32"):
+        raise typer.BadParameter("--dtype must be float64 or float32", param_hint="--dtype")
+    path = build_mini_foundation(
+        out or MINI_FOUNDATION,
+        n_per_group,
+        epochs,
+        seed,
+        num_channels=channels,
+        max_L=max_l,
+        batch_size=batch_size,
+        dtype=dtype,
+        patience=patience,
+    )
     console.print(f"mini foundation written to {path}")
 
 

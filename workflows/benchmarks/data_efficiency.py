@@ -115,28 +115,44 @@ def epochs_for(n: int, quick: bool) -> int:
 
 
 def train(
-    arm: str, data: list[Atoms], work: Path, seed: int, quick: bool, epoch_factor: int = 1
+    arm: str,
+    data: list[Atoms],
+    work: Path,
+    args: argparse.Namespace,
+    valid: list[Atoms],
+    epoch_factor: int = 1,
 ) -> Path:
-    """Train one arm (``scratch``, or ``fN`` = fine-tune the mini foundation at freeze level N)."""
+    """Train one arm (``scratch``, or ``fN`` = fine-tune the foundation at freeze level N).
+
+    mace-torch keeps the checkpoint with the lowest loss on ``valid`` (the benchmark's fixed
+    validation split, the same for every arm and size); with ``args.patience`` it stops after that
+    many epochs without improvement, so every arm is trained to convergence within its budget.
+    """
+    scratch = arm == "scratch"
+    patience = epoch_factor * args.patience if args.patience else None
     settings = MaceTrainSettings(
         name=arm,
-        seed=seed,
-        max_num_epochs=epoch_factor * epochs_for(len(data), quick),
+        seed=args.seed,
+        max_num_epochs=epoch_factor * args.epoch_scale * epochs_for(len(data), args.quick),
         batch_size=min(4, max(1, len(data) - 1)),
-        lr=0.01,
+        lr=args.lr if scratch else args.lr_finetune,
         energy_weight=10.0,
         forces_weight=10.0,
-        e0s="average" if arm == "scratch" else "estimated",
+        e0s="average" if scratch else "estimated",
         device="cpu",
-        foundation_model=None if arm == "scratch" else str(MINI_FOUNDATION),
-        freeze=None if arm == "scratch" else int(arm[1:]),
+        foundation_model=None if scratch else str(args.foundation),
+        freeze=None if scratch else int(arm[1:]),
+        extra={"patience": str(patience)} if patience else {},
     )
     folder = work / arm
     stamp = folder / "frostline-settings.json"
-    key = json.dumps({"settings": repr(settings), "data": data_digest(data)}, sort_keys=True)
+    key = json.dumps(
+        {"settings": repr(settings), "data": data_digest(data), "valid": data_digest(valid)},
+        sort_keys=True,
+    )
     if (folder / f"{arm}.model").exists() and stamp.exists() and stamp.read_text() == key:
         return folder / f"{arm}.model"  # same settings and data: a re-run reuses the model
-    model = run_mace_training(settings, data, folder)
+    model = run_mace_training(settings, data, folder, valid=valid)
     stamp.write_text(key)
     return model
 
@@ -203,7 +219,7 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     for data in subsets.values():
         for arm in ARMS:
             t0 = time.perf_counter()
-            model = train(arm, data, out / case / f"n{len(data)}", args.seed, args.quick)
+            model = train(arm, data, out / case / f"n{len(data)}", args, val)
             results[arm][len(data)] = errors(model, test)
             val_force[arm][len(data)] = errors(model, val)[0]
             console.print(
@@ -213,9 +229,7 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     sizes = sorted(results["scratch"])
     # the target must not come from an under-trained scratch model: train it twice as long too
     t0 = time.perf_counter()
-    model = train(
-        "scratch", subsets[1.0], out / case / "scratch-2x-epochs", args.seed, args.quick, 2
-    )
+    model = train("scratch", subsets[1.0], out / case / "scratch-2x-epochs", args, val, 2)
     long_scratch = errors(model, test)
     console.print(
         f"{case} scratch n={sizes[-1]:4d} with 2x epochs: test F MAE {long_scratch[0]:7.1f} meV/Å "
@@ -295,6 +309,9 @@ def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
     passed = ["--n", str(args.n), "--n-val", str(args.n_val), "--n-test", str(args.n_test)]
     passed += ["--seed", str(args.seed), "--out", str(args.out)]
     passed += ["--quick"] if args.quick else []
+    passed += ["--foundation", str(args.foundation), "--lr", str(args.lr)]
+    passed += ["--lr-finetune", str(args.lr_finetune), "--patience", str(args.patience)]
+    passed += ["--epoch-scale", str(args.epoch_scale)]
     processes = {}
     for i, case in enumerate(args.cases):
         if i >= args.jobs:  # wait for a free slot
@@ -331,6 +348,20 @@ def main() -> None:
     )
     parser.add_argument(
         "--out", type=Path, default=Path("workflows/benchmarks/results/data_efficiency")
+    )
+    parser.add_argument(
+        "--foundation", type=Path, default=MINI_FOUNDATION, help="foundation .model to fine-tune"
+    )
+    parser.add_argument("--lr", type=float, default=0.01, help="learning rate from scratch")
+    parser.add_argument("--lr-finetune", type=float, default=0.01, help="fine-tuning rate")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="early stopping: epochs without validation improvement (0: run all epochs)",
+    )
+    parser.add_argument(
+        "--epoch-scale", type=int, default=1, help="multiply the epoch budget (with --patience)"
     )
     parser.add_argument("--plot-only", action="store_true", help="redraw PNGs from OUT/CASE.json")
     args = parser.parse_args()

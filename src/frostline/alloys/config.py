@@ -93,6 +93,14 @@ class SpotCheckConfig(_Strict):
     )
     rattle: float = Field(0.05, ge=0, le=0.3, description="Å: random atomic displacements")
     strain: float = Field(0.01, ge=0, le=0.05, description="random strain components up to this")
+    systems: list[str] = Field(
+        default_factory=list,
+        description="only these systems, e.g. ['Cu-Ni'] (empty: every system); DFT is costly",
+    )
+
+    def applies_to(self, system: str) -> bool:
+        """Whether ``system`` (e.g. ``'Cu-Ni'``) gets spot checks."""
+        return self.n > 0 and (not self.systems or system in self.systems)
 
 
 class PropertyValidationConfig(_Compositions):
@@ -219,6 +227,14 @@ class AlloyCampaignConfig(_Strict):
                 "campaign." + _field_path(err["loc"]),
                 "unknown field" if err["type"] == "extra_forbidden" else err["msg"],
             ) from None
+        names = {system_name(s) for s in self.systems}
+        unknown = [s for s in self.validation.spot_checks.systems if s not in names]
+        if unknown:
+            raise _TemplateError(
+                "validation.spot_checks.systems",
+                f"{', '.join(unknown)} not among the campaign's systems "
+                f"({', '.join(sorted(names))})",
+            )
         if self.validation.enabled and config.oracle.name not in ASE_ORACLES:
             raise _TemplateError(
                 "campaign.oracle.name",

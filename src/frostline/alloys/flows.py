@@ -152,7 +152,7 @@ class AlloyCampaignMaker(Maker):
     def _spot_checks(self, config, name, held_out, rng, oracle, al, foundation) -> list:
         """Label jobs of the reference oracle and the comparison job (empty when n = 0)."""
         spot = config.validation.spot_checks
-        if spot.n == 0:
+        if not spot.applies_to(name):
             return []
         cells = spot_check_structures(held_out, spot, rng)
         candidates = [

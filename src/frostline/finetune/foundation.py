@@ -125,29 +125,51 @@ def build_mini_foundation(
     seed: int = 0,
     work_dir: Path | None = None,
     settings: MaceTrainSettings | None = None,
+    num_channels: int = 32,
+    max_L: int = 0,
+    batch_size: int = 8,
+    dtype: str = "float64",
+    patience: int | None = None,
 ) -> Path:
-    """Pretrain the mini MACE foundation on CHGNet-labelled broad data (reproducible by seed)."""
+    """Pretrain the mini MACE foundation on CHGNet-labelled broad data (reproducible by seed).
+
+    The CHGNet labels are cached in ``work_dir/labels-{n_per_group}-{seed}.extxyz``, so a
+    rebuild with another architecture (``num_channels``, ``max_L``, ``dtype``) does not relabel.
+    ``patience`` stops training after that many epochs without validation improvement (the
+    written model is always the best one on validation).
+    """
+    from ase.io import read, write
+
     from frostline.structures import mini_foundation_structures
 
-    rng = np.random.default_rng(seed)
-    structures = mini_foundation_structures(n_per_group, rng)
-    order = rng.permutation(len(structures))
-    labelled = label_with_chgnet([structures[i] for i in order])
+    work_dir = Path(work_dir or out.parent / f"{out.stem}-work")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cache = work_dir / f"labels-{n_per_group}-{seed}.extxyz"
+    if cache.exists():
+        labelled = read(cache, ":")
+    else:
+        rng = np.random.default_rng(seed)
+        structures = mini_foundation_structures(n_per_group, rng)
+        order = rng.permutation(len(structures))
+        labelled = label_with_chgnet([structures[i] for i in order])
+        for atoms in labelled:
+            atoms.calc = None
+        write(cache, labelled, format="extxyz")
     n_valid = max(10, len(labelled) // 20)
-    work_dir = Path(work_dir or out.parent / "mini-foundation-work")
     settings = settings or MaceTrainSettings(
-        name="mini-foundation",
+        name=out.stem,
         seed=seed,
         max_num_epochs=epochs,
-        batch_size=8,
+        batch_size=batch_size,
         lr=0.01,
         e0s="average",
-        num_channels=32,
-        max_L=0,
+        num_channels=num_channels,
+        max_L=max_L,
         r_max=5.0,
         num_interactions=2,
         forces_weight=10.0,
-        default_dtype="float64",
+        default_dtype=dtype,
+        extra={"patience": str(patience)} if patience else {},
     )
     model = run_mace_training(settings, labelled[n_valid:], work_dir, valid=labelled[:n_valid])
     out.parent.mkdir(parents=True, exist_ok=True)
