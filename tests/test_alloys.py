@@ -359,3 +359,18 @@ def test_eos_without_a_minimum_falls_back_instead_of_failing():
     assert eos.fit == "sampled"
     assert eos.volume_per_atom == pytest.approx(max(eos.volumes) / 4)
     assert eos_scan(cu, EMT(), points=5).fit == "birchmurnaghan"
+
+
+def test_shipped_alloy_config_parses_and_matches_the_package_copy():
+    from pathlib import Path
+
+    from frostline.config import read_yaml
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "configs" / "alloys_cu_ni_au.yaml"
+    packaged = root / "src" / "frostline" / "data" / "alloys_cu_ni_au.yaml"
+    assert shipped.read_text() == packaged.read_text()  # `frostline demo --alloys` runs the copy
+    config = parse_alloy_config(read_yaml(shipped), source=str(shipped))
+    spot = config.validation.spot_checks
+    assert spot.applies_to("Cu-Ni") and not spot.applies_to("Cu-Au")
+    assert spot.oracle.name == "cp2k"
