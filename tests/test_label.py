@@ -91,6 +91,13 @@ def test_nan_forces_are_refused(job_store):
     assert labels[0].status == "failed" and "non-finite" in labels[0].reason
 
 
+def test_forces_that_do_not_sum_to_zero_are_refused(job_store):
+    oracle = OracleConfig(name="ase", settings={"calculator": "oracle_stubs.NetForceEMT"})
+    labels, _ = run_label(job_store, oracle, candidates()[:1])
+    assert labels[0].status == "failed" and "sum to 2.000 eV/Å" in labels[0].reason
+    assert labels[0].energy is None  # nothing of the broken result is kept as a label
+
+
 def test_empty_batch_labels_nothing(job_store):
     labels, n_jobs = run_label(job_store, OracleConfig(name="emt"), [])
     assert labels == [] and n_jobs == 0

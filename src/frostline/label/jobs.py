@@ -156,11 +156,21 @@ def label_structure(
     return Response(replace=Flow([calc, record], output=record.output))
 
 
+MAX_NET_FORCE = 0.1
+"""eV/Å: largest accepted norm of the summed forces of a label (ideally zero)."""
+
+
 def _check_label(n_atoms: int, energy: float, forces: np.ndarray) -> str | None:
     if forces.shape != (n_atoms, 3):
         return f"oracle returned forces of shape {forces.shape} for {n_atoms} atoms"
     if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
         return "oracle returned non-finite energy or forces"
+    net = float(np.linalg.norm(forces.sum(axis=0)))
+    if net > MAX_NET_FORCE:  # translation invariance: a numerically broken calculation
+        return (
+            f"oracle forces sum to {net:.3f} eV/Å (> {MAX_NET_FORCE}): not translation "
+            "invariant, the calculation is not numerically converged (basis, grid, k-points)"
+        )
     return None
 
 
