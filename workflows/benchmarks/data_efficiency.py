@@ -13,7 +13,8 @@ and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick a
 per case, writes a PNG per case, the ratio "training points the sweep-chosen fine-tune needs to
 reach the from-scratch full-data force MAE, divided by N" per case, and last the larger ratio:
 
-    .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick]
+    .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
+        [--foundation PATH] [--lr-finetune 0.002] [--patience 15] [--epoch-scale 2]
 
 Run it alone on the machine (training speed depends strongly on other load). ``--jobs 2`` runs
 the two cases side by side, one torch thread each. A re-run reuses every model whose settings
