@@ -192,3 +192,20 @@ def test_validation_metrics_include_stress_of_periodic_structures():
     assert m.energy_mae_mev_per_atom == pytest.approx(0, abs=1e-6)
     assert m.force_mae_mev_per_a == pytest.approx(0, abs=1e-6)
     assert m.stress_mae_gpa == pytest.approx(1.0) and m.stress_rmse_gpa == pytest.approx(1.0)
+
+
+def test_foundation_architecture_reads_channels_l_and_cutoff(foundation, tmp_path):
+    from frostline.finetune.foundation import foundation_architecture, mace_mp_medium_sized
+    from frostline.finetune.train import MaceTrainSettings
+
+    mini = foundation_architecture(foundation)
+    assert mini["num_channels"] == 32 and mini["max_L"] == 0 and mini["r_max"] == 5.0
+    assert mini["num_interactions"] == 2 and mini["correlation"] == 3
+    medium = tmp_path / "medium.model"
+    torch.save(mace_mp_medium_sized([29, 28, 79]), medium)
+    arch = foundation_architecture(str(medium))
+    assert (arch["num_channels"], arch["max_L"], arch["r_max"]) == (128, 1, 6.0)
+    assert arch["num_radial_basis"] == 10
+    # the fields are MaceTrainSettings fields: a scratch model of the same architecture
+    settings = MaceTrainSettings(**arch)
+    assert "--num_channels=128" in settings.to_argv(tmp_path / "t.xyz", None, tmp_path)

@@ -36,7 +36,11 @@ from rich.console import Console
 from rich.table import Table
 
 from frostline.finetune.committee import committee_calculator
-from frostline.finetune.foundation import MINI_FOUNDATION, label_with_chgnet
+from frostline.finetune.foundation import (
+    MINI_FOUNDATION,
+    foundation_architecture,
+    label_with_chgnet,
+)
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
 from frostline.label.calculators import xtb_calculator
 from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
@@ -144,6 +148,7 @@ def train(
         foundation_model=None if scratch else str(args.foundation),
         freeze=None if scratch else int(arm[1:]),
         extra={"patience": str(patience)} if patience else {},
+        **(foundation_architecture(str(args.foundation)) if scratch else {}),
     )
     folder = work / arm
     stamp = folder / "frostline-settings.json"

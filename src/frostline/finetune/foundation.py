@@ -91,6 +91,25 @@ def _foundation_elements(spec: str, stamp: tuple | None) -> tuple[str, ...]:
     return tuple(chemical_symbols[int(z)] for z in model.atomic_numbers)
 
 
+def foundation_architecture(spec: str) -> dict[str, float | int]:
+    """A foundation's architecture as :class:`MaceTrainSettings` fields (for a like-for-like
+    model trained from scratch): ``num_channels``, ``max_L``, ``r_max``, ``num_interactions``,
+    ``correlation``, ``max_ell``, ``num_radial_basis``."""
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    config = extract_config_mace_model(load_foundation_model(spec))
+    hidden = config["hidden_irreps"]
+    return {
+        "num_channels": int(hidden[0].mul),
+        "max_L": int(max(ir.l for _, ir in hidden)),
+        "r_max": float(config["r_max"]),
+        "num_interactions": int(config["num_interactions"]),
+        "correlation": int(config["correlation"]),
+        "max_ell": int(config["max_ell"]),
+        "num_radial_basis": int(config["num_bessel"]),
+    }
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
