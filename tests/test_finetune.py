@@ -209,3 +209,21 @@ def test_foundation_architecture_reads_channels_l_and_cutoff(foundation, tmp_pat
     # the fields are MaceTrainSettings fields: a scratch model of the same architecture
     settings = MaceTrainSettings(**arch)
     assert "--num_channels=128" in settings.to_argv(tmp_path / "t.xyz", None, tmp_path)
+
+
+def test_foundation_data_drops_frames_with_extreme_forces_or_overlaps():
+    from ase.build import bulk
+
+    from frostline.finetune.foundation import drop_unphysical
+
+    def labelled(atoms, force):
+        atoms.arrays["REF_forces"] = np.zeros((len(atoms), 3))
+        atoms.arrays["REF_forces"][0, 0] = force
+        return atoms
+
+    good = labelled(bulk("Cu", cubic=True), 3.0)
+    violent = labelled(bulk("Cu", cubic=True), 45.0)  # > SanityLimits.max_force (20 eV/Å)
+    squeezed = bulk("Cu", cubic=True)
+    squeezed.positions[1] = squeezed.positions[0] + [0.4, 0.0, 0.0]
+    kept = drop_unphysical([good, violent, labelled(squeezed, 1.0)])
+    assert kept == [good]

@@ -11,6 +11,7 @@ import hashlib
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mace  # noqa: F401
 import numpy as np
@@ -19,6 +20,9 @@ from ase import Atoms
 from rich.progress import track
 
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
+
+if TYPE_CHECKING:
+    from frostline.select.filters import SanityLimits
 
 MACE_MP_NAMES = (
     "small",
@@ -137,6 +141,33 @@ def label_with_chgnet(structures: Sequence[Atoms], model_name: str | None = None
     return out
 
 
+def drop_unphysical(labelled: Sequence[Atoms], limits: SanityLimits | None = None) -> list[Atoms]:
+    """Labelled structures that pass the campaigns' sanity filters (printed: what was dropped).
+
+    Random adsorbate placements sometimes put atoms 1 Å apart; their labelled forces (up to
+    ~140 eV/Å here) are no physics a potential should fit, and in a squared-error loss a few
+    such frames dominate the gradient. The same limits as selection's sanity filters
+    (``select.filters.SanityLimits``: minimum distances, collapsed cells, ``max_force``).
+    """
+    from collections import Counter
+
+    from frostline.select.filters import SanityLimits, sanity_reason
+
+    limits = limits or SanityLimits()
+    kept, dropped = [], Counter()
+    for atoms in labelled:
+        max_force = float(np.abs(atoms.arrays["REF_forces"]).max()) if len(atoms) else 0.0
+        reason = sanity_reason(atoms, limits, max_force=max_force)
+        if reason is None:
+            kept.append(atoms)
+        else:
+            dropped[reason.split(":")[0]] += 1
+    if dropped:
+        summary = ", ".join(f"{n} {why}" for why, n in dropped.most_common())
+        print(f"dropped {sum(dropped.values())} of {len(labelled)} labelled structures: {summary}")
+    return kept
+
+
 def build_mini_foundation(
     out: Path = MINI_FOUNDATION,
     n_per_group: int = 30,
@@ -174,6 +205,7 @@ def build_mini_foundation(
         for atoms in labelled:
             atoms.calc = None
         write(cache, labelled, format="extxyz")
+    labelled = drop_unphysical(labelled)
     n_valid = max(10, len(labelled) // 20)
     settings = settings or MaceTrainSettings(
         name=out.stem,
