@@ -1,12 +1,19 @@
-"""How well does the mini foundation know H2/Cu(111)? Force/energy errors against its teacher
-(CHGNet, PBE level) and against GFN1-xTB (the demo's oracle), next to a zero-force baseline.
+"""How well does a mini foundation know a fine-tuning target's structures, zero-shot?
 
-    .venv/bin/python workflows/benchmarks/mini_foundation_quality.py [--n 30] [--model PATH]
+Force/energy errors of one or more foundation models against their teacher (CHGNet, PBE level)
+and against the fine-tuning target, next to a zero-force baseline:
+
+- ``--case h2cu``: H2/Cu(111), target GFN1-xTB (the demo's oracle);
+- ``--case alloys``: Cu-Ni-Au cells as in ``data_efficiency.py``, target CHGNet's r2SCAN model.
+
+    .venv/bin/python workflows/benchmarks/mini_foundation_quality.py [--case h2cu] [--n 30]
+        [--model PATH [PATH ...]]
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from ase.calculators.calculator import Calculator
@@ -40,31 +47,43 @@ def errors(ref, pred) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--case", choices=["h2cu", "alloys"], default="h2cu")
     parser.add_argument("--n", type=int, default=30)
-    parser.add_argument("--model", default=str(MINI_FOUNDATION))
+    parser.add_argument("--model", nargs="+", default=[str(MINI_FOUNDATION)])
     args = parser.parse_args()
     rng = np.random.default_rng(123)
-    structures = h2_cu111_structures(args.n, rng, rattle_stdev=0.1, include_references=False)
-    model = labels(structures, committee_calculator([args.model]))
+    if args.case == "h2cu":
+        structures = h2_cu111_structures(args.n, rng, rattle_stdev=0.1, include_references=False)
+        target_name, target_calc = "GFN1-xTB (target)", xtb_calculator()
+    else:
+        from data_efficiency import alloy_structures  # this folder is on sys.path as a script
+
+        structures = alloy_structures(args.n, rng)
+        target_name, target_calc = "CHGNet-r2SCAN (target)", chgnet_calculator("r2scan")
+    models = {
+        "mini foundation" if Path(m) == MINI_FOUNDATION else Path(m).name: labels(
+            structures, committee_calculator([m])
+        )
+        for m in args.model
+    }
     teacher = labels(structures, chgnet_calculator())
-    oracle = labels(structures, xtb_calculator())
-    zero = (np.zeros(len(structures)), [np.zeros_like(f) for f in model[1]])
-    table = Table(title=f"mini foundation on {args.n} H2/Cu(111) structures")
+    target = labels(structures, target_calc)
+    zero = (np.zeros(len(structures)), [np.zeros_like(f) for f in teacher[1]])
+    table = Table(title=f"zero-shot on {args.n} {args.case} structures")
     for col in ("reference", "model", "F MAE meV/Å", "E MAE meV/atom (offset removed)"):
         table.add_column(col)
-    for ref_name, ref in (("CHGNet (teacher)", teacher), ("GFN1-xTB (oracle)", oracle)):
-        for name, pred in (("mini foundation", model), ("zero forces", zero)):
+    for ref_name, ref in (("CHGNet-PBE (teacher)", teacher), (target_name, target)):
+        for name, pred in (*models.items(), ("zero forces", zero)):
             f, e = errors(ref, pred)
             table.add_row(ref_name, name, f"{f:.1f}", f"{e:.1f}" if name != "zero forces" else "–")
-    f, e = errors(oracle, teacher)
-    table.add_row("GFN1-xTB (oracle)", "CHGNet", f"{f:.1f}", f"{e:.1f}")
+    f, e = errors(target, teacher)
+    table.add_row(target_name, "CHGNet-PBE", f"{f:.1f}", f"{e:.1f}")
     Console().print(table)
-    f_teacher, _ = errors(teacher, model)
-    f_oracle, _ = errors(oracle, model)
-    print(
-        f"mini foundation force MAE: vs teacher {f_teacher:.1f} meV/Å, "
-        f"vs oracle {f_oracle:.1f} meV/Å"
-    )
+    for name, pred in models.items():
+        print(
+            f"{name} force MAE: vs teacher {errors(teacher, pred)[0]:.1f} meV/Å, "
+            f"vs oracle {errors(target, pred)[0]:.1f} meV/Å"
+        )
 
 
 if __name__ == "__main__":
