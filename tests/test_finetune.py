@@ -227,3 +227,19 @@ def test_foundation_data_drops_frames_with_extreme_forces_or_overlaps():
     squeezed.positions[1] = squeezed.positions[0] + [0.4, 0.0, 0.0]
     kept = drop_unphysical([good, violent, labelled(squeezed, 1.0)])
     assert kept == [good]
+
+
+def test_shipped_foundations_resolve_by_name_and_unknown_names_fail():
+    from frostline.finetune.foundation import (
+        FoundationError,
+        foundation_architecture,
+        foundation_elements,
+        resolve_foundation,
+    )
+
+    small, larger = resolve_foundation("mini"), resolve_foundation("mini-64")
+    assert foundation_architecture(small)["num_channels"] == 32
+    assert foundation_architecture(larger)["num_channels"] == 64
+    assert {"Cu", "Ni", "Au", "H"} <= set(foundation_elements(larger))
+    with pytest.raises(FoundationError, match="mini-128"):
+        resolve_foundation("mini-128")

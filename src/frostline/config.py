@@ -299,7 +299,9 @@ class CampaignConfig(_Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     elements: list[str] = Field(..., min_length=1)
     system: SystemConfig = Field(default_factory=SystemConfig)
-    foundation: str = Field("mini", description="'mini', a .model path, or a mace_mp name")
+    foundation: str = Field(
+        "mini", description="'mini' or 'mini-64' (shipped), a .model path, or a mace_mp name"
+    )
     finetune: FineTuneConfig = Field(default_factory=FineTuneConfig)
     explore: ExploreConfig = Field(default_factory=ExploreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)

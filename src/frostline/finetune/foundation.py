@@ -37,6 +37,11 @@ MACE_MP_NAMES = (
 )
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 MINI_FOUNDATION = PACKAGE_DATA / "mini-foundation.model"
+MINI_FOUNDATIONS = {
+    "mini": MINI_FOUNDATION,  # 32x0e, ~750 CHGNet-PBE cells (fast: tests and demos)
+    "mini-64": PACKAGE_DATA / "mini-foundation-64.model",  # 64x0e, float32, 2330 cells
+}
+"""Foundations shipped with frostline, by name (see README, "mini foundations")."""
 
 
 class FoundationError(ValueError):
@@ -46,16 +51,17 @@ class FoundationError(ValueError):
 def resolve_foundation(spec: str, base_dir: Path | None = None) -> str:
     """Return an absolute path to a foundation ``.model`` file, or a ``mace_mp`` name.
 
-    ``spec`` is ``"mini"`` (the shipped mini foundation), a path (relative to ``base_dir``), or a
-    ``mace_mp`` model name; names are downloaded and cached by mace-torch (needs network).
+    ``spec`` is a shipped mini foundation (``"mini"``, ``"mini-64"``: :data:`MINI_FOUNDATIONS`),
+    a path (relative to ``base_dir``), or a ``mace_mp`` model name; names are downloaded and
+    cached by mace-torch (needs network).
     """
-    if spec == "mini":
-        if not MINI_FOUNDATION.exists():
+    if spec in MINI_FOUNDATIONS:
+        shipped = MINI_FOUNDATIONS[spec]
+        if not shipped.exists():
             raise FoundationError(
-                f"mini foundation {MINI_FOUNDATION} is missing: "
-                "run `frostline foundation build-mini`"
+                f"mini foundation {shipped} is missing: run `frostline foundation build-mini`"
             )
-        return str(MINI_FOUNDATION)
+        return str(shipped)
     path = Path(spec).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
