@@ -243,3 +243,39 @@ def test_shipped_foundations_resolve_by_name_and_unknown_names_fail():
     assert {"Cu", "Ni", "Au", "H"} <= set(foundation_elements(larger))
     with pytest.raises(FoundationError, match="mini-128"):
         resolve_foundation("mini-128")
+
+
+def test_patience_stops_a_serial_mace_training_early(tmp_path):
+    """mace-torch's --patience alone never stops a non-distributed run (ACEsuit/mace#1384)."""
+    import mace.tools
+    from ase.build import bulk
+
+    from frostline.finetune.train import MaceTrainSettings, run_mace_training
+
+    rng = np.random.default_rng(1)
+    cells = []
+    for i in range(4):
+        atoms = bulk("Cu", "fcc", a=rng.uniform(3.5, 3.7), cubic=True)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        cells.append(atoms)
+    anti = []  # validation labels opposite to the training labels: fitting one worsens the other
+    for atoms in cells[:4]:
+        a = atoms.copy()
+        a.info["REF_energy"] = -atoms.info["REF_energy"]
+        a.arrays["REF_forces"] = -atoms.arrays["REF_forces"]
+        anti.append(a)
+    settings = MaceTrainSettings(
+        name="patient", max_num_epochs=60, batch_size=2, lr=0.01, num_channels=8,
+        extra={"patience": "2"},
+    )  # fmt: skip
+    original = mace.tools.train
+    model = run_mace_training(settings, cells[:4], tmp_path / "run", valid=anti)
+    assert mace.tools.train is original  # the wrapper is removed again
+    log = (tmp_path / "run" / "logs" / "patient_run-0.log").read_text()
+    epochs = [line for line in log.splitlines() if " INFO: Epoch " in line]
+    assert "Stopping optimization after 2 epochs without improvement" in log
+    assert len(epochs) < 10, len(epochs)
+    assert model.exists() and committee_calculator([model]) is not None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +116,50 @@ class MaceTrainSettings:
         return argv
 
 
+class _PatienceExhausted(Exception):
+    """Raised from mace's own "Stopping optimization" log record to leave its epoch loop."""
+
+
+def _stop_when_patience_is_exhausted(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if message.startswith("Stopping optimization after") and "Stage Two" not in message:
+        raise _PatienceExhausted(message)
+    return True
+
+
+@contextmanager
+def serial_early_stopping() -> Iterator[None]:
+    """Make mace-torch's ``--patience`` stop a non-distributed training.
+
+    mace-torch 0.3.14-0.3.16 logs "Stopping optimization after N epochs without improvement"
+    but only leaves its epoch loop in distributed runs (ACEsuit/mace#1384, fix pending in
+    #1502), so a serial run with ``--patience`` trains for all ``max_num_epochs``. While this
+    context is active, ``mace.tools.train`` is wrapped: that exact log record (emitted after the
+    epoch's validation, when the best checkpoint is already on disk) ends the loop, and
+    ``run_train`` goes on as after a complete training (best checkpoint, evaluation, model).
+    """
+    import mace.tools as mace_tools
+
+    original = mace_tools.train
+
+    def train(*args, **kwargs):
+        root = logging.getLogger()
+        root.addFilter(_stop_when_patience_is_exhausted)
+        try:
+            original(*args, **kwargs)
+        except _PatienceExhausted as stop:
+            root.removeFilter(_stop_when_patience_is_exhausted)
+            logging.info(f"{stop}: training loop left (frostline, ACEsuit/mace#1384)")
+        finally:
+            root.removeFilter(_stop_when_patience_is_exhausted)
+
+    mace_tools.train = train
+    try:
+        yield
+    finally:
+        mace_tools.train = original
+
+
 def run_mace_training(
     settings: MaceTrainSettings,
     train: Sequence[LabelledStructure | Atoms],
@@ -138,7 +183,8 @@ def run_mace_training(
         root.removeHandler(h)
     cwd = os.getcwd()
     try:
-        run(args)
+        with serial_early_stopping():
+            run(args)
     finally:
         os.chdir(cwd)
         torch.set_default_dtype(dtype)
