@@ -279,3 +279,24 @@ def test_patience_stops_a_serial_mace_training_early(tmp_path):
     assert "Stopping optimization after 2 epochs without improvement" in log
     assert len(epochs) < 10, len(epochs)
     assert model.exists() and committee_calculator([model]) is not None
+
+
+def test_a_float32_foundation_fine_tunes_in_float64(foundation, tmp_path):
+    """mace-torch alone fails on a foundation file of another dtype ("same dtype")."""
+    from frostline.finetune.train import MaceTrainSettings, run_mace_training
+
+    single = tmp_path / "single.model"
+    torch.save(torch.load(foundation, map_location="cpu", weights_only=False).float(), single)
+    cells = [label.to_atoms() for label in emt_labels(6, seed=3)]
+    for atoms, label in zip(cells, emt_labels(6, seed=3), strict=True):
+        atoms.info["REF_energy"] = label.energy
+        atoms.arrays["REF_forces"] = np.array(label.forces)
+    settings = MaceTrainSettings(
+        name="ft64", max_num_epochs=2, batch_size=2, e0s="estimated", foundation_model=str(single),
+        freeze=6, keep_foundation_elements=True,
+    )  # fmt: skip
+    model = run_mace_training(settings, cells[:4], tmp_path / "run", valid=cells[4:])
+    assert settings.foundation_model == str(single)  # the caller's settings are unchanged
+    tuned = torch.load(model, map_location="cpu", weights_only=False)
+    assert next(tuned.parameters()).dtype == torch.float64
+    assert (tmp_path / "run" / "foundation-float64.model").exists()

@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mace  # noqa: F401  (import mace before e3nn: DESIGN.md §5)
@@ -160,6 +160,26 @@ def serial_early_stopping() -> Iterator[None]:
         mace_tools.train = original
 
 
+def foundation_in_training_dtype(settings: MaceTrainSettings, work_dir: Path) -> MaceTrainSettings:
+    """Settings whose foundation file has the training's dtype (a converted copy if needed).
+
+    mace-torch fine-tunes a foundation *file* in the dtype it was saved with: a float32
+    foundation (e.g. ``mini-64``) under ``--default_dtype=float64`` fails with "both inputs
+    should have same dtype". The copy (``work_dir/foundation-<dtype>.model``) changes only the
+    parameters' precision; the caller's settings (and what was asked for) are unchanged.
+    """
+    spec = settings.foundation_model
+    if not spec or not Path(spec).is_file():
+        return settings  # no foundation, or a mace_mp name (mace-torch converts those)
+    want = torch.float64 if settings.default_dtype == "float64" else torch.float32
+    model = torch.load(spec, map_location="cpu", weights_only=False)
+    if next(model.parameters()).dtype == want:
+        return settings
+    converted = Path(work_dir) / f"foundation-{settings.default_dtype}.model"
+    torch.save(model.to(want), converted)
+    return replace(settings, foundation_model=str(converted))
+
+
 def run_mace_training(
     settings: MaceTrainSettings,
     train: Sequence[LabelledStructure | Atoms],
@@ -174,7 +194,10 @@ def run_mace_training(
     work_dir.mkdir(parents=True, exist_ok=True)
     train_file = write_training_file(train, work_dir / "train.extxyz")
     valid_file = write_training_file(valid, work_dir / "valid.extxyz") if valid else None
-    args = build_default_arg_parser().parse_args(settings.to_argv(train_file, valid_file, work_dir))
+    argv_settings = foundation_in_training_dtype(settings, work_dir)
+    args = build_default_arg_parser().parse_args(
+        argv_settings.to_argv(train_file, valid_file, work_dir)
+    )
     dtype = torch.get_default_dtype()
     root = logging.getLogger()
     handlers = list(root.handlers)
