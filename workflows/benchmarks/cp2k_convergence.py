@@ -50,6 +50,7 @@ def settings_for(cutoff: int, rel_cutoff: int, kgrid: int, omp: int, basis: str)
             "cutoff": cutoff,
             "rel_cutoff": rel_cutoff,
             "smearing": True,
+            "ot": False,  # diagonalisation at every k-point set, Γ too: OT crawls on metals
             "basis_and_potential": {el: {"basis": basis} for el in ("Cu", "Ni", "Au")},
         },
         "kpoints": {"grid": [kgrid] * 3} if kgrid > 1 else "gamma",
@@ -114,7 +115,7 @@ def main() -> None:
     keys = []
     for cutoff in sorted(args.cutoffs):
         formula = atoms.get_chemical_formula()
-        key = f"{formula} k{args.kgrid} {args.basis} {cutoff}/{args.rel_cutoff}"
+        key = f"{formula} k{args.kgrid} {args.basis} {cutoff}Ry rel{args.rel_cutoff}"
         keys.append(key)
         if key in results and "failed" not in results[key]:
             console.print(f"{key}: reused")
@@ -167,7 +168,7 @@ def plot(results: dict, keys: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cutoffs = [int(k.split()[-1].split("/")[0]) for k in keys]
+    cutoffs = [int(k.split()[-2].removesuffix("Ry")) for k in keys]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.semilogy(cutoffs, [results[k]["net_force"] for k in keys], "o-", label="|sum F|")
     ax.semilogy(cutoffs[:-1], [max(results[k]["max_df"], 1e-4) for k in keys[:-1]], "s-",
@@ -175,7 +176,7 @@ def plot(results: dict, keys: list[str], path: Path) -> None:
     ax.axhline(0.1, color="grey", ls="--", lw=0.8, label="label check (0.1 eV/Å)")
     ax.set_xlabel("CP2K cutoff (Ry)")
     ax.set_ylabel("eV/Å")
-    ax.set_title(keys[-1].rsplit(" ", 1)[0])
+    ax.set_title(keys[-1].rsplit(" ", 2)[0])
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
