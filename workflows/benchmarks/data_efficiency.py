@@ -7,7 +7,8 @@ The mini foundation (PBE level, distilled from CHGNet) is fine-tuned to a *diffe
   labelled by CHGNet's r2SCAN model (a PBE -> r2SCAN transfer).
 
 For each case, nested training subsets (5 / 10 / 20 / 50 / 100 % of N, stratified by
-chemical system) train: a MACE from scratch (the foundation's architecture), a full fine-tune (f0),
+chemical system) train: a MACE from scratch (the foundation's architecture, read from its file:
+channels, L, cutoff, layers, correlation), a full fine-tune (f0),
 and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick at that size
 (lowest error on a separate validation split). Test sets are fixed and separate. Prints a table
 per case, writes a PNG per case, the ratio "training points the sweep-chosen fine-tune needs to

@@ -20,6 +20,7 @@ curves are averaged point by point before the ratio is taken.
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
+        [--foundation mini-64]                 (the foundation every arm fine-tunes)
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     if name == "frostline":
         base["select"]["calibration_picks"] = args.calibration_picks
     base["finetune"]["epochs"] = args.epochs
+    base["foundation"] = args.foundation
     base["finetune"]["committee_size"] = args.committee
     base["explore"] = {**base["explore"], "engine": args.engine, "dtype": args.dtype}
     base["convergence"] = {
@@ -120,6 +122,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--per-iteration", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument(
+        "--foundation", default="mini", help="all arms: 'mini', 'mini-64' or a .model path"
+    )
     parser.add_argument("--committee", type=int, default=2, help="committee size K (all arms)")
     parser.add_argument(
         "--calibration-picks", type=int, default=2, help="frostline arm: random picks per batch"
