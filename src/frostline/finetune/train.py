@@ -147,11 +147,12 @@ def serial_early_stopping() -> Iterator[None]:
         root.addFilter(_stop_when_patience_is_exhausted)
         try:
             original(*args, **kwargs)
+            return
         except _PatienceExhausted as stop:
-            root.removeFilter(_stop_when_patience_is_exhausted)
-            logging.info(f"{stop}: training loop left (frostline, ACEsuit/mace#1384)")
+            reason = str(stop)
         finally:
             root.removeFilter(_stop_when_patience_is_exhausted)
+        logging.info(f"{reason}: training loop left (frostline, ACEsuit/mace#1384)")
 
     mace_tools.train = train
     try:
