@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 from conftest import tiny_campaign
+from pydantic import ValidationError
 from pymatgen.core import Composition
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -101,6 +102,18 @@ def test_seeds_cover_the_system_without_overlaps_and_are_reproducible():
     assert np.allclose(seeds[-1].positions, again[-1].positions)
     # the pure elements first (E0s of the initial set are determined), then everything else
     assert [a.get_chemical_formula() for a in seeds[:3]] == ["Cu4", "Ni4", "Au4"]
+    # then the same elements compressed and expanded (EOS curvature in the initial set)
+    assert [a.info["prototype"] for a in seeds[3:9]] == ["A1-V0.94"] * 3 + ["A1-V1.06"] * 3
+    for ratio, scaled in zip([0.94] * 3 + [1.06] * 3, seeds[3:9], strict=True):
+        formulas = [a.get_chemical_formula() for a in seeds[:3]]
+        reference = seeds[formulas.index(scaled.get_chemical_formula())]
+        assert scaled.get_volume() == pytest.approx(ratio * reference.get_volume())
+    cu_ni = ("Cu", "Ni")
+    plain = seed_structures(cu_ni, GenerateConfig(volume_scales=[]), np.random.default_rng(0))
+    scanned = seed_structures(cu_ni, GenerateConfig(), np.random.default_rng(0))
+    assert len(plain) == len(scanned) - 4
+    with pytest.raises(ValidationError, match="volume ratios"):
+        GenerateConfig(volume_scales=[0.5])
     kinds = {a.info["prototype"] for a in seeds}
     assert {"fcc-sqs", "L1_2-perturbed", "L2_1-perturbed", "fcc-surface"} <= kinds
     assert any(k.endswith("-vacancy") for k in kinds) and any(

@@ -49,6 +49,7 @@ def settings_for(cutoff: int, rel_cutoff: int, kgrid: int, omp: int, basis: str)
         "input": {
             "cutoff": cutoff,
             "rel_cutoff": rel_cutoff,
+            "spin_polarized": False,  # as a spot check (frostline's CP2K default)
             "smearing": True,
             "ot": False,  # diagonalisation at every k-point set, Γ too: OT crawls on metals
             "basis_and_potential": {el: {"basis": basis} for el in ("Cu", "Ni", "Au")},

@@ -68,12 +68,25 @@ class GenerateConfig(_Compositions):
     per_composition: int = Field(1, ge=1, description="decorations per composition and lattice")
     sqs_trials: int = Field(20, ge=0, description="SQS-like: best of N decorations (0: random)")
     prototypes: bool = Field(True, description="ordered prototypes (L1_2, L1_0, B2, L2_1)")
+    volume_scales: list[float] = Field(
+        default_factory=lambda: [0.94, 1.06],
+        description="the pure elements also isotropically scaled to these volume ratios, "
+        "right after them in the seeds: the initial set spans compression and tension (EOS "
+        "curvature, bulk modulus) whatever the oracle's equilibrium volume; [] for none",
+    )
     n_strained: int = Field(2, ge=0, description="strained copies of solid solutions")
     max_strain: float = Field(0.03, ge=0, le=0.15)
     n_vacancies: int = Field(1, ge=0, description="solid solutions with one vacancy")
     surfaces: bool = Field(False, description="close-packed random-alloy slabs")
     rattle: float = Field(0.03, ge=0, le=0.3, description="Å, rattle of prototypes/strained")
     min_distance: float = Field(1.5, gt=0, description="Å: closer atoms are a generation error")
+
+    @field_validator("volume_scales")
+    @classmethod
+    def _scales(cls, v: list[float]) -> list[float]:
+        if any(not 0.7 <= x <= 1.3 for x in v):
+            raise ValueError(f"volume ratios must lie between 0.7 and 1.3, got {v}")
+        return v
 
 
 class SpotCheckConfig(_Strict):

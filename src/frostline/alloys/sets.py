@@ -52,17 +52,29 @@ def ordered_prototypes(system: Sequence[str], edges: str = "all") -> list[Atoms]
     return out
 
 
+def scaled_volume(atoms: Atoms, ratio: float) -> Atoms:
+    """A copy of ``atoms`` isotropically scaled to ``ratio`` times its volume."""
+    scaled = atoms.copy()
+    scaled.set_cell(atoms.cell * ratio ** (1 / 3), scale_atoms=True)
+    scaled.info["prototype"] = f"{atoms.info.get('prototype', 'cell')}-V{ratio:g}"
+    return scaled
+
+
 def seed_structures(
     system: Sequence[str], options: GenerateConfig, rng: np.random.Generator
 ) -> list[Atoms]:
     """Seeds of one system's active-learning loop, the pure elements first.
 
     The elements come first so that the initial training set (the first ``n_initial`` seeds)
-    has several compositions (per-element E0s are then determined); the rest is shuffled.
+    has several compositions (per-element E0s are then determined), then the elements scaled to
+    ``options.volume_scales`` (compressed and expanded: the initial set fixes the EOS curvature,
+    also when the oracle's equilibrium volume differs from the reference volumes); the rest is
+    shuffled.
     Prototypes are strained and rattled so that the ideal cells of the validation set stay
     held out.
     """
     elements = [element_crystal(e, lat) for lat in options.lattices for e in system]
+    elements += [scaled_volume(a, ratio) for ratio in options.volume_scales for a in elements]
     solutions = []
     for sub in subsystems(system):
         for lat, comp in itertools.product(
