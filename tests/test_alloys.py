@@ -357,6 +357,23 @@ def test_alloys_summary_cli(alloy_campaign):
     assert status.exit_code == 0, status.output
 
 
+def test_eos_scan_is_centred_on_the_calculators_own_minimum():
+    """A scan started 12 % off the equilibrium volume ends where one started there ends."""
+    cu = element_crystal("Cu")
+    at_minimum = eos_scan(cu, EMT(), points=5, volume_range=0.06)
+    for start in (0.88, 1.12):
+        off = eos_scan(at_volume(cu, start * at_minimum.volume_per_atom), EMT(), 5, 0.06)
+        assert off.fit == "birchmurnaghan"
+        assert off.volume_per_atom == pytest.approx(at_minimum.volume_per_atom, rel=2e-3)
+        assert off.bulk_modulus_gpa == pytest.approx(at_minimum.bulk_modulus_gpa, rel=0.03)
+        # the final scan brackets the minimum in its middle half
+        low, high = min(off.volumes) / 4, max(off.volumes) / 4
+        assert low + 0.25 * (high - low) <= off.volume_per_atom <= high - 0.25 * (high - low)
+    # without recentring the off-centre scan extrapolates a different modulus
+    stuck = eos_scan(at_volume(cu, 1.12 * at_minimum.volume_per_atom), EMT(), 5, 0.06, recenter=0)
+    assert abs(stuck.bulk_modulus_gpa - at_minimum.bulk_modulus_gpa) > 5
+
+
 def test_eos_without_a_minimum_falls_back_instead_of_failing():
     from ase.calculators.calculator import Calculator, all_changes
 
