@@ -88,11 +88,11 @@ def test_exploded_collapsed_extreme_and_nan_frames_are_rejected():
     assert sanity_reason(h2, LIMITS) is None  # an isolated molecule is fine
 
 
-def run_select(maker: SelectMaker, stds, spent: int = 0, iteration: int = 0, trust=None):
+def run_select(maker: SelectMaker, stds, spent: int = 0, iteration: int = 0, trust=None, **kwargs):
     explored = ExploreResult(
         candidates=[candidate(s) for s in stds], n_trajectories=1, n_steps_total=10, wall_time_s=0
     )
-    return maker.make.original(maker, explored, spent, iteration, trust)
+    return maker.make.original(maker, explored, spent, iteration, trust, **kwargs)
 
 
 def test_budget_and_cap_are_never_exceeded():
@@ -120,6 +120,26 @@ def test_calibrated_window_replaces_the_fixed_one():
     res = run_select(maker, [0.01, 0.1, 0.3, 0.6], trust=[0.2, 0.5])
     assert (res.trust_lo, res.trust_hi) == (0.2, 0.5)
     assert res.fates == {"accurate": 2, "selected": 1, "too uncertain": 1}
+
+
+def test_convergence_can_require_a_validation_error():
+    """An agreeing committee is not enough when the validation error is still too large."""
+    strict = ConvergenceConfig(accurate_fraction=0.8, max_iterations=5, max_validation_force_mae=50)
+    assert stop_reason(strict, 0, 0.95, 10, 3, validation_force_mae=80.0) is None
+    assert stop_reason(strict, 0, 0.95, 10, 3, validation_force_mae=40.0) == "converged"
+    assert stop_reason(strict, 0, 0.95, 10, 3, validation_force_mae=None) is None
+    assert stop_reason(strict, 4, 0.95, 10, 3, validation_force_mae=80.0) == "max iterations"
+    loose = ConvergenceConfig(accurate_fraction=0.8, max_iterations=5)
+    assert stop_reason(loose, 0, 0.95, 10, 3, validation_force_mae=80.0) == "converged"
+    maker = SelectMaker(convergence=strict)
+    too_wrong = {"n_structures": 4, "energy_mae_mev_per_atom": 5.0, "energy_rmse_mev_per_atom": 6.0,
+                 "force_mae_mev_per_a": 120.0, "force_rmse_mev_per_a": 150.0}  # fmt: skip
+    res = run_select(maker, [0.01] * 9 + [0.2], validation_metrics=too_wrong)
+    assert res.stop_reason is None and len(res.selected) == 1
+    good = {**too_wrong, "force_mae_mev_per_a": 30.0}
+    assert run_select(maker, [0.01] * 9 + [0.2], validation_metrics=good).stop_reason == "converged"
+    with pytest.raises(ValueError, match="max_validation_force_mae"):
+        ConvergenceConfig(max_validation_force_mae=-1)
 
 
 def test_converged_when_accurate_fraction_reached():

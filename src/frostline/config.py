@@ -204,6 +204,13 @@ class ConvergenceConfig(_Strict):
     accurate_fraction: float = Field(0.9, gt=0, le=1.0)
     max_iterations: int = Field(3, ge=1)
     label_budget: int = Field(200, ge=1, description="total labels incl. the initial set")
+    max_validation_force_mae: float | None = Field(
+        None,
+        gt=0,
+        description="meV/Å: 'converged' also needs the committee's force MAE on the campaign's "
+        "validation set at or below this (a small committee can agree and still be wrong); "
+        "None: the accurate fraction alone decides",
+    )
 
 
 class DistillConfig(_Strict):

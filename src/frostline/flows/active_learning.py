@@ -209,7 +209,7 @@ class ActiveLearningMaker(Maker):
         ft.name = f"finetune {index}"
         ex = self.explore.make(ft.output, starts, index)
         ex.name = f"explore {index}"
-        se = self.select.make(ex.output, n_labels_spent, index, trust)
+        se = self.select.make(ex.output, n_labels_spent, index, trust, ft.output.committee_metrics)
         se.name = f"select {index}"
         lab = self.label.make(se.output.selected, role="train", iteration=index)
         lab.name = f"label {index}"

@@ -17,6 +17,7 @@ from frostline.schemas import (
     FineTuneResult,
     LabelledStructure,
     SelectionResult,
+    ValidationMetrics,
     as_structure,
     structure_hash,
 )
@@ -57,10 +58,13 @@ class SelectMaker(Maker):
         n_labels_spent: int,
         iteration: int = 0,
         trust: list[float] | None = None,
+        validation_metrics: ValidationMetrics | dict | None = None,
     ) -> SelectionResult:
         """Give every frame its fate, decide whether to stop, and pick the batch to label.
 
         ``trust``: a ``[lo, hi]`` window (eV/Å) from calibration, replacing the fixed one.
+        ``validation_metrics``: the committee's errors on the validation set (for
+        ``convergence.max_validation_force_mae``).
         """
         t0 = time.perf_counter()
         explored = ExploreResult.model_validate(explored)
@@ -76,10 +80,17 @@ class SelectMaker(Maker):
             0, min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
         )
         reason: list[str | None] = [None]
+        val_force_mae = (
+            ValidationMetrics.model_validate(validation_metrics).force_mae_mev_per_a
+            if validation_metrics
+            else None
+        )
 
         def stop(n_accurate: int, n_selectable: int) -> bool:
             frac = n_accurate / n if n else 0.0
-            reason[0] = stop_reason(self.convergence, iteration, frac, n_labels_spent, n_selectable)
+            reason[0] = stop_reason(
+                self.convergence, iteration, frac, n_labels_spent, n_selectable, val_force_mae
+            )
             return reason[0] is not None
 
         plan = plan_batch(
