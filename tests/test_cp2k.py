@@ -176,3 +176,25 @@ def test_unconverged_cp2k_is_retried_escalated_then_recorded_failed(
     assert re.search(r"ALPHA 0\.02", retry)  # gentler mixing
     failed = Records(job_store).connect().find("labelled", {"status": "failed"})
     assert len(failed) == 1 and failed[0]["reason"] == lab.reason
+
+
+def test_kpoint_grids_use_cp2ks_own_monkhorst_pack_scheme(tmp_path):
+    """A symmetric cell's grid is not reduced by its space group into a GENERAL list.
+
+    CP2K runs with SYMMETRY off and would use such a list without symmetrising the density,
+    forces or stress; its own MONKHORST-PACK scheme reduces by time reversal only.
+    """
+    from ase.build import bulk
+
+    from frostline.label.cp2k import cp2k_maker, ensure_cp2k_data_dir
+
+    ensure_cp2k_data_dir()
+    b2 = AseAtomsAdaptor.get_structure(bulk("CuNi", "cesiumchloride", a=2.82))  # Pm-3m
+    settings = {"input": {"cutoff": 300}, "kpoints": {"grid": [4, 4, 4]}}
+    generator = cp2k_maker(settings).input_set_generator
+    generator.get_input_set(b2).write_input(tmp_path)
+    text = (tmp_path / "cp2k.inp").read_text()
+    assert re.search(r"SCHEME\s+MONKHORST-PACK\s+4\s+4\s+4", text)
+    assert "GENERAL" not in text and not re.search(r"^\s*KPOINT\s", text, re.M)
+    with pytest.raises(ValueError, match="kpoints.grid"):
+        cp2k_maker({"kpoints": {"grid": [4, 0, 4]}})

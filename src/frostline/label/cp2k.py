@@ -180,7 +180,11 @@ def _kpoints(spec: Any) -> Kpoints | dict | None:
         grid = spec["grid"]
         if len(grid) != 3 or any(int(n) < 1 for n in grid):
             raise ValueError(f"oracle cp2k: settings.kpoints.grid must be 3 positive ints: {grid}")
-        return Kpoints.gamma_automatic(tuple(int(n) for n in grid))
+        # CP2K's own Monkhorst-Pack scheme (Γ-centred for odd n; CP2K reduces it by time
+        # reversal only). pymatgen turns a Γ grid into a GENERAL list reduced by the cell's
+        # space group, which CP2K (SYMMETRY off) uses without symmetrising density, forces
+        # or stress: wrong for every cell with symmetry.
+        return Kpoints.monkhorst_automatic(tuple(int(n) for n in grid))
     if isinstance(spec, dict):
         return dict(spec)
     raise ValueError(f"oracle cp2k: settings.kpoints must be 'gamma' or a mapping, not {spec!r}")
