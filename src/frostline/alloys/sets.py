@@ -21,6 +21,7 @@ from frostline.alloys.generate import (
     surface_slab,
     vacancy,
 )
+from frostline.alloys.properties import at_volume
 from frostline.structures import rattle, strain
 
 
@@ -54,8 +55,7 @@ def ordered_prototypes(system: Sequence[str], edges: str = "all") -> list[Atoms]
 
 def scaled_volume(atoms: Atoms, ratio: float) -> Atoms:
     """A copy of ``atoms`` isotropically scaled to ``ratio`` times its volume."""
-    scaled = atoms.copy()
-    scaled.set_cell(atoms.cell * ratio ** (1 / 3), scale_atoms=True)
+    scaled = at_volume(atoms, ratio * atoms.get_volume() / len(atoms))
     scaled.info["prototype"] = f"{atoms.info.get('prototype', 'cell')}-V{ratio:g}"
     return scaled
 
