@@ -97,7 +97,13 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
     rng = np.random.default_rng(3)
     starts = [AseAtomsAdaptor.get_structure(h2_on_slab(cu111_slab(), rng)).as_dict() for _ in "ab"]
     results = {}
-    for engine, dtype in (("ase", "float64"), ("batched", "float64"), ("batched", "float32")):
+    runs = (
+        ("ase", "float64", 0.0),
+        ("batched", "float64", 0.0),
+        ("batched", "float32", 0.0),
+        ("batched", "float32", 0.04),
+    )
+    for engine, dtype, max_strain in runs:
         maker = ExploreMaker(
             temperatures=[300.0, 700.0],
             steps=8,
@@ -105,13 +111,15 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
             starts_per_temperature=1,
             engine=engine,
             dtype=dtype,
+            max_strain=max_strain,
             device="cpu",
         )
         job = maker.make(finetuned, starts, 1)
-        root = tmp_path / f"{engine}-{dtype}"
+        root = tmp_path / f"{engine}-{dtype}-{max_strain}"
         run_locally(job, store=store, root_dir=root, create_folders=True, log=False)
         store.connect()
         key = engine if dtype == "float64" else f"{engine}-{dtype}"
+        key += "-strained" if max_strain else ""
         results[key] = ExploreResult.model_validate(job.output.resolve(store))
     ase, batched = results["ase"], results["batched"]
     assert len(ase.candidates) == len(batched.candidates) == 4
@@ -129,7 +137,41 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
         sa, sb = (np.array([s["xyz"] for s in c.structure["sites"]]) for c in (a, b))
         assert np.allclose(sa, sb, atol=1e-3)
         assert np.isclose(a.max_force_std, b.max_force_std, rtol=1e-2, atol=1e-4)
+    # strained starts: every trajectory runs in its own strained copy of its start cell
+    cells = [np.array(c.structure["lattice"]["matrix"]) for c in batched.candidates]
+    strained = [
+        np.array(c.structure["lattice"]["matrix"])
+        for c in results["batched-float32-strained"].candidates
+    ]
+    assert all(np.allclose(c, cells[0]) for c in cells)  # fixed-cell MD from unstrained starts
+    assert all(not np.allclose(c, cells[0], atol=1e-3) for c in strained)
+    assert not np.allclose(strained[0], strained[2])  # one strain per trajectory
+    assert np.allclose(strained[0], strained[1])  # kept along the trajectory
+    with pytest.raises(ValueError, match="ExploreMaker.max_strain"):
+        ExploreMaker(max_strain=0.6)
     with pytest.raises(ValueError, match="ExploreMaker.engine"):
         ExploreMaker(engine="lammps")
     with pytest.raises(ValueError, match="ExploreMaker.dtype"):
         ExploreMaker(dtype="float16")
+
+
+def test_strained_start_cells_are_seeded_and_bounded():
+    from ase.build import bulk
+
+    from frostline.explore.jobs import ExploreMaker
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    maker = ExploreMaker(temperatures=[300.0, 900.0], starts_per_temperature=3, max_strain=0.05)
+    plan = maker.plan(1, iteration=2)
+    cells = maker.start_cells([cu], plan)
+    again = maker.start_cells([cu], plan)
+    assert all(np.allclose(a.cell, b.cell) for a, b in zip(cells, again, strict=True))
+    volumes = np.array([a.get_volume() for a in cells]) / cu.get_volume()
+    assert len(set(np.round(volumes, 6))) == len(plan)  # every trajectory its own cell
+    assert np.all(np.abs(volumes - 1) < 3 * 0.05 + 0.01)
+    for atoms in cells:  # a pure strain: symmetric deformation gradient, within the bound
+        eps = np.linalg.solve(cu.cell.array, atoms.cell.array) - np.eye(3)
+        assert np.allclose(eps, eps.T) and np.abs(eps).max() <= 0.05
+        assert np.allclose(atoms.get_scaled_positions(), cu.get_scaled_positions())
+    unstrained = ExploreMaker(max_strain=0.0).start_cells([cu], plan)
+    assert all(np.allclose(a.cell, cu.cell) for a in unstrained)

@@ -96,6 +96,13 @@ class ExploreConfig(_Strict):
     starts_per_temperature: int = Field(2, ge=1)
     friction: float = Field(0.02, gt=0, description="Langevin friction, 1/fs")
     abort_force_std: float = Field(1.0, gt=0, description="eV/Å: stop a trajectory beyond this")
+    max_strain: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="start every trajectory from a randomly strained cell (symmetric strain, "
+        "components uniform in ±max_strain): samples EOS and elastic configurations",
+    )
     engine: Literal["ase", "batched"] = Field(
         "ase",
         description="'ase': one ASE Langevin run at a time with MACECalculator; 'batched': all "

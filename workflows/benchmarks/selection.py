@@ -20,6 +20,9 @@ curves are averaged point by point before the ratio is taken.
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
+        [--temperatures 300 800] [--starts 2] [--steps 120]
+                                               (exploration pool: temperatures x starts x
+                                                steps/10 frames per iteration, all arms)
         [--foundation mini-64]                 (the foundation every arm fine-tunes)
 """
 
@@ -63,7 +66,14 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     base["finetune"]["epochs"] = args.epochs
     base["foundation"] = args.foundation
     base["finetune"]["committee_size"] = args.committee
-    base["explore"] = {**base["explore"], "engine": args.engine, "dtype": args.dtype}
+    base["explore"] = {
+        **base["explore"],
+        "engine": args.engine,
+        "dtype": args.dtype,
+        "temperatures": args.temperatures,
+        "starts_per_temperature": args.starts,
+        "steps": args.steps,
+    }
     base["convergence"] = {
         "accurate_fraction": 1.0,  # never stop early: compare whole curves
         "max_iterations": args.iterations,
@@ -130,6 +140,11 @@ def main() -> None:
         "--calibration-picks", type=int, default=2, help="frostline arm: random picks per batch"
     )
     parser.add_argument("--seeds", type=int, default=1, help="repeat every arm with seeds 0..N-1")
+    parser.add_argument(
+        "--temperatures", type=float, nargs="+", default=[300, 800], help="exploration MD (K)"
+    )
+    parser.add_argument("--starts", type=int, default=2, help="MD starts per temperature")
+    parser.add_argument("--steps", type=int, default=120, help="MD steps (a frame every 10)")
     parser.add_argument("--engine", default="batched", choices=["ase", "batched"])
     parser.add_argument("--dtype", default="float32", choices=["float64", "float32"])
     parser.add_argument("--target", type=float, default=None, help="meV/Å (default: random's best)")

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from ase import Atoms
 from jobflow import Maker, job
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +26,7 @@ from frostline.schemas import (
     as_structure,
 )
 from frostline.store import EXPOSE_STORE, current_records
+from frostline.structures import strain
 
 ENGINES = ("ase", "batched")
 
@@ -36,6 +39,11 @@ class ExploreMaker(Maker):
     ``MACECalculator``; ``engine="batched"`` runs them all at once
     (:func:`frostline.explore.batched.batched_langevin_frames`) with the shared-trunk committee.
     Both follow the same algorithm, seeds and starts, so they give the same frames up to rounding.
+
+    ``max_strain`` > 0 starts every trajectory from a randomly strained copy of its start cell
+    (symmetric strain, components uniform in ±``max_strain``, seeded per trajectory): MD at
+    fixed cell then samples compressed, expanded and sheared cells, the configurations that
+    decide equations of state and elastic constants, which near-equilibrium MD never visits.
     """
 
     name: str = "explore"
@@ -46,6 +54,7 @@ class ExploreMaker(Maker):
     timestep_fs: float = 1.0
     friction: float = 0.02
     abort_force_std: float = 1.0
+    max_strain: float = 0.0
     engine: str = "ase"
     dtype: str = "float64"
     device: str = "auto"
@@ -56,6 +65,8 @@ class ExploreMaker(Maker):
             raise ValueError(f"ExploreMaker.engine must be one of {ENGINES}, got {self.engine!r}")
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"ExploreMaker.dtype must be float64 or float32, got {self.dtype!r}")
+        if not 0 <= self.max_strain < 0.5:
+            raise ValueError(f"ExploreMaker.max_strain must be in [0, 0.5), got {self.max_strain}")
 
     def plan(self, n_starts: int, iteration: int) -> list[tuple[float, int, int]]:
         """(temperature, seed, index of the start) of every trajectory, in output order."""
@@ -66,6 +77,17 @@ class ExploreMaker(Maker):
             seed = self.seed + 7919 * iteration + n
             out.append((temp, seed, (seed + k) % n_starts))
         return out
+
+    def start_cells(self, starts: list[Atoms], plan: list[tuple[float, int, int]]) -> list[Atoms]:
+        """The cell every trajectory of ``plan`` starts from (strained when ``max_strain`` > 0)."""
+        cells = []
+        for _, seed, start in plan:
+            atoms = starts[start]
+            if self.max_strain > 0:
+                rng = np.random.default_rng([seed, 104729])
+                atoms = strain(atoms, rng, self.max_strain)
+            cells.append(atoms)
+        return cells
 
     @job(config=EXPOSE_STORE)
     def make(
@@ -88,7 +110,7 @@ class ExploreMaker(Maker):
             memo_mark(key)
             return ExploreResult.model_validate(reused)
         plan = self.plan(len(starts), iteration)
-        atoms = [AseAtomsAdaptor.get_atoms(as_structure(s)) for s in starts]
+        atoms = self.start_cells([AseAtomsAdaptor.get_atoms(as_structure(s)) for s in starts], plan)
         columns = (
             TextColumn(f"[bold]explore[/] it {iteration} ({self.engine})"),
             BarColumn(),
@@ -133,10 +155,10 @@ class ExploreMaker(Maker):
             current_records(), finetuned.models, device=self.device, dtype=self.dtype
         )
         runs = []
-        for temp, seed, start in plan:
+        for (temp, seed, _), start in zip(plan, atoms, strict=True):
             frames: list[Frame] = []
             for frame in langevin_frames(
-                atoms[start],
+                start,
                 calc,
                 temp,
                 self.steps,
@@ -160,7 +182,7 @@ class ExploreMaker(Maker):
         committee = SharedCommittee.from_paths(paths, device=self.device, dtype=self.dtype)
         replicas = batched_langevin_frames(
             committee,
-            [atoms[start] for _, _, start in plan],
+            atoms,
             [temp for temp, _, _ in plan],
             [seed for _, seed, _ in plan],
             self.steps,

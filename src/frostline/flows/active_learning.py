@@ -121,6 +121,7 @@ class ActiveLearningMaker(Maker):
                 timestep_fs=ex.timestep_fs,
                 friction=ex.friction,
                 abort_force_std=ex.abort_force_std,
+                max_strain=ex.max_strain,
                 engine=ex.engine,
                 dtype=ex.dtype,
                 device=ft.device,
