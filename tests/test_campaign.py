@@ -156,3 +156,30 @@ def test_empty_selection_ends_cleanly(tmp_path, foundation):
     status = campaign_status(open_campaign_dir(Path(tmp_path)))
     assert status["state"] == "converged"
     assert status["iterations"][0]["n_selected"] == 0
+
+
+def test_single_model_campaign_selects_by_descriptor_novelty(tmp_path, foundation):
+    """committee_size 1 + select.uncertainty descriptor: a whole loop without a committee."""
+    config = parse_config(
+        tiny_campaign(
+            name="single",
+            finetune={"committee_size": 1},
+            select={"uncertainty": "descriptor", "trust_lo": 0.05, "max_labels_per_iteration": 2},
+        )
+    )
+    run_campaign(config, tmp_path, log=False)
+    status = campaign_status(open_campaign_dir(Path(tmp_path)))
+    first = status["iterations"][0]
+    assert first["n_selected"] == 2  # picked by novelty (a single model has no spread)
+    assert status["iterations"][-1]["n_labelled"] == first["n_labelled"] + 2
+    assert all(it["uncertainty"] == "descriptor" for it in status["iterations"])
+    assert all(len(it["model_ids"]) == 1 for it in status["iterations"])
+    stds = first["calibration"]["stds"]  # what selection saw: novelty, not a (zero) spread
+    assert len(stds) == 2 and all(s > 0.05 for s in stds)
+    from rich.console import Console
+
+    from frostline.report.tables import fates_table
+
+    console = Console(width=250, record=True)
+    console.print(fates_table(status))
+    assert "(descriptor)" in console.export_text()  # the window's unit in `frostline status`

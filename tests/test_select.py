@@ -288,3 +288,56 @@ def test_max_atomic_force_error():
     ref = np.zeros((3, 3))
     pred = np.array([[0.0, 0.0, 0.0], [0.3, 0.4, 0.0], [0.1, 0.0, 0.0]])
     assert max_atomic_force_error(pred, ref) == pytest.approx(0.5)
+
+
+def test_single_model_descriptor_uncertainty(foundation, h2cu, monkeypatch):
+    """uncertainty='descriptor': no committee spread needed, novelty against labels decides."""
+    labelled = h2cu[:2]
+    near = labelled[0].copy()
+    near.rattle(0.002, seed=1)
+    moved = labelled[0].copy()
+    moved.rattle(0.1, seed=2)
+    frames = [labelled[0], near, moved, h2cu[2]]
+    explored = ExploreResult(
+        candidates=[as_candidate(a, 0.0) for a in frames],  # one model: no spread at all
+        n_trajectories=1,
+        n_steps_total=10,
+        wall_time_s=0,
+    )
+    monkeypatch.setattr(SelectMaker, "_labelled_atoms", lambda self, iteration=None: labelled)
+    conv = ConvergenceConfig(max_iterations=5, accurate_fraction=0.99)
+    kwargs = {"trust_lo": 0.1, "trust_hi": 50.0, "novelty_threshold": 0.0, "convergence": conv}
+    single = SelectMaker(uncertainty="descriptor", descriptor_model=foundation, **kwargs)
+    res = single.make.original(single, explored, 0, 1)
+    assert res.uncertainty == "descriptor"
+    assert res.fates == {"accurate": 2, "selected": 2}
+    scores = [c.max_force_std for c in res.selected]
+    assert all(0.1 < s < 50 for s in scores)  # the novelty of the moved and the new frame
+    committee = SelectMaker(descriptor_model=foundation, **kwargs)
+    assert committee.make.original(committee, explored, 0, 1).fates == {"accurate": 4}
+    with pytest.raises(ValueError, match="descriptor_model"):
+        SelectMaker(uncertainty="descriptor")
+    with pytest.raises(ValueError, match="SelectMaker.uncertainty"):
+        SelectMaker(uncertainty="dropout")
+
+
+def test_descriptor_uncertainty_gets_a_window_in_its_own_units():
+    from frostline.config import DESCRIPTOR_TRUST, SelectConfig
+
+    assert (SelectConfig().trust_lo, SelectConfig().trust_hi) == (0.05, 0.5)
+    cfg = SelectConfig(uncertainty="descriptor")
+    assert (cfg.trust_lo, cfg.trust_hi) == DESCRIPTOR_TRUST
+    cfg = SelectConfig(uncertainty="descriptor", trust_lo=0.3, trust_hi=2.0)
+    assert (cfg.trust_lo, cfg.trust_hi) == (0.3, 2.0)
+    with pytest.raises(ValueError, match="trust_hi must be larger"):
+        SelectConfig(uncertainty="descriptor", trust_lo=6.0)
+
+
+def test_a_single_model_campaign_must_use_descriptor_uncertainty():
+    from frostline.config import ConfigError, parse_config
+
+    base = {"name": "one", "elements": ["Cu"], "finetune": {"committee_size": 1}}
+    with pytest.raises(ConfigError, match="committee_size 1 has no committee spread"):
+        parse_config(base, "one.yaml")
+    cfg = parse_config({**base, "select": {"uncertainty": "descriptor"}}, "one.yaml")
+    assert cfg.select.uncertainty == "descriptor" and cfg.select.trust_hi == 5.0

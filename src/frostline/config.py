@@ -122,6 +122,11 @@ class ExploreConfig(_Strict):
         return v
 
 
+DESCRIPTOR_TRUST = (0.1, 5.0)
+"""First trust window with ``uncertainty: descriptor`` (novelty units: a 0.01 Å rattle of a
+labelled H2/Cu frame is ~0.3, another adsorption geometry 0.7-2)."""
+
+
 class SelectConfig(_Strict):
     """Which explored frames are labelled (see ``frostline.select.batch`` for the fates)."""
 
@@ -132,6 +137,12 @@ class SelectConfig(_Strict):
     )
     trust: Literal["calibrated", "fixed"] = Field(
         "calibrated", description="derive the trust window from target_force_error each iteration"
+    )
+    uncertainty: Literal["committee", "descriptor"] = Field(
+        "committee",
+        description="committee: max atomic force std of the committee (eV/Å); descriptor: one "
+        "model is enough, a frame's novelty against every label bought (foundation descriptors;"
+        " trust_lo/trust_hi then in descriptor units, calibration maps them to force errors)",
     )
     trust_lo: float = Field(0.05, gt=0, description="eV/Å: below is 'accurate' (first window)")
     trust_hi: float = Field(0.5, gt=0, description="eV/Å: at or above is 'too uncertain'")
@@ -165,6 +176,11 @@ class SelectConfig(_Strict):
 
     @model_validator(mode="after")
     def _window(self) -> SelectConfig:
+        if self.uncertainty == "descriptor":  # the eV/Å defaults mean nothing in these units
+            if "trust_lo" not in self.model_fields_set:
+                self.trust_lo = DESCRIPTOR_TRUST[0]
+            if "trust_hi" not in self.model_fields_set:
+                self.trust_hi = DESCRIPTOR_TRUST[1]
         if self.trust_hi <= self.trust_lo:
             raise ValueError("trust_hi must be larger than trust_lo")
         return self
@@ -333,6 +349,15 @@ class CampaignConfig(_Strict):
         if bad:
             raise ValueError(f"unknown element(s): {', '.join(bad)}")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _uncertainty_needs_a_committee(self) -> CampaignConfig:
+        if self.finetune.committee_size == 1 and self.select.uncertainty == "committee":
+            raise ValueError(
+                "finetune.committee_size 1 has no committee spread (every frame would look "
+                "accurate): use select.uncertainty: descriptor, or committee_size >= 2"
+            )
+        return self
 
 
 def _field_path(loc: tuple) -> str:

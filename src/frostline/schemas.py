@@ -214,6 +214,12 @@ class SelectionResult(BaseModel):
     filter_reasons: dict[str, int] = Field(default_factory=dict, description="sanity rejections")
     trust_lo: float | None = None
     trust_hi: float | None = None
+    uncertainty: str = Field(
+        "committee",
+        description="what the trust window applies to: 'committee' (max atomic force std, eV/Å;"
+        " the candidates' max_force_std) or 'descriptor' (novelty against the labelled set,"
+        " stored in the selected candidates' max_force_std)",
+    )
     accurate_fraction: float
     stop_reason: str | None = None
     wall_time_s: float = 0.0
@@ -246,7 +252,10 @@ class IterationDoc(BaseModel):
     stop_reason: str | None = None
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict)
-    trust_window: list[float] | None = Field(None, description="[lo, hi] eV/Å used to select")
+    trust_window: list[float] | None = Field(
+        None, description="[lo, hi] used to select (eV/Å; descriptor units with 'descriptor')"
+    )
+    uncertainty: str = Field("committee", description="'committee' or 'descriptor' (selection)")
     calibration: dict[str, Any] | None = Field(
         None, description="committee std → true force error fit on this iteration's labels"
     )

@@ -143,6 +143,7 @@ class ActiveLearningMaker(Maker):
                 calibration_picks=se.calibration_picks,
                 cost_exponent=se.cost_exponent,
                 descriptor_model=foundation if Path(foundation).is_file() else None,
+                uncertainty=se.uncertainty,
                 device=ft.device,
                 campaign=config.name,
                 convergence=config.convergence,
@@ -295,6 +296,7 @@ class ActiveLearningMaker(Maker):
             trust_window=[selection.trust_lo, selection.trust_hi]
             if selection.trust_lo is not None
             else None,
+            uncertainty=selection.uncertainty,
             calibration=calibration.model_dump(exclude={"started_at"}) if calibration else None,
             wall_time_s=stage_times(finetuned, explored, selection, calibration, started),
         )

@@ -29,6 +29,7 @@ ITERATION_KEYS = (
     "fates",
     "filter_reasons",
     "trust_window",
+    "uncertainty",
     "calibration",
     "wall_time_s",
     "model_ids",

@@ -55,6 +55,8 @@ def status_table(status: dict) -> Table:
     return table
 
 
+_WINDOW_UNIT = {"committee": "eV/Å", "descriptor": "(descriptor)"}
+
 FATE_COLUMNS = (
     "selected",
     "accurate",
@@ -70,7 +72,7 @@ def fates_table(status: dict) -> Table:
     """One row per iteration: the fate of every explored frame, trust window, calibration."""
     table = Table(title="explored frames by fate")
     table.add_column("iter", justify="right")
-    table.add_column("trust window eV/Å", justify="right")
+    table.add_column("trust window", justify="right")
     for col in FATE_COLUMNS:
         table.add_column(col, justify="right")
     table.add_column("filter reasons")
@@ -91,7 +93,9 @@ def fates_table(status: dict) -> Table:
         reasons = ", ".join(f"{k} {v}" for k, v in (it.get("filter_reasons") or {}).items())
         table.add_row(
             str(it["index"]),
-            f"{window[0]:.3f}–{window[1]:.3f}" if window else "–",
+            (f"{window[0]:.3f}–{window[1]:.3f} " + _WINDOW_UNIT[it.get("uncertainty", "committee")])
+            if window
+            else "–",
             *(str(fates.get(col, 0)) for col in FATE_COLUMNS),
             reasons or "–",
             cal_text,

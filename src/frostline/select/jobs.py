@@ -27,6 +27,8 @@ from frostline.select.convergence import stop_reason
 from frostline.select.filters import SanityLimits
 from frostline.store import EXPOSE_STORE, current_records
 
+UNCERTAINTIES = ("committee", "descriptor")
+
 
 @dataclass
 class SelectMaker(Maker):
@@ -34,6 +36,11 @@ class SelectMaker(Maker):
 
     ``descriptor_model`` (a MACE ``.model`` path, normally the campaign's foundation) enables
     the novelty gate and diverse picking; without it selection uses the trust window only.
+
+    ``uncertainty``: ``committee`` (the committee's max atomic force std, eV/Å) or
+    ``descriptor`` (one model is enough: a frame's novelty against every label bought, in
+    descriptor units; needs ``descriptor_model``; the trust window is then in those units, and
+    calibration fits the true force error against it).
     """
 
     name: str = "select"
@@ -46,10 +53,22 @@ class SelectMaker(Maker):
     calibration_picks: int = 0
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
+    uncertainty: str = "committee"
     device: str = "cpu"
     campaign: str = "campaign"
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.uncertainty not in UNCERTAINTIES:
+            raise ValueError(
+                f"SelectMaker.uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}"
+            )
+        if self.uncertainty == "descriptor" and not self.descriptor_model:
+            raise ValueError(
+                "SelectMaker.uncertainty 'descriptor' needs descriptor_model (a MACE .model file; "
+                "campaigns use their foundation file)"
+            )
 
     @job(config=EXPOSE_STORE)
     def make(
@@ -70,12 +89,26 @@ class SelectMaker(Maker):
         explored = ExploreResult.model_validate(explored)
         lo, hi = trust if trust else (self.trust_lo, self.trust_hi)
         descriptor, labelled = None, []
-        if self.descriptor_model and (self.novelty_threshold > 0 or self.strategy == "diverse"):
+        wants_descriptor = self.novelty_threshold > 0 or self.strategy == "diverse"
+        if self.descriptor_model and (wants_descriptor or self.uncertainty == "descriptor"):
             from frostline.select.novelty import DescriptorModel
 
             descriptor = DescriptorModel(self.descriptor_model, device=self.device)
             labelled = self._labelled_atoms(iteration)
-        n = len(explored.candidates)
+        candidates = explored.candidates
+        if self.uncertainty == "descriptor":
+            from frostline.select.novelty import descriptor_uncertainty
+
+            scores = descriptor_uncertainty(
+                [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in candidates],
+                labelled,
+                descriptor,
+            )
+            candidates = [
+                c.model_copy(update={"max_force_std": s})
+                for c, s in zip(candidates, scores, strict=True)
+            ]
+        n = len(candidates)
         cap = max(
             0, min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
         )
@@ -94,7 +127,7 @@ class SelectMaker(Maker):
             return reason[0] is not None
 
         plan = plan_batch(
-            explored.candidates,
+            candidates,
             lo,
             hi,
             self.limits,
@@ -112,7 +145,7 @@ class SelectMaker(Maker):
         n_acc = plan.n_accurate
         n_failed = counts.get(Fate.TOO_UNCERTAIN, 0) + counts.get(Fate.FAILED_FILTER, 0)
         return SelectionResult(
-            selected=[explored.candidates[i] for i in plan.selected],
+            selected=[candidates[i] for i in plan.selected],
             n_candidates=n,
             n_accurate=n_acc,
             n_uncertain=n - n_acc - n_failed,  # calibration picks count where their std put them
@@ -124,6 +157,7 @@ class SelectMaker(Maker):
             filter_reasons=plan.reason_counts(),
             trust_lo=lo,
             trust_hi=hi,
+            uncertainty=self.uncertainty,
             accurate_fraction=n_acc / n if n else 0.0,
             stop_reason=reason[0],
             wall_time_s=time.perf_counter() - t0,

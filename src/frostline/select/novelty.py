@@ -115,3 +115,20 @@ class NoveltyIndex:
     def novelty(self, descriptors: np.ndarray, symbols: Sequence[str]) -> float:
         """Largest per-atom distance to the labelled environments (0: an exact duplicate)."""
         return float(self.atom_distances(descriptors, symbols).max(initial=0.0))
+
+
+def descriptor_uncertainty(
+    structures: Sequence[Atoms],
+    labelled: Sequence[Atoms],
+    descriptor: DescriptorModel,
+) -> list[float]:
+    """Single-model uncertainty: each structure's novelty against ``labelled``.
+
+    The largest distance of any atom's descriptor to the nearest labelled environment of its
+    element (inf for an element nothing labelled contains). Needs no committee; calibration
+    against the true errors of labelled frames turns it into a force-error estimate.
+    """
+    index = NoveltyIndex()
+    for atoms in labelled:
+        index.add(descriptor(atoms), atoms.get_chemical_symbols())
+    return [index.novelty(descriptor(a), a.get_chemical_symbols()) for a in structures]
