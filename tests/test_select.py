@@ -341,3 +341,21 @@ def test_a_single_model_campaign_must_use_descriptor_uncertainty():
         parse_config(base, "one.yaml")
     cfg = parse_config({**base, "select": {"uncertainty": "descriptor"}}, "one.yaml")
     assert cfg.select.uncertainty == "descriptor" and cfg.select.trust_hi == 5.0
+
+
+def test_typical_hi_reference_keeps_ordinary_frames_of_a_poor_model():
+    """A model poor everywhere: the target-based trust_hi cuts into ordinary frames."""
+    std = np.linspace(0.05, 0.45, 8)
+    err = 0.4 + 3.0 * std  # median 1.15 eV/Å, above the 0.3 target everywhere
+    target = fit_calibration(std, err, target_error=0.3, hi_factor=3.0)
+    typical = fit_calibration(std, err, 0.3, 3.0, hi_reference="typical")
+    assert target.trust_hi < std.max() < typical.trust_hi
+    assert typical.hi_reference_error == pytest.approx(np.median(err))
+    assert typical.trust_hi == pytest.approx((3 * np.median(err) - 0.4) / 3.0)
+    assert typical.trust_lo == target.trust_lo  # "accurate" still means the target
+    good = 0.02 + 2.5 * std * 0.3  # an accurate model: median below the target, rules agree
+    a = fit_calibration(std, good, 0.3, 3.0)
+    b = fit_calibration(std, good, 0.3, 3.0, hi_reference="typical")
+    assert (a.trust_lo, a.trust_hi) == (b.trust_lo, b.trust_hi)
+    with pytest.raises(ValueError, match="hi_reference"):
+        fit_calibration(std, err, 0.3, hi_reference="median")

@@ -152,6 +152,12 @@ class SelectConfig(_Strict):
     hi_factor: float = Field(
         3.0, gt=1, description="calibrated trust_hi: std where error reaches hi_factor x target"
     )
+    hi_reference: Literal["target", "typical"] = Field(
+        "target",
+        description="calibrated trust_hi: hi_factor x the target error, or x the larger of the "
+        "target and the batch's median true error (typical: a poor model does not call most "
+        "ordinary frames too uncertain)",
+    )
     min_calibration_points: int = Field(5, ge=2)
     novelty_threshold: float = Field(
         0.02, ge=0, description="descriptor distance below which a frame is a duplicate (0: off)"

@@ -66,6 +66,7 @@ class CalibrationSettings:
     target_error: float = 0.3
     hi_factor: float = 3.0
     min_points: int = 5
+    hi_reference: str = "target"
 
 
 @dataclass
@@ -154,6 +155,7 @@ class ActiveLearningMaker(Maker):
                 target_error=se.target_force_error,
                 hi_factor=se.hi_factor,
                 min_points=se.min_calibration_points,
+                hi_reference=se.hi_reference,
             ),
             label=LabelMaker(oracle=config.oracle, campaign=config.name, routing=routes),
             routing=routes,
@@ -223,6 +225,7 @@ class ActiveLearningMaker(Maker):
             self.calibration.hi_factor,
             self.calibration.min_points,
             self.select.device,
+            self.calibration.hi_reference,
         )
         cal.name = f"calibrate {index}"
         adv = self.advance(

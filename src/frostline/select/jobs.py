@@ -187,6 +187,7 @@ def calibrate_committee(
     hi_factor: float = 3.0,
     min_points: int = 5,
     device: str = "auto",
+    hi_reference: str = "target",
 ) -> Calibration:
     """Fit committee std → true max force error on the batch just labelled.
 
@@ -209,6 +210,8 @@ def calibrate_committee(
             max_atomic_force_error(f, np.asarray(x.forces))
             for f, (_, x) in zip(forces, pairs, strict=True)
         ]
-    cal = fit_calibration(stds, errors, target_error, hi_factor, min_points)
+    cal = fit_calibration(
+        stds, errors, target_error, hi_factor, min_points, hi_reference=hi_reference
+    )
     cal.started_at, cal.wall_time_s = started_at, time.perf_counter() - t0
     return cal
