@@ -91,9 +91,9 @@ class SelectMaker(Maker):
         descriptor, labelled = None, []
         wants_descriptor = self.novelty_threshold > 0 or self.strategy == "diverse"
         if self.descriptor_model and (wants_descriptor or self.uncertainty == "descriptor"):
-            from frostline.select.novelty import DescriptorModel
+            from frostline.select.novelty import DescriptorModel, memoized
 
-            descriptor = DescriptorModel(self.descriptor_model, device=self.device)
+            descriptor = memoized(DescriptorModel(self.descriptor_model, device=self.device))
             labelled = self._labelled_atoms(iteration)
         candidates = explored.candidates
         if self.uncertainty == "descriptor":

@@ -13,7 +13,7 @@ adsorption geometry 0.7-2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,20 @@ class DescriptorModel:
     def __call__(self, atoms: Atoms) -> np.ndarray:
         """(n_atoms, n_features) invariant descriptors."""
         return np.asarray(self.calc.get_descriptors(atoms, invariants_only=True), dtype=float)
+
+
+def memoized(descriptor: DescriptorModel):
+    """``descriptor`` remembering its results by species, positions and cell (a frame scored
+    for uncertainty and then gated for novelty is described once)."""
+    cache: dict[tuple[bytes, bytes, bytes], np.ndarray] = {}
+
+    def describe(atoms: Atoms) -> np.ndarray:
+        key = (atoms.numbers.tobytes(), atoms.positions.tobytes(), atoms.cell.array.tobytes())
+        if key not in cache:
+            cache[key] = descriptor(atoms)
+        return cache[key]
+
+    return describe
 
 
 def _rms_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -120,7 +134,7 @@ class NoveltyIndex:
 def descriptor_uncertainty(
     structures: Sequence[Atoms],
     labelled: Sequence[Atoms],
-    descriptor: DescriptorModel,
+    descriptor: Callable[[Atoms], np.ndarray],
 ) -> list[float]:
     """Single-model uncertainty: each structure's novelty against ``labelled``.
 
