@@ -13,9 +13,15 @@ settings; only the selection differs:
 - ``frostline-typical`` (only with ``--arms``): ``frostline`` with ``hi_reference: typical``
   (compare with ``--al-arm frostline-typical``).
 
-Prints a table of force MAE on the fixed validation set versus labels spent, writes a PNG, and
-last "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5), the target
-being the best force MAE the random campaign reaches (or ``--target``). With ``--seeds N`` every
+Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
+equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
+exploration temperatures from fresh starts, ``--md-test-starts`` per temperature; the
+configurations a campaign is run to describe, independent of every arm's exploration). For each:
+a table of force MAE versus labels spent, a PNG (``selection.png``, ``selection_md_test.png``)
+and labels needed to reach the target, the target being the best force MAE the random campaign
+reaches (or ``--target``). The validation-set ratio is printed, then last, on the oracle-MD
+test set, "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5;
+with ``--md-test-starts 0`` the validation set's). With ``--seeds N`` every
 arm runs N times (campaign seed 0..N-1: seeds, committee, exploration and picks differ) and the
 curves are averaged point by point before the ratio is taken.
 
@@ -36,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from ase import Atoms
 
 from frostline.config import parse_config
 from frostline.flows.campaign import run_campaign
@@ -87,6 +94,87 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     return base
 
 
+def oracle_md_test_set(args: argparse.Namespace, path: Path) -> list[Atoms]:
+    """Frames of the oracle's own MD at the exploration temperatures, labelled (cached).
+
+    The distribution a campaign is for: Langevin MD with GFN1-xTB itself (not a model) from
+    fresh H2/Cu(111) starts (a seed no campaign uses), ``--md-test-starts`` per temperature,
+    a frame every 20 steps after 40 steps. Independent of every arm's exploration.
+    """
+    from ase import units
+    from ase.io import read, write
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from frostline.label.calculators import xtb_calculator
+    from frostline.structures import h2_cu111_structures
+
+    if path.exists():
+        return read(path, ":")
+    rng = np.random.default_rng(12345)
+    calc = xtb_calculator()
+    frames = []
+    for temperature in args.temperatures:
+        for start in h2_cu111_structures(args.md_test_starts, rng, include_references=False):
+            atoms = start.copy()
+            atoms.calc = calc
+            MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+            dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+            for step in range(40, args.steps + 1, 20):
+                dyn.run(40 if step == 40 else 20)
+                frame = atoms.copy()
+                frame.calc = None
+                frame.info["REF_energy"] = float(atoms.get_potential_energy())
+                frame.arrays["REF_forces"] = np.asarray(atoms.get_forces(), dtype=float)
+                frame.info["temperature"] = temperature
+                frames.append(frame)
+    write(path, frames, format="extxyz")
+    return read(path, ":")
+
+
+def md_test_curve(folder: Path, test: list[Atoms]) -> list[tuple[int, float]]:
+    """(training labels, force MAE meV/Å on ``test``) of every iteration's committee (mean)."""
+    from frostline.finetune.committee import load_committee
+    from frostline.schemas import ModelDoc
+
+    records = open_campaign_dir(folder)
+    status = campaign_status(records)
+    points = []
+    for it in status["iterations"]:
+        docs = records.find(
+            "model_docs",
+            {"campaign": status["campaign"], "iteration": it["index"], "kind": "committee-member"},
+        )
+        if not docs:
+            continue
+        calc = load_committee(records, [ModelDoc(**d) for d in docs], device="cpu")
+        errors = []
+        for atoms in test:
+            a = atoms.copy()
+            a.calc = calc
+            errors.append(np.abs(a.get_forces() - atoms.arrays["REF_forces"]).ravel())
+        points.append((it["n_labelled"], 1000 * float(np.concatenate(errors).mean())))
+    return points
+
+
+def cached_md_test_curve(folder: Path, test: list[Atoms]) -> list[tuple[int, float]]:
+    """``md_test_curve``, remembered in ``FOLDER/md-test-curve.json`` (keyed by the test set)."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(
+        b"".join(a.arrays["REF_forces"].tobytes() + a.positions.tobytes() for a in test)
+    ).hexdigest()
+    cache = folder / "md-test-curve.json"
+    if cache.exists():
+        doc = json.loads(cache.read_text())
+        if doc.get("test_set") == key:
+            return [tuple(p) for p in doc["points"]]
+    points = md_test_curve(folder, test)
+    cache.write_text(json.dumps({"test_set": key, "points": points}))
+    return points
+
+
 def curve(folder: Path) -> list[tuple[int, float]]:
     """(training labels, validation force MAE meV/Å) of every iteration's committee."""
     status = campaign_status(open_campaign_dir(folder))
@@ -113,7 +201,9 @@ def labels_to_reach(points: list[tuple[int, float]], target: float) -> float | N
     return None
 
 
-def plot(curves: dict[str, list[tuple[int, float]]], target: float, path: Path) -> None:
+def plot(
+    curves: dict[str, list[tuple[int, float]]], target: float, path: Path, test_set: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,11 +214,39 @@ def plot(curves: dict[str, list[tuple[int, float]]], target: float, path: Path) 
         ax.plot(*zip(*pts, strict=True), "o-", label=name)
     ax.axhline(target, color="grey", ls="--", lw=1, label="target")
     ax.set_xlabel("training labels (oracle calls)")
-    ax.set_ylabel("validation force MAE (meV/Å)")
+    ax.set_ylabel(f"{test_set} force MAE (meV/Å)")
     ax.set_title("selection strategies, H2/Cu(111), GFN1-xTB oracle")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(
+    curves: dict[str, list[tuple[int, float]]],
+    target: float | None,
+    test_set: str,
+    al_arm: str,
+    path: Path,
+) -> float:
+    """Print the curves and labels-to-target of every arm on one test set; the AL / random ratio."""
+    if target is None:
+        target = min(e for _, e in curves.get("random", next(iter(curves.values()))))
+    print(f"\n{test_set} force MAE (meV/Å) at n training labels")
+    for name, pts in curves.items():
+        print(f"{name:<18} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
+    plot(curves, target, path, test_set)
+    print(f"plot: {path}")
+    need = {name: labels_to_reach(pts, target) for name, pts in curves.items()}
+    for name, n in need.items():
+        print(
+            f"labels to reach {target:.1f} meV/Å, {name}: " + (f"{n:.1f}" if n else "not reached")
+        )
+    al, rnd = need.get(al_arm), need.get("random")
+    ratio = al / rnd if al and rnd else float("nan")
+    if not np.isfinite(ratio):
+        print("(a strategy did not reach the target within its iterations)")
+    return ratio
 
 
 def main() -> None:
@@ -149,6 +267,12 @@ def main() -> None:
     )
     parser.add_argument("--starts", type=int, default=2, help="MD starts per temperature")
     parser.add_argument("--steps", type=int, default=120, help="MD steps (a frame every 10)")
+    parser.add_argument(
+        "--md-test-starts",
+        type=int,
+        default=2,
+        help="oracle-MD test set: GFN1-xTB MD starts per temperature (0: validation set only)",
+    )
     parser.add_argument("--engine", default="batched", choices=["ase", "batched"])
     parser.add_argument("--dtype", default="float32", choices=["float64", "float32"])
     parser.add_argument("--target", type=float, default=None, help="meV/Å (default: random's best)")
@@ -162,36 +286,35 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("jobflow").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    curves = {}
+    curves, md_curves = {}, {}
+    md_test = []
+    if args.md_test_starts > 0:
+        md_test = oracle_md_test_set(args, args.out / "oracle-md-test.extxyz")
+        print(f"oracle-MD test set: {len(md_test)} frames ({args.out / 'oracle-md-test.extxyz'})")
     for name in args.arms:
-        per_seed = []
+        per_seed, md_per_seed = [], []
         for seed in range(args.seeds):
             folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
             if not (folder / "campaign.yaml").exists():
                 print(f"running {name} (seed {seed}) ...", flush=True)
                 run_campaign(parse_config(arm_config(name, args, seed), name), folder, log=False)
             per_seed.append(curve(folder))
+            if md_test:
+                md_per_seed.append(cached_md_test_curve(folder, md_test))
             status = campaign_status(open_campaign_dir(folder))
             write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
         curves[name] = mean_curve(per_seed)
-    target = args.target
-    if target is None:
-        target = min(e for _, e in curves.get("random", next(iter(curves.values()))))
-    print("\nvalidation force MAE (meV/Å) at n training labels")
-    for name, pts in curves.items():
-        print(f"{name:<10} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
-    plot(curves, target, args.out / "selection.png")
-    print(f"plot: {args.out / 'selection.png'}")
-    need = {name: labels_to_reach(pts, target) for name, pts in curves.items()}
-    for name, n in need.items():
-        print(
-            f"labels to reach {target:.1f} meV/Å, {name}: " + (f"{n:.1f}" if n else "not reached")
-        )
-    al, rnd = need.get(args.al_arm), need.get("random")
-    ratio = al / rnd if al and rnd else float("nan")
-    if not np.isfinite(ratio):
-        print("(a strategy did not reach the target within its iterations)")
-    print(f"labels needed to reach the target force MAE, AL / random = {ratio:.2f}")
+        if md_test:
+            md_curves[name] = mean_curve(md_per_seed)
+    val_ratio = report(curves, args.target, "validation", args.al_arm, args.out / "selection.png")
+    if not md_curves:
+        print(f"labels needed to reach the target force MAE, AL / random = {val_ratio:.2f}")
+        return
+    print(f"validation set (rattled seeds): AL / random = {val_ratio:.2f}")
+    md_ratio = report(
+        md_curves, args.target, "oracle-MD test", args.al_arm, args.out / "selection_md_test.png"
+    )
+    print(f"labels needed to reach the target force MAE, AL / random = {md_ratio:.2f}")
 
 
 if __name__ == "__main__":
