@@ -183,3 +183,19 @@ def test_single_model_campaign_selects_by_descriptor_novelty(tmp_path, foundatio
     console = Console(width=250, record=True)
     console.print(fates_table(status))
     assert "(descriptor)" in console.export_text()  # the window's unit in `frostline status`
+
+
+def test_fates_table_reads_iterations_recorded_before_the_uncertainty_field():
+    """Campaigns stored before ``uncertainty`` existed (the key comes back as None) still show
+    their committee window in eV/Å instead of crashing ``frostline status``."""
+    from rich.console import Console
+
+    from frostline.report.tables import fates_table
+
+    old = {"index": 0, "fates": {"selected": 8, "over budget": 36}, "trust_window": [0.05, 0.15]}
+    status = {"campaign": "old", "iterations": [{**old, "uncertainty": None}, {**old, "index": 1}]}
+    console = Console(width=250, record=True)
+    console.print(fates_table(status))
+    text = console.export_text()
+    assert text.count("0.050–0.150 eV/Å") == 2
+    assert "36" in text

@@ -91,11 +91,10 @@ def fates_table(status: dict) -> Table:
         else:
             cal_text = cal.get("note") or "–"
         reasons = ", ".join(f"{k} {v}" for k, v in (it.get("filter_reasons") or {}).items())
+        unit = _WINDOW_UNIT[it.get("uncertainty") or "committee"]  # None: recorded before the key
         table.add_row(
             str(it["index"]),
-            (f"{window[0]:.3f}–{window[1]:.3f} " + _WINDOW_UNIT[it.get("uncertainty", "committee")])
-            if window
-            else "–",
+            f"{window[0]:.3f}–{window[1]:.3f} {unit}" if window else "–",
             *(str(fates.get(col, 0)) for col in FATE_COLUMNS),
             reasons or "–",
             cal_text,
