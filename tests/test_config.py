@@ -64,6 +64,7 @@ def test_unknown_field_is_named(tmp_path):
         ("select", {"strategy": "greedy"}, "select.strategy"),
         ("select", {"novelty_threshold": -1}, "select.novelty_threshold"),
         ("select", {"hi_factor": 0.5}, "select.hi_factor"),
+        ("select", {"calibration_history": 0}, "select.calibration_history"),
         ("explore", {"temperatures": [-5]}, "explore.temperatures"),
         ("select", {"trust_lo": 0.3, "trust_hi": 0.1}, "select"),
         ("oracle", {"name": "gaussian"}, "oracle.name"),
@@ -102,3 +103,13 @@ def test_relative_paths_resolve_against_config_folder(tmp_path):
     data = tiny_campaign(system={"builder": None, "seeds_file": "seeds.extxyz"})
     config = load_config(write(tmp_path, data))
     assert config.system.seeds_file == tmp_path / "seeds.extxyz"
+
+
+def test_calibration_history_reaches_the_calibrate_job():
+    from frostline.flows.active_learning import ActiveLearningMaker
+
+    config = parse_config(tiny_campaign(select={"trust": "calibrated", "calibration_history": 3}))
+    maker = ActiveLearningMaker.from_config(config, "mini")
+    assert maker.calibration.history == 3
+    default = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini")
+    assert default.calibration.history == 1

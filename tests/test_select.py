@@ -359,3 +359,32 @@ def test_typical_hi_reference_keeps_ordinary_frames_of_a_poor_model():
     assert (a.trust_lo, a.trust_hi) == (b.trust_lo, b.trust_hi)
     with pytest.raises(ValueError, match="hi_reference"):
         fit_calibration(std, err, 0.3, hi_reference="median")
+
+
+def test_calibration_history_pools_the_last_batches():
+    """history N: this batch plus the N-1 iterations before it (from their documents); the
+    pooled fit of three noisy 8-point batches recovers the relation one batch cannot."""
+    from frostline.select.calibration import pooled_points
+
+    rng = np.random.default_rng(3)
+
+    def batch():
+        std = rng.uniform(0.05, 0.5, 8)
+        return std, 0.1 + 2.0 * std + rng.normal(0, 0.25, 8)
+
+    docs = []
+    for i in range(4):
+        s, e = batch()
+        docs.append({"index": i, "calibration": {"stds": s.tolist(), "errors": e.tolist()}})
+    docs.append({"index": 2, "calibration": {"stds": [0.1], "errors": []}})  # mismatched: skipped
+    docs.append({"index": 3, "calibration": None})  # nothing recorded: skipped
+    s, e = batch()
+    stds, errors, added = pooled_points(s, e, docs, index=4, history=3)
+    assert added == [2, 3] and len(stds) == len(errors) == 24
+    assert stds[:8] == list(s)  # this batch first, then the earlier ones in order
+    assert pooled_points(s, e, docs, index=4, history=1)[2] == []
+    pooled = fit_calibration(stds, errors, 0.3)
+    single = fit_calibration(s, e, 0.3)
+    assert abs(pooled.slope - 2.0) < abs(single.slope - 2.0)
+    with pytest.raises(ValueError, match="history"):
+        pooled_points(s, e, docs, index=4, history=0)

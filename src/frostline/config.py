@@ -159,6 +159,13 @@ class SelectConfig(_Strict):
         "ordinary frames too uncertain)",
     )
     min_calibration_points: int = Field(5, ge=2)
+    calibration_history: int = Field(
+        1,
+        ge=1,
+        description="fit the calibration on the labelled batches of the last N iterations (this "
+        "one included; each pair measured with its own iteration's committee): a steadier window "
+        "than one batch of max_labels_per_iteration points",
+    )
     novelty_threshold: float = Field(
         0.02, ge=0, description="descriptor distance below which a frame is a duplicate (0: off)"
     )

@@ -14,9 +14,10 @@ and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick a
 twice the epochs (the target must not come from an under-trained model); for the same reason a
 sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is retrained with twice
 the epochs and the better of the two on validation is kept (up to the size where the curve reaches
-the target; later sizes cannot change the ratio). Test sets are fixed and separate. Prints a table
-per case, writes a PNG per case, the ratio "training points the sweep-chosen fine-tune needs to
-reach the from-scratch full-data force MAE, divided by N" per case, and last the larger ratio:
+the target; later sizes cannot change the ratio; ``--extend-all``: every size). Test sets are
+fixed and separate. Prints a table per case, writes a PNG per case, the ratio "training points
+the sweep-chosen fine-tune needs to reach the from-scratch full-data force MAE, divided by N"
+per case, and last the larger ratio:
 
     .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
         [--foundation PATH] [--lr-finetune 0.002] [--patience 15] [--epoch-scale 2]
@@ -261,7 +262,8 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         results["sweep"][n] = results[best][n]
         results["sweep level"][n] = (float(best[1:]), 0.0)
         reached = any(results["sweep"][m][0] <= target for m in sizes if m < n)
-        if not reached and not stopped_early(out / case / f"n{n}" / best, best):
+        capped = not stopped_early(out / case / f"n{n}" / best, best)
+        if capped and (args.extend_all or not reached):
             # the target comes from a scratch model trained twice as long; a fine-tune that ended
             # at its epoch cap still improving gets the same treatment (sizes after the curve
             # reached the target cannot change the ratio and are left at 1x)
@@ -353,6 +355,7 @@ def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
     passed += ["--foundation", str(args.foundation), "--lr", str(args.lr)]
     passed += ["--lr-finetune", str(args.lr_finetune), "--patience", str(args.patience)]
     passed += ["--epoch-scale", str(args.epoch_scale)]
+    passed += ["--extend-all"] if args.extend_all else []
     processes = {}
     for i, case in enumerate(args.cases):
         if i >= args.jobs:  # wait for a free slot
@@ -380,6 +383,11 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--cases", nargs="+", default=["h2cu", "alloys"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--extend-all",
+        action="store_true",
+        help="2x-epoch retrain of every capped sweep fine-tune, also after the target is reached",
+    )
     parser.add_argument("--quick", action="store_true", help="3 epochs: a smoke run")
     parser.add_argument(
         "--jobs",

@@ -67,6 +67,7 @@ class CalibrationSettings:
     hi_factor: float = 3.0
     min_points: int = 5
     hi_reference: str = "target"
+    history: int = 1
 
 
 @dataclass
@@ -156,6 +157,7 @@ class ActiveLearningMaker(Maker):
                 hi_factor=se.hi_factor,
                 min_points=se.min_calibration_points,
                 hi_reference=se.hi_reference,
+                history=se.calibration_history,
             ),
             label=LabelMaker(oracle=config.oracle, campaign=config.name, routing=routes),
             routing=routes,
@@ -226,6 +228,9 @@ class ActiveLearningMaker(Maker):
             self.calibration.min_points,
             self.select.device,
             self.calibration.hi_reference,
+            self.calibration.history,
+            self.campaign,
+            index,
         )
         cal.name = f"calibrate {index}"
         adv = self.advance(

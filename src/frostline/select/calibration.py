@@ -42,6 +42,11 @@ class Calibration(BaseModel):
     hi_reference_error: float | None = Field(
         None, description="eV/Å: the error that hi_factor multiplies (target or typical)"
     )
+    pooled_from: list[int] = Field(
+        default_factory=list,
+        description="earlier iterations whose batch points were added to the fit (``stds`` and "
+        "``errors`` hold this batch's points only; ``n_points`` counts all that were fitted)",
+    )
     note: str | None = Field(None, description="why no window was derived, if none was")
     started_at: float | None = Field(None, description="epoch seconds when calibration began")
     wall_time_s: float = 0.0
@@ -98,3 +103,31 @@ def fit_calibration(
     cal.trust_lo, cal.trust_hi = lo, max(hi, 2.0 * lo)
     cal.hi_reference_error = reference
     return cal
+
+
+def pooled_points(
+    stds: Sequence[float],
+    errors: Sequence[float],
+    earlier: Sequence[dict],
+    index: int,
+    history: int,
+) -> tuple[list[float], list[float], list[int]]:
+    """This batch's (std, error) pairs plus those of the ``history - 1`` iterations before
+    ``index``, read from their iteration documents (``calibration.stds`` / ``errors``).
+
+    Returns (stds, errors, indices of the iterations added). Documents outside the window,
+    without calibration points or with mismatched lists are skipped.
+    """
+    if history < 1:
+        raise ValueError(f"calibration history must be >= 1, got {history}")
+    all_stds, all_errors, added = list(stds), list(errors), []
+    for doc in sorted(earlier, key=lambda d: d.get("index", -1)):
+        i = doc.get("index")
+        cal = doc.get("calibration") or {}
+        s, e = cal.get("stds") or [], cal.get("errors") or []
+        if i is None or not index - history < i < index or not s or len(s) != len(e):
+            continue
+        all_stds += list(s)
+        all_errors += list(e)
+        added.append(int(i))
+    return all_stds, all_errors, added

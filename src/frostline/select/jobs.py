@@ -22,7 +22,12 @@ from frostline.schemas import (
     structure_hash,
 )
 from frostline.select.batch import Fate, plan_batch
-from frostline.select.calibration import Calibration, fit_calibration, max_atomic_force_error
+from frostline.select.calibration import (
+    Calibration,
+    fit_calibration,
+    max_atomic_force_error,
+    pooled_points,
+)
 from frostline.select.convergence import stop_reason
 from frostline.select.filters import SanityLimits
 from frostline.store import EXPOSE_STORE, current_records
@@ -188,11 +193,16 @@ def calibrate_committee(
     min_points: int = 5,
     device: str = "auto",
     hi_reference: str = "target",
+    history: int = 1,
+    campaign: str | None = None,
+    index: int = 0,
 ) -> Calibration:
     """Fit committee std → true max force error on the batch just labelled.
 
     The committee that explored (``finetuned``) predicts the new labels; its mean-force error
-    per structure is paired with the std that selection saw for that structure.
+    per structure is paired with the std that selection saw for that structure. With
+    ``history`` > 1 the points of the ``history - 1`` iterations before ``index`` of
+    ``campaign`` (from their iteration documents in the store) join the fit.
     """
     started_at, t0 = time.time(), time.perf_counter()
     finetuned = FineTuneResult.model_validate(finetuned)
@@ -210,8 +220,17 @@ def calibrate_committee(
             max_atomic_force_error(f, np.asarray(x.forces))
             for f, (_, x) in zip(forces, pairs, strict=True)
         ]
+    fit_stds, fit_errors, added = stds, errors, []
+    if history > 1 and campaign is not None:
+        window = {"$gte": index - history + 1, "$lt": index}
+        earlier = current_records().find("iterations", {"campaign": campaign, "index": window})
+        fit_stds, fit_errors, added = pooled_points(stds, errors, earlier, index, history)
     cal = fit_calibration(
-        stds, errors, target_error, hi_factor, min_points, hi_reference=hi_reference
+        fit_stds, fit_errors, target_error, hi_factor, min_points, hi_reference=hi_reference
     )
+    if added:  # the document keeps this batch's (finite) points; the fit used all of them
+        batch = [(s, e) for s, e in zip(stds, errors, strict=True) if np.isfinite([s, e]).all()]
+        cal.stds, cal.errors = [float(s) for s, _ in batch], [float(e) for _, e in batch]
+        cal.pooled_from = added
     cal.started_at, cal.wall_time_s = started_at, time.perf_counter() - t0
     return cal
