@@ -134,7 +134,9 @@ def oracle_md_test_set(args: argparse.Namespace, path: Path) -> list[Atoms]:
 
 def md_test_curve(folder: Path, test: list[Atoms]) -> list[tuple[int, float]]:
     """(training labels, force MAE meV/Å on ``test``) of every iteration's committee (mean)."""
+    from frostline.distill.validate import predict_atoms
     from frostline.finetune.committee import load_committee
+    from frostline.finetune.evaluate import error_metrics
     from frostline.schemas import ModelDoc
 
     records = open_campaign_dir(folder)
@@ -148,12 +150,11 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> list[tuple[int, float]]:
         if not docs:
             continue
         calc = load_committee(records, [ModelDoc(**d) for d in docs], device="cpu")
-        errors = []
-        for atoms in test:
-            a = atoms.copy()
-            a.calc = calc
-            errors.append(np.abs(a.get_forces() - atoms.arrays["REF_forces"]).ravel())
-        points.append((it["n_labelled"], 1000 * float(np.concatenate(errors).mean())))
+        energies, forces = predict_atoms(calc, test)
+        reference = ([a.info["REF_energy"] for a in test], [a.arrays["REF_forces"] for a in test])
+        points.append(
+            (it["n_labelled"], error_metrics(*reference, energies, forces).force_mae_mev_per_a)
+        )
     return points
 
 
