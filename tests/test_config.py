@@ -65,6 +65,7 @@ def test_unknown_field_is_named(tmp_path):
         ("select", {"novelty_threshold": -1}, "select.novelty_threshold"),
         ("select", {"hi_factor": 0.5}, "select.hi_factor"),
         ("select", {"calibration_history": 0}, "select.calibration_history"),
+        ("select", {"sampling_power": -1}, "select.sampling_power"),
         ("explore", {"temperatures": [-5]}, "explore.temperatures"),
         ("select", {"trust_lo": 0.3, "trust_hi": 0.1}, "select"),
         ("oracle", {"name": "gaussian"}, "oracle.name"),
@@ -113,3 +114,11 @@ def test_calibration_history_reaches_the_calibrate_job():
     assert maker.calibration.history == 3
     default = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini")
     assert default.calibration.history == 1
+
+
+def test_stochastic_strategy_reaches_the_select_job():
+    from frostline.flows.active_learning import ActiveLearningMaker
+
+    select = {"strategy": "stochastic", "sampling_power": 2.0}
+    maker = ActiveLearningMaker.from_config(parse_config(tiny_campaign(select=select)), "mini")
+    assert (maker.select.strategy, maker.select.sampling_power) == ("stochastic", 2.0)

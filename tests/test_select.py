@@ -215,6 +215,74 @@ def test_random_strategy_ignores_the_committee():
         plan_batch(cands, 0.05, 0.5, LIMITS, cap=4, strategy="greedy")
 
 
+def test_stochastic_picks_in_proportion_to_the_score():
+    # two frames in the window (std 0.1 and 0.3), one accurate, one too uncertain; one pick
+    cands = [candidate(s) for s in (0.1, 0.3, 0.01, 0.9)]
+    picks = []
+    for seed in range(600):
+        plan = plan_batch(
+            cands, 0.05, 0.5, LIMITS, cap=1, strategy="stochastic", rng=np.random.default_rng(seed)
+        )
+        assert plan.fates[2] == Fate.ACCURATE and plan.fates[3] == Fate.TOO_UNCERTAIN
+        assert len(plan.selected) == 1 and plan.fates.count(Fate.OVER_BUDGET) == 1
+        picks.append(plan.selected[0])
+    share = picks.count(0) / len(picks)
+    assert 0.19 < share < 0.31  # p = 0.1 / (0.1 + 0.3) = 0.25; diverse would never pick it
+    assert plan_batch(cands, 0.05, 0.5, LIMITS, cap=1).selected == [1]
+    squared = [
+        plan_batch(
+            cands,
+            0.05,
+            0.5,
+            LIMITS,
+            1,
+            "stochastic",
+            np.random.default_rng(seed),
+            sampling_power=2.0,
+        ).selected[0]
+        for seed in range(600)
+    ]
+    assert 0.05 < squared.count(0) / 600 < 0.16  # p = 0.01 / (0.01 + 0.09) = 0.1
+    uniform = [
+        plan_batch(
+            cands,
+            0.05,
+            0.5,
+            LIMITS,
+            1,
+            "stochastic",
+            np.random.default_rng(seed),
+            sampling_power=0.0,
+        ).selected[0]
+        for seed in range(600)
+    ]
+    assert 0.43 < uniform.count(0) / 600 < 0.57
+
+
+def test_stochastic_respects_cap_gate_and_window(descriptor, h2cu):
+    a = h2cu[0]
+    cands = [as_candidate(a, 0.40), as_candidate(a.copy(), 0.39)]  # a duplicate pair
+    cands += [as_candidate(x, 0.2) for x in h2cu[1:6]] + [candidate(0.9), candidate(0.01)]
+    for seed in range(5):
+        plan = plan_batch(
+            cands,
+            0.05,
+            0.5,
+            LIMITS,
+            cap=3,
+            strategy="stochastic",
+            rng=np.random.default_rng(seed),
+            descriptor=descriptor,
+            novelty_threshold=0.01,
+        )
+        assert len(plan.selected) == 3
+        assert not {0, 1} <= set(plan.selected)  # never both of a duplicate pair
+        assert plan.fates[-2] == Fate.TOO_UNCERTAIN and plan.fates[-1] == Fate.ACCURATE
+        for i, twin in ((0, 1), (1, 0)):
+            if i in plan.selected:
+                assert plan.fates[twin] == Fate.DUPLICATE
+
+
 def test_calibration_picks_sample_the_whole_plausible_range():
     stds = [0.01] * 10 + [0.2] * 10 + [0.9] * 5  # accurate, in the window, too uncertain
     cands = [candidate(s) for s in stds] + [candidate(0.01, squeeze=True)]

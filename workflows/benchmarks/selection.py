@@ -55,6 +55,13 @@ ARMS = {
     "frostline": {"strategy": "diverse", "trust": "calibrated"},
     # the same, "too uncertain" measured against the model's current error, not the target
     "frostline-typical": {"strategy": "diverse", "trust": "calibrated", "hi_reference": "typical"},
+    # picks drawn in proportion to the score; the window fitted on the last 3 labelled batches
+    "frostline-stochastic": {
+        "strategy": "stochastic",
+        "trust": "calibrated",
+        "hi_reference": "typical",
+        "calibration_history": 3,
+    },
     "dpgen": {
         "strategy": "dpgen",
         "trust": "fixed",

@@ -143,6 +143,7 @@ class ActiveLearningMaker(Maker):
                 strategy=se.strategy,
                 novelty_threshold=se.novelty_threshold,
                 calibration_picks=se.calibration_picks,
+                sampling_power=se.sampling_power,
                 cost_exponent=se.cost_exponent,
                 descriptor_model=foundation if Path(foundation).is_file() else None,
                 uncertainty=se.uncertainty,

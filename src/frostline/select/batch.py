@@ -39,7 +39,8 @@ class Fate(StrEnum):
     NOT_NEEDED = "not needed"
 
 
-STRATEGIES = ("diverse", "dpgen", "random")
+STRATEGIES = ("diverse", "stochastic", "dpgen", "random")
+SCORED = ("diverse", "stochastic")  # strategies that rank by uncertainty per cost x novelty
 
 
 @dataclass
@@ -90,15 +91,20 @@ def plan_batch(
     cost_exponent: float = 0.0,
     stop: Callable[[int, int], bool] | None = None,
     calibration_picks: int = 0,
+    sampling_power: float = 1.0,
 ) -> BatchPlan:
     """Apply the rules in order (filters, trust window, novelty vs labelled, budget).
 
     ``strategy``: ``diverse`` picks greedily by uncertainty per unit cost times novelty
     (capped at 1) against the labelled set plus the picks so far, so near-identical frames of
     one trajectory are not all taken; ``dpgen`` picks uniformly at random among frames in the
-    trust window; ``random`` ignores the committee and picks uniformly among all frames that
-    pass the filters (a baseline). ``stop(n_accurate, n_selectable)`` says whether the campaign
-    stops (then nothing is selected). A novelty threshold of 0 disables the gate.
+    trust window; ``stochastic`` uses diverse's score, but draws each pick at random with
+    probability proportional to ``score ** sampling_power`` (power-law stochastic batch
+    acquisition, Kirsch et al. 2023: top-k of a noisy score fills a batch with the tail of one
+    region; sampling keeps the batch spread over the window); ``random`` ignores the committee
+    and picks uniformly among all frames that pass the filters (a baseline).
+    ``stop(n_accurate, n_selectable)`` says whether the campaign stops (then nothing is
+    selected). A novelty threshold of 0 disables the gate.
 
     ``calibration_picks``: that many of the cap are drawn uniformly at random from every frame
     that passes the filters and is below ``trust_hi`` (accurate ones included) before the
@@ -133,7 +139,7 @@ def plan_batch(
     atom_d: dict[int, np.ndarray] = {}
     desc: dict[int, tuple[np.ndarray, list[str]]] = {}
     index = NoveltyIndex()
-    if use_gate or (descriptor is not None and strategy == "diverse"):
+    if use_gate or (descriptor is not None and strategy in SCORED):
         for atoms in labelled:
             index.add(descriptor(atoms), atoms.get_chemical_symbols())
         for i in pool:
@@ -181,7 +187,7 @@ def plan_batch(
                 score = [
                     priority[i] * (min(novelty[i], 1.0) if i in atom_d else 1.0) for i in remaining
                 ]
-                best = remaining.pop(int(np.argmax(score)))
+                best = remaining.pop(_pick(np.asarray(score), strategy, sampling_power, rng))
             selected.append(best)
             fates[best] = Fate.SELECTED
             if best in desc:  # picks count as labelled for the rest of the batch
@@ -194,6 +200,16 @@ def plan_batch(
             fates[i] = Fate.OVER_BUDGET
     calibration = sorted(i for i in forced if fates[i] == Fate.SELECTED)
     return BatchPlan(fates, reasons, novelty, sorted(selected), calibration, n_accurate)
+
+
+def _pick(score: np.ndarray, strategy: str, power: float, rng: np.random.Generator) -> int:
+    """Index of the next pick: the best score, or (``stochastic``) drawn ∝ score**power."""
+    if strategy != "stochastic":
+        return int(np.argmax(score))
+    weight = np.clip(score, 0.0, None) ** power
+    if not np.isfinite(weight).all() or weight.sum() <= 0:
+        return int(rng.integers(len(score)))
+    return int(rng.choice(len(score), p=weight / weight.sum()))
 
 
 def _update_distances(

@@ -21,7 +21,7 @@ from frostline.schemas import (
     as_structure,
     structure_hash,
 )
-from frostline.select.batch import Fate, plan_batch
+from frostline.select.batch import SCORED, Fate, plan_batch
 from frostline.select.calibration import (
     Calibration,
     fit_calibration,
@@ -56,6 +56,7 @@ class SelectMaker(Maker):
     strategy: str = "diverse"
     novelty_threshold: float = 0.02
     calibration_picks: int = 0
+    sampling_power: float = 1.0
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
     uncertainty: str = "committee"
@@ -94,7 +95,7 @@ class SelectMaker(Maker):
         explored = ExploreResult.model_validate(explored)
         lo, hi = trust if trust else (self.trust_lo, self.trust_hi)
         descriptor, labelled = None, []
-        wants_descriptor = self.novelty_threshold > 0 or self.strategy == "diverse"
+        wants_descriptor = self.novelty_threshold > 0 or self.strategy in SCORED
         if self.descriptor_model and (wants_descriptor or self.uncertainty == "descriptor"):
             from frostline.select.novelty import DescriptorModel, memoized
 
@@ -145,6 +146,7 @@ class SelectMaker(Maker):
             cost_exponent=self.cost_exponent,
             stop=stop,
             calibration_picks=self.calibration_picks,
+            sampling_power=self.sampling_power,
         )
         counts = plan.counts()
         n_acc = plan.n_accurate
