@@ -116,9 +116,12 @@ def test_calibration_history_reaches_the_calibrate_job():
     assert default.calibration.history == 1
 
 
-def test_stochastic_strategy_reaches_the_select_job():
+@pytest.mark.parametrize("strategy", ["stochastic", "representative"])
+def test_sampling_strategies_reach_the_select_job(strategy):
     from frostline.flows.active_learning import ActiveLearningMaker
 
-    select = {"strategy": "stochastic", "sampling_power": 2.0}
+    select = {"strategy": strategy, "sampling_power": 2.0}
     maker = ActiveLearningMaker.from_config(parse_config(tiny_campaign(select=select)), "mini")
-    assert (maker.select.strategy, maker.select.sampling_power) == ("stochastic", 2.0)
+    assert (maker.select.strategy, maker.select.sampling_power) == (strategy, 2.0)
+    with pytest.raises(ConfigError, match="select.strategy"):
+        parse_config(tiny_campaign(select={"strategy": "clustered"}))

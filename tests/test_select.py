@@ -283,6 +283,75 @@ def test_stochastic_respects_cap_gate_and_window(descriptor, h2cu):
                 assert plan.fates[twin] == Fate.DUPLICATE
 
 
+def shifted(dz: float) -> Atoms:
+    """The test slab moved by ``dz`` Å along z (inside its vacuum: no wrapping)."""
+    atoms = slab()
+    atoms.positions[:, 2] += dz
+    return atoms
+
+
+def centre_of_mass_descriptor(atoms: Atoms) -> np.ndarray:
+    """A synthetic per-atom descriptor: every atom carries the frame's centre of mass."""
+    return np.repeat(atoms.get_center_of_mass()[None, :], len(atoms), axis=0)
+
+
+def test_representative_picks_centres_by_mass_not_extremes():
+    # a broad region A of ordinary frames and a tight, more uncertain pair C far from it
+    region_a = [as_candidate(shifted(0.05 * j), 0.2) for j in range(11)]
+    pair_c = [as_candidate(shifted(-1.5), 0.3), as_candidate(shifted(-1.48), 0.3)]
+    cands = region_a + pair_c
+    kwargs = dict(descriptor=centre_of_mass_descriptor, novelty_threshold=0.0)
+    diverse = plan_batch(cands, 0.05, 0.5, LIMITS, cap=2, **kwargs)
+    assert 10 in diverse.selected  # greedy novelty: A's frame farthest from C, an extreme
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        plan = plan_batch(cands, 0.05, 0.5, LIMITS, 2, "representative", rng, **kwargs)
+        assert len(plan.selected) == 2 and plan.fates.count(Fate.OVER_BUDGET) == 11
+        assert 5 in plan.selected  # A's middle frame: nearest its centre
+        assert len({11, 12} & set(plan.selected)) == 1  # one of the pair, not both
+        rng = np.random.default_rng(seed)
+        three = plan_batch(cands, 0.05, 0.5, LIMITS, 3, "representative", rng, **kwargs)
+        assert sum(i < 11 for i in three.selected) == 2  # the broad region gets two centres
+        assert not {0, 10} & set(three.selected)  # ... and neither is an edge frame
+
+
+def test_representative_with_mace_descriptors_and_a_frame_without_hydrogen(descriptor, h2cu):
+    clean = h2cu[0].copy()
+    del clean[[a.index for a in clean if a.symbol == "H"]]  # a clean slab: no H block
+    cands = [as_candidate(x, 0.1 + 0.05 * j) for j, x in enumerate(h2cu)]
+    cands.append(as_candidate(clean, 0.2))
+    plan = plan_batch(
+        cands, 0.05, 0.5, LIMITS, 3, "representative", np.random.default_rng(0),
+        descriptor=descriptor, novelty_threshold=0.02,
+    )  # fmt: skip
+    assert len(plan.selected) == 3 and plan.fates.count(Fate.OVER_BUDGET) == 2
+
+
+def test_representative_keeps_window_cap_gate_and_calibration_picks():
+    stds = [0.01] * 4 + [0.2] * 10 + [0.9] * 3  # accurate, in the window, too uncertain
+    cands = [as_candidate(shifted(0.1 * j), s) for j, s in enumerate(stds)]
+    cands.append(as_candidate(shifted(0.1).copy(), 0.2))  # an exact copy of frame 1
+    for seed in range(5):
+        plan = plan_batch(
+            cands,
+            0.05,
+            0.5,
+            LIMITS,
+            cap=4,
+            strategy="representative",
+            rng=np.random.default_rng(seed),
+            descriptor=centre_of_mass_descriptor,
+            novelty_threshold=0.01,
+            calibration_picks=1,
+        )
+        assert len(plan.selected) == 4 and len(plan.calibration) == 1
+        assert all(stds[i] < 0.5 for i in plan.selected if i < len(stds))
+        assert plan.fates[14:17] == [Fate.TOO_UNCERTAIN] * 3
+        assert not {1, 17} <= set(plan.selected)  # never a frame and its copy
+    with pytest.raises(ValueError, match="descriptor"):
+        plan_batch(cands, 0.05, 0.5, LIMITS, cap=4, strategy="representative")
+
+
 def test_calibration_picks_sample_the_whole_plausible_range():
     stds = [0.01] * 10 + [0.2] * 10 + [0.9] * 5  # accurate, in the window, too uncertain
     cands = [candidate(s) for s in stds] + [candidate(0.01, squeeze=True)]

@@ -130,17 +130,19 @@ labelled H2/Cu frame is ~0.3, another adsorption geometry 0.7-2)."""
 class SelectConfig(_Strict):
     """Which explored frames are labelled (see ``frostline.select.batch`` for the fates)."""
 
-    strategy: Literal["diverse", "stochastic", "dpgen", "random"] = Field(
+    strategy: Literal["diverse", "stochastic", "representative", "dpgen", "random"] = Field(
         "diverse",
         description="diverse: the best uncertainty per cost x novelty; stochastic: picks drawn"
-        " with probability ~ that score^sampling_power; dpgen: random in the trust window;"
-        " random: any frame (baseline)",
+        " with probability ~ that score^sampling_power; representative: the frames nearest the"
+        " centres of a k-means of the window's frames (descriptors) weighted by that score;"
+        " dpgen: random in the trust window; random: any frame (baseline)",
     )
     sampling_power: float = Field(
         1.0,
         ge=0,
         description="stochastic: pick probability ~ score^power (0: uniform in the trust window;"
-        " large: the diverse strategy's top picks)",
+        " large: the diverse strategy's top picks); representative: k-means weights ~"
+        " score^power (0: plain k-means, pure coverage)",
     )
     trust: Literal["calibrated", "fixed"] = Field(
         "calibrated", description="derive the trust window from target_force_error each iteration"

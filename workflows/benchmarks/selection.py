@@ -11,7 +11,10 @@ settings; only the selection differs:
   no novelty gate;
 - ``random``: random frames from the campaign's own explored pool (no committee);
 - ``frostline-typical`` (only with ``--arms``): ``frostline`` with ``hi_reference: typical``
-  (compare with ``--al-arm frostline-typical``).
+  (compare with ``--al-arm frostline-typical``);
+- ``frostline-stochastic`` / ``frostline-representative`` (only with ``--arms``): ``typical``
+  windows fitted on the last 3 batches, picks drawn in proportion to the score / one per centre
+  of a score-weighted k-means of the window's frames.
 
 Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
 equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
@@ -58,6 +61,13 @@ ARMS = {
     # picks drawn in proportion to the score; the window fitted on the last 3 labelled batches
     "frostline-stochastic": {
         "strategy": "stochastic",
+        "trust": "calibrated",
+        "hi_reference": "typical",
+        "calibration_history": 3,
+    },
+    # one pick per centre of a k-means of the window's frames weighted by std x novelty
+    "frostline-representative": {
+        "strategy": "representative",
         "trust": "calibrated",
         "hi_reference": "typical",
         "calibration_history": 3,

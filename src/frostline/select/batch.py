@@ -39,8 +39,9 @@ class Fate(StrEnum):
     NOT_NEEDED = "not needed"
 
 
-STRATEGIES = ("diverse", "stochastic", "dpgen", "random")
-SCORED = ("diverse", "stochastic")  # strategies that rank by uncertainty per cost x novelty
+STRATEGIES = ("diverse", "stochastic", "representative", "dpgen", "random")
+# strategies that rank by uncertainty per cost x novelty
+SCORED = ("diverse", "stochastic", "representative")
 
 
 @dataclass
@@ -101,8 +102,13 @@ def plan_batch(
     trust window; ``stochastic`` uses diverse's score, but draws each pick at random with
     probability proportional to ``score ** sampling_power`` (power-law stochastic batch
     acquisition, Kirsch et al. 2023: top-k of a noisy score fills a batch with the tail of one
-    region; sampling keeps the batch spread over the window); ``random`` ignores the committee
-    and picks uniformly among all frames that pass the filters (a baseline).
+    region; sampling keeps the batch spread over the window); ``representative`` clusters the
+    frames in the window by their descriptors with k-means weighted by that score (power
+    ``sampling_power``; k = the picks left) and takes the frame nearest each centre, heaviest
+    cluster first (Zhdanov 2019, "Diverse mini-batch active learning": a batch that covers where
+    the uncertain frames are, not their most extreme members; needs ``descriptor``); ``random``
+    ignores the committee and picks uniformly among all frames that pass the filters (a
+    baseline).
     ``stop(n_accurate, n_selectable)`` says whether the campaign stops (then nothing is
     selected). A novelty threshold of 0 disables the gate.
 
@@ -113,6 +119,8 @@ def plan_batch(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r} (one of {STRATEGIES})")
+    if strategy == "representative" and descriptor is None:
+        raise ValueError("selection strategy 'representative' needs a descriptor model")
     rng = rng or np.random.default_rng(0)
     n = len(candidates)
     reasons: list[str | None] = [candidate_sanity(c, limits) for c in candidates]
@@ -177,7 +185,14 @@ def plan_batch(
         }
         remaining = list(pool)
         queue = list(forced)  # calibration picks first, then the best by score
+        clustered = False
         while remaining and len(selected) < cap:
+            if not queue and strategy == "representative" and not clustered:
+                clustered = True  # after the calibration picks: one centre per pick left
+                weights = {i: priority[i] * min(novelty[i], 1.0) for i in remaining}
+                queue = representative_order(
+                    remaining, desc, weights, cap - len(selected), sampling_power, rng
+                )
             if queue:
                 best = queue.pop(0)
                 if best not in remaining:  # made a duplicate by an earlier pick
@@ -200,6 +215,62 @@ def plan_batch(
             fates[i] = Fate.OVER_BUDGET
     calibration = sorted(i for i in forced if fates[i] == Fate.SELECTED)
     return BatchPlan(fates, reasons, novelty, sorted(selected), calibration, n_accurate)
+
+
+def frame_features(
+    desc: dict[int, tuple[np.ndarray, list[str]]], frames: Sequence[int]
+) -> np.ndarray:
+    """One row per frame: per element, mean and spread of its atoms' descriptors.
+
+    Each element's block is divided by the RMS descriptor size of that element over
+    ``frames`` (so every element weighs alike, whatever its count); an element a frame lacks
+    gives zeros.
+    """
+    elements = sorted({s for i in frames for s in desc[i][1]})
+    rows: list[list[np.ndarray]] = [[] for _ in frames]
+    for el in elements:
+        atoms_of = [desc[i][0][np.asarray(desc[i][1]) == el] for i in frames]
+        stacked = np.concatenate([a for a in atoms_of if len(a)])
+        scale = float(np.sqrt(np.mean(stacked * stacked))) or 1.0
+        zeros = np.zeros(stacked.shape[1])
+        for row, a in zip(rows, atoms_of, strict=True):
+            row += [a.mean(0) / scale, a.std(0) / scale] if len(a) else [zeros, zeros]
+    return np.asarray([np.concatenate(r) for r in rows])
+
+
+def representative_order(
+    frames: Sequence[int],
+    desc: dict[int, tuple[np.ndarray, list[str]]],
+    weights: dict[int, float],
+    k: int,
+    power: float,
+    rng: np.random.Generator,
+) -> list[int]:
+    """Frames to pick, in order: weighted k-means centres' nearest members, heaviest first.
+
+    ``weights`` (the uncertainty score) raised to ``power`` weigh the k-means (scikit-learn's
+    ``KMeans`` with ``sample_weight``); each cluster gives its member nearest the centre, then
+    (if the novelty gate removes picks) its next nearest, round by round.
+    """
+    from sklearn.cluster import KMeans
+
+    frames = list(frames)
+    if k <= 0 or not frames:
+        return []
+    w = np.asarray([max(weights[i], 0.0) for i in frames], dtype=float) ** power
+    if not np.isfinite(w).all() or w.sum() <= 0:
+        w = np.ones(len(frames))
+    x = frame_features(desc, frames)
+    k = min(k, len(frames), len(np.unique(x, axis=0)))
+    seed = int(rng.integers(2**31 - 1))
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x, sample_weight=w)
+    dist = np.linalg.norm(x - km.cluster_centers_[km.labels_], axis=1)
+    clusters = sorted(range(k), key=lambda c: -w[km.labels_ == c].sum())
+    members = {c: sorted(np.flatnonzero(km.labels_ == c), key=lambda j: dist[j]) for c in clusters}
+    order: list[int] = []
+    for depth in range(max(len(m) for m in members.values())):
+        order += [frames[m[depth]] for c in clusters if depth < len(m := members[c])]
+    return order
 
 
 def _pick(score: np.ndarray, strategy: str, power: float, rng: np.random.Generator) -> int:
