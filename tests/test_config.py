@@ -117,11 +117,16 @@ def test_calibration_history_reaches_the_calibrate_job():
 
 
 @pytest.mark.parametrize("strategy", ["stochastic", "representative"])
-def test_sampling_strategies_reach_the_select_job(strategy):
+def test_sampling_strategies_reach_the_select_job(strategy, foundation):
     from frostline.flows.active_learning import ActiveLearningMaker
 
     select = {"strategy": strategy, "sampling_power": 2.0}
-    maker = ActiveLearningMaker.from_config(parse_config(tiny_campaign(select=select)), "mini")
+    config = parse_config(tiny_campaign(select=select))
+    maker = ActiveLearningMaker.from_config(config, foundation)
     assert (maker.select.strategy, maker.select.sampling_power) == (strategy, 2.0)
+    assert maker.select.descriptor_model == foundation
+    if strategy == "representative":  # clusters in descriptor space: no model file, no campaign
+        with pytest.raises(ValueError, match="representative.*descriptor_model"):
+            ActiveLearningMaker.from_config(config, "not-a-model-file")
     with pytest.raises(ConfigError, match="select.strategy"):
         parse_config(tiny_campaign(select={"strategy": "clustered"}))

@@ -70,6 +70,11 @@ class SelectMaker(Maker):
             raise ValueError(
                 f"SelectMaker.uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}"
             )
+        if self.strategy == "representative" and not self.descriptor_model:
+            raise ValueError(
+                "SelectMaker.strategy 'representative' needs descriptor_model (a MACE .model file;"
+                " campaigns use their foundation file)"
+            )
         if self.uncertainty == "descriptor" and not self.descriptor_model:
             raise ValueError(
                 "SelectMaker.uncertainty 'descriptor' needs descriptor_model (a MACE .model file; "
