@@ -130,3 +130,14 @@ def test_sampling_strategies_reach_the_select_job(strategy, foundation):
             ActiveLearningMaker.from_config(config, "not-a-model-file")
     with pytest.raises(ConfigError, match="select.strategy"):
         parse_config(tiny_campaign(select={"strategy": "clustered"}))
+
+
+def test_checkpoint_on_reaches_the_finetune_maker():
+    from frostline.flows.active_learning import ActiveLearningMaker
+
+    default = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini")
+    assert default.finetune.checkpoint_on == "validation"
+    config = parse_config(tiny_campaign(finetune={"checkpoint_on": "holdout"}))
+    assert ActiveLearningMaker.from_config(config, "mini").finetune.checkpoint_on == "holdout"
+    with pytest.raises(ConfigError, match="finetune.checkpoint_on"):
+        parse_config(tiny_campaign(finetune={"checkpoint_on": "best"}))

@@ -102,6 +102,31 @@ def test_committee_has_force_variance_and_loads_in_macecalculator(finetuned):
     assert all(d["freeze_level"] == 6 and d["metrics"] for d in docs)
 
 
+def test_members_keep_their_best_epoch_on_the_campaign_validation_set(finetuned):
+    """checkpoint_on='validation' (default): mace-torch's valid file is the validation set."""
+    from ase.io import read
+
+    _, _, folder = finetuned
+    for member in ("member0", "member1"):
+        (valid,) = folder.glob(f"jobs/*/{member}/valid.extxyz")
+        frames = read(valid, ":")
+        expected = [v.energy for v in emt_labels(3, 1)]
+        assert [f.info["REF_energy"] for f in frames] == pytest.approx(expected)
+        train = read(valid.parent / "train.extxyz", ":")
+        assert len(train) >= 5  # the member's whole subsample of 6 (none held out)
+
+
+def test_holdout_checkpointing_leaves_the_validation_set_out(foundation, tmp_path):
+    store = make_job_store(StoreConfig(), tmp_path)
+    maker = FineTuneMaker(freeze=6, committee_size=1, epochs=1, checkpoint_on="holdout")
+    job = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "ho", 0)
+    run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
+    (train,) = tmp_path.glob("jobs/*/member0/train.extxyz")
+    assert not (train.parent / "valid.extxyz").exists()  # mace-torch's own 10% holdout
+    with pytest.raises(ValueError, match="checkpoint_on"):
+        FineTuneMaker(checkpoint_on="best")
+
+
 def test_freeze_sweep_keeps_the_level_with_lowest_validation_error(foundation, tmp_path):
     store = make_job_store(StoreConfig(), tmp_path)
     maker = FineTuneMaker(

@@ -31,6 +31,8 @@ from frostline.store import EXPOSE_STORE, current_records
 
 console = Console(stderr=True)
 
+CHECKPOINT_ON = ("validation", "holdout")
+
 
 def member_subset(
     labelled: list[LabelledStructure], fraction: float, rng: np.random.Generator
@@ -56,7 +58,10 @@ class FineTuneMaker(Maker):
 
     Members differ by seed and by a per-composition subsample of the data. By default the
     model is reduced to the data's elements (mace-torch's element filtering);
-    ``keep_foundation_elements`` keeps all of the foundation's.
+    ``keep_foundation_elements`` keeps all of the foundation's. ``checkpoint_on``:
+    ``validation`` (every member trains on all its data; mace-torch keeps the epoch with the
+    lowest loss on the validation structures) or ``holdout`` (mace-torch holds out 10% of the
+    member's data for that: one or two structures while a campaign is young).
     """
 
     name: str = "finetune"
@@ -74,7 +79,15 @@ class FineTuneMaker(Maker):
     device: str = "auto"
     keep_foundation_elements: bool = False
     freeze_sweep: tuple[int, ...] = ()
+    checkpoint_on: str = "validation"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_on not in CHECKPOINT_ON:
+            raise ValueError(
+                f"FineTuneMaker.checkpoint_on must be one of {CHECKPOINT_ON}, "
+                f"got {self.checkpoint_on!r}"
+            )
 
     @job(config=EXPOSE_STORE)
     def make(
@@ -117,6 +130,7 @@ class FineTuneMaker(Maker):
             key=chemical_symbols.index,
         )
         device = resolve_device(self.device)
+        checkpoint_set = self._checkpoint_set(validation)
         level, sweep, first = self.freeze if freeze is None else freeze, [], None
         if freeze is None and self.freeze_sweep:
             level, sweep, first = self._sweep(
@@ -136,7 +150,9 @@ class FineTuneMaker(Maker):
                     f"{self.committee_size}: {len(data)} structures, freeze f{level}, "
                     f"{trainable:,}/{total:,} parameters trainable"
                 )
-                path = self._train(foundation, data, seed, level, device, f"member{member}")
+                path = self._train(
+                    foundation, data, seed, level, device, f"member{member}", checkpoint_set
+                )
             sha = sha256_file(path)
             model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
             records.put_model_file(model_id, path.read_bytes())
@@ -197,10 +213,27 @@ class FineTuneMaker(Maker):
             freeze=freeze,
         )
 
+    def _checkpoint_set(self, validation: list[LabelledStructure]) -> list[LabelledStructure]:
+        """The structures mace-torch keeps the best epoch on (none: its own 10% holdout)."""
+        if self.checkpoint_on == "holdout":
+            return []
+        return [v for v in validation if v.status == "ok"]
+
     def _train(
-        self, foundation: str, data: list, seed: int, level: int, device: str, name: str
+        self,
+        foundation: str,
+        data: list,
+        seed: int,
+        level: int,
+        device: str,
+        name: str,
+        valid: list | None = None,
     ) -> Path:
-        """One mace-torch fine-tuning run; the ``.model`` file it wrote."""
+        """One mace-torch fine-tuning run; the ``.model`` file it wrote.
+
+        ``valid``: the structures whose loss chooses the epoch kept (``checkpoint_on:
+        validation``); without them mace-torch holds out 10% of ``data``.
+        """
         settings = MaceTrainSettings(
             name=name,
             seed=seed,
@@ -217,7 +250,7 @@ class FineTuneMaker(Maker):
             freeze=level,
             keep_foundation_elements=self.keep_foundation_elements,
         )
-        return run_mace_training(settings, data, Path.cwd() / name)
+        return run_mace_training(settings, data, Path.cwd() / name, valid=valid or None)
 
     def _sweep(
         self,
@@ -229,6 +262,7 @@ class FineTuneMaker(Maker):
         device: str,
     ) -> tuple[int, list[FreezeSweepPoint], Path]:
         """Member 0 at every sweep level; (best level, all results, best member-0 file)."""
+        checkpoint_set = self._checkpoint_set(validation)
         seed = self.seed + 1000 * iteration
         data = member_subset(ok, self.subsample, np.random.default_rng(seed))
         points, files = [], {}
@@ -238,7 +272,9 @@ class FineTuneMaker(Maker):
                 f"[bold]freeze sweep[/] iteration {iteration}: f{level}, "
                 f"{trainable:,}/{total:,} parameters trainable, {len(data)} structures"
             )
-            path = self._train(foundation, data, seed, level, device, f"sweep-f{level}")
+            path = self._train(
+                foundation, data, seed, level, device, f"sweep-f{level}", checkpoint_set
+            )
             calc = committee_calculator([path], device=device, dtype=self.default_dtype)
             points.append(
                 FreezeSweepPoint(

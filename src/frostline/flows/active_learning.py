@@ -112,6 +112,7 @@ class ActiveLearningMaker(Maker):
                 default_dtype=ft.default_dtype,
                 device=ft.device,
                 freeze_sweep=tuple(ft.freeze_sweep),
+                checkpoint_on=ft.checkpoint_on,
                 seed=config.seed,
             ),
             resweep=ft.sweep == "every",
