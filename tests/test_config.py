@@ -136,8 +136,8 @@ def test_checkpoint_on_reaches_the_finetune_maker():
     from frostline.flows.active_learning import ActiveLearningMaker
 
     default = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini")
-    assert default.finetune.checkpoint_on == "validation"
-    config = parse_config(tiny_campaign(finetune={"checkpoint_on": "holdout"}))
-    assert ActiveLearningMaker.from_config(config, "mini").finetune.checkpoint_on == "holdout"
+    assert default.finetune.checkpoint_on == "holdout"
+    config = parse_config(tiny_campaign(finetune={"checkpoint_on": "validation"}))
+    assert ActiveLearningMaker.from_config(config, "mini").finetune.checkpoint_on == "validation"
     with pytest.raises(ConfigError, match="finetune.checkpoint_on"):
         parse_config(tiny_campaign(finetune={"checkpoint_on": "best"}))

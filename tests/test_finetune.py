@@ -55,7 +55,13 @@ def finetuned(foundation, tmp_path_factory):
     folder = tmp_path_factory.mktemp("finetune")
     store = make_job_store(StoreConfig(), folder)
     maker = FineTuneMaker(
-        freeze=6, committee_size=2, epochs=3, batch_size=2, lr=0.02, keep_foundation_elements=True
+        freeze=6,
+        committee_size=2,
+        epochs=3,
+        batch_size=2,
+        lr=0.02,
+        keep_foundation_elements=True,
+        checkpoint_on="validation",
     )
     job = maker.make(foundation, emt_labels(6, 0), emt_labels(3, 1), "ft", 0)
     run_locally(job, store=store, root_dir=folder / "jobs", create_folders=True, log=False)
@@ -103,7 +109,7 @@ def test_committee_has_force_variance_and_loads_in_macecalculator(finetuned):
 
 
 def test_members_keep_their_best_epoch_on_the_campaign_validation_set(finetuned):
-    """checkpoint_on='validation' (default): mace-torch's valid file is the validation set."""
+    """checkpoint_on='validation': mace-torch's valid file is the campaign validation set."""
     from ase.io import read
 
     _, _, folder = finetuned
@@ -118,7 +124,7 @@ def test_members_keep_their_best_epoch_on_the_campaign_validation_set(finetuned)
 
 def test_holdout_checkpointing_leaves_the_validation_set_out(foundation, tmp_path):
     store = make_job_store(StoreConfig(), tmp_path)
-    maker = FineTuneMaker(freeze=6, committee_size=1, epochs=1, checkpoint_on="holdout")
+    maker = FineTuneMaker(freeze=6, committee_size=1, epochs=1)  # holdout: the default
     job = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "ho", 0)
     run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
     (train,) = tmp_path.glob("jobs/*/member0/train.extxyz")

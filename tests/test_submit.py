@@ -46,11 +46,17 @@ RUNNER = {  # poll every second (defaults: 30 s), give up on a stale lock after 
 }
 
 
+# a fixed, tiny trust window: every frame stays 'uncertain', so the loop runs both iterations
+# whatever the first committee's calibration says (the job counts below depend on it)
+TWO_ITERATIONS = {"trust": "fixed"}
+
+
 def remote_campaign(name: str, log: Path) -> dict:
     """The tiny campaign, smaller still (fewer jobs), with a logging oracle and routes."""
     return tiny_campaign(
         name,
         system={"builder": "h2_cu111", "n_initial": 3, "n_validation": 2},
+        select=TWO_ITERATIONS,
         oracle={
             "name": "ase",
             "settings": {"calculator": "submit_stubs.LoggingEMT", "log": str(log)},

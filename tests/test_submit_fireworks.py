@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import yaml
 from conftest import tiny_campaign
-from test_submit import EXPECTED_WORKER, ROUTING
+from test_submit import EXPECTED_WORKER, ROUTING, TWO_ITERATIONS
 from typer.testing import CliRunner
 
 from frostline.cli import app
@@ -40,6 +40,7 @@ def fireworks_run(tmp_path_factory, secantus_server, foundation):
     config = tiny_campaign(
         "fw",
         system={"builder": "h2_cu111", "n_initial": 3, "n_validation": 2},
+        select=TWO_ITERATIONS,
         routing=ROUTING,
         store={"kind": "mongodb", "uri": secantus_server.uri, "database": "fw_store"},
     )

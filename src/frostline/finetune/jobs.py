@@ -59,9 +59,10 @@ class FineTuneMaker(Maker):
     Members differ by seed and by a per-composition subsample of the data. By default the
     model is reduced to the data's elements (mace-torch's element filtering);
     ``keep_foundation_elements`` keeps all of the foundation's. ``checkpoint_on``:
-    ``validation`` (every member trains on all its data; mace-torch keeps the epoch with the
-    lowest loss on the validation structures) or ``holdout`` (mace-torch holds out 10% of the
-    member's data for that: one or two structures while a campaign is young).
+    ``holdout`` (mace-torch holds out 10% of the member's data to pick the epoch it keeps: one
+    or two structures while a campaign is young, a different part per member) or
+    ``validation`` (every member trains on all its data; the epoch with the lowest loss on the
+    validation structures is kept; members whose subsets coincide then train identically).
     """
 
     name: str = "finetune"
@@ -79,7 +80,7 @@ class FineTuneMaker(Maker):
     device: str = "auto"
     keep_foundation_elements: bool = False
     freeze_sweep: tuple[int, ...] = ()
-    checkpoint_on: str = "validation"
+    checkpoint_on: str = "holdout"
     seed: int = 0
 
     def __post_init__(self) -> None:
