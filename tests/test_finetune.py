@@ -54,15 +54,8 @@ def test_freeze_levels_count_requires_grad(foundation, level):
 def finetuned(foundation, tmp_path_factory):
     folder = tmp_path_factory.mktemp("finetune")
     store = make_job_store(StoreConfig(), folder)
-    maker = FineTuneMaker(
-        freeze=6,
-        committee_size=2,
-        epochs=3,
-        batch_size=2,
-        lr=0.02,
-        keep_foundation_elements=True,
-        checkpoint_on="validation",
-    )
+    short = {"freeze": 6, "committee_size": 2, "epochs": 3, "batch_size": 2, "lr": 0.02}
+    maker = FineTuneMaker(**short, keep_foundation_elements=True, checkpoint_on="validation")
     job = maker.make(foundation, emt_labels(6, 0), emt_labels(3, 1), "ft", 0)
     run_locally(job, store=store, root_dir=folder / "jobs", create_folders=True, log=False)
     store.connect()
