@@ -1,10 +1,10 @@
 """Which epoch should a fine-tuned committee member keep? Campaign validation set vs 10% holdout.
 
-mace-torch keeps the epoch with the lowest loss on its validation data. Before
-``finetune.checkpoint_on`` existed, frostline let mace-torch hold out 10% of each member's own
-data for that: one structure of a 9-structure subsample, which also never trains. With
-``checkpoint_on: validation`` (the default now) every member trains on all its data and the epoch
-is chosen on the campaign's validation structures (20 in the demo).
+mace-torch keeps the epoch with the lowest loss on its validation data. With
+``finetune.checkpoint_on: holdout`` (the default) it holds out 10% of each member's own data for
+that: one structure of a 9-structure subsample, which then never trains. With ``validation``
+every member trains on all its data and the epoch is chosen on the campaign's validation
+structures (20 in the demo).
 
 This benchmark takes a finished campaign (e.g. the selection benchmark's ``random`` arm), rebuilds
 its training sets at the given iterations, and trains the same committee (the campaign's fine-tune
@@ -12,7 +12,7 @@ settings, its freeze level, the same seeds and member subsets) both ways. Both a
 independent test set (``--test``, e.g. the selection benchmark's oracle-MD frames) that neither
 saw; the validation-set figure is printed too (biased for ``validation``, which chose on it).
 Prints a table, writes a PNG, and last "oracle-MD test force MAE, validation / holdout
-checkpointing = X" (the mean over the iterations; below 1: the new default is better).
+checkpointing = X" (the mean over the iterations; below 1: ``validation`` is better).
 
     .venv/bin/python workflows/benchmarks/checkpointing.py CAMPAIGN_DIR --test FRAMES.extxyz
         [--iterations 0 5] [--out workflows/benchmarks/results/checkpointing]
@@ -37,7 +37,7 @@ from frostline.finetune.committee import load_committee
 from frostline.finetune.evaluate import error_metrics
 from frostline.finetune.foundation import resolve_foundation
 from frostline.flows.active_learning import ActiveLearningMaker
-from frostline.registry.queries import campaign_status, open_campaign_dir
+from frostline.registry.queries import open_campaign_dir
 from frostline.schemas import FineTuneResult, LabelledStructure
 from frostline.store import Records, make_job_store
 
@@ -47,17 +47,16 @@ MODES = ("holdout", "validation")
 def training_sets(folder: Path, iterations: list[int]):
     """(campaign config, {iteration: train labels}, validation labels, {iteration: freeze})."""
     records = open_campaign_dir(folder)
-    status = campaign_status(records)
     config = CampaignConfig.model_validate(yaml.safe_load((folder / "campaign.yaml").read_text()))
     labels = [
         LabelledStructure.model_validate(d)
-        for d in records.find("labelled", {"campaign": status["campaign"], "status": "ok"})
+        for d in records.find("labelled", {"campaign": config.name, "status": "ok"})
     ]
     validation = [x for x in labels if x.role == "validation"]
     train = [x for x in labels if x.role == "train"]
     levels = {
         d["iteration"]: d["freeze_level"]
-        for d in records.find("model_docs", {"campaign": status["campaign"], "member": 0})
+        for d in records.find("model_docs", {"campaign": config.name, "member": 0})
     }
     sets = {i: [x for x in train if x.provenance.iteration < i] for i in iterations}
     return config, sets, validation, levels

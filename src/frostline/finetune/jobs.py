@@ -135,7 +135,7 @@ class FineTuneMaker(Maker):
         level, sweep, first = self.freeze if freeze is None else freeze, [], None
         if freeze is None and self.freeze_sweep:
             level, sweep, first = self._sweep(
-                foundation, foundation_model, ok, validation, iteration, device
+                foundation, foundation_model, ok, validation, iteration, device, checkpoint_set
             )
         trainable, total = count_parameters(foundation_model, level)
         docs: list[ModelDoc] = []
@@ -251,7 +251,7 @@ class FineTuneMaker(Maker):
             freeze=level,
             keep_foundation_elements=self.keep_foundation_elements,
         )
-        return run_mace_training(settings, data, Path.cwd() / name, valid=valid or None)
+        return run_mace_training(settings, data, Path.cwd() / name, valid=valid)
 
     def _sweep(
         self,
@@ -261,9 +261,9 @@ class FineTuneMaker(Maker):
         validation: list[LabelledStructure],
         iteration: int,
         device: str,
+        checkpoint_set: list[LabelledStructure],
     ) -> tuple[int, list[FreezeSweepPoint], Path]:
         """Member 0 at every sweep level; (best level, all results, best member-0 file)."""
-        checkpoint_set = self._checkpoint_set(validation)
         seed = self.seed + 1000 * iteration
         data = member_subset(ok, self.subsample, np.random.default_rng(seed))
         points, files = [], {}
