@@ -132,12 +132,19 @@ def test_sampling_strategies_reach_the_select_job(strategy, foundation):
         parse_config(tiny_campaign(select={"strategy": "clustered"}))
 
 
-def test_checkpoint_on_reaches_the_finetune_maker():
+@pytest.mark.parametrize(
+    ("field", "default", "other", "bad"),
+    [
+        ("checkpoint_on", "holdout", "validation", "best"),
+        ("member_weights", "uniform", "dirichlet", "bootstrap"),
+    ],
+)
+def test_finetune_choices_reach_the_finetune_maker(field, default, other, bad):
     from frostline.flows.active_learning import ActiveLearningMaker
 
-    default = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini")
-    assert default.finetune.checkpoint_on == "holdout"
-    config = parse_config(tiny_campaign(finetune={"checkpoint_on": "validation"}))
-    assert ActiveLearningMaker.from_config(config, "mini").finetune.checkpoint_on == "validation"
-    with pytest.raises(ConfigError, match="finetune.checkpoint_on"):
-        parse_config(tiny_campaign(finetune={"checkpoint_on": "best"}))
+    plain = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini")
+    assert getattr(plain.finetune, field) == default
+    config = parse_config(tiny_campaign(finetune={field: other}))
+    assert getattr(ActiveLearningMaker.from_config(config, "mini").finetune, field) == other
+    with pytest.raises(ConfigError, match=f"finetune.{field}"):
+        parse_config(tiny_campaign(finetune={field: bad}))

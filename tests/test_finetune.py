@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,8 @@ from jobflow import run_locally
 from frostline.config import StoreConfig
 from frostline.finetune.committee import committee_calculator, fetch_model_files
 from frostline.finetune.freeze import apply_freeze, count_parameters, frozen_modules
-from frostline.finetune.jobs import FineTuneMaker
+from frostline.finetune.jobs import FineTuneMaker, member_loss_weights
+from frostline.finetune.train import write_training_file
 from frostline.schemas import FineTuneResult, LabelledStructure
 from frostline.store import Records, make_job_store
 from frostline.structures import h2_cu111_structures
@@ -124,6 +127,65 @@ def test_holdout_checkpointing_leaves_the_validation_set_out(foundation, tmp_pat
     assert not (train.parent / "valid.extxyz").exists()  # mace-torch's own 10% holdout
     with pytest.raises(ValueError, match="checkpoint_on"):
         FineTuneMaker(checkpoint_on="best")
+
+
+def test_dirichlet_member_weights_are_a_bayesian_bootstrap():
+    assert member_loss_weights(5, "uniform", np.random.default_rng(0)) is None
+    draws = [member_loss_weights(5, "dirichlet", np.random.default_rng(s)) for s in range(200)]
+    assert all(len(w) == 5 and min(w) > 0 for w in draws)
+    assert [sum(w) for w in draws] == pytest.approx([5.0] * 200)  # mean weight 1
+    assert draws[0] != draws[1]  # a different draw per member seed
+    assert np.std(np.ravel(draws)) == pytest.approx(np.sqrt(4 / 6), rel=0.1)  # Dirichlet(1)
+    with pytest.raises(ValueError, match="member weights"):
+        member_loss_weights(5, "bootstrap", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="member_weights"):
+        FineTuneMaker(member_weights="bootstrap")
+    with pytest.raises(ValueError, match="2 weights for 3 structures"):
+        write_training_file(emt_labels(3, 0), Path("unused.extxyz"), weights=[1.0, 1.0])
+
+
+@pytest.mark.parametrize("member_weights", ["uniform", "dirichlet"])
+def test_validation_checkpointed_members_differ_only_with_dirichlet_weights(
+    foundation, tmp_path, member_weights
+):
+    """3 structures of 3 compositions: every member's subset is all of them.
+
+    With ``checkpoint_on: validation`` and uniform weights mace-torch then trains the members
+    identically (no committee spread: every frame would look accurate); Bayesian-bootstrap
+    weights make them differ.
+    """
+    from ase.io import read
+
+    store = make_job_store(StoreConfig(), tmp_path)
+    maker = FineTuneMaker(
+        freeze=6,
+        committee_size=2,
+        epochs=2,
+        batch_size=2,
+        checkpoint_on="validation",
+        member_weights=member_weights,
+    )
+    job = maker.make(foundation, emt_labels(3, 0), emt_labels(2, 1), "dw", 0)
+    run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
+    store.connect()
+    result = FineTuneResult.model_validate(job.output.resolve(store))
+    assert [m.n_train for m in result.models] == [3, 3]
+    paths = fetch_model_files(Records(store).connect(), result.models, tmp_path / "committee")
+    atoms = emt_labels(4, 5)[3].to_atoms()
+    atoms.calc = committee_calculator(paths)
+    atoms.get_forces()
+    spread = float(np.max(atoms.calc.results["forces_var"]))
+    weights = [
+        [f.info.get("config_weight") for f in read(path, ":")]
+        for path in sorted(tmp_path.glob("jobs/*/member*/train.extxyz"))
+    ]
+    if member_weights == "uniform":
+        assert spread < 1e-20
+        assert weights == [[None] * 3, [None] * 3]
+    else:
+        assert spread > 1e-8
+        assert weights[0] != weights[1]
+        assert all(sum(w) == pytest.approx(3.0) for w in weights)
 
 
 def test_freeze_sweep_keeps_the_level_with_lowest_validation_error(foundation, tmp_path):

@@ -84,6 +84,12 @@ class FineTuneConfig(_Strict):
         "validation structures (5% lower test force error measured; members whose data subsets "
         "coincide then train identically and the committee shows no spread)",
     )
+    member_weights: Literal["uniform", "dirichlet"] = Field(
+        "uniform",
+        description="per-structure loss weights of each member: uniform (all 1) or dirichlet "
+        "(Bayesian bootstrap: n x Dirichlet(1,...,1), a different draw per member, so members "
+        "differ by construction even when their data subsets coincide)",
+    )
     default_dtype: Literal["float64", "float32"] = "float64"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -11,8 +11,14 @@ its training sets at the given iterations, and trains the same committee (the ca
 settings, its freeze level, the same seeds and member subsets) both ways. Both are judged on an
 independent test set (``--test``, e.g. the selection benchmark's oracle-MD frames) that neither
 saw; the validation-set figure is printed too (biased for ``validation``, which chose on it).
-Prints a table, writes a PNG, and last "oracle-MD test force MAE, validation / holdout
-checkpointing = X" (the mean over the iterations; below 1: ``validation`` is better).
+A third committee, ``validation+dirichlet``, is trained with ``checkpoint_on: validation`` and
+``member_weights: dirichlet`` (Bayesian-bootstrap loss weights per member: members differ by
+construction even when their data subsets coincide). For every committee the benchmark also
+measures its uncertainty: the mean of the per-frame max atomic force deviation (the selection's
+std) and its Spearman rank correlation with the true max atomic force error on the test set
+(what selection relies on). Prints a table, writes a PNG, and last "oracle-MD test force MAE,
+validation / holdout checkpointing = X" (the mean over the iterations; below 1: ``validation``
+is better).
 
     .venv/bin/python workflows/benchmarks/checkpointing.py CAMPAIGN_DIR --test FRAMES.extxyz
         [--iterations 0 5] [--out workflows/benchmarks/results/checkpointing]
@@ -30,18 +36,24 @@ import yaml
 from ase import Atoms
 from ase.io import read
 from jobflow import run_locally
+from scipy.stats import spearmanr
 
 from frostline.config import CampaignConfig, StoreConfig
-from frostline.distill.validate import predict_atoms
+from frostline.explore.samplers import committee_uncertainty
 from frostline.finetune.committee import load_committee
 from frostline.finetune.evaluate import error_metrics
 from frostline.finetune.foundation import resolve_foundation
 from frostline.flows.active_learning import ActiveLearningMaker
 from frostline.registry.queries import open_campaign_dir
-from frostline.schemas import FineTuneResult, LabelledStructure
+from frostline.schemas import LabelledStructure, ModelDoc
 from frostline.store import Records, make_job_store
 
-MODES = ("holdout", "validation")
+# committee name: (finetune.checkpoint_on, finetune.member_weights)
+MODES = {
+    "holdout": ("holdout", "uniform"),
+    "validation": ("validation", "uniform"),
+    "validation+dirichlet": ("validation", "dirichlet"),
+}
 
 
 def training_sets(folder: Path, iterations: list[int]):
@@ -71,25 +83,48 @@ def train_committee(
     level: int,
     mode: str,
     folder: Path,
-) -> tuple[Records, FineTuneResult]:
-    """The campaign's committee for ``iteration`` trained with ``checkpoint_on=mode``."""
-    maker = ActiveLearningMaker.from_config(config, foundation).finetune
-    maker.checkpoint_on, maker.freeze_sweep = mode, ()
+) -> tuple[Records, list[ModelDoc]]:
+    """The campaign's committee for ``iteration`` trained as ``MODES[mode]`` (reused if there)."""
     store = make_job_store(StoreConfig(), folder)
-    job = maker.make(foundation, train, validation, config.name, iteration, level)
-    run_locally(job, store=store, root_dir=folder / "jobs", create_folders=True, log=False)
     store.connect()
-    return Records(store).connect(), FineTuneResult.model_validate(job.output.resolve(store))
+    records = Records(store).connect()
+    query = {"campaign": config.name, "iteration": iteration, "kind": "committee-member"}
+    if not records.find("model_docs", query):
+        maker = ActiveLearningMaker.from_config(config, foundation).finetune
+        maker.checkpoint_on, maker.member_weights = MODES[mode]
+        maker.freeze_sweep = ()
+        job = maker.make(foundation, train, validation, config.name, iteration, level)
+        run_locally(job, store=store, root_dir=folder / "jobs", create_folders=True, log=False)
+        store.connect()
+        records = Records(store).connect()
+    return records, [ModelDoc(**d) for d in records.find("model_docs", query)]
 
 
-def committee_errors(records: Records, result: FineTuneResult, frames: list[Atoms]) -> list:
-    """(force MAE meV/Å, energy MAE meV/atom) of the committee mean on ``frames``."""
-    calc = load_committee(records, result.models, device="cpu")
-    energies, forces = predict_atoms(calc, frames)
+def committee_errors(records: Records, models: list[ModelDoc], frames: list[Atoms]) -> dict:
+    """Errors of the committee mean on ``frames`` and how well its spread ranks them.
+
+    ``force``/``energy``: MAE in meV/Å and meV/atom; ``std``: mean over frames of the max atomic
+    force deviation (eV/Å); ``rank``: Spearman correlation of that deviation with the frame's
+    true max atomic force error.
+    """
+    calc = load_committee(records, models, device="cpu")
+    energies, forces, stds, worst = [], [], [], []
+    for atoms in frames:
+        work = atoms.copy()
+        work.calc = calc
+        energies.append(float(work.get_potential_energy()))
+        forces.append(np.asarray(work.get_forces(), dtype=float))
+        stds.append(committee_uncertainty(calc, work)[0])
+        worst.append(float(np.linalg.norm(forces[-1] - atoms.arrays["REF_forces"], axis=1).max()))
     ref_e = [a.info["REF_energy"] for a in frames]
     ref_f = [a.arrays["REF_forces"] for a in frames]
     m = error_metrics(ref_e, ref_f, energies, forces)
-    return [m.force_mae_mev_per_a, m.energy_mae_mev_per_atom]
+    return {
+        "force": m.force_mae_mev_per_a,
+        "energy": m.energy_mae_mev_per_atom,
+        "std": float(np.mean(stds)),
+        "rank": float(spearmanr(stds, worst).statistic),
+    }
 
 
 def plot(results: dict, path: Path) -> None:
@@ -98,14 +133,23 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, ax_rank) = plt.subplots(1, 2, figsize=(10, 4))
     for mode in MODES:
-        pts = sorted((r["n_train"], r[mode]["test"][0]) for r in results.values())
-        ax.plot(*zip(*pts, strict=True), "o-", label=f"checkpoint on {mode}")
+        pts = sorted(
+            (r["n_train"], r[mode]["test"]["force"], r[mode]["test"]["rank"])
+            for r in results.values()
+        )
+        n, force, rank = zip(*pts, strict=True)
+        ax.plot(n, force, "o-", label=mode)
+        ax_rank.plot(n, rank, "o-", label=mode)
     ax.set_xlabel("training labels")
     ax.set_ylabel("test force MAE (meV/Å)")
     ax.set_title("committee checkpoint selection")
     ax.legend()
+    ax_rank.set_xlabel("training labels")
+    ax_rank.set_ylabel("Spearman(max force std, max force error)")
+    ax_rank.set_title("does the spread rank the errors?")
+    ax_rank.axhline(0, color="grey", lw=0.5)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -129,38 +173,42 @@ def main() -> None:
     cache = args.out / "checkpointing.json"
     results = json.loads(cache.read_text()) if cache.exists() else {}
     for i in args.iterations:
-        key = str(i)
-        if key in results and all(m in results[key] for m in MODES):
-            continue
-        results[key] = {"n_train": len(sets[i])}
+        entry = results.setdefault(str(i), {})
+        entry["n_train"] = len(sets[i])
         for mode in MODES:
-            print(f"iteration {i}: {len(sets[i])} labels, checkpoint on {mode} ...", flush=True)
-            records, result = train_committee(
+            if isinstance(entry.get(mode, {}).get("test"), dict):
+                continue  # measured by this version (older caches kept lists)
+            print(f"iteration {i}: {len(sets[i])} labels, committee {mode} ...", flush=True)
+            records, models = train_committee(
                 config, foundation, sets[i], validation, i, levels.get(i, 0), mode,
                 args.out / f"it{i}-{mode}",
             )  # fmt: skip
-            results[key][mode] = {
-                "test": committee_errors(records, result, test),
-                "validation": committee_errors(records, result, val_frames),
+            entry[mode] = {
+                "test": committee_errors(records, models, test),
+                "validation": committee_errors(records, models, val_frames),
             }
-        cache.write_text(json.dumps(results, indent=1))
-    print(f"\ncommittee force MAE meV/Å (energy meV/atom); test set {args.test.name}")
-    print(f"{'labels':>6}  {'holdout: test':>18}  {'validation: test':>18}  (validation set)")
-    ratios = []
+            cache.write_text(json.dumps(results, indent=1))
+    print(f"\ncommittee on test set {args.test.name}: force MAE meV/Å (energy MAE meV/atom),")
+    print("mean max atomic force deviation eV/Å, its Spearman rank correlation with the true")
+    print("max atomic force error; last column: force MAE on the validation set (biased when it")
+    print("chose the epoch)")
+    ratios = {mode: [] for mode in MODES}
     for i in args.iterations:
         r = results[str(i)]
-        h, v = r["holdout"], r["validation"]
-        print(
-            f"{r['n_train']:>6}  {h['test'][0]:8.1f} ({h['test'][1]:5.1f})  "
-            f"{v['test'][0]:11.1f} ({v['test'][1]:5.1f})  "
-            f"(holdout {h['validation'][0]:.1f}, validation {v['validation'][0]:.1f})"
-        )
-        ratios.append(v["test"][0] / h["test"][0])
+        for mode in MODES:
+            t, v = r[mode]["test"], r[mode]["validation"]
+            print(
+                f"{r['n_train']:>4} labels  {mode:<21} {t['force']:6.1f} ({t['energy']:5.1f})"
+                f"  std {t['std']:.3f}  rank {t['rank']:+.2f}   validation {v['force']:6.1f}"
+            )
+            ratios[mode].append(t["force"] / r["holdout"]["test"]["force"])
     plot({str(i): results[str(i)] for i in args.iterations}, args.out / "checkpointing.png")
     print(f"plot: {args.out / 'checkpointing.png'}")
+    dirichlet = float(np.mean(ratios["validation+dirichlet"]))
+    print(f"oracle-MD test force MAE, validation+dirichlet / holdout = {dirichlet:.2f}")
     print(
         "oracle-MD test force MAE, validation / holdout checkpointing = "
-        f"{float(np.mean(ratios)):.2f}"
+        f"{float(np.mean(ratios['validation'])):.2f}"
     )
 
 

@@ -32,6 +32,7 @@ from frostline.store import EXPOSE_STORE, current_records
 console = Console(stderr=True)
 
 CHECKPOINT_ON = ("validation", "holdout")
+MEMBER_WEIGHTS = ("uniform", "dirichlet")
 
 
 def member_subset(
@@ -52,6 +53,20 @@ def member_subset(
     return out
 
 
+def member_loss_weights(n: int, mode: str, rng: np.random.Generator) -> list[float] | None:
+    """Per-structure loss weights of one member (``None``: all 1).
+
+    ``dirichlet`` is the Bayesian bootstrap (Rubin 1981): weights ``n * Dirichlet(1, ..., 1)``
+    (mean 1, every structure kept with a positive weight), so members differ by construction
+    even when their data subsets coincide, and no structure (or element) is dropped.
+    """
+    if mode == "uniform":
+        return None
+    if mode != "dirichlet":
+        raise ValueError(f"member weights must be one of {MEMBER_WEIGHTS}, got {mode!r}")
+    return (n * rng.dirichlet(np.ones(n))).tolist()
+
+
 @dataclass
 class FineTuneMaker(Maker):
     """Fine-tune a committee of a foundation MACE with frozen layers (mace-torch ``--freeze``).
@@ -62,7 +77,9 @@ class FineTuneMaker(Maker):
     ``holdout`` (mace-torch holds out 10% of the member's data to pick the epoch it keeps: one
     or two structures while a campaign is young, a different part per member) or
     ``validation`` (every member trains on all its data; the epoch with the lowest loss on the
-    validation structures is kept; members whose subsets coincide then train identically).
+    validation structures is kept; members whose subsets coincide then train identically
+    unless ``member_weights`` is ``dirichlet``: every member's structures get Bayesian-bootstrap
+    loss weights, a different draw per member).
     """
 
     name: str = "finetune"
@@ -81,14 +98,15 @@ class FineTuneMaker(Maker):
     keep_foundation_elements: bool = False
     freeze_sweep: tuple[int, ...] = ()
     checkpoint_on: str = "holdout"
+    member_weights: str = "uniform"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.checkpoint_on not in CHECKPOINT_ON:
-            raise ValueError(
-                f"FineTuneMaker.checkpoint_on must be one of {CHECKPOINT_ON}, "
-                f"got {self.checkpoint_on!r}"
-            )
+        for name, allowed in (("checkpoint_on", CHECKPOINT_ON), ("member_weights", MEMBER_WEIGHTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"FineTuneMaker.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
 
     @job(config=EXPOSE_STORE)
     def make(
@@ -142,7 +160,7 @@ class FineTuneMaker(Maker):
         paths: list[Path] = []
         for member in range(self.committee_size):
             seed = self.seed + 1000 * iteration + member
-            data = member_subset(ok, self.subsample, np.random.default_rng(seed))
+            data, weights = self._member_data(ok, seed)
             if member == 0 and first is not None:
                 path = first
             else:
@@ -152,7 +170,14 @@ class FineTuneMaker(Maker):
                     f"{trainable:,}/{total:,} parameters trainable"
                 )
                 path = self._train(
-                    foundation, data, seed, level, device, f"member{member}", checkpoint_set
+                    foundation,
+                    data,
+                    seed,
+                    level,
+                    device,
+                    f"member{member}",
+                    checkpoint_set,
+                    weights,
                 )
             sha = sha256_file(path)
             model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
@@ -220,6 +245,14 @@ class FineTuneMaker(Maker):
             return []
         return [v for v in validation if v.status == "ok"]
 
+    def _member_data(
+        self, ok: list[LabelledStructure], seed: int
+    ) -> tuple[list[LabelledStructure], list[float] | None]:
+        """One member's structures (a subsample) and their loss weights (``member_weights``)."""
+        rng = np.random.default_rng(seed)
+        data = member_subset(ok, self.subsample, rng)
+        return data, member_loss_weights(len(data), self.member_weights, rng)
+
     def _train(
         self,
         foundation: str,
@@ -229,11 +262,13 @@ class FineTuneMaker(Maker):
         device: str,
         name: str,
         valid: list | None = None,
+        weights: list[float] | None = None,
     ) -> Path:
         """One mace-torch fine-tuning run; the ``.model`` file it wrote.
 
         ``valid``: the structures whose loss chooses the epoch kept (``checkpoint_on:
-        validation``); without them mace-torch holds out 10% of ``data``.
+        validation``); without them mace-torch holds out 10% of ``data``. ``weights``: a loss
+        weight per structure of ``data`` (mace-torch's ``config_weight``).
         """
         settings = MaceTrainSettings(
             name=name,
@@ -251,7 +286,7 @@ class FineTuneMaker(Maker):
             freeze=level,
             keep_foundation_elements=self.keep_foundation_elements,
         )
-        return run_mace_training(settings, data, Path.cwd() / name, valid=valid)
+        return run_mace_training(settings, data, Path.cwd() / name, valid=valid, weights=weights)
 
     def _sweep(
         self,
@@ -265,7 +300,7 @@ class FineTuneMaker(Maker):
     ) -> tuple[int, list[FreezeSweepPoint], Path]:
         """Member 0 at every sweep level; (best level, all results, best member-0 file)."""
         seed = self.seed + 1000 * iteration
-        data = member_subset(ok, self.subsample, np.random.default_rng(seed))
+        data, weights = self._member_data(ok, seed)
         points, files = [], {}
         for level in sorted(set(self.freeze_sweep)):
             trainable, total = count_parameters(foundation_model, level)
@@ -274,7 +309,7 @@ class FineTuneMaker(Maker):
                 f"{trainable:,}/{total:,} parameters trainable, {len(data)} structures"
             )
             path = self._train(
-                foundation, data, seed, level, device, f"sweep-f{level}", checkpoint_set
+                foundation, data, seed, level, device, f"sweep-f{level}", checkpoint_set, weights
             )
             calc = committee_calculator([path], device=device, dtype=self.default_dtype)
             points.append(

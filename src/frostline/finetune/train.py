@@ -23,11 +23,30 @@ from frostline.schemas import LabelledStructure
 KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
 
 
-def write_training_file(structures: Sequence[LabelledStructure | Atoms], path: Path) -> Path:
-    """Write labelled structures to an extxyz file with ``REF_`` keys."""
+def write_training_file(
+    structures: Sequence[LabelledStructure | Atoms],
+    path: Path,
+    weights: Sequence[float] | None = None,
+) -> Path:
+    """Write labelled structures to an extxyz file with ``REF_`` keys.
+
+    ``weights``: one loss weight per structure, written as mace-torch's ``config_weight``.
+    """
     atoms = [s if isinstance(s, Atoms) else s.to_atoms() for s in structures]
+    if weights is not None:
+        if len(weights) != len(atoms):
+            raise ValueError(f"{len(weights)} weights for {len(atoms)} structures")
+        atoms = [_with_info(a, config_weight=float(w)) for a, w in zip(atoms, weights, strict=True)]
     write(path, atoms, format="extxyz")
     return path
+
+
+def _with_info(atoms: Atoms, **info) -> Atoms:
+    """A copy of ``atoms`` (calculator kept) with ``info`` entries added."""
+    out = atoms.copy()
+    out.calc = atoms.calc
+    out.info.update(info)
+    return out
 
 
 @dataclass
@@ -186,14 +205,18 @@ def run_mace_training(
     train: Sequence[LabelledStructure | Atoms],
     work_dir: Path,
     valid: Sequence[LabelledStructure | Atoms] | None = None,
+    weights: Sequence[float] | None = None,
 ) -> Path:
-    """Train with mace-torch and return the path of the saved ``.model`` file."""
+    """Train with mace-torch and return the path of the saved ``.model`` file.
+
+    ``weights``: a loss weight per ``train`` structure (none: all 1).
+    """
     from mace.cli.run_train import run
     from mace.tools import build_default_arg_parser
 
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    train_file = write_training_file(train, work_dir / "train.extxyz")
+    train_file = write_training_file(train, work_dir / "train.extxyz", weights)
     valid_file = write_training_file(valid, work_dir / "valid.extxyz") if valid else None
     argv_settings = foundation_in_training_dtype(settings, work_dir)
     args = build_default_arg_parser().parse_args(

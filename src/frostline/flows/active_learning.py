@@ -113,6 +113,7 @@ class ActiveLearningMaker(Maker):
                 device=ft.device,
                 freeze_sweep=tuple(ft.freeze_sweep),
                 checkpoint_on=ft.checkpoint_on,
+                member_weights=ft.member_weights,
                 seed=config.seed,
             ),
             resweep=ft.sweep == "every",
