@@ -30,6 +30,7 @@ curves are averaged point by point before the ratio is taken.
 
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
+        [--checkpoint-on holdout] [--member-weights uniform]   (committee training, all arms)
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
         [--temperatures 300 800] [--starts 2] [--steps 120]
                                                (exploration pool: temperatures x starts x
@@ -94,6 +95,8 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     base["finetune"]["epochs"] = args.epochs
     base["foundation"] = args.foundation
     base["finetune"]["committee_size"] = args.committee
+    base["finetune"]["checkpoint_on"] = args.checkpoint_on
+    base["finetune"]["member_weights"] = args.member_weights
     base["explore"] = {
         **base["explore"],
         "engine": args.engine,
@@ -276,6 +279,18 @@ def main() -> None:
         "--foundation", default="mini", help="all arms: 'mini', 'mini-64' or a .model path"
     )
     parser.add_argument("--committee", type=int, default=2, help="committee size K (all arms)")
+    parser.add_argument(
+        "--checkpoint-on",
+        default="holdout",
+        choices=["holdout", "validation"],
+        help="finetune.checkpoint_on (all arms)",
+    )
+    parser.add_argument(
+        "--member-weights",
+        default="uniform",
+        choices=["uniform", "dirichlet"],
+        help="finetune.member_weights (all arms)",
+    )
     parser.add_argument(
         "--calibration-picks", type=int, default=2, help="frostline arm: random picks per batch"
     )
