@@ -200,6 +200,16 @@ class SelectConfig(_Strict):
         description="of the per-iteration cap, frames picked at random among all plausible ones"
         " (any std below trust_hi), so calibration is not fitted on high-std frames only",
     )
+    contact_picks: int = Field(
+        0,
+        ge=0,
+        description="of the per-iteration cap, frames (any std below trust_hi) bought because a "
+        "contact of some element pair is shorter than in every label (the short-range wall the "
+        "committee members share and their spread misses), largest deficit first",
+    )
+    contact_margin: float = Field(
+        0.02, ge=0, description="Å: a contact counts as shorter than the labels' beyond this"
+    )
     min_distance: float = Field(0.6, ge=0, description="Å: closer atoms fail the sanity filter")
     min_distance_ratio: float = Field(
         0.5, ge=0, le=1, description="fail if d < ratio x sum of covalent radii"

@@ -210,6 +210,9 @@ class SelectionResult(BaseModel):
     n_over_budget: int
     n_duplicates: int = 0
     n_calibration_picks: int = Field(0, description="selected at random for calibration")
+    n_contact_picks: int = Field(
+        0, description="selected for a contact shorter than any label's (select.contact_picks)"
+    )
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict, description="sanity rejections")
     trust_lo: float | None = None

@@ -14,7 +14,9 @@ settings; only the selection differs:
   (compare with ``--al-arm frostline-typical``);
 - ``frostline-stochastic`` / ``frostline-representative`` (only with ``--arms``): ``typical``
   windows fitted on the last 3 batches, picks drawn in proportion to the score / one per centre
-  of a score-weighted k-means of the window's frames.
+  of a score-weighted k-means of the window's frames;
+- ``frostline-contact`` (only with ``--arms``): ``frostline-representative`` plus one pick per
+  iteration for a contact shorter than any training label's (``select.contact_picks: 1``).
 
 Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
 equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
@@ -75,6 +77,14 @@ ARMS = {
         "trust": "calibrated",
         "hi_reference": "typical",
         "calibration_history": 3,
+    },
+    # the same, plus one pick per iteration for a contact shorter than any training label's
+    "frostline-contact": {
+        "strategy": "representative",
+        "trust": "calibrated",
+        "hi_reference": "typical",
+        "calibration_history": 3,
+        "contact_picks": 1,
     },
     "dpgen": {
         "strategy": "dpgen",

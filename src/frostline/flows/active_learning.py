@@ -145,6 +145,8 @@ class ActiveLearningMaker(Maker):
                 strategy=se.strategy,
                 novelty_threshold=se.novelty_threshold,
                 calibration_picks=se.calibration_picks,
+                contact_picks=se.contact_picks,
+                contact_margin=se.contact_margin,
                 sampling_power=se.sampling_power,
                 cost_exponent=se.cost_exponent,
                 descriptor_model=foundation if Path(foundation).is_file() else None,

@@ -7,7 +7,8 @@ Every candidate gets exactly one fate:
 - ``accurate``: committee std below ``trust_lo``;
 - ``duplicate``: too close (novelty gate) to a labelled structure or to one already picked;
 - ``selected``: sent to the oracle (``BatchPlan.calibration`` marks the picks drawn at random
-  from all plausible frames, whatever their std, so calibration also sees typical frames);
+  from all plausible frames, whatever their std, so calibration also sees typical frames;
+  ``BatchPlan.contact`` the frames bought for a contact shorter than any label has);
 - ``over budget``: worth labelling but beyond the per-iteration cap or the total budget;
 - ``not needed``: worth labelling, but the campaign stops this iteration.
 """
@@ -24,6 +25,7 @@ from ase import Atoms
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.schemas import CandidateStructure, as_structure
+from frostline.select.contacts import ContactIndex, shortest_contacts
 from frostline.select.filters import SanityLimits, candidate_sanity
 from frostline.select.novelty import NoveltyIndex
 
@@ -54,6 +56,7 @@ class BatchPlan:
     selected: list[int] = field(default_factory=list)
     calibration: list[int] = field(default_factory=list)
     n_accurate: int = 0  # below trust_lo, calibration picks among them included
+    contact: list[int] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(f) for f in self.fates))
@@ -93,6 +96,9 @@ def plan_batch(
     stop: Callable[[int, int], bool] | None = None,
     calibration_picks: int = 0,
     sampling_power: float = 1.0,
+    contact_picks: int = 0,
+    contact_margin: float = 0.02,
+    trained: Sequence[Atoms] = (),
 ) -> BatchPlan:
     """Apply the rules in order (filters, trust window, novelty vs labelled, budget).
 
@@ -116,6 +122,13 @@ def plan_batch(
     that passes the filters and is below ``trust_hi`` (accurate ones included) before the
     strategy fills the rest; they pass the novelty gate like any pick. The frames a strategy
     picks are a biased, high-std sample; these keep the std → error calibration honest.
+
+    ``contact_picks``: then up to that many of the cap go to frames below ``trust_hi`` (accurate
+    ones included) whose shortest contact of some element pair is more than ``contact_margin``
+    Å shorter than that pair's shortest contact in ``trained`` (the structures the committee
+    was trained on; validation labels constrain nothing) and in the picks before it,
+    the largest deficit first (``frostline.select.contacts``: the committee's spread misses the
+    short-range wall its members share). They pass the novelty gate like any pick.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r} (one of {STRATEGIES})")
@@ -132,14 +145,23 @@ def plan_batch(
         fates = [Fate.FAILED_FILTER if r else Fate.UNCERTAIN for r in reasons]
     n_accurate = fates.count(Fate.ACCURATE)
     forced: list[int] = []
-    was_accurate: set[int] = set()
+    plausible = [i for i in range(n) if fates[i] in (Fate.ACCURATE, Fate.UNCERTAIN)]
     if calibration_picks > 0 and strategy != "random" and cap > 0:
-        plausible = [i for i in range(n) if fates[i] in (Fate.ACCURATE, Fate.UNCERTAIN)]
         k = min(calibration_picks, cap, len(plausible))
         forced = [plausible[j] for j in rng.choice(len(plausible), size=k, replace=False)]
-        was_accurate = {i for i in forced if fates[i] == Fate.ACCURATE}
-        for i in forced:
-            fates[i] = Fate.UNCERTAIN
+    contact: list[int] = []
+    if contact_picks > 0 and strategy != "random" and cap > len(forced):
+        contact = _contact_order(
+            candidates,
+            [i for i in plausible if i not in forced],
+            trained,
+            min(contact_picks, cap - len(forced)),
+            contact_margin,
+        )
+        forced += contact
+    was_accurate = {i for i in forced if fates[i] == Fate.ACCURATE}
+    for i in forced:
+        fates[i] = Fate.UNCERTAIN
     novelty: list[float | None] = [None] * n
     pool = [i for i in range(n) if fates[i] == Fate.UNCERTAIN]
 
@@ -213,8 +235,30 @@ def plan_batch(
                         remaining.remove(i)
         for i in remaining:
             fates[i] = Fate.OVER_BUDGET
-    calibration = sorted(i for i in forced if fates[i] == Fate.SELECTED)
-    return BatchPlan(fates, reasons, novelty, sorted(selected), calibration, n_accurate)
+    calibration = sorted(i for i in forced if fates[i] == Fate.SELECTED and i not in contact)
+    contact = sorted(i for i in contact if fates[i] == Fate.SELECTED)
+    return BatchPlan(fates, reasons, novelty, sorted(selected), calibration, n_accurate, contact)
+
+
+def _contact_order(
+    candidates: Sequence[CandidateStructure],
+    eligible: list[int],
+    trained: Sequence[Atoms],
+    k: int,
+    margin: float,
+) -> list[int]:
+    """Up to ``k`` frames with the largest contact deficit (> ``margin``), each pick counted."""
+    index = ContactIndex(trained)
+    contacts = {i: shortest_contacts(_atoms(candidates[i]), index.cutoff) for i in eligible}
+    picks: list[int] = []
+    while len(picks) < k:
+        deficits = {i: index.deficit(c) for i, c in contacts.items() if i not in picks}
+        best = max(deficits, key=deficits.get, default=None)
+        if best is None or deficits[best] <= margin:
+            break
+        picks.append(best)
+        index.add(contacts[best])
+    return picks
 
 
 def frame_features(

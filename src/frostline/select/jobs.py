@@ -56,6 +56,8 @@ class SelectMaker(Maker):
     strategy: str = "diverse"
     novelty_threshold: float = 0.02
     calibration_picks: int = 0
+    contact_picks: int = 0
+    contact_margin: float = 0.02
     sampling_power: float = 1.0
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
@@ -106,6 +108,7 @@ class SelectMaker(Maker):
 
             descriptor = memoized(DescriptorModel(self.descriptor_model, device=self.device))
             labelled = self._labelled_atoms(iteration)
+        trained = self._labelled_atoms(iteration, role="train") if self.contact_picks else []
         candidates = explored.candidates
         if self.uncertainty == "descriptor":
             from frostline.select.novelty import descriptor_uncertainty
@@ -152,6 +155,9 @@ class SelectMaker(Maker):
             stop=stop,
             calibration_picks=self.calibration_picks,
             sampling_power=self.sampling_power,
+            contact_picks=self.contact_picks,
+            contact_margin=self.contact_margin,
+            trained=trained,
         )
         counts = plan.counts()
         n_acc = plan.n_accurate
@@ -165,6 +171,7 @@ class SelectMaker(Maker):
             n_over_budget=counts.get(Fate.OVER_BUDGET, 0),
             n_duplicates=counts.get(Fate.DUPLICATE, 0),
             n_calibration_picks=len(plan.calibration),
+            n_contact_picks=len(plan.contact),
             fates=counts,
             filter_reasons=plan.reason_counts(),
             trust_lo=lo,
@@ -176,8 +183,8 @@ class SelectMaker(Maker):
             finished_at=time.time(),
         )
 
-    def _labelled_atoms(self, iteration: int | None = None) -> list:
-        """Every structure labelled (any role) for this campaign before ``iteration``.
+    def _labelled_atoms(self, iteration: int | None = None, role: str | None = None) -> list:
+        """Every structure labelled (any role, or ``role``) for this campaign before ``iteration``.
 
         Labels of this or later iterations can only be in the store when a killed run is
         resumed; counting them would make the resumed selection avoid exactly the structures
@@ -186,6 +193,8 @@ class SelectMaker(Maker):
         criteria: dict = {"campaign": self.campaign, "status": "ok"}
         if iteration is not None:
             criteria["provenance.iteration"] = {"$lt": iteration}
+        if role is not None:
+            criteria["role"] = role
         docs = current_records().find("labelled", criteria)
         return [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in docs]
 
