@@ -148,3 +148,15 @@ def test_finetune_choices_reach_the_finetune_maker(field, default, other, bad):
     assert getattr(ActiveLearningMaker.from_config(config, "mini").finetune, field) == other
     with pytest.raises(ConfigError, match=f"finetune.{field}"):
         parse_config(tiny_campaign(finetune={field: bad}))
+
+
+def test_contact_picks_reach_the_select_maker():
+    from frostline.flows.active_learning import ActiveLearningMaker
+
+    plain = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini").select
+    assert (plain.contact_picks, plain.contact_margin) == (0, 0.02)
+    config = parse_config(tiny_campaign(select={"contact_picks": 1, "contact_margin": 0.05}))
+    select = ActiveLearningMaker.from_config(config, "mini").select
+    assert (select.contact_picks, select.contact_margin) == (1, 0.05)
+    with pytest.raises(ConfigError, match="select.contact_picks"):
+        parse_config(tiny_campaign(select={"contact_picks": -1}))

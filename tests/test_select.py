@@ -9,9 +9,10 @@ from ase.build import bulk, fcc111, molecule
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import ConvergenceConfig
-from frostline.schemas import CandidateStructure, ExploreResult
+from frostline.schemas import CandidateStructure, ExploreResult, as_structure
 from frostline.select.batch import Fate, plan_batch, trust_fate
 from frostline.select.calibration import fit_calibration, max_atomic_force_error
+from frostline.select.contacts import ContactIndex, shortest_contacts
 from frostline.select.convergence import stop_reason
 from frostline.select.filters import SanityLimits, sanity_reason
 from frostline.select.jobs import SelectMaker
@@ -511,3 +512,77 @@ def test_calibration_history_pools_the_last_batches():
     assert abs(pooled.slope - 2.0) < abs(single.slope - 2.0)
     with pytest.raises(ValueError, match="history"):
         pooled_points(s, e, docs, index=4, history=0)
+
+
+def h2_over_slab(bond: float, x: float = 0.0) -> Atoms:
+    """The Cu(111) test slab with an H2 (bond length ``bond`` Å) 2 Å above its top layer."""
+    atoms = slab()
+    top = atoms.positions[:, 2].max() + 2.0
+    centre = np.array([x, 0.0, top])
+    atoms += Atoms("H2", positions=[centre, centre + [bond, 0.0, 0.0]])
+    return atoms
+
+
+def test_shortest_contacts_per_element_pair_and_the_deficit():
+    contacts = shortest_contacts(h2_over_slab(0.74))
+    assert set(contacts) == {("Cu", "Cu"), ("Cu", "H"), ("H", "H")}
+    assert contacts[("H", "H")] == pytest.approx(0.74)
+    index = ContactIndex([h2_over_slab(0.74)])
+    assert index.deficit(shortest_contacts(h2_over_slab(0.62))) == pytest.approx(0.12)
+    assert index.deficit(shortest_contacts(h2_over_slab(0.90))) == 0.0  # longer: covered
+    bare = ContactIndex([slab()])  # no H labelled: H-H counts from the 3 Å cutoff
+    assert bare.deficit(shortest_contacts(h2_over_slab(0.74))) == pytest.approx(3.0 - 0.74)
+    index.add(shortest_contacts(h2_over_slab(0.62)))
+    assert index.deficit(shortest_contacts(h2_over_slab(0.63))) == 0.0
+
+
+def test_contact_picks_buy_the_short_contact_the_committee_is_calm_about():
+    trained = [h2_over_slab(0.74), h2_over_slab(0.78, x=0.5)]
+    frames = [h2_over_slab(0.74 + 0.01 * k, x=0.1 * k) for k in range(6)]  # covered bonds
+    stds = [0.3] * 6
+    frames += [h2_over_slab(0.62), h2_over_slab(0.63, x=0.3), h2_over_slab(0.61, x=0.6)]
+    stds += [0.01, 0.06, 0.9]  # compressed: committee calm (accurate / low), and a wild one
+    cands = [as_candidate(a, s) for a, s in zip(frames, stds, strict=True)]
+    plain = plan_batch(cands, 0.05, 0.5, LIMITS, cap=3, trained=trained)
+    assert not {6, 7, 8} & set(plain.selected) and plain.contact == []
+    plan = plan_batch(cands, 0.05, 0.5, LIMITS, cap=3, trained=trained, contact_picks=2)
+    # the shortest plausible contact first (the 0.61 Å frame is beyond trust_hi); the 0.63 Å
+    # one is then covered by that pick: one contact pick, the strategy fills the rest by std
+    assert plan.contact == [6] and len(plan.selected) == 3
+    assert set(plan.selected) - {6} <= set(range(6))
+    assert plan.fates[7] == Fate.OVER_BUDGET and plan.fates[8] == Fate.TOO_UNCERTAIN
+    assert plan.n_accurate == 1  # the stop rule still sees the window's count
+    wide = plan_batch(cands, 0.05, 0.5, LIMITS, cap=3, trained=trained, contact_picks=2,
+                      contact_margin=0.2)  # fmt: skip
+    assert wide.contact == []  # 0.12 Å short is within a 0.2 Å margin
+    rnd = plan_batch(cands, 0.05, 0.5, LIMITS, cap=3, trained=trained, contact_picks=2,
+                     strategy="random")  # fmt: skip
+    assert rnd.contact == []  # the baseline ignores every rule
+
+
+def test_select_maker_counts_contact_picks_against_training_labels_only(monkeypatch):
+    asked = []
+
+    def labelled(self, iteration=None, role=None):
+        asked.append(role)
+        return [h2_over_slab(0.74)] if role == "train" else [h2_over_slab(0.60)]
+
+    monkeypatch.setattr(SelectMaker, "_labelled_atoms", labelled)
+    maker = SelectMaker(
+        contact_picks=1,
+        novelty_threshold=0.0,
+        max_labels_per_iteration=2,
+        convergence=ConvergenceConfig(max_iterations=5, accurate_fraction=0.99),
+    )
+    frames = [h2_over_slab(0.76, x=0.1 * k) for k in range(4)] + [h2_over_slab(0.64)]
+    explored = ExploreResult(
+        candidates=[as_candidate(a, s) for a, s in zip(frames, [0.3] * 4 + [0.01], strict=True)],
+        n_trajectories=1,
+        n_steps_total=10,
+        wall_time_s=0,
+    )
+    res = maker.make.original(maker, explored, 0, 1, None)
+    assert asked == ["train"]  # a validation label at 0.60 Å must not hide the gap
+    assert res.n_contact_picks == 1 and len(res.selected) == 2
+    picked = [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in res.selected]
+    assert min(shortest_contacts(a)[("H", "H")] for a in picked) == pytest.approx(0.64)

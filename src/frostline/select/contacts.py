@@ -51,7 +51,5 @@ class ContactIndex:
 
     def deficit(self, contacts: dict[Pair, float]) -> float:
         """Largest amount (Å) by which a contact is shorter than the labelled ones (0: none)."""
-        return max(
-            (self.shortest.get(pair, self.cutoff) - dist for pair, dist in contacts.items()),
-            default=0.0,
-        )
+        gaps = [self.shortest.get(pair, self.cutoff) - dist for pair, dist in contacts.items()]
+        return max(0.0, *gaps)
