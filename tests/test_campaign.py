@@ -24,13 +24,15 @@ STATUS_KEYS = {
     "energy_mae_mev_per_atom",
     "force_mae_mev_per_a",
     "accurate_fraction",
+    "n_calibration_picks",
+    "n_contact_picks",
 }
 
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory, foundation):
     folder = tmp_path_factory.mktemp("campaign")
-    config = parse_config(tiny_campaign())
+    config = parse_config(tiny_campaign(select={"contact_picks": 1}))
     result = run_campaign(config, folder, log=False)
     return folder, result
 
@@ -78,6 +80,18 @@ def test_every_record_is_in_the_store(campaign):
         assert sum(it["fates"].values()) == it["n_candidates"]  # every frame has one fate
         assert it["trust_window"] == [1e-9, 10.0]
     assert iterations[0]["fates"]["selected"] == 2
+    assert iterations[0]["n_calibration_picks"] == 0
+    if iterations[0]["n_contact_picks"]:  # then a bought frame has a contact no seed label has
+        from frostline.schemas import LabelledStructure
+        from frostline.select.contacts import ContactIndex, shortest_contacts
+
+        def atoms(role: str, iteration: int) -> list:
+            query = {"campaign": "tiny", "role": role, "provenance.iteration": iteration}
+            return [LabelledStructure(**d).to_atoms() for d in records.find("labelled", query)]
+
+        seeds = ContactIndex(atoms("train", -1))
+        bought = [seeds.deficit(shortest_contacts(a)) for a in atoms("train", 0)]
+        assert max(bought) > 0.02
     assert iterations[0]["calibration"]["n_points"] == 2  # too few to derive a window
     assert iterations[0]["calibration"]["trust_lo"] is None
     assert iterations[1]["fates"] == {"not needed": iterations[1]["n_candidates"]}

@@ -242,6 +242,8 @@ class IterationDoc(BaseModel):
     n_accurate: int
     n_uncertain: int
     n_failed_frames: int
+    n_calibration_picks: int = Field(0, description="of n_selected: drawn for calibration")
+    n_contact_picks: int = Field(0, description="of n_selected: bought for a short contact")
     accurate_fraction: float
     energy_mae_mev_per_atom: float | None = None
     force_mae_mev_per_a: float | None = None

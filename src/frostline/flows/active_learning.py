@@ -295,6 +295,8 @@ class ActiveLearningMaker(Maker):
             n_accurate=selection.n_accurate,
             n_uncertain=selection.n_uncertain,
             n_failed_frames=selection.n_failed,
+            n_calibration_picks=selection.n_calibration_picks,
+            n_contact_picks=selection.n_contact_picks,
             accurate_fraction=selection.accurate_fraction,
             energy_mae_mev_per_atom=m.energy_mae_mev_per_atom if m else None,
             force_mae_mev_per_a=m.force_mae_mev_per_a if m else None,

@@ -20,6 +20,8 @@ ITERATION_KEYS = (
     "n_accurate",
     "n_uncertain",
     "n_failed_frames",
+    "n_calibration_picks",
+    "n_contact_picks",
     "accurate_fraction",
     "energy_mae_mev_per_atom",
     "force_mae_mev_per_a",
