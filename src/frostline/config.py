@@ -204,8 +204,8 @@ class SelectConfig(_Strict):
         0,
         ge=0,
         description="of the per-iteration cap, frames (any std below trust_hi) bought because a "
-        "contact of some element pair is shorter than in every label (the short-range wall the "
-        "committee members share and their spread misses), largest deficit first",
+        "contact of some element pair is shorter than in every training label (the short-range "
+        "wall the committee members share and their spread misses), largest deficit first",
     )
     contact_margin: float = Field(
         0.02, ge=0, description="Å: a contact counts as shorter than the labels' beyond this"

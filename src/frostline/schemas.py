@@ -211,7 +211,7 @@ class SelectionResult(BaseModel):
     n_duplicates: int = 0
     n_calibration_picks: int = Field(0, description="selected at random for calibration")
     n_contact_picks: int = Field(
-        0, description="selected for a contact shorter than any label's (select.contact_picks)"
+        0, description="selected for a contact shorter than any training label's (contact_picks)"
     )
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict, description="sanity rejections")

@@ -46,6 +46,7 @@ from frostline.finetune.foundation import resolve_foundation
 from frostline.flows.active_learning import ActiveLearningMaker
 from frostline.registry.queries import open_campaign_dir
 from frostline.schemas import LabelledStructure, ModelDoc
+from frostline.select.calibration import max_atomic_force_error
 from frostline.store import Records, make_job_store
 
 # committee name: (finetune.checkpoint_on, finetune.member_weights)
@@ -115,7 +116,7 @@ def committee_errors(records: Records, models: list[ModelDoc], frames: list[Atom
         energies.append(float(work.get_potential_energy()))
         forces.append(np.asarray(work.get_forces(), dtype=float))
         stds.append(committee_uncertainty(calc, work)[0])
-        worst.append(float(np.linalg.norm(forces[-1] - atoms.arrays["REF_forces"], axis=1).max()))
+        worst.append(max_atomic_force_error(forces[-1], atoms.arrays["REF_forces"]))
     ref_e = [a.info["REF_energy"] for a in frames]
     ref_f = [a.arrays["REF_forces"] for a in frames]
     m = error_metrics(ref_e, ref_f, energies, forces)

@@ -60,6 +60,12 @@ from frostline.report.plots import write_campaign_plots
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
 
+REPRESENTATIVE = {
+    "strategy": "representative",
+    "trust": "calibrated",
+    "hi_reference": "typical",
+    "calibration_history": 3,
+}
 ARMS = {
     "frostline": {"strategy": "diverse", "trust": "calibrated"},
     # the same, "too uncertain" measured against the model's current error, not the target
@@ -72,20 +78,9 @@ ARMS = {
         "calibration_history": 3,
     },
     # one pick per centre of a k-means of the window's frames weighted by std x novelty
-    "frostline-representative": {
-        "strategy": "representative",
-        "trust": "calibrated",
-        "hi_reference": "typical",
-        "calibration_history": 3,
-    },
+    "frostline-representative": REPRESENTATIVE,
     # the same, plus one pick per iteration for a contact shorter than any training label's
-    "frostline-contact": {
-        "strategy": "representative",
-        "trust": "calibrated",
-        "hi_reference": "typical",
-        "calibration_history": 3,
-        "contact_picks": 1,
-    },
+    "frostline-contact": {**REPRESENTATIVE, "contact_picks": 1},
     "dpgen": {
         "strategy": "dpgen",
         "trust": "fixed",
@@ -176,6 +171,7 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
     from frostline.finetune.committee import load_committee
     from frostline.finetune.evaluate import error_metrics
     from frostline.schemas import ModelDoc
+    from frostline.select.calibration import max_atomic_force_error
 
     records = open_campaign_dir(folder)
     status = campaign_status(records)
@@ -193,10 +189,8 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
         mae.append(
             (it["n_labelled"], error_metrics(*reference, energies, forces).force_mae_mev_per_a)
         )
-        worst = [
-            1000 * float(np.linalg.norm(f - ref, axis=1).max())
-            for f, ref in zip(forces, reference[1], strict=True)
-        ]
+        pairs = zip(forces, reference[1], strict=True)
+        worst = [1000 * max_atomic_force_error(f, ref) for f, ref in pairs]
         p95.append((it["n_labelled"], float(np.percentile(worst, 95))))
     return {"mae": mae, "p95": p95}
 

@@ -8,7 +8,7 @@ Every candidate gets exactly one fate:
 - ``duplicate``: too close (novelty gate) to a labelled structure or to one already picked;
 - ``selected``: sent to the oracle (``BatchPlan.calibration`` marks the picks drawn at random
   from all plausible frames, whatever their std, so calibration also sees typical frames;
-  ``BatchPlan.contact`` the frames bought for a contact shorter than any label has);
+  ``BatchPlan.contact`` the frames bought for a contact shorter than any training label has);
 - ``over budget``: worth labelling but beyond the per-iteration cap or the total budget;
 - ``not needed``: worth labelling, but the campaign stops this iteration.
 """

@@ -1,4 +1,4 @@
-"""Short contacts: frames that bring two atoms closer than any label has.
+"""Short contacts: frames that bring two atoms closer than any training label has.
 
 Committee members fine-tuned from one foundation share its short-range repulsion. Where no label
 constrains a contact (an H2 compressed below every H-H distance bought so far), every member
@@ -7,8 +7,8 @@ the selection benchmark, compressed H2 (H-H 0.61-0.66 Å, never labelled by the 
 arm) had a committee max force std of 0.36-0.52 eV/Å and a true max force error of 1.6-5.5
 eV/Å. A rule that ranks by the spread does not buy such frames; this one does, whatever the
 spread: a frame's *contact deficit* is how much shorter (Å) its shortest contact of some
-element pair is than the shortest contact of that pair in every label bought (pairs no label
-has within the cutoff count from the cutoff).
+element pair is than the shortest contact of that pair in every training label (validation
+labels constrain nothing; pairs no label has within the cutoff count from the cutoff).
 """
 
 from __future__ import annotations
