@@ -154,9 +154,16 @@ def test_contact_picks_reach_the_select_maker():
     from frostline.flows.active_learning import ActiveLearningMaker
 
     plain = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini").select
-    assert (plain.contact_picks, plain.contact_margin) == (0, 0.02)
-    config = parse_config(tiny_campaign(select={"contact_picks": 1, "contact_margin": 0.05}))
-    select = ActiveLearningMaker.from_config(config, "mini").select
-    assert (select.contact_picks, select.contact_margin) == (1, 0.05)
+    assert (plain.contact_picks, plain.contact_margin, plain.contact_deficit) == (
+        0,
+        0.02,
+        "absolute",
+    )
+    chosen = {"contact_picks": 1, "contact_margin": 0.05, "contact_deficit": "relative"}
+    select = ActiveLearningMaker.from_config(parse_config(tiny_campaign(select=chosen)), "mini")
+    assert (select.select.contact_picks, select.select.contact_margin) == (1, 0.05)
+    assert select.select.contact_deficit == "relative"
+    with pytest.raises(ConfigError, match="select.contact_deficit"):
+        parse_config(tiny_campaign(select={"contact_deficit": "percent"}))
     with pytest.raises(ConfigError, match="select.contact_picks"):
         parse_config(tiny_campaign(select={"contact_picks": -1}))

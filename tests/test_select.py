@@ -536,6 +536,41 @@ def test_shortest_contacts_per_element_pair_and_the_deficit():
     assert index.deficit(shortest_contacts(h2_over_slab(0.63))) == 0.0
 
 
+def squeezed_copper(by: float) -> Atoms:
+    """``h2_over_slab(0.74)`` with one Cu atom moved ``by`` Å towards its nearest Cu neighbour."""
+    atoms = h2_over_slab(0.74)
+    cu = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "Cu"]
+    d = atoms.get_distances(cu[0], cu[1:], mic=True, vector=True)
+    nearest = d[np.argmin(np.linalg.norm(d, axis=1))]
+    atoms.positions[cu[0]] += by * nearest / np.linalg.norm(nearest)
+    return atoms
+
+
+def test_relative_contact_deficit_ranks_the_h2_wall_before_a_longer_cu_cu_gap():
+    index = ContactIndex([h2_over_slab(0.74)])
+    cu_cu = index.shortest[("Cu", "Cu")]
+    squeezed_h2, squeezed_cu = h2_over_slab(0.63), squeezed_copper(0.25)
+    for frame, pair, short in ((squeezed_h2, ("H", "H"), 0.11), (squeezed_cu, ("Cu", "Cu"), 0.25)):
+        contacts = shortest_contacts(frame)
+        labelled = index.shortest[pair]
+        assert labelled - contacts[pair] == pytest.approx(short, abs=1e-6)
+        assert index.deficit(contacts) == pytest.approx(short, abs=1e-6)  # the pair decides
+        assert index.deficit(contacts, "relative") == pytest.approx(short / labelled, abs=1e-6)
+    assert 0.25 / cu_cu < 0.11 / 0.74  # 0.25 Å of a Cu-Cu bond is less compression
+    cands = [as_candidate(h2_over_slab(0.74 + 0.01 * k, x=0.1 * k), 0.3) for k in range(4)]
+    cands += [as_candidate(squeezed_cu, 0.01), as_candidate(squeezed_h2, 0.01)]
+    trained = [h2_over_slab(0.74)]
+    common = dict(cap=2, trained=trained, contact_picks=1)
+    assert plan_batch(cands, 0.05, 0.5, LIMITS, **common).contact == [4]  # Å: Cu-Cu first
+    relative = plan_batch(cands, 0.05, 0.5, LIMITS, contact_deficit="relative", **common)
+    assert relative.contact == [5]  # fraction of the labelled contact: the H2 wall first
+    within = plan_batch(cands, 0.05, 0.5, LIMITS, contact_deficit="relative",
+                        contact_margin=0.2, **common)  # fmt: skip
+    assert within.contact == []  # 15 % short is within a 20 % margin
+    with pytest.raises(ValueError, match="contact deficit 'percent'"):
+        index.deficit(shortest_contacts(squeezed_h2), "percent")
+
+
 def test_contact_picks_buy_the_short_contact_the_committee_is_calm_about():
     trained = [h2_over_slab(0.74), h2_over_slab(0.78, x=0.5)]
     frames = [h2_over_slab(0.74 + 0.01 * k, x=0.1 * k) for k in range(6)]  # covered bonds

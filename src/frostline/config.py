@@ -208,7 +208,16 @@ class SelectConfig(_Strict):
         "wall the committee members share and their spread misses), largest deficit first",
     )
     contact_margin: float = Field(
-        0.02, ge=0, description="Å: a contact counts as shorter than the labels' beyond this"
+        0.02,
+        ge=0,
+        description="a contact counts as shorter than the labels' beyond this (Å, or a fraction"
+        " of the labelled contact with contact_deficit: relative)",
+    )
+    contact_deficit: Literal["absolute", "relative"] = Field(
+        "absolute",
+        description="rank short contacts by Å (absolute) or by the fraction of the labelled "
+        "shortest contact of their element pair (relative: an H-H contact 15 % short before a "
+        "Cu-Cu contact 12 % short, though the latter is longer in Å)",
     )
     min_distance: float = Field(0.6, ge=0, description="Å: closer atoms fail the sanity filter")
     min_distance_ratio: float = Field(

@@ -16,7 +16,8 @@ settings; only the selection differs:
   windows fitted on the last 3 batches, picks drawn in proportion to the score / one per centre
   of a score-weighted k-means of the window's frames;
 - ``frostline-contact`` (only with ``--arms``): ``frostline-representative`` plus one pick per
-  iteration for a contact shorter than any training label's (``select.contact_picks: 1``).
+  iteration for a contact shorter than any training label's (``select.contact_picks: 1``);
+  ``frostline-contact-relative``: the same with ``contact_deficit: relative`` (a 2 % margin).
 
 Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
 equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
@@ -81,6 +82,13 @@ ARMS = {
     "frostline-representative": REPRESENTATIVE,
     # the same, plus one pick per iteration for a contact shorter than any training label's
     "frostline-contact": {**REPRESENTATIVE, "contact_picks": 1},
+    # the same, short contacts ranked by the fraction of the pair's labelled contact
+    "frostline-contact-relative": {
+        **REPRESENTATIVE,
+        "contact_picks": 1,
+        "contact_deficit": "relative",
+        "contact_margin": 0.02,
+    },
     "dpgen": {
         "strategy": "dpgen",
         "trust": "fixed",
@@ -196,17 +204,23 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
 
 
 def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, float]]]:
-    """``md_test_curve``, remembered in ``FOLDER/md-test-curve.json`` (keyed by the test set)."""
+    """``md_test_curve``, remembered in ``FOLDER/md-test-curve.json``.
+
+    The cache is keyed by the test set and by the campaign's iterations, so a campaign resumed
+    with more iterations is evaluated again.
+    """
     import hashlib
     import json
 
     key = hashlib.sha256(
         b"".join(a.arrays["REF_forces"].tobytes() + a.positions.tobytes() for a in test)
     ).hexdigest()
+    labels = [n for n, _ in curve(folder)]
     cache = folder / "md-test-curve.json"
     if cache.exists():
         doc = json.loads(cache.read_text())
-        if doc.get("test_set") == key and "p95" in doc:
+        cached = [n for n, _ in doc.get("mae", [])]
+        if doc.get("test_set") == key and "p95" in doc and cached == labels:
             return {k: [tuple(p) for p in doc[k]] for k in ("mae", "p95")}
     curves = md_test_curve(folder, test)
     cache.write_text(json.dumps({"test_set": key, **curves}))

@@ -147,6 +147,7 @@ class ActiveLearningMaker(Maker):
                 calibration_picks=se.calibration_picks,
                 contact_picks=se.contact_picks,
                 contact_margin=se.contact_margin,
+                contact_deficit=se.contact_deficit,
                 sampling_power=se.sampling_power,
                 cost_exponent=se.cost_exponent,
                 descriptor_model=foundation if Path(foundation).is_file() else None,

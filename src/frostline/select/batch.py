@@ -99,6 +99,7 @@ def plan_batch(
     contact_picks: int = 0,
     contact_margin: float = 0.02,
     trained: Sequence[Atoms] = (),
+    contact_deficit: str = "absolute",
 ) -> BatchPlan:
     """Apply the rules in order (filters, trust window, novelty vs labelled, budget).
 
@@ -125,8 +126,9 @@ def plan_batch(
 
     ``contact_picks``: then up to that many of the cap go to frames below ``trust_hi`` (accurate
     ones included) whose shortest contact of some element pair is more than ``contact_margin``
-    Å shorter than that pair's shortest contact in ``trained`` (the structures the committee
-    was trained on; validation labels constrain nothing) and in the picks before it,
+    shorter than that pair's shortest contact in ``trained`` (the structures the committee
+    was trained on; validation labels constrain nothing) and in the picks before it, in Å
+    (``contact_deficit="absolute"``) or as a fraction of the labelled contact (``"relative"``),
     the largest deficit first (``frostline.select.contacts``: the committee's spread misses the
     short-range wall its members share). They pass the novelty gate like any pick.
     """
@@ -157,6 +159,7 @@ def plan_batch(
             trained,
             min(contact_picks, cap - len(forced)),
             contact_margin,
+            contact_deficit,
         )
         forced += contact
     was_accurate = {i for i in forced if fates[i] == Fate.ACCURATE}
@@ -246,13 +249,14 @@ def _contact_order(
     trained: Sequence[Atoms],
     k: int,
     margin: float,
+    mode: str = "absolute",
 ) -> list[int]:
     """Up to ``k`` frames with the largest contact deficit (> ``margin``), each pick counted."""
     index = ContactIndex(trained)
     contacts = {i: shortest_contacts(_atoms(candidates[i]), index.cutoff) for i in eligible}
     picks: list[int] = []
     while len(picks) < k:
-        deficits = {i: index.deficit(c) for i, c in contacts.items() if i not in picks}
+        deficits = {i: index.deficit(c, mode) for i, c in contacts.items() if i not in picks}
         best = max(deficits, key=deficits.get, default=None)
         if best is None or deficits[best] <= margin:
             break

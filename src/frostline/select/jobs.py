@@ -58,6 +58,7 @@ class SelectMaker(Maker):
     calibration_picks: int = 0
     contact_picks: int = 0
     contact_margin: float = 0.02
+    contact_deficit: str = "absolute"
     sampling_power: float = 1.0
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
@@ -157,6 +158,7 @@ class SelectMaker(Maker):
             sampling_power=self.sampling_power,
             contact_picks=self.contact_picks,
             contact_margin=self.contact_margin,
+            contact_deficit=self.contact_deficit,
             trained=trained,
         )
         counts = plan.counts()
