@@ -534,6 +534,8 @@ def test_shortest_contacts_per_element_pair_and_the_deficit():
     assert bare.deficit(shortest_contacts(h2_over_slab(0.74))) == pytest.approx(3.0 - 0.74)
     index.add(shortest_contacts(h2_over_slab(0.62)))
     assert index.deficit(shortest_contacts(h2_over_slab(0.63))) == 0.0
+    lone = Atoms("H", cell=[10, 10, 10], pbc=True)  # no contact within the cutoff at all
+    assert shortest_contacts(lone) == {} and index.deficit({}) == index.deficit({}, "relative") == 0
 
 
 def squeezed_copper(by: float) -> Atoms:

@@ -65,4 +65,4 @@ class ContactIndex:
         for pair, dist in contacts.items():
             labelled = self.shortest.get(pair, self.cutoff)
             gaps.append((labelled - dist) / labelled if mode == "relative" else labelled - dist)
-        return max(0.0, *gaps)
+        return max([0.0, *gaps])  # a frame with no contact within the cutoff: 0
