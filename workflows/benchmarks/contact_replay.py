@@ -1,13 +1,13 @@
 """Replay the contact rule on a finished campaign's stored pools: absolute versus relative.
 
 For every iteration of the campaign in ``FOLDER``, takes the explored frames that the selection
-could have bought (below that iteration's ``trust_hi``, through the default sanity filters),
+could have bought (below that iteration's ``trust_hi``, through the campaign's sanity filters),
 the training labels bought before it, and prints the frame each ``contact_deficit`` mode would
-have picked first: its element pair, that pair's shortest contact against the labelled one, and
-the committee's max force std there (``--margin``: the ``contact_margin`` of both modes). Only
-the first pick of each iteration is replayed; later iterations' pools are the campaign's own,
-so this shows where the two rules part, not where a campaign run with the other rule would
-have gone::
+have picked first (``plan_batch`` itself, one pick): its element pair, that pair's shortest
+contact against the labelled one, and the committee's max force std there (``--margin``: the
+``contact_margin`` of both modes). Only the first pick of each iteration is replayed; later
+iterations' pools are the campaign's own, so this shows where the two rules part, not where a
+campaign run with the other rule would have gone::
 
     .venv/bin/python workflows/benchmarks/contact_replay.py \\
         workflows/benchmarks/results/selection_v4/frostline-contact
@@ -22,22 +22,14 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from rich.console import Console
 from rich.table import Table
 
+from frostline.config import load_config
+from frostline.finetune.foundation import resolve_foundation
+from frostline.flows.active_learning import ActiveLearningMaker
+from frostline.flows.campaign import CONFIG_COPY
 from frostline.registry.queries import open_campaign_dir
 from frostline.schemas import CandidateStructure, as_structure
-from frostline.select.contacts import CUTOFF, DEFICITS, ContactIndex, Pair, shortest_contacts
-from frostline.select.filters import SanityLimits, candidate_sanity
-
-
-def first_pick(
-    index: ContactIndex, contacts: list[dict[Pair, float]], mode: str, margin: float
-) -> tuple[int, Pair, float] | None:
-    """(frame, pair, deficit) of the largest contact deficit in ``mode`` (None: none > margin)."""
-    best = max(range(len(contacts)), key=lambda i: index.deficit(contacts[i], mode), default=None)
-    if best is None or index.deficit(contacts[best], mode) <= margin:
-        return None
-    single = {p: index.deficit({p: d}, mode) for p, d in contacts[best].items()}
-    pair = max(single, key=single.get)
-    return best, pair, single[pair]
+from frostline.select.batch import Fate, plan_batch
+from frostline.select.contacts import CUTOFF, DEFICITS, ContactIndex, shortest_contacts
 
 
 def main() -> None:
@@ -47,6 +39,9 @@ def main() -> None:
         "--margin", type=float, default=0.02, help="contact_margin (Å, or a fraction)"
     )
     args = parser.parse_args()
+    config = load_config(args.folder / CONFIG_COPY)
+    maker = ActiveLearningMaker.from_config(config, resolve_foundation(config.foundation))
+    limits = maker.select.limits
     records = open_campaign_dir(args.folder)
     campaign = records.find("campaigns")[0]["campaign"]
     docs = records.job_store.docs_store
@@ -59,13 +54,8 @@ def main() -> None:
         selected = docs.query_one({"name": f"select {iteration}"}, ["output"])
         if explored is None or selected is None:
             break
-        hi = selected["output"]["trust_hi"]
+        lo, hi = selected["output"]["trust_lo"], selected["output"]["trust_hi"]
         frames = [CandidateStructure.model_validate(c) for c in explored["output"]["candidates"]]
-        frames = [
-            c
-            for c in frames
-            if c.max_force_std < hi and candidate_sanity(c, SanityLimits()) is None
-        ]
         labelled = records.find(
             "labelled",
             {
@@ -75,24 +65,26 @@ def main() -> None:
                 "provenance.iteration": {"$lt": iteration},
             },
         )
-        index = ContactIndex(
-            AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in labelled
-        )
-        atoms = [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in frames]
-        contacts = [shortest_contacts(a, index.cutoff) for a in atoms]
-        cells = []
+        trained = [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in labelled]
+        index = ContactIndex(trained)
+        cells, eligible = [], 0
         for mode in DEFICITS:
-            pick = first_pick(index, contacts, mode, args.margin)
-            if pick is None:
+            plan = plan_batch(
+                frames, lo, hi, limits, cap=1, trained=trained, contact_picks=1,
+                contact_margin=args.margin, contact_deficit=mode,
+            )  # fmt: skip
+            eligible = sum(f not in (Fate.FAILED_FILTER, Fate.TOO_UNCERTAIN) for f in plan.fates)
+            if not plan.contact:
                 cells.append("none")
                 continue
-            i, pair, _ = pick
-            labelled_contact = index.shortest.get(pair, CUTOFF)
+            frame = frames[plan.contact[0]]
+            contacts = shortest_contacts(AseAtomsAdaptor.get_atoms(as_structure(frame.structure)))
+            pair = max(contacts, key=lambda p: index.deficit({p: contacts[p]}, mode))
             cells.append(
-                f"{'-'.join(pair)} {contacts[i][pair]:.2f} vs {labelled_contact:.2f} Å "
-                f"(std {frames[i].max_force_std:.2f})"
+                f"{'-'.join(pair)} {contacts[pair]:.2f} vs {index.shortest.get(pair, CUTOFF):.2f}"
+                f" Å (std {frame.max_force_std:.2f})"
             )
-        table.add_row(str(iteration), f"{hi:.2f}", str(len(frames)), str(len(labelled)), *cells)
+        table.add_row(str(iteration), f"{hi:.2f}", str(eligible), str(len(labelled)), *cells)
         iteration += 1
     Console().print(table)
 

@@ -83,11 +83,11 @@ ARMS = {
     # the same, plus one pick per iteration for a contact shorter than any training label's
     "frostline-contact": {**REPRESENTATIVE, "contact_picks": 1},
     # the same, short contacts ranked by the fraction of the pair's labelled contact
+    # (the default contact_margin 0.02 then reads as 2 %)
     "frostline-contact-relative": {
         **REPRESENTATIVE,
         "contact_picks": 1,
         "contact_deficit": "relative",
-        "contact_margin": 0.02,
     },
     "dpgen": {
         "strategy": "dpgen",
