@@ -17,7 +17,10 @@ settings; only the selection differs:
   of a score-weighted k-means of the window's frames;
 - ``frostline-contact`` (only with ``--arms``): ``frostline-representative`` plus one pick per
   iteration for a contact shorter than any training label's (``select.contact_picks: 1``);
-  ``frostline-contact-relative``: the same with ``contact_deficit: relative`` (a 2 % margin).
+  ``frostline-contact-relative``: the same with ``contact_deficit: relative`` (a 2 % margin);
+  ``frostline-descriptor``: ``frostline-contact`` with a single fine-tuned model instead of a
+  committee (a K-th of the fine-tuning cost), frames ranked by their descriptor novelty against
+  the labels (``uncertainty: descriptor``).
 
 Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
 equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
@@ -54,7 +57,7 @@ import numpy as np
 import yaml
 from ase import Atoms
 
-from frostline.config import parse_config
+from frostline.config import DESCRIPTOR_TRUST, parse_config
 from frostline.flows.campaign import run_campaign
 from frostline.registry.queries import campaign_status, open_campaign_dir
 from frostline.report.plots import write_campaign_plots
@@ -89,6 +92,16 @@ ARMS = {
         "contact_picks": 1,
         "contact_deficit": "relative",
     },
+    # frostline-contact with one fine-tuned model instead of a committee (ARM_COMMITTEE), frames
+    # ranked by descriptor novelty against the labels; the demo's first window is in eV/Å, this
+    # arm's in novelty units (the config default)
+    "frostline-descriptor": {
+        **REPRESENTATIVE,
+        "contact_picks": 1,
+        "uncertainty": "descriptor",
+        "trust_lo": DESCRIPTOR_TRUST[0],
+        "trust_hi": DESCRIPTOR_TRUST[1],
+    },
     "dpgen": {
         "strategy": "dpgen",
         "trust": "fixed",
@@ -98,6 +111,8 @@ ARMS = {
     },
     "random": {"strategy": "random", "trust": "fixed", "novelty_threshold": 0.0},
 }
+ARM_COMMITTEE = {"frostline-descriptor": 1}
+"""Arms whose committee size is not ``--committee``."""
 
 
 def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
@@ -110,7 +125,7 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
         base["select"]["calibration_picks"] = args.calibration_picks
     base["finetune"]["epochs"] = args.epochs
     base["foundation"] = args.foundation
-    base["finetune"]["committee_size"] = args.committee
+    base["finetune"]["committee_size"] = ARM_COMMITTEE.get(name, args.committee)
     base["finetune"]["checkpoint_on"] = args.checkpoint_on
     base["finetune"]["member_weights"] = args.member_weights
     base["explore"] = {

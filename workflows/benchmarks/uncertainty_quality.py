@@ -1,0 +1,248 @@
+"""Does the committee know where it is wrong? Uncertainty against true error on a fixed test set.
+
+Selection can only beat random picking when its uncertainty ranks frames by their true error.
+For every iteration's committee of every campaign folder given, on a labelled test set (default:
+the selection benchmark's oracle-MD test set beside the folders), this compares two uncertainty
+measures with the committee-mean model's true error:
+
+- ``std``: the committee force deviation (per atom the norm of the member-force standard
+  deviation, DP-GEN's measure; per frame its largest atom), what ``uncertainty: committee`` ranks;
+- ``novelty``: the frame's largest descriptor distance to the labelled environments the
+  committee was trained on (the campaign foundation's invariant features, what
+  ``uncertainty: descriptor`` ranks).
+
+Figures per iteration: Spearman rank correlation over frames (largest atomic force error) and
+over atoms (atomic force error norm); ``capture``: the share of the 10 % worst frames that are
+among the 10 % most uncertain (random ranking: 0.10); ``enrichment``: mean error of the quarter
+most uncertain frames over the mean error of all frames (random: 1.00). Prints a table, writes
+``uncertainty_quality.png`` (rank correlation against labels, and std against error for each
+folder's last committee) and ``uncertainty_quality.json`` beside the test set.
+
+    .venv/bin/python workflows/benchmarks/uncertainty_quality.py FOLDER [FOLDER ...]
+        [--test PATH] [--no-novelty]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.io import read
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from scipy.stats import spearmanr
+
+console = Console()
+
+
+def committee_predictions(calc, test: list[Atoms]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per frame: committee-mean forces (n, 3) and per-atom force deviation (n,)."""
+    forces, deviation = [], []
+    for atoms in test:
+        work = atoms.copy()
+        work.calc = calc
+        forces.append(np.asarray(work.get_forces(), dtype=float))
+        var = np.asarray(calc.results["forces_var"], dtype=float)
+        deviation.append(np.sqrt(var.sum(axis=1)))
+    return forces, deviation
+
+
+def ranking_quality(uncertainty: np.ndarray, error: np.ndarray) -> dict[str, float]:
+    """Spearman rho, top-decile capture and top-quartile enrichment of ``uncertainty``."""
+    n = len(error)
+    k10, k25 = max(1, round(0.1 * n)), max(1, round(0.25 * n))
+    by_u = np.argsort(-uncertainty, kind="stable")
+    worst = set(np.argsort(-error, kind="stable")[:k10].tolist())
+    return {
+        "rho": float(spearmanr(uncertainty, error).statistic),
+        "capture": len(worst & set(by_u[:k10].tolist())) / k10,
+        "enrichment": float(error[by_u[:k25]].mean() / error.mean()),
+    }
+
+
+def training_atoms(records, campaign: str, iteration: int) -> list[Atoms]:
+    """The training labels the committee of ``iteration`` was fitted on."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from frostline.schemas import as_structure
+
+    criteria = {
+        "campaign": campaign,
+        "status": "ok",
+        "role": "train",
+        "provenance.iteration": {"$lt": iteration},
+    }
+    docs = records.find("labelled", criteria)
+    return [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in docs]
+
+
+def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict]:
+    """One row per iteration committee of the campaign in ``folder``."""
+    import yaml
+
+    from frostline.config import CampaignConfig
+    from frostline.finetune.committee import load_committee
+    from frostline.finetune.foundation import resolve_foundation
+    from frostline.registry.queries import campaign_status, open_campaign_dir
+    from frostline.schemas import ModelDoc
+    from frostline.select.calibration import max_atomic_force_error
+    from frostline.select.novelty import DescriptorModel, descriptor_uncertainty, memoized
+
+    records = open_campaign_dir(folder)
+    status = campaign_status(records)
+    name = status["campaign"]
+    config = CampaignConfig.model_validate(yaml.safe_load((folder / "campaign.yaml").read_text()))
+    describe = None
+    if novelty:
+        describe = memoized(DescriptorModel(str(resolve_foundation(config.foundation))))
+    reference = [np.asarray(a.arrays["REF_forces"], dtype=float) for a in test]
+    rows = []
+    for it in track(status["iterations"], description=f"{folder.name}", console=console):
+        docs = records.find(
+            "model_docs", {"campaign": name, "iteration": it["index"], "kind": "committee-member"}
+        )
+        if len(docs) < 2:
+            continue
+        calc = load_committee(records, [ModelDoc(**d) for d in docs], device="cpu")
+        forces, deviation = committee_predictions(calc, test)
+        frame_error = np.array(
+            [max_atomic_force_error(f, r) for f, r in zip(forces, reference, strict=True)]
+        )
+        frame_std = np.array([d.max() for d in deviation])
+        atom_error = np.concatenate(
+            [np.linalg.norm(f - r, axis=1) for f, r in zip(forces, reference, strict=True)]
+        )
+        row = {
+            "arm": folder.name,
+            "iteration": it["index"],
+            "labels": it["n_labelled"],
+            "force_mae": 1000
+            * float(np.mean(np.abs(np.concatenate(forces) - np.concatenate(reference)))),
+            "std": ranking_quality(frame_std, frame_error),
+            "std_atom_rho": float(spearmanr(np.concatenate(deviation), atom_error).statistic),
+            "frame_std": frame_std.tolist(),
+            "frame_error": frame_error.tolist(),
+        }
+        if describe is not None:
+            labelled = training_atoms(records, name, it["index"])
+            scores = np.array(descriptor_uncertainty(test, labelled, describe))
+            row["novelty"] = ranking_quality(scores, frame_error)
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    table = Table(title="uncertainty against true force error (oracle-MD test frames)")
+    for column in (
+        "arm",
+        "labels",
+        "F MAE meV/Å",
+        "std ρ frame",
+        "std ρ atom",
+        "std capture",
+        "std enrich",
+        "novelty ρ",
+        "novelty capture",
+        "novelty enrich",
+    ):
+        table.add_column(column, justify="right")
+    for r in rows:
+        s, nov = r["std"], r.get("novelty")
+        table.add_row(
+            r["arm"],
+            str(r["labels"]),
+            f"{r['force_mae']:.1f}",
+            f"{s['rho']:.2f}",
+            f"{r['std_atom_rho']:.2f}",
+            f"{s['capture']:.2f}",
+            f"{s['enrichment']:.2f}",
+            *(
+                (f"{nov['rho']:.2f}", f"{nov['capture']:.2f}", f"{nov['enrichment']:.2f}")
+                if nov
+                else ("–", "–", "–")
+            ),
+        )
+    console.print(table)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = sorted({r["arm"] for r in rows})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm]
+        line = ax1.plot(
+            [r["labels"] for r in mine], [r["std"]["rho"] for r in mine], "o-", label=f"{arm} std"
+        )[0]
+        if "novelty" in mine[0]:
+            ax1.plot(
+                [r["labels"] for r in mine],
+                [r["novelty"]["rho"] for r in mine],
+                "s--",
+                color=line.get_color(),
+                label=f"{arm} novelty",
+            )
+        last = mine[-1]
+        ax2.scatter(
+            last["frame_std"],
+            last["frame_error"],
+            s=14,
+            color=line.get_color(),
+            label=f"{arm} ({last['labels']} labels)",
+        )
+    ax1.axhline(0.0, color="grey", lw=0.8)
+    ax1.set_xlabel("training labels")
+    ax1.set_ylabel("Spearman ρ (frame uncertainty, frame error)")
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("committee max atomic force std (eV/Å)")
+    ax2.set_ylabel("max atomic force error of the mean (eV/Å)")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+", help="campaign directories")
+    parser.add_argument("--test", type=Path, help="labelled extxyz (REF_forces) test set")
+    parser.add_argument("--no-novelty", action="store_true", help="committee std only")
+    args = parser.parse_args()
+    test_path = args.test or args.folders[0].parent / "oracle-md-test.extxyz"
+    if not test_path.exists():
+        parser.error(f"--test: {test_path} does not exist")
+    test = read(test_path, ":")
+    console.print(f"test set: {len(test)} frames, {sum(len(a) for a in test)} atoms ({test_path})")
+    rows = [
+        r for folder in args.folders for r in evaluate_folder(folder, test, not args.no_novelty)
+    ]
+    if not rows:
+        raise SystemExit("no committee (2 or more members) in the folders given")
+    print_table(rows)
+    out = test_path.parent
+    plot(rows, out / "uncertainty_quality.png")
+    (out / "uncertainty_quality.json").write_text(json.dumps(rows, indent=1))
+    last = [
+        r
+        for r in rows
+        if r is max((q for q in rows if q["arm"] == r["arm"]), key=lambda q: q["iteration"])
+    ]
+    console.print(f"plot: {out / 'uncertainty_quality.png'}")
+    print(
+        "last committees, Spearman rho (frame std, frame error): "
+        + ", ".join(f"{r['arm']} {r['std']['rho']:.2f}" for r in last)
+    )
+
+
+if __name__ == "__main__":
+    main()
