@@ -66,18 +66,10 @@ def ranking_quality(uncertainty: np.ndarray, error: np.ndarray) -> dict[str, flo
 
 def training_atoms(records, campaign: str, iteration: int) -> list[Atoms]:
     """The training labels the committee of ``iteration`` was fitted on."""
-    from pymatgen.io.ase import AseAtomsAdaptor
+    from frostline.registry.data import labelled_atoms, labelled_filter
 
-    from frostline.schemas import as_structure
-
-    criteria = {
-        "campaign": campaign,
-        "status": "ok",
-        "role": "train",
-        "provenance.iteration": {"$lt": iteration},
-    }
-    docs = records.find("labelled", criteria)
-    return [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in docs]
+    criteria = {**labelled_filter(campaign, "train"), "provenance.iteration": {"$lt": iteration}}
+    return [labelled_atoms(d) for d in records.find("labelled", criteria)]
 
 
 def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict]:
