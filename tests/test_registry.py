@@ -29,6 +29,7 @@ from frostline.flows.campaign import CONFIG_COPY
 from frostline.registry.campaigns import list_campaigns
 from frostline.registry.data import export_labelled
 from frostline.registry.models import export_model, get_model, list_models, parse_elements
+from frostline.registry.queries import iteration_committees
 from frostline.registry.stores import open_store
 from frostline.schemas import (
     CampaignDoc,
@@ -76,7 +77,7 @@ def model_doc(model_id: str, sha: str, size: int) -> ModelDoc:
         model_id=model_id,
         kind=kind,
         campaign=campaign,
-        iteration=0,
+        iteration=int(model_id.split("-it")[1][:3]) if "-it" in model_id else 0,
         member=0,
         elements=elements,
         foundation="mini-foundation.model",
@@ -339,6 +340,31 @@ def test_list_campaigns(backend):
     assert alpha["n_failed_labels"] == 1 and alpha["n_models"] == 3
     assert alpha["final_force_mae_mev_per_a"] == 20.0
     assert rows["beta"]["n_train_labels"] == 2 and rows["beta"]["final_force_mae_mev_per_a"] == 30
+
+
+def test_iteration_committees(backend):
+    r = backend.records
+    template = model_doc("alpha-it001-m0", "0" * 64, 1)
+    extra = [  # member 2 stored before member 1; a committee of an iteration with no document
+        template.model_copy(update={"model_id": "alpha-it001-m2", "member": 2}),
+        template.model_copy(update={"model_id": "alpha-it001-m1", "member": 1}),
+        template.model_copy(update={"model_id": "alpha-it005-m0", "iteration": 5}),
+    ]
+    r.upsert("model_docs", [d.model_dump(mode="json") for d in extra], ["model_id"])
+    got = [
+        (it["index"], it["n_labelled"], [m.model_id for m in ms])
+        for it, ms in iteration_committees(r, "alpha")
+    ]
+    # the final model (kind mace-finetuned) is not a committee member; iteration 5 has no doc
+    assert got == [
+        (0, 3, ["alpha-it000-m0"]),
+        (1, 3, ["alpha-it001-m0", "alpha-it001-m1", "alpha-it001-m2"]),
+    ]
+    assert [m.member for _, ms in iteration_committees(r, "beta") for m in ms] == [0]
+    with pytest.raises(StoreError, match="several campaigns"):
+        iteration_committees(r)
+    with pytest.raises(StoreError, match="no campaign named gamma"):
+        iteration_committees(r, "gamma")
 
 
 # -- CLI ---------------------------------------------------------------------------------------

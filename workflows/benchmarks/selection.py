@@ -193,20 +193,13 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
     from frostline.distill.validate import predict_atoms
     from frostline.finetune.committee import load_committee
     from frostline.finetune.evaluate import error_metrics
-    from frostline.schemas import ModelDoc
+    from frostline.registry.queries import iteration_committees
     from frostline.select.calibration import max_atomic_force_error
 
     records = open_campaign_dir(folder)
-    status = campaign_status(records)
     mae, p95 = [], []
-    for it in status["iterations"]:
-        docs = records.find(
-            "model_docs",
-            {"campaign": status["campaign"], "iteration": it["index"], "kind": "committee-member"},
-        )
-        if not docs:
-            continue
-        calc = load_committee(records, [ModelDoc(**d) for d in docs], device="cpu")
+    for it, members in iteration_committees(records):
+        calc = load_committee(records, members, device="cpu")
         energies, forces = predict_atoms(calc, test)
         reference = ([a.info["REF_energy"] for a in test], [a.arrays["REF_forces"] for a in test])
         mae.append(

@@ -79,8 +79,7 @@ def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict
     from frostline.config import CampaignConfig
     from frostline.finetune.committee import load_committee
     from frostline.finetune.foundation import resolve_foundation
-    from frostline.registry.queries import campaign_status, open_campaign_dir
-    from frostline.schemas import ModelDoc
+    from frostline.registry.queries import campaign_status, iteration_committees, open_campaign_dir
     from frostline.select.calibration import max_atomic_force_error
     from frostline.select.novelty import DescriptorModel, descriptor_uncertainty, memoized
 
@@ -93,13 +92,10 @@ def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict
         describe = memoized(DescriptorModel(str(resolve_foundation(config.foundation))))
     reference = [np.asarray(a.arrays["REF_forces"], dtype=float) for a in test]
     rows = []
-    for it in track(status["iterations"], description=f"{folder.name}", console=console):
-        docs = records.find(
-            "model_docs", {"campaign": name, "iteration": it["index"], "kind": "committee-member"}
-        )
-        if len(docs) < 2:
+    for it, members in track(iteration_committees(records), description=folder.name):
+        if len(members) < 2:
             continue
-        calc = load_committee(records, [ModelDoc(**d) for d in docs], device="cpu")
+        calc = load_committee(records, members, device="cpu")
         forces, deviation = committee_predictions(calc, test)
         frame_error = np.array(
             [max_atomic_force_error(f, r) for f, r in zip(forces, reference, strict=True)]

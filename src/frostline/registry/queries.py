@@ -8,6 +8,7 @@ import yaml
 
 from frostline.config import CampaignConfig, StoreConfig
 from frostline.flows.campaign import CONFIG_COPY
+from frostline.schemas import ModelDoc
 from frostline.store import Records, StoreError, make_job_store
 
 ITERATION_KEYS = (
@@ -89,3 +90,31 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
 
     status["orchestration_share"] = orchestration_share(status)
     return status
+
+
+def iteration_committees(
+    records: Records, campaign: str | None = None
+) -> list[tuple[dict, list[ModelDoc]]]:
+    """Every iteration of a campaign with the committee it trained, in iteration order.
+
+    Pairs each iteration of ``campaign_status`` (its ``n_labelled`` is the committee's training
+    set size) with the committee members' model documents, sorted by member index; an iteration
+    whose fine-tune stored no member (a killed run) is left out. Load one with
+    ``frostline.finetune.committee.load_committee(records, members)``.
+    """
+    status = campaign_status(records, campaign)
+    out = []
+    for it in status["iterations"]:
+        criteria = {
+            "campaign": status["campaign"],
+            "iteration": it["index"],
+            "kind": "committee-member",
+        }
+        docs = records.find("model_docs", criteria)
+        if docs:
+            members = sorted(
+                (ModelDoc.model_validate({k: v for k, v in d.items() if k != "_id"}) for d in docs),
+                key=lambda m: m.member,
+            )
+            out.append((it, members))
+    return out
