@@ -13,10 +13,10 @@ For every iteration's committee of every folder given: force MAE over the grid, 
 RMSE (energies relative to the far molecule, Z = 3 Å and r = 0.75 Å, so that E0 offsets cancel;
 all frames share one composition) and the dissociation barrier: the lowest possible highest
 energy of a path of grid neighbours from the far molecule to the oracle's lowest dissociated
-cell (r >= 1.6 Å), at the grid's resolution. Prints a table and, last, the barrier error of each
-folder's last committee; writes ``h2cu_elbow.png`` (the oracle's elbow, and the lowest energy
-over heights per bond length for the oracle and each folder's last committee) and
-``h2cu_elbow.json``.
+cell (r >= 1.6 Å), at the grid's resolution, and the depth of that dissociated well. Prints a
+table and, last, the barrier and well errors of each folder's last committee; writes
+``h2cu_elbow.png`` (the oracle's elbow, and the lowest energy over heights per bond length for
+the oracle and each folder's last committee) and ``h2cu_elbow.json``.
 
     .venv/bin/python workflows/benchmarks/h2cu_elbow.py FOLDER [FOLDER ...]
 """
@@ -128,6 +128,11 @@ def end_points(reference: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]
     return start, (int(r), int(c) + first)
 
 
+def dissociated_energy(grid: np.ndarray) -> float:
+    """Lowest energy with the H atoms apart (r >= 1.6 Å), relative to the far molecule."""
+    return float(np.nanmin(grid[:, BONDS.index(1.6) :]))
+
+
 def evaluate_folder(folder: Path, frames: list[Atoms], reference: np.ndarray) -> list[dict]:
     """Force MAE, relative-energy RMSE and barrier of every iteration's committee."""
     from frostline.distill.validate import predict_atoms
@@ -149,6 +154,7 @@ def evaluate_folder(folder: Path, frames: list[Atoms], reference: np.ndarray) ->
                 "force_mae": 1000 * float(np.mean(np.abs(np.concatenate(forces) - ref_forces))),
                 "energy_rmse": 1000 * float(np.sqrt(np.mean((grid - reference) ** 2))),
                 "barrier": minimax_barrier(grid, start, end),
+                "dissociated": dissociated_energy(grid),
                 "grid": grid.tolist(),
             }
         )
@@ -194,11 +200,22 @@ def main() -> None:
     console.print(
         f"elbow: {len(frames)} frames; GFN1-xTB barrier {ref_barrier:.2f} eV from the far "
         f"molecule to Z = {HEIGHTS[end[0]]} Å, r = {BONDS[end[1]]} Å "
-        f"({reference[end]:.2f} eV)"
+        f"({reference[end]:.2f} eV: the dissociated well)"
     )
     rows = [r for folder in args.folders for r in evaluate_folder(folder, frames, reference)]
     table = Table(title="H2/Cu(111) elbow: committee against GFN1-xTB")
-    for column in ("arm", "labels", "F MAE meV/Å", "E RMSE meV", "barrier eV", "error eV"):
+    ref_well = dissociated_energy(reference)
+    columns = (
+        "arm",
+        "labels",
+        "F MAE meV/Å",
+        "E RMSE meV",
+        "barrier eV",
+        "error",
+        "well eV",
+        "error",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(
@@ -208,16 +225,22 @@ def main() -> None:
             f"{r['energy_rmse']:.0f}",
             f"{r['barrier']:.2f}",
             f"{r['barrier'] - ref_barrier:+.2f}",
+            f"{r['dissociated']:.2f}",
+            f"{r['dissociated'] - ref_well:+.2f}",
         )
     console.print(table)
     plot(rows, reference, out / "h2cu_elbow.png")
     (out / "h2cu_elbow.json").write_text(
-        json.dumps({"reference_barrier": ref_barrier, "rows": rows}, indent=1)
+        json.dumps({"reference_barrier": ref_barrier, "reference_well": ref_well, "rows": rows})
     )
     last = {r["arm"]: r for r in rows}  # each folder's last committee
     print(
-        f"barrier error of the last committees (oracle {ref_barrier:.2f} eV): "
-        + ", ".join(f"{a} {r['barrier'] - ref_barrier:+.2f} eV" for a, r in last.items())
+        f"last committees, barrier / dissociated-well error (oracle {ref_barrier:.2f} / "
+        f"{ref_well:.2f} eV): "
+        + ", ".join(
+            f"{a} {r['barrier'] - ref_barrier:+.2f} / {r['dissociated'] - ref_well:+.2f} eV"
+            for a, r in last.items()
+        )
     )
 
 
