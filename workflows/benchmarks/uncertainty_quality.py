@@ -9,14 +9,15 @@ measures with the committee-mean model's true error:
   deviation, DP-GEN's measure; per frame its largest atom), what ``uncertainty: committee`` ranks;
 - ``novelty``: the frame's largest descriptor distance to the labelled environments the
   committee was trained on (the campaign foundation's invariant features, what
-  ``uncertainty: descriptor`` ranks).
+  ``uncertainty: descriptor`` ranks; the only measure of a single-model campaign).
 
 Figures per iteration: Spearman rank correlation over frames (largest atomic force error) and
 over atoms (atomic force error norm); ``capture``: the share of the 10 % worst frames that are
 among the 10 % most uncertain (random ranking: 0.10); ``enrichment``: mean error of the quarter
 most uncertain frames over the mean error of all frames (random: 1.00). Prints a table, writes
 ``uncertainty_quality.png`` (rank correlation against labels, and std against error for each
-folder's last committee) and ``uncertainty_quality.json`` beside the test set.
+folder's last committee) and ``uncertainty_quality.json`` beside the test set; last, each
+folder's last committee's frame-level Spearman rho for std / novelty.
 
     .venv/bin/python workflows/benchmarks/uncertainty_quality.py FOLDER [FOLDER ...]
         [--test PATH] [--no-novelty]
@@ -93,16 +94,10 @@ def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict
     reference = [np.asarray(a.arrays["REF_forces"], dtype=float) for a in test]
     rows = []
     for it, members in track(iteration_committees(records), description=folder.name):
-        if len(members) < 2:
-            continue
         calc = load_committee(records, members, device="cpu")
         forces, deviation = committee_predictions(calc, test)
         frame_error = np.array(
             [max_atomic_force_error(f, r) for f, r in zip(forces, reference, strict=True)]
-        )
-        frame_std = np.array([d.max() for d in deviation])
-        atom_error = np.concatenate(
-            [np.linalg.norm(f - r, axis=1) for f, r in zip(forces, reference, strict=True)]
         )
         row = {
             "arm": folder.name,
@@ -110,11 +105,16 @@ def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict
             "labels": it["n_labelled"],
             "force_mae": 1000
             * float(np.mean(np.abs(np.concatenate(forces) - np.concatenate(reference)))),
-            "std": ranking_quality(frame_std, frame_error),
-            "std_atom_rho": float(spearmanr(np.concatenate(deviation), atom_error).statistic),
-            "frame_std": frame_std.tolist(),
             "frame_error": frame_error.tolist(),
         }
+        if len(members) > 1:  # a single model has no spread: novelty only
+            frame_std = np.array([d.max() for d in deviation])
+            atom_error = np.concatenate(
+                [np.linalg.norm(f - r, axis=1) for f, r in zip(forces, reference, strict=True)]
+            )
+            row["std"] = ranking_quality(frame_std, frame_error)
+            row["std_atom_rho"] = float(spearmanr(np.concatenate(deviation), atom_error).statistic)
+            row["frame_std"] = frame_std.tolist()
         if describe is not None:
             labelled = training_atoms(records, name, it["index"])
             scores = np.array(descriptor_uncertainty(test, labelled, describe))
@@ -139,19 +139,21 @@ def print_table(rows: list[dict]) -> None:
     ):
         table.add_column(column, justify="right")
     for r in rows:
-        s, nov = r["std"], r.get("novelty")
+        s, nov = r.get("std"), r.get("novelty")
         table.add_row(
             r["arm"],
             str(r["labels"]),
             f"{r['force_mae']:.1f}",
-            f"{s['rho']:.2f}",
-            f"{r['std_atom_rho']:.2f}",
-            f"{s['capture']:.2f}",
-            f"{s['enrichment']:.2f}",
+            *(
+                (f"{s['rho']:.2f}", f"{r['std_atom_rho']:.2f}")
+                + (f"{s['capture']:.2f}", f"{s['enrichment']:.2f}")
+                if s
+                else ("–",) * 4
+            ),
             *(
                 (f"{nov['rho']:.2f}", f"{nov['capture']:.2f}", f"{nov['enrichment']:.2f}")
                 if nov
-                else ("–", "–", "–")
+                else ("–",) * 3
             ),
         )
     console.print(table)
@@ -165,25 +167,36 @@ def plot(rows: list[dict], path: Path) -> None:
 
     arms = sorted({r["arm"] for r in rows})
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for arm in arms:
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, arm in enumerate(arms):
         mine = [r for r in rows if r["arm"] == arm]
-        line = ax1.plot(
-            [r["labels"] for r in mine], [r["std"]["rho"] for r in mine], "o-", label=f"{arm} std"
-        )[0]
-        if "novelty" in mine[0]:
+        colour = cycle[i % len(cycle)]
+        committee = [r for r in mine if "std" in r]
+        if committee:
             ax1.plot(
-                [r["labels"] for r in mine],
-                [r["novelty"]["rho"] for r in mine],
+                [r["labels"] for r in committee],
+                [r["std"]["rho"] for r in committee],
+                "o-",
+                color=colour,
+                label=f"{arm} std",
+            )
+        novel = [r for r in mine if "novelty" in r]
+        if novel:
+            ax1.plot(
+                [r["labels"] for r in novel],
+                [r["novelty"]["rho"] for r in novel],
                 "s--",
-                color=line.get_color(),
+                color=colour,
                 label=f"{arm} novelty",
             )
-        last = mine[-1]
+        if not committee:
+            continue
+        last = committee[-1]
         ax2.scatter(
             last["frame_std"],
             last["frame_error"],
             s=14,
-            color=line.get_color(),
+            color=colour,
             label=f"{arm} ({last['labels']} labels)",
         )
     ax1.axhline(0.0, color="grey", lw=0.8)
@@ -215,7 +228,7 @@ def main() -> None:
         r for folder in args.folders for r in evaluate_folder(folder, test, not args.no_novelty)
     ]
     if not rows:
-        raise SystemExit("no committee (2 or more members) in the folders given")
+        raise SystemExit("no model in the campaigns of the folders given")
     print_table(rows)
     out = test_path.parent
     plot(rows, out / "uncertainty_quality.png")
@@ -226,9 +239,13 @@ def main() -> None:
         if r is max((q for q in rows if q["arm"] == r["arm"]), key=lambda q: q["iteration"])
     ]
     console.print(f"plot: {out / 'uncertainty_quality.png'}")
+
+    def rho(row: dict, key: str) -> str:
+        return f"{row[key]['rho']:.2f}" if key in row else "–"
+
     print(
-        "last committees, Spearman rho (frame std, frame error): "
-        + ", ".join(f"{r['arm']} {r['std']['rho']:.2f}" for r in last)
+        "last committees, Spearman rho of frame error with std / novelty: "
+        + ", ".join(f"{r['arm']} {rho(r, 'std')} / {rho(r, 'novelty')}" for r in last)
     )
 
 
