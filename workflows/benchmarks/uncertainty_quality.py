@@ -41,13 +41,13 @@ console = Console()
 
 
 def committee_predictions(calc, test: list[Atoms]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per frame: committee-mean forces (n, 3) and per-atom force deviation (n,)."""
+    """Per frame: committee-mean forces (n, 3) and per-atom force deviation (n,; 0: one model)."""
     forces, deviation = [], []
     for atoms in test:
         work = atoms.copy()
         work.calc = calc
         forces.append(np.asarray(work.get_forces(), dtype=float))
-        var = np.asarray(calc.results["forces_var"], dtype=float)
+        var = np.asarray(calc.results.get("forces_var", np.zeros((len(atoms), 3))), dtype=float)
         deviation.append(np.sqrt(var.sum(axis=1)))
     return forces, deviation
 
