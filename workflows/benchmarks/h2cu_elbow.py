@@ -69,16 +69,9 @@ def labelled_elbow(path: Path) -> list[Atoms]:
     """The grid labelled by GFN1-xTB (cached in ``path``)."""
     if path.exists():
         return read(path, ":")
-    from frostline.label.calculators import xtb_calculator
+    from data_efficiency import label_xtb  # the sibling benchmark's GFN1-xTB labelling
 
-    calc = xtb_calculator()
-    out = []
-    for atoms in elbow_frames():
-        work = atoms.copy()
-        work.calc = calc
-        atoms.info["REF_energy"] = float(work.get_potential_energy())
-        atoms.arrays["REF_forces"] = np.asarray(work.get_forces(), dtype=float)
-        out.append(atoms)
+    out = label_xtb(elbow_frames())
     write(path, out, format="extxyz")
     return out
 

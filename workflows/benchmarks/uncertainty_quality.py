@@ -171,24 +171,12 @@ def plot(rows: list[dict], path: Path) -> None:
     for i, arm in enumerate(arms):
         mine = [r for r in rows if r["arm"] == arm]
         colour = cycle[i % len(cycle)]
+        for key, style in (("std", "o-"), ("novelty", "s--")):
+            measured = [r for r in mine if key in r]
+            if measured:
+                labels, rhos = [r["labels"] for r in measured], [r[key]["rho"] for r in measured]
+                ax1.plot(labels, rhos, style, color=colour, label=f"{arm} {key}")
         committee = [r for r in mine if "std" in r]
-        if committee:
-            ax1.plot(
-                [r["labels"] for r in committee],
-                [r["std"]["rho"] for r in committee],
-                "o-",
-                color=colour,
-                label=f"{arm} std",
-            )
-        novel = [r for r in mine if "novelty" in r]
-        if novel:
-            ax1.plot(
-                [r["labels"] for r in novel],
-                [r["novelty"]["rho"] for r in novel],
-                "s--",
-                color=colour,
-                label=f"{arm} novelty",
-            )
         if not committee:
             continue
         last = committee[-1]
@@ -233,11 +221,7 @@ def main() -> None:
     out = test_path.parent
     plot(rows, out / "uncertainty_quality.png")
     (out / "uncertainty_quality.json").write_text(json.dumps(rows, indent=1))
-    last = [
-        r
-        for r in rows
-        if r is max((q for q in rows if q["arm"] == r["arm"]), key=lambda q: q["iteration"])
-    ]
+    last = {r["arm"]: r for r in rows}.values()  # rows run in iteration order per folder
     console.print(f"plot: {out / 'uncertainty_quality.png'}")
 
     def rho(row: dict, key: str) -> str:
