@@ -28,7 +28,10 @@ same run with patience 30 and 200 epochs: 42.6), so use 30 or more.
 
 Run it alone on the machine (training speed depends strongly on other load). ``--jobs 2`` runs
 the two cases side by side, one torch thread each. A re-run reuses every model whose settings
-and training data are unchanged (``OUT/CASE/n*/ARM/frostline-settings.json``).
+and training data are unchanged (``OUT/CASE/n*/ARM/frostline-settings.json``), and every
+finished training recorded in ``OUT/CASE-ledger.json`` with the same settings and data (test and
+validation errors, early stop; commit the ledger and ``OUT/CASE-labels.extxyz`` and a run that
+spans sessions resumes on a fresh checkout, without the model files).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -129,22 +133,67 @@ def epochs_for(n: int, quick: bool) -> int:
     return int(np.clip(6000 / max(n, 1), 25, 200))
 
 
+@dataclass
+class Trained:
+    """What the benchmark needs of one training: errors on the test and validation splits."""
+
+    test: tuple[float, float]  # (force MAE meV/Å, energy MAE meV/atom)
+    validation: tuple[float, float]
+    stopped_early: bool  # ended by early stopping, not at its epoch cap
+    seconds: float  # wall time of the training and its evaluation
+    source: str = "trained"  # "trained", "model" (file reused) or "ledger" (record reused)
+
+
+class Ledger:
+    """Finished trainings of one case, ``OUT/CASE-ledger.json``, kept in the repository.
+
+    Each record holds the settings-and-data key of the training it measured, so a re-run on a
+    fresh checkout (no model files) reuses exactly the trainings whose settings and data are
+    unchanged and trains the rest; a long benchmark then spans sessions without losing work.
+    """
+
+    def __init__(self, path: Path, root: Path) -> None:
+        self.path, self.root = path, root  # records are named by their folder under ``root``
+        self.records: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, name: str, key: str) -> Trained | None:
+        record = self.records.get(name)
+        if record is None or record["key"] != key:
+            return None
+        fields = {k: v for k, v in record.items() if k not in ("key", "finished")}
+        fields["test"], fields["validation"] = tuple(fields["test"]), tuple(fields["validation"])
+        return Trained(**fields, source="ledger")
+
+    def put(self, name: str, key: str, trained: Trained) -> None:
+        record = asdict(trained)
+        del record["source"]
+        self.records[name] = {"key": key, **record, "finished": time.strftime("%Y-%m-%d %H:%M")}
+        partial = self.path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self.records, indent=1, sort_keys=True))
+        partial.replace(self.path)  # never a half-written ledger
+
+
 def train(
     arm: str,
     data: list[Atoms],
     work: Path,
     args: argparse.Namespace,
     valid: list[Atoms],
+    test: list[Atoms],
+    ledger: Ledger,
     epoch_factor: int = 1,
-) -> Path:
+) -> Trained:
     """Train one arm (``scratch``, or ``fN`` = fine-tune the foundation at freeze level N).
 
     mace-torch keeps the checkpoint with the lowest loss on ``valid`` (the benchmark's fixed
     validation split, the same for every arm and size); with ``args.patience`` it stops after that
     many epochs without improvement, so every arm is trained to convergence within its budget.
+    A training whose settings and data match a model file in ``work`` or a ledger record is not
+    repeated.
     """
     scratch = arm == "scratch"
-    patience = epoch_factor * args.patience if args.patience else None
+    # patience is about noise in the validation curve, not the budget: it does not scale
+    patience = args.patience or None
     settings = MaceTrainSettings(
         name=arm,
         seed=args.seed,
@@ -161,16 +210,52 @@ def train(
         **(foundation_architecture(str(args.foundation)) if scratch else {}),
     )
     folder = work / arm
+    name = folder.relative_to(ledger.root).as_posix()
     stamp = folder / "frostline-settings.json"
     key = json.dumps(
         {"settings": repr(settings), "data": data_digest(data), "valid": data_digest(valid)},
         sort_keys=True,
     )
-    if (folder / f"{arm}.model").exists() and stamp.exists() and stamp.read_text() == key:
-        return folder / f"{arm}.model"  # same settings and data: a re-run reuses the model
-    model = run_mace_training(settings, data, folder, valid=valid)
-    stamp.write_text(key)
-    return model
+    t0 = time.perf_counter()
+    model = folder / f"{arm}.model"
+    if model.exists() and stamp.exists() and stamp.read_text() == key:
+        source = "model"  # same settings and data: a re-run reuses the model
+    elif (recorded := ledger.get(name, key)) is not None:
+        return recorded
+    else:
+        source = "trained"
+        model = run_mace_training(settings, data, folder, valid=valid)
+        stamp.write_text(key)
+    trained = Trained(
+        errors(model, test), errors(model, valid), stopped_early(folder, arm),
+        time.perf_counter() - t0, source,
+    )  # fmt: skip
+    if source == "trained":
+        ledger.put(name, key, trained)
+    return trained
+
+
+def extend_while_capped(
+    arm: str,
+    data: list[Atoms],
+    first: Trained,
+    work: Path,
+    ledger: Ledger,
+    args: argparse.Namespace,
+    valid: list[Atoms],
+    test: list[Atoms],
+) -> list[tuple[int, Trained]]:
+    """Retrain ``arm`` on ``data`` with 2x, 4x, ... the epochs (same patience) while the last run
+    (``first``: the 1x run, in ``work / arm``) ended at its epoch cap still improving, up to
+    ``args.max_extension``. Returns (factor, run) per extension."""
+    runs: list[tuple[int, Trained]] = []
+    last, factor = first, 2
+    while not last.stopped_early and factor <= args.max_extension:
+        last = train(arm, data, work / f"{arm}-{factor}x-epochs", args, valid, test, ledger,
+                     factor)  # fmt: skip
+        runs.append((factor, last))
+        factor *= 2
+    return runs
 
 
 def stopped_early(folder: Path, arm: str) -> bool:
@@ -237,53 +322,60 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     val = structures[args.n : args.n + args.n_val]
     test = structures[args.n + args.n_val :]
     subsets = nested_subsets(train_pool, np.random.default_rng([args.seed, 1]))
+    subsets_by_size = {len(data): data for data in subsets.values()}
+    sizes = sorted(subsets_by_size)
+    ledger = Ledger(out / f"{case}-ledger.json", out / case)
     results: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
     val_force: dict[str, dict[int, float]] = defaultdict(dict)
-    for data in subsets.values():
+
+    def report(label: str, n: int, trained: Trained, note: str = "") -> None:
+        console.print(
+            f"{case} {label} n={n:4d}: test F MAE {trained.test[0]:7.1f} meV/Å{note} "
+            f"({trained.seconds:.0f} s, {trained.source})"
+        )
+
+    # the target first (so a partial run already knows it): the full-data scratch model, and
+    # since the target must not come from an under-trained model, the same trained longer while
+    # it ends at its epoch cap (2x, 4x, ... up to --max-extension)
+    full = train("scratch", subsets[1.0], out / case / f"n{sizes[-1]}", args, val, test, ledger)
+    target = full.test[0]
+    for factor, trained in extend_while_capped(
+        "scratch", subsets[1.0], full, out / case, ledger, args, val, test
+    ):
+        report(f"scratch {factor}x epochs", sizes[-1], trained)
+        results[f"scratch {factor}x epochs"][sizes[-1]] = trained.test
+        target = min(target, trained.test[0])
+    console.print(f"{case}: target (best full-data scratch test force MAE) {target:.1f} meV/Å")
+    for n in sizes:
+        trained_at_n = {}
         for arm in ARMS:
-            t0 = time.perf_counter()
-            model = train(arm, data, out / case / f"n{len(data)}", args, val)
-            results[arm][len(data)] = errors(model, test)
-            val_force[arm][len(data)] = errors(model, val)[0]
-            console.print(
-                f"{case} {arm:>7} n={len(data):4d}: test F MAE "
-                f"{results[arm][len(data)][0]:7.1f} meV/Å ({time.perf_counter() - t0:.0f} s)"
-            )
-    sizes = sorted(results["scratch"])
-    subsets_by_size = {len(data): data for data in subsets.values()}
-    # the target must not come from an under-trained scratch model: train it twice as long too
-    t0 = time.perf_counter()
-    model = train("scratch", subsets[1.0], out / case / "scratch-2x-epochs", args, val, 2)
-    long_scratch = errors(model, test)
-    console.print(
-        f"{case} scratch n={sizes[-1]:4d} with 2x epochs: test F MAE {long_scratch[0]:7.1f} meV/Å "
-        f"({time.perf_counter() - t0:.0f} s)"
-    )
-    results["scratch 2x epochs"][sizes[-1]] = long_scratch
-    target = min(results["scratch"][sizes[-1]][0], long_scratch[0])
-    for n in sizes:  # what a freeze sweep on the validation split would have kept
+            trained = train(arm, subsets_by_size[n], out / case / f"n{n}", args, val, test, ledger)
+            results[arm][n], val_force[arm][n] = trained.test, trained.validation[0]
+            trained_at_n[arm] = trained
+            report(f"{arm:>7}", n, trained)
+        # what a freeze sweep on the validation split keeps
         best = min(("f0", "f5", "f6"), key=lambda a: val_force[a][n])
         results["sweep"][n] = results[best][n]
-        results["sweep level"][n] = (float(best[1:]), 0.0)
+        results["sweep level"][n] = (float(best[1:]), 1.0)
         reached = any(results["sweep"][m][0] <= target for m in sizes if m < n)
-        capped = not stopped_early(out / case / f"n{n}" / best, best)
-        if capped and (args.extend_all or not reached):
-            # the target comes from a scratch model trained twice as long; a fine-tune that ended
-            # at its epoch cap still improving gets the same treatment (sizes after the curve
-            # reached the target cannot change the ratio and are left at 1x)
-            t0 = time.perf_counter()
-            longer = out / case / f"n{n}" / f"{best}-2x-epochs"
-            model = train(best, subsets_by_size[n], longer, args, val, 2)
-            long_val = errors(model, val)[0]
-            results[f"{best} 2x epochs"][n] = errors(model, test)
-            console.print(
-                f"{case} {best} n={n:4d} with 2x epochs: test F MAE "
-                f"{results[f'{best} 2x epochs'][n][0]:7.1f} meV/Å, validation {long_val:.1f} "
-                f"(1x: {val_force[best][n]:.1f}) ({time.perf_counter() - t0:.0f} s)"
-            )
-            if long_val < val_force[best][n]:
-                results["sweep"][n] = results[f"{best} 2x epochs"][n]
-                results["sweep level"][n] = (float(best[1:]), 2.0)
+        if reached and not args.extend_all:
+            continue  # sizes after the curve reached the target cannot change the ratio
+        # the target comes from a scratch model trained as long as it kept improving; a fine-tune
+        # that ended at its epoch cap still improving gets the same treatment, and the sweep keeps
+        # the run with the lowest validation error
+        best_validation = val_force[best][n]
+        work = out / case / f"n{n}"
+        runs = extend_while_capped(
+            best, subsets_by_size[n], trained_at_n[best], work, ledger, args, val, test
+        )
+        for factor, trained in runs:
+            results[f"{best} {factor}x epochs"][n] = trained.test
+            note = f", validation {trained.validation[0]:.1f} (1x: {val_force[best][n]:.1f})"
+            report(f"{best} {factor}x epochs", n, trained, note)
+            if trained.validation[0] < best_validation:
+                best_validation = trained.validation[0]
+                results["sweep"][n] = trained.test
+                results["sweep level"][n] = (float(best[1:]), float(factor))
     table = Table(title=f"{case}: test force MAE meV/Å (energy MAE meV/atom)")
     table.add_column("n train", justify="right")
     for arm in (*ARMS, "sweep"):
@@ -291,7 +383,7 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     for n in sizes:
         row = [f"{results[a][n][0]:.1f} ({results[a][n][1]:.1f})" for a in (*ARMS, "sweep")]
         level, extended = results["sweep level"][n]
-        row[-1] += f" f{int(level)}" + (" 2x" if extended else "")
+        row[-1] += f" f{int(level)}" + (f" {int(extended)}x" if extended > 1 else "")
         table.add_row(str(n), *row)
     console.print(table)
     plot(case, sizes, results, out / f"data_efficiency_{case}.png")
@@ -320,10 +412,11 @@ def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
         ax.plot(sizes, [results[arm][n][0] for n in sizes], "o-" if arm != "sweep" else "k--",
                 label=arm)  # fmt: skip
     for i, arm in enumerate(ARMS):
-        longer = results.get(f"{arm} 2x epochs", {})
-        if longer:
-            ax.plot(list(longer), [f for f, _ in longer.values()], "*", color=f"C{i}", ms=12,
-                    label=f"{arm}, 2x epochs")  # fmt: skip
+        for factor, marker in ((2, "*"), (4, "P"), (8, "X")):
+            longer = results.get(f"{arm} {factor}x epochs", {})
+            if longer:
+                ax.plot(list(longer), [f for f, _ in longer.values()], marker, color=f"C{i}",
+                        ms=12, label=f"{arm}, {factor}x epochs")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training structures")
@@ -360,6 +453,7 @@ def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
     passed += ["--lr-finetune", str(args.lr_finetune), "--patience", str(args.patience)]
     passed += ["--epoch-scale", str(args.epoch_scale)]
     passed += ["--extend-all"] if args.extend_all else []
+    passed += ["--max-extension", str(args.max_extension)]
     processes = {}
     for i, case in enumerate(args.cases):
         if i >= args.jobs:  # wait for a free slot
@@ -390,7 +484,13 @@ def main() -> None:
     parser.add_argument(
         "--extend-all",
         action="store_true",
-        help="2x-epoch retrain of every capped sweep fine-tune, also after the target is reached",
+        help="longer retrain of every capped sweep fine-tune, also after the target is reached",
+    )
+    parser.add_argument(
+        "--max-extension",
+        type=int,
+        default=2,
+        help="retrain a capped target or sweep model with 2x, 4x, ... epochs up to this factor",
     )
     parser.add_argument("--quick", action="store_true", help="3 epochs: a smoke run")
     parser.add_argument(
