@@ -102,6 +102,10 @@ def test_committee_has_force_variance_and_loads_in_macecalculator(finetuned):
     docs = Records(store).connect().find("model_docs", {"campaign": "ft"})
     assert {d["model_id"] for d in docs} == {m.model_id for m in result.models}
     assert all(d["freeze_level"] == 6 and d["metrics"] for d in docs)
+    for d in docs:  # no patience: every member ran its 3 epochs and kept one of them
+        training = d["training"]
+        assert (training["epochs_run"], training["max_epochs"]) == (3, 3)
+        assert training["stopped_early"] is False and 0 <= training["best_epoch"] <= 2
 
 
 def test_members_keep_their_best_epoch_on_the_campaign_validation_set(finetuned):
@@ -386,3 +390,49 @@ def test_a_float32_foundation_fine_tunes_in_float64(foundation, tmp_path):
     tuned = torch.load(model, map_location="cpu", weights_only=False)
     assert next(tuned.parameters()).dtype == torch.float64
     assert (tmp_path / "run" / "foundation-float64.model").exists()
+
+
+def _mace_log(folder: Path, name: str, lines: list[str], run: int = 0) -> None:
+    logs = folder / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = "2026-12-01 10:00:00.000 INFO: "
+    (logs / f"{name}_run-{run}.log").write_text("".join(stamp + line + "\n" for line in lines))
+    (logs / f"{name}_run-{run}_debug.log").write_text(stamp + "Epoch 999: debug copy\n")
+
+
+def test_training_outcome_read_from_the_mace_log(tmp_path):
+    from frostline.finetune.train import training_outcome
+
+    assert training_outcome(tmp_path, "member0", 40) is None  # no log: nothing claimed
+    epoch = "Epoch {}: head: Default, loss=0.1, MAE_E_per_atom= 5.0 meV, MAE_F= 50.0 meV / A"
+    capped = [epoch.format(i) for i in range(40)] + ["Loaded Stage one model from epoch 38"]
+    _mace_log(tmp_path / "capped", "member0", capped)
+    outcome = training_outcome(tmp_path / "capped", "member0", 40)
+    assert (outcome.epochs_run, outcome.best_epoch, outcome.stopped_early) == (40, 38, False)
+    assert outcome.still_improving  # best epoch among the last at the cap
+    stopped = [epoch.format(i) for i in range(25)]
+    stopped += ["Stopping optimization after 10 epochs without improvement"]
+    stopped += ["Loaded Stage one model from epoch 14"]
+    _mace_log(tmp_path / "stopped", "member1", stopped)
+    outcome = training_outcome(tmp_path / "stopped", "member1", 200)
+    assert (outcome.epochs_run, outcome.best_epoch, outcome.stopped_early) == (25, 14, True)
+    assert not outcome.still_improving
+    # a run resumed from its checkpoint writes a second log; epochs are counted once
+    _mace_log(tmp_path / "resumed", "m", [epoch.format(i) for i in range(12)])
+    _mace_log(tmp_path / "resumed", "m", [epoch.format(i) for i in range(10, 20)], run=1)
+    assert training_outcome(tmp_path / "resumed", "m", 20).epochs_run == 20
+
+
+def test_patience_reaches_mace_and_is_recorded(foundation, tmp_path):
+    store = make_job_store(StoreConfig(), tmp_path)
+    maker = FineTuneMaker(freeze=6, committee_size=1, epochs=6, batch_size=2, patience=1)
+    job = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "pt", 0)
+    run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
+    store.connect()
+    (member,) = FineTuneResult.model_validate(job.output.resolve(store)).models
+    (debug,) = tmp_path.glob("jobs/*/member0/logs/member0_run-*_debug.log")
+    assert "patience=1," in debug.read_text()  # mace-torch's own argument, not its default
+    training = member.training
+    assert training.max_epochs == 6 and 1 <= training.epochs_run <= 6
+    # with patience 1 a run stops at the first epoch that does not improve, else it is capped
+    assert training.stopped_early == (training.epochs_run < 6)

@@ -367,6 +367,48 @@ def test_iteration_committees(backend):
         iteration_committees(r, "gamma")
 
 
+def test_status_counts_members_still_improving_at_their_cap(backend):
+    from frostline.registry.queries import campaign_status
+    from frostline.report.tables import status_table, still_improving_hint
+    from frostline.schemas import TrainingOutcome
+
+    r = backend.records
+    capped = TrainingOutcome(epochs_run=40, max_epochs=40, best_epoch=39, stopped_early=False)
+    stopped = TrainingOutcome(epochs_run=31, max_epochs=200, best_epoch=0, stopped_early=True)
+    template = model_doc("alpha-it001-m0", "0" * 64, 1)
+    members = [  # iteration 1: one member still improving at the cap, one stopped by patience
+        template.model_copy(update={"training": capped}),
+        template.model_copy(
+            update={"model_id": "alpha-it001-m1", "member": 1, "training": stopped}
+        ),
+    ]
+    r.upsert("model_docs", [d.model_dump(mode="json") for d in members], ["model_id"])
+    status = campaign_status(r, "alpha")
+    by_index = {it["index"]: it["training"] for it in status["iterations"]}
+    assert by_index[0] is None  # a member stored without its training outcome claims nothing
+    assert by_index[1] == {
+        "members": 2,
+        "max_epochs": 200,
+        "epochs_run": [40, 31],
+        "best_epoch": [39, 0],
+        "stopped_early": 1,
+        "still_improving": 1,
+    }
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(status_table(status))
+    assert "1/2 (cap 200)" in console.export_text()
+    hint = still_improving_hint(status)
+    assert hint.startswith("1 of 2 members of the last committee") and "patience" in hint
+    r.upsert(
+        "model_docs",
+        [members[0].model_copy(update={"training": stopped}).model_dump(mode="json")],
+        ["model_id"],
+    )
+    assert still_improving_hint(campaign_status(r, "alpha")) is None
+
+
 # -- CLI ---------------------------------------------------------------------------------------
 def invoke(args: list[str], **env):
     return CliRunner().invoke(app, args, env={"COLUMNS": "200", **env})

@@ -61,7 +61,12 @@ def _print_status(
     campaign_dir: Path, as_json: bool = False, campaign: str | None = None, plots: bool = False
 ) -> dict:
     from frostline.registry.queries import campaign_status, open_campaign_dir
-    from frostline.report.tables import fates_table, status_table, timing_table
+    from frostline.report.tables import (
+        fates_table,
+        status_table,
+        still_improving_hint,
+        timing_table,
+    )
     from frostline.store import StoreError
 
     try:
@@ -78,6 +83,8 @@ def _print_status(
             console.print(fates_table(status))
         if any("total" in (it.get("wall_time_s") or {}) for it in status["iterations"]):
             console.print(timing_table(status))
+        if hint := still_improving_hint(status):
+            console.print(f"[yellow]{hint}[/]")
     if plots:
         from frostline.report.plots import write_campaign_plots
 

@@ -63,7 +63,15 @@ class FineTuneConfig(_Strict):
         "first", description="sweep at the first fine-tune only, or at every iteration"
     )
     committee_size: int = Field(2, ge=1, le=16)
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1, description="epoch cap of every member's training")
+    patience: int = Field(
+        0,
+        ge=0,
+        description="stop a member after this many epochs without improvement on its checkpoint "
+        "set (0: train all `epochs`); with it, `epochs` is a cap (e.g. 200 with patience 30): "
+        "a member that ends at the cap with its best epoch among the last is recorded as still "
+        "improving",
+    )
     lr: float = Field(0.01, gt=0)
     batch_size: int = Field(4, ge=1)
     subsample: float = Field(0.85, gt=0, le=1.0, description="data fraction per member (>=1 ref.)")

@@ -145,6 +145,24 @@ class ValidationMetrics(BaseModel):
     stress_rmse_gpa: float | None = None
 
 
+class TrainingOutcome(BaseModel):
+    """How a mace-torch training ended, read from its log."""
+
+    epochs_run: int = Field(description="epochs trained (resumed runs counted once)")
+    max_epochs: int
+    best_epoch: int | None = Field(None, description="epoch whose checkpoint the model is")
+    stopped_early: bool = Field(description="ended by patience, not at the epoch cap")
+
+    @property
+    def still_improving(self) -> bool:
+        """Capped with its best epoch among the last few: more epochs would likely help."""
+        return (
+            not self.stopped_early
+            and self.best_epoch is not None
+            and self.best_epoch >= self.max_epochs - max(2, self.max_epochs // 10)
+        )
+
+
 class ModelDoc(BaseModel):
     """A trained model as recorded in the store (DESIGN.md §4, ``model`` collection)."""
 
@@ -164,6 +182,7 @@ class ModelDoc(BaseModel):
         default_factory=list, description="models this one was derived from (e.g. a teacher)"
     )
     metrics: ValidationMetrics | None = None
+    training: TrainingOutcome | None = None
     file: ModelFile
     created: datetime = Field(default_factory=utcnow)
 

@@ -18,7 +18,7 @@ from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters
-from frostline.finetune.train import MaceTrainSettings, run_mace_training
+from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
 from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
@@ -99,6 +99,7 @@ class FineTuneMaker(Maker):
     freeze_sweep: tuple[int, ...] = ()
     checkpoint_on: str = "holdout"
     member_weights: str = "uniform"
+    patience: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -197,6 +198,7 @@ class FineTuneMaker(Maker):
                     total_parameters=total,
                     n_train=len(data),
                     training_set_hashes=[d.structure_hash for d in data],
+                    training=training_outcome(path.parent, path.stem, self.epochs),
                     file=ModelFile(filename=path.name, sha256=sha, size_bytes=path.stat().st_size),
                 )
             )
@@ -285,6 +287,7 @@ class FineTuneMaker(Maker):
             foundation_model=foundation,
             freeze=level,
             keep_foundation_elements=self.keep_foundation_elements,
+            extra={"patience": str(self.patience)} if self.patience else {},
         )
         return run_mace_training(settings, data, Path.cwd() / name, valid=valid, weights=weights)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ import torch
 from ase import Atoms
 from ase.io import write
 
-from frostline.schemas import LabelledStructure
+from frostline.schemas import LabelledStructure, TrainingOutcome
 
 KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
 
@@ -245,3 +246,29 @@ def run_mace_training(
     if not model.exists():
         raise RuntimeError(f"mace-torch training finished without writing {model}")
     return model
+
+
+_EPOCH = re.compile(r"INFO: Epoch (\d+):")
+_BEST = re.compile(r"Loaded Stage one model from epoch (\d+)")
+
+
+def training_outcome(work_dir: Path, name: str, max_epochs: int) -> TrainingOutcome | None:
+    """Epochs run, best epoch and early stop of the training ``name`` in ``work_dir``.
+
+    Read from mace-torch's own log (``logs/NAME_run-SEED.log``): its "Epoch N:" validation
+    lines, "Loaded Stage one model from epoch K" (the checkpoint the ``.model`` is) and
+    "Stopping optimization" (patience exhausted). ``None`` without a log.
+    """
+    logs = sorted(Path(work_dir).glob(f"logs/{name}_run-*.log"))
+    logs = [p for p in logs if not p.name.endswith("_debug.log")]
+    if not logs:
+        return None
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    epochs = [int(m) for m in _EPOCH.findall(text)]
+    best = [int(m) for m in _BEST.findall(text)]
+    return TrainingOutcome(
+        epochs_run=max(epochs) + 1 if epochs else 0,
+        max_epochs=max_epochs,
+        best_epoch=best[-1] if best else None,
+        stopped_early="Stopping optimization after" in text,
+    )

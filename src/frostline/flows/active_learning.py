@@ -114,6 +114,7 @@ class ActiveLearningMaker(Maker):
                 freeze_sweep=tuple(ft.freeze_sweep),
                 checkpoint_on=ft.checkpoint_on,
                 member_weights=ft.member_weights,
+                patience=ft.patience,
                 seed=config.seed,
             ),
             resweep=ft.sweep == "every",

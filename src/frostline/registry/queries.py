@@ -8,7 +8,7 @@ import yaml
 
 from frostline.config import CampaignConfig, StoreConfig
 from frostline.flows.campaign import CONFIG_COPY
-from frostline.schemas import ModelDoc
+from frostline.schemas import ModelDoc, TrainingOutcome
 from frostline.store import Records, StoreError, make_job_store
 
 ITERATION_KEYS = (
@@ -86,10 +86,37 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
         "final_model_ids": doc.get("final_model_ids", []),
         "iterations": [{k: it.get(k) for k in ITERATION_KEYS} for it in iterations],
     }
+    members_by_iteration: dict[int, list[dict]] = {}
+    for d in records.find("model_docs", {"campaign": name, "kind": "committee-member"}):
+        members_by_iteration.setdefault(d.get("iteration"), []).append(d)
+    for it in status["iterations"]:
+        it["training"] = training_summary(members_by_iteration.get(it["index"], []))
     from frostline.report.tables import orchestration_share
 
     status["orchestration_share"] = orchestration_share(status)
     return status
+
+
+def training_summary(member_docs: list[dict]) -> dict | None:
+    """How a committee's trainings ended: epochs run, best epochs, early stops, still improving.
+
+    ``still_improving`` counts members that ran to their epoch cap with the kept epoch among the
+    last few (more epochs, or ``finetune.patience`` with a higher cap, would likely lower their
+    error). ``None`` when no member recorded its training (older stores).
+    """
+    outcomes = [
+        TrainingOutcome.model_validate(d["training"]) for d in member_docs if d.get("training")
+    ]
+    if not outcomes:
+        return None
+    return {
+        "members": len(outcomes),
+        "max_epochs": max(o.max_epochs for o in outcomes),
+        "epochs_run": [o.epochs_run for o in outcomes],
+        "best_epoch": [o.best_epoch for o in outcomes],
+        "stopped_early": sum(o.stopped_early for o in outcomes),
+        "still_improving": sum(o.still_improving for o in outcomes),
+    }
 
 
 def iteration_committees(

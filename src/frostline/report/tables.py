@@ -28,6 +28,7 @@ def status_table(status: dict) -> Table:
         "accurate",
         "E MAE meV/atom",
         "F MAE meV/Å",
+        "members improving at cap",
         "wall time s",
     ):
         table.add_column(col, justify="right")
@@ -43,6 +44,7 @@ def status_table(status: dict) -> Table:
             f"{100 * it['accurate_fraction']:.0f} %",
             _fmt(it["energy_mae_mev_per_atom"]),
             _fmt(it["force_mae_mev_per_a"]),
+            _training_cell(it.get("training")),
             _fmt(wall, 0),
         )
     zs = status.get("zero_shot_force_mae_mev_per_a")
@@ -53,6 +55,27 @@ def status_table(status: dict) -> Table:
             "(per-element shift)"
         )
     return table
+
+
+def _training_cell(training: dict | None) -> str:
+    """ "2/4 (cap 40)": members that ended at the epoch cap still improving, of the committee."""
+    if not training:
+        return "–"
+    return f"{training['still_improving']}/{training['members']} (cap {training['max_epochs']})"
+
+
+def still_improving_hint(status: dict) -> str | None:
+    """Advice when the last committee's members were still improving at their epoch cap."""
+    last = next(
+        (it["training"] for it in reversed(status["iterations"]) if it.get("training")), None
+    )
+    if not last or not last["still_improving"]:
+        return None
+    return (
+        f"{last['still_improving']} of {last['members']} members of the last committee ended at "
+        f"the epoch cap ({last['max_epochs']}) still improving: raise finetune.epochs, or set "
+        "finetune.patience (e.g. 30) with a higher cap, so members train to convergence"
+    )
 
 
 _WINDOW_UNIT = {"committee": "eV/Å", "descriptor": "(descriptor)"}
