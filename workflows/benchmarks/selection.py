@@ -40,6 +40,7 @@ curves are averaged point by point before the ratio is taken.
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
         [--checkpoint-on holdout] [--member-weights uniform]   (committee training, all arms)
+        [--epochs 40] [--patience 0]           (members' epoch cap and early stopping, all arms)
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
         [--temperatures 300 800] [--starts 2] [--steps 120]
                                                (exploration pool: temperatures x starts x
@@ -124,6 +125,8 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     if name.startswith("frostline"):
         base["select"]["calibration_picks"] = args.calibration_picks
     base["finetune"]["epochs"] = args.epochs
+    if args.patience:  # members train until early stopping, `--epochs` is then the cap
+        base["finetune"]["patience"] = args.patience
     base["foundation"] = args.foundation
     base["finetune"]["committee_size"] = ARM_COMMITTEE.get(name, args.committee)
     base["finetune"]["checkpoint_on"] = args.checkpoint_on
@@ -313,7 +316,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--per-iteration", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=40, help="fine-tuning epochs (cap)")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="finetune.patience of every arm (0: members train all --epochs)",
+    )
     parser.add_argument(
         "--foundation", default="mini", help="all arms: 'mini', 'mini-64' or a .model path"
     )
