@@ -44,9 +44,9 @@ curves are averaged point by point before the ratio is taken.
         [--checkpoint-on holdout] [--member-weights uniform]   (committee training, all arms)
         [--epochs 40] [--patience 0]           (members' epoch cap and early stopping, all arms)
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
-        [--temperatures 300 800] [--starts 2] [--steps 120]
+        [--temperatures 300 800] [--starts 2] [--steps 120] [--sample-every 10]
                                                (exploration pool: temperatures x starts x
-                                                steps/10 frames per iteration, all arms)
+                                                steps/sample-every frames per iteration, all arms)
         [--foundation mini-64]                 (the foundation every arm fine-tunes)
 """
 
@@ -150,6 +150,7 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
         "temperatures": args.temperatures,
         "starts_per_temperature": args.starts,
         "steps": args.steps,
+        "sample_every": args.sample_every,
     }
     base["convergence"] = {
         "accurate_fraction": 1.0,  # never stop early: compare whole curves
@@ -366,6 +367,12 @@ def main() -> None:
         type=int,
         default=2,
         help="oracle-MD test set: GFN1-xTB MD starts per temperature (0: validation set only)",
+    )
+    parser.add_argument(
+        "--sample-every",
+        type=int,
+        default=10,
+        help="MD steps between explored frames (all arms; with --steps: frames per trajectory)",
     )
     parser.add_argument("--engine", default="batched", choices=["ase", "batched"])
     parser.add_argument("--dtype", default="float32", choices=["float64", "float32"])
