@@ -28,7 +28,7 @@ def status_table(status: dict) -> Table:
         "accurate",
         "E MAE meV/atom",
         "F MAE meV/Å",
-        "members improving at cap",
+        "improving at cap",
         "wall time s",
     ):
         table.add_column(col, justify="right")
