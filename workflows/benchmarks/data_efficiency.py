@@ -338,6 +338,7 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     # since the target must not come from an under-trained model, the same trained longer while
     # it ends at its epoch cap (2x, 4x, ... up to --max-extension)
     full = train("scratch", subsets[1.0], out / case / f"n{sizes[-1]}", args, val, test, ledger)
+    report("scratch", sizes[-1], full)
     target = full.test[0]
     for factor, trained in extend_while_capped(
         "scratch", subsets[1.0], full, out / case, ledger, args, val, test
