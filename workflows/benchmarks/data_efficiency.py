@@ -55,7 +55,7 @@ from frostline.finetune.foundation import (
     foundation_architecture,
     label_with_chgnet,
 )
-from frostline.finetune.train import MaceTrainSettings, run_mace_training
+from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
 from frostline.label.calculators import xtb_calculator
 from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
 
@@ -141,6 +141,8 @@ class Trained:
     validation: tuple[float, float]
     stopped_early: bool  # ended by early stopping, not at its epoch cap
     seconds: float  # wall time of the training and its evaluation
+    epochs_run: int | None = None  # from mace-torch's log (None: recorded before it was kept)
+    best_epoch: int | None = None  # the epoch whose checkpoint the model is
     source: str = "trained"  # "trained", "model" (file reused) or "ledger" (record reused)
 
 
@@ -226,9 +228,12 @@ def train(
         source = "trained"
         model = run_mace_training(settings, data, folder, valid=valid)
         stamp.write_text(key)
+    outcome = training_outcome(folder, arm, settings.max_num_epochs)
+    if outcome is None:
+        raise RuntimeError(f"{folder}: no mace-torch log of the training {arm}")
     trained = Trained(
-        errors(model, test), errors(model, valid), stopped_early(folder, arm),
-        time.perf_counter() - t0, source,
+        errors(model, test), errors(model, valid), outcome.stopped_early,
+        time.perf_counter() - t0, outcome.epochs_run, outcome.best_epoch, source,
     )  # fmt: skip
     if source == "trained":
         ledger.put(name, key, trained)
@@ -256,13 +261,6 @@ def extend_while_capped(
         runs.append((factor, last))
         factor *= 2
     return runs
-
-
-def stopped_early(folder: Path, arm: str) -> bool:
-    """Whether a training run ended by early stopping (not at its epoch cap, still improving)."""
-    return any(
-        "Stopping optimization" in log.read_text() for log in folder.glob(f"logs/{arm}_run-*.log")
-    )
 
 
 def data_digest(data: list[Atoms]) -> str:
