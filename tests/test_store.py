@@ -50,6 +50,29 @@ def test_records_persist_across_processes(tmp_path):
     assert out.stdout.strip() == "[4]"
 
 
+def test_processes_open_one_embedded_store_at_the_same_time(tmp_path):
+    """``frostline status`` while a campaign runs: concurrent connects must not fail.
+
+    maggma's MontyStore rewrote montydb's storage files on every connect; a process connecting
+    meanwhile read an empty engine name ("Empty module name", ~1 connect in 5 here).
+    """
+    Records(make_job_store(StoreConfig(), tmp_path)).connect().close()
+    code = (
+        "from frostline.store import Records, StoreError, make_job_store;"
+        "from frostline.config import StoreConfig;"
+        "failed = []\n"
+        "for _ in range(60):\n"
+        f"    try: Records(make_job_store(StoreConfig(), {str(tmp_path)!r})).connect().close()\n"
+        "    except StoreError as e: failed.append(str(e))\n"
+        "print(len(failed), failed[:1])"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)]
+    runs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True))
+    outputs = [run.communicate(timeout=600)[0].strip() for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert outputs == ["0 []", "0 []"]
+
+
 def test_mongodb_without_uri_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("FROSTLINE_MONGODB_URI", raising=False)
     with pytest.raises(StoreError, match="FROSTLINE_MONGODB_URI"):

@@ -54,8 +54,41 @@ def redact_uri(uri: str) -> str:
     return re.sub(r"//[^/?#\s]*@", "//***@", uri)
 
 
+class EmbeddedStore(MontyStore):
+    """maggma's ``MontyStore``, safe when several processes open the same store.
+
+    ``MontyStore.connect`` calls montydb's ``set_storage`` every time, which truncates and
+    rewrites the repository's ``.monty.storage`` and ``monty.storage.cfg``; a process connecting
+    at that instant (``frostline status`` while a campaign runs, two benchmark processes over
+    one campaign folder) reads an empty engine name and fails with "Empty module name" (about
+    one connect in five with two processes connecting in a loop). Here the storage files are
+    written only when missing, and every connect holds an exclusive lock on the repository
+    (``.frostline-connect.lock``) while it checks, creates and reads them.
+    """
+
+    def connect(self, force_reset: bool = False) -> None:
+        if self._coll and not force_reset:
+            return
+        if self.database_path == ":memory:":
+            super().connect(force_reset=force_reset)
+            return
+        import fcntl
+
+        from montydb import MontyClient, set_storage
+
+        repository = Path(self.database_path)
+        repository.mkdir(parents=True, exist_ok=True)
+        with open(repository / ".frostline-connect.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            written = [repository / ".monty.storage", repository / "monty.storage.cfg"]
+            if not all(p.is_file() and p.stat().st_size for p in written):
+                set_storage(self.database_path, storage=self.storage, **self.storage_kwargs)
+            client = MontyClient(self.database_path, **self.client_kwargs)
+            self._coll = client[self.database_name][self.collection_name]
+
+
 def _embedded_store(path: Path, collection: str) -> MontyStore:
-    return MontyStore(
+    return EmbeddedStore(
         collection_name=collection,
         database_path=str(path),
         database_name="frostline",
