@@ -369,12 +369,12 @@ def test_iteration_committees(backend):
 
 def test_status_counts_members_still_improving_at_their_cap(backend):
     from frostline.registry.queries import campaign_status
-    from frostline.report.tables import status_table, still_improving_hint
+    from frostline.report.tables import status_table, training_hints
     from frostline.schemas import TrainingOutcome
 
     r = backend.records
     capped = TrainingOutcome(epochs_run=40, max_epochs=40, best_epoch=39, stopped_early=False)
-    stopped = TrainingOutcome(epochs_run=31, max_epochs=200, best_epoch=0, stopped_early=True)
+    stopped = TrainingOutcome(epochs_run=31, max_epochs=200, best_epoch=1, stopped_early=True)
     template = model_doc("alpha-it001-m0", "0" * 64, 1)
     members = [  # iteration 1: one member still improving at the cap, one stopped by patience
         template.model_copy(update={"training": capped}),
@@ -390,23 +390,35 @@ def test_status_counts_members_still_improving_at_their_cap(backend):
         "members": 2,
         "max_epochs": 200,
         "epochs_run": [40, 31],
-        "best_epoch": [39, 0],
+        "best_epoch": [39, 1],
         "stopped_early": 1,
         "still_improving": 1,
+        "never_improved": 0,
     }
     from rich.console import Console
 
     console = Console(width=250, record=True)
     console.print(status_table(status))
     assert "1/2 (cap 200)" in console.export_text()
-    hint = still_improving_hint(status)
+    (hint,) = training_hints(status)
     assert hint.startswith("1 of 2 members of the last committee") and "patience" in hint
     r.upsert(
         "model_docs",
         [members[0].model_copy(update={"training": stopped}).model_dump(mode="json")],
         ["model_id"],
     )
-    assert still_improving_hint(campaign_status(r, "alpha")) is None
+    assert training_hints(campaign_status(r, "alpha")) == []
+    # a member that kept its first epoch of several failed to train: said so
+    failed = TrainingOutcome(epochs_run=40, max_epochs=40, best_epoch=0, stopped_early=False)
+    r.upsert(
+        "model_docs",
+        [members[1].model_copy(update={"training": failed}).model_dump(mode="json")],
+        ["model_id"],
+    )
+    status = campaign_status(r, "alpha")
+    assert status["iterations"][1]["training"]["never_improved"] == 1
+    (hint,) = training_hints(status)
+    assert "kept their first epoch" in hint and "finetune.lr" in hint
 
 
 # -- CLI ---------------------------------------------------------------------------------------

@@ -64,8 +64,8 @@ def _print_status(
     from frostline.report.tables import (
         fates_table,
         status_table,
-        still_improving_hint,
         timing_table,
+        training_hints,
     )
     from frostline.store import StoreError
 
@@ -83,7 +83,7 @@ def _print_status(
             console.print(fates_table(status))
         if any("total" in (it.get("wall_time_s") or {}) for it in status["iterations"]):
             console.print(timing_table(status))
-        if hint := still_improving_hint(status):
+        for hint in training_hints(status):
             console.print(f"[yellow]{hint}[/]")
     if plots:
         from frostline.report.plots import write_campaign_plots

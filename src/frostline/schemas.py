@@ -162,6 +162,11 @@ class TrainingOutcome(BaseModel):
             and self.best_epoch >= self.max_epochs - max(2, self.max_epochs // 10)
         )
 
+    @property
+    def never_improved(self) -> bool:
+        """Kept its first epoch of several: the training failed (diverged), the model is poor."""
+        return self.best_epoch == 0 and self.epochs_run > 1
+
 
 class ModelDoc(BaseModel):
     """A trained model as recorded in the store (DESIGN.md §4, ``model`` collection)."""

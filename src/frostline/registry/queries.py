@@ -102,7 +102,8 @@ def training_summary(member_docs: list[dict]) -> dict | None:
 
     ``still_improving`` counts members that ran to their epoch cap with the kept epoch among the
     last few (more epochs, or ``finetune.patience`` with a higher cap, would likely lower their
-    error). ``None`` when no member recorded its training (older stores).
+    error); ``never_improved`` those that kept their first epoch of several (a failed training).
+    ``None`` when no member recorded its training (older stores).
     """
     outcomes = [
         TrainingOutcome.model_validate(d["training"]) for d in member_docs if d.get("training")
@@ -116,6 +117,7 @@ def training_summary(member_docs: list[dict]) -> dict | None:
         "best_epoch": [o.best_epoch for o in outcomes],
         "stopped_early": sum(o.stopped_early for o in outcomes),
         "still_improving": sum(o.still_improving for o in outcomes),
+        "never_improved": sum(o.never_improved for o in outcomes),
     }
 
 

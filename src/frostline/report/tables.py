@@ -64,18 +64,25 @@ def _training_cell(training: dict | None) -> str:
     return f"{training['still_improving']}/{training['members']} (cap {training['max_epochs']})"
 
 
-def still_improving_hint(status: dict) -> str | None:
-    """Advice when the last committee's members were still improving at their epoch cap."""
+def training_hints(status: dict) -> list[str]:
+    """Advice from how the last committee's trainings ended (capped still improving, failed)."""
     last = next(
         (it["training"] for it in reversed(status["iterations"]) if it.get("training")), None
     )
-    if not last or not last["still_improving"]:
-        return None
-    return (
-        f"{last['still_improving']} of {last['members']} members of the last committee ended at "
-        f"the epoch cap ({last['max_epochs']}) still improving: raise finetune.epochs, or set "
-        "finetune.patience (e.g. 30) with a higher cap, so members train to convergence"
-    )
+    hints = []
+    if last and last["still_improving"]:
+        hints.append(
+            f"{last['still_improving']} of {last['members']} members of the last committee ended "
+            f"at the epoch cap ({last['max_epochs']}) still improving: raise finetune.epochs, or "
+            "set finetune.patience (e.g. 30) with a higher cap, so members train to convergence"
+        )
+    if last and last.get("never_improved"):
+        hints.append(
+            f"{last['never_improved']} of {last['members']} members of the last committee kept "
+            "their first epoch (the training never improved on it: diverged); their predictions "
+            "are poor, check the newest labels and consider a lower finetune.lr"
+        )
+    return hints
 
 
 _WINDOW_UNIT = {"committee": "eV/Å", "descriptor": "(descriptor)"}
