@@ -10,17 +10,19 @@ For each case, nested training subsets (5 / 10 / 20 / 50 / 100 % of N, stratifie
 chemical system) train: a MACE from scratch (the foundation's architecture, read from its file:
 channels, L, cutoff, layers, correlation), a full fine-tune (f0),
 and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick at that size
-(lowest error on a separate validation split). The full-data scratch model is also trained with
-twice the epochs (the target must not come from an under-trained model); for the same reason a
-sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is retrained with twice
-the epochs and the better of the two on validation is kept (up to the size where the curve reaches
-the target; later sizes cannot change the ratio; ``--extend-all``: every size). Test sets are
+(lowest error on a separate validation split). The full-data scratch model is trained first and,
+while it ends at its epoch cap, again with 2x, 4x, ... the epochs up to ``--max-extension``
+(default 2; the target must not come from an under-trained model); for the same reason a
+sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is extended the same
+way and the run best on validation is kept (up to the size where the curve reaches the target;
+later sizes cannot change the ratio; ``--extend-all``: every size). Test sets are
 fixed and separate. Prints a table per case, writes a PNG per case, the ratio "training points
 the sweep-chosen fine-tune needs to reach the from-scratch full-data force MAE, divided by N"
 per case, and last the larger ratio:
 
     .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
         [--foundation PATH] [--lr-finetune 0.005] [--patience 30] [--epoch-scale 2]
+        [--max-extension 4]
 
 A short ``--patience`` ends trainings on noise: with 10, f0 at 60 H2/Cu structures stopped at
 epoch 59 on one EMA spike while its validation error was still falling (test 65.3 meV/Å; the
