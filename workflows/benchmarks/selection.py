@@ -361,7 +361,7 @@ def main() -> None:
         "--temperatures", type=float, nargs="+", default=[300, 800], help="exploration MD (K)"
     )
     parser.add_argument("--starts", type=int, default=2, help="MD starts per temperature")
-    parser.add_argument("--steps", type=int, default=120, help="MD steps (a frame every 10)")
+    parser.add_argument("--steps", type=int, default=120, help="MD steps per trajectory")
     parser.add_argument(
         "--md-test-starts",
         type=int,
