@@ -436,3 +436,48 @@ def test_patience_reaches_mace_and_is_recorded(foundation, tmp_path):
     assert training.max_epochs == 6 and 1 <= training.epochs_run <= 6
     # with patience 1 a run stops at the first epoch that does not improve, else it is capped
     assert training.stopped_early == (training.epochs_run < 6)
+
+
+def test_retries_of_a_failed_training_change_seed_and_halve_the_lr():
+    from frostline.finetune.jobs import RETRY_SEED_STRIDE, retry_settings
+
+    assert retry_settings(3, 0.01, 1) == (3 + RETRY_SEED_STRIDE, 0.005)
+    assert retry_settings(3, 0.01, 2) == (3 + 2 * RETRY_SEED_STRIDE, 0.0025)
+    # a retry's seed never equals another member's or iteration's (seed + 1000 * it + member)
+    assert RETRY_SEED_STRIDE % 1000 and RETRY_SEED_STRIDE > 16
+
+
+def test_a_member_that_never_improved_is_retrained_and_recorded(foundation, tmp_path):
+    """lr 0: every epoch's validation loss equals the first, so mace-torch keeps epoch 0."""
+    import re
+
+    from frostline.registry.queries import training_summary
+    from frostline.report.tables import training_hints
+
+    store = make_job_store(StoreConfig(), tmp_path)
+    maker = FineTuneMaker(
+        freeze=6,
+        committee_size=1,
+        epochs=2,
+        batch_size=2,
+        lr=0.0,
+        retrain_failed=2,
+        checkpoint_on="validation",
+    )
+    job = maker.make(foundation, emt_labels(4, 0), emt_labels(2, 1), "rf", 0)
+    run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
+    store.connect()
+    (member,) = FineTuneResult.model_validate(job.output.resolve(store)).models
+    seeds = []
+    for name in ("member0", "member0-retry1", "member0-retry2"):  # each attempt in its folder
+        (debug,) = tmp_path.glob(f"jobs/*/{name}/logs/{name}_run-*_debug.log")
+        seeds.append(int(re.search(r"seed=(\d+),", debug.read_text()).group(1)))
+    assert seeds == [0, 7919, 2 * 7919]
+    assert not list(tmp_path.glob("jobs/*/member0-retry3"))  # retrain_failed caps the attempts
+    assert member.file.filename == "member0-retry2.model"  # every attempt failed: the last kept
+    assert member.training.never_improved and member.training.retrained == 2
+    doc = Records(store).connect().find("model_docs", {"campaign": "rf"})[0]
+    summary = training_summary([doc])
+    assert (summary["never_improved"], summary["retrained"]) == (1, 1)
+    (hint,) = training_hints({"iterations": [{"training": summary}]})
+    assert "kept their first epoch" in hint and "after retries" in hint

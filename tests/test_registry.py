@@ -394,6 +394,7 @@ def test_status_counts_members_still_improving_at_their_cap(backend):
         "stopped_early": 1,
         "still_improving": 1,
         "never_improved": 0,
+        "retrained": 0,
     }
     from rich.console import Console
 
@@ -418,7 +419,7 @@ def test_status_counts_members_still_improving_at_their_cap(backend):
     status = campaign_status(r, "alpha")
     assert status["iterations"][1]["training"]["never_improved"] == 1
     (hint,) = training_hints(status)
-    assert "kept their first epoch" in hint and "finetune.lr" in hint
+    assert "kept their first epoch" in hint and "finetune.retrain_failed" in hint
 
 
 # -- CLI ---------------------------------------------------------------------------------------

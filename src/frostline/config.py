@@ -72,6 +72,14 @@ class FineTuneConfig(_Strict):
         "a member that ends at the cap with its best epoch among the last is recorded as still "
         "improving",
     )
+    retrain_failed: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="retrain a member that kept its first epoch (it never improved: a diverged "
+        "training) up to this many times, each with another seed and half the previous lr; "
+        "0: keep it (status warns)",
+    )
     lr: float = Field(0.01, gt=0)
     batch_size: int = Field(4, ge=1)
     subsample: float = Field(0.85, gt=0, le=1.0, description="data fraction per member (>=1 ref.)")

@@ -152,6 +152,9 @@ class TrainingOutcome(BaseModel):
     max_epochs: int
     best_epoch: int | None = Field(None, description="epoch whose checkpoint the model is")
     stopped_early: bool = Field(description="ended by patience, not at the epoch cap")
+    retrained: int = Field(
+        0, description="earlier attempts that never improved (finetune.retrain_failed)"
+    )
 
     @property
     def still_improving(self) -> bool:
@@ -160,6 +163,7 @@ class TrainingOutcome(BaseModel):
             not self.stopped_early
             and self.best_epoch is not None
             and self.best_epoch >= self.max_epochs - max(2, self.max_epochs // 10)
+            and not self.never_improved  # a short run that kept epoch 0 failed, not improving
         )
 
     @property

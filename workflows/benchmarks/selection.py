@@ -43,6 +43,7 @@ curves are averaged point by point before the ratio is taken.
         [--committee 2] [--calibration-picks 2] [--seeds 1]
         [--checkpoint-on holdout] [--member-weights uniform]   (committee training, all arms)
         [--epochs 40] [--patience 0]           (members' epoch cap and early stopping, all arms)
+        [--retrain-failed 0]                   (retries of a member that kept its first epoch)
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
         [--temperatures 300 800] [--starts 2] [--steps 120] [--sample-every 10]
                                                (exploration pool: temperatures x starts x
@@ -139,6 +140,8 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     base["finetune"]["epochs"] = args.epochs
     if args.patience:  # members train until early stopping, `--epochs` is then the cap
         base["finetune"]["patience"] = args.patience
+    if args.retrain_failed:  # a member that kept its first epoch is trained again
+        base["finetune"]["retrain_failed"] = args.retrain_failed
     base["foundation"] = args.foundation
     base["finetune"]["committee_size"] = ARM_COMMITTEE.get(name, args.committee)
     base["finetune"]["checkpoint_on"] = args.checkpoint_on
@@ -336,6 +339,12 @@ def main() -> None:
         type=int,
         default=0,
         help="finetune.patience of every arm (0: members train all --epochs)",
+    )
+    parser.add_argument(
+        "--retrain-failed",
+        type=int,
+        default=0,
+        help="finetune.retrain_failed of every arm (retries of a member that kept epoch 0)",
     )
     parser.add_argument(
         "--foundation", default="mini", help="all arms: 'mini', 'mini-64' or a .model path"

@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import mace  # noqa: F401
 import numpy as np
@@ -33,6 +34,23 @@ console = Console(stderr=True)
 
 CHECKPOINT_ON = ("validation", "holdout")
 MEMBER_WEIGHTS = ("uniform", "dirichlet")
+RETRY_SEED_STRIDE = 7919  # a prime: retry seeds never collide with members' (1000 * it + m)
+
+
+class TrainedModel(NamedTuple):
+    """A finished training: its ``.model`` file and how many failed attempts preceded it."""
+
+    path: Path
+    retrained: int = 0
+
+
+def retry_settings(seed: int, lr: float, attempt: int) -> tuple[int, float]:
+    """Seed and learning rate of retry ``attempt`` (1, 2, ...) of a failed training.
+
+    Another seed (other initial readout weights and batch order) and half the previous
+    learning rate: a diverged training most often had a step too large for its data.
+    """
+    return seed + RETRY_SEED_STRIDE * attempt, lr * 0.5**attempt
 
 
 def member_subset(
@@ -79,7 +97,11 @@ class FineTuneMaker(Maker):
     ``validation`` (every member trains on all its data; the epoch with the lowest loss on the
     validation structures is kept; members whose subsets coincide then train identically
     unless ``member_weights`` is ``dirichlet``: every member's structures get Bayesian-bootstrap
-    loss weights, a different draw per member).
+    loss weights, a different draw per member). ``retrain_failed``: a member whose training
+    kept its first epoch (it never improved on it, a diverged training) is trained again, up to
+    this many times, with another seed and half the learning rate each time
+    (``retry_settings``); the attempt kept and the number of failed ones are recorded in the
+    member's ``ModelDoc.training``.
     """
 
     name: str = "finetune"
@@ -100,6 +122,7 @@ class FineTuneMaker(Maker):
     checkpoint_on: str = "holdout"
     member_weights: str = "uniform"
     patience: int = 0
+    retrain_failed: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,9 +174,9 @@ class FineTuneMaker(Maker):
         )
         device = resolve_device(self.device)
         checkpoint_set = self._checkpoint_set(validation)
-        level, sweep, first = self.freeze if freeze is None else freeze, [], None
+        level, sweep, trained = self.freeze if freeze is None else freeze, [], None
         if freeze is None and self.freeze_sweep:
-            level, sweep, first = self._sweep(
+            level, sweep, trained = self._sweep(
                 foundation, foundation_model, ok, validation, iteration, device, checkpoint_set
             )
         trainable, total = count_parameters(foundation_model, level)
@@ -162,15 +185,13 @@ class FineTuneMaker(Maker):
         for member in range(self.committee_size):
             seed = self.seed + 1000 * iteration + member
             data, weights = self._member_data(ok, seed)
-            if member == 0 and first is not None:
-                path = first
-            else:
+            if member > 0 or trained is None:
                 console.print(
                     f"[bold]fine-tune[/] iteration {iteration} member {member + 1}/"
                     f"{self.committee_size}: {len(data)} structures, freeze f{level}, "
                     f"{trainable:,}/{total:,} parameters trainable"
                 )
-                path = self._train(
+                trained = self._train(
                     foundation,
                     data,
                     seed,
@@ -180,6 +201,10 @@ class FineTuneMaker(Maker):
                     checkpoint_set,
                     weights,
                 )
+            path = trained.path
+            training = training_outcome(path.parent, path.stem, self.epochs)
+            if training is not None:
+                training.retrained = trained.retrained
             sha = sha256_file(path)
             model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
             records.put_model_file(model_id, path.read_bytes())
@@ -198,7 +223,7 @@ class FineTuneMaker(Maker):
                     total_parameters=total,
                     n_train=len(data),
                     training_set_hashes=[d.structure_hash for d in data],
-                    training=training_outcome(path.parent, path.stem, self.epochs),
+                    training=training,
                     file=ModelFile(filename=path.name, sha256=sha, size_bytes=path.stat().st_size),
                 )
             )
@@ -265,19 +290,59 @@ class FineTuneMaker(Maker):
         name: str,
         valid: list | None = None,
         weights: list[float] | None = None,
-    ) -> Path:
-        """One mace-torch fine-tuning run; the ``.model`` file it wrote.
+    ) -> TrainedModel:
+        """One mace-torch fine-tuning (retried while it fails, ``retrain_failed``).
 
         ``valid``: the structures whose loss chooses the epoch kept (``checkpoint_on:
         validation``); without them mace-torch holds out 10% of ``data``. ``weights``: a loss
-        weight per structure of ``data`` (mace-torch's ``config_weight``).
+        weight per structure of ``data`` (mace-torch's ``config_weight``). Retry ``k`` trains
+        in ``NAME-retryK``; when every attempt failed the last one is kept (status warns).
         """
+        path = self._train_once(
+            foundation, data, seed, self.lr, level, device, name, valid, weights
+        )
+        for attempt in range(1, self.retrain_failed + 1):
+            outcome = training_outcome(path.parent, path.stem, self.epochs)
+            if outcome is None or not outcome.never_improved:
+                return TrainedModel(path, attempt - 1)
+            retry_seed, retry_lr = retry_settings(seed, self.lr, attempt)
+            console.print(
+                f"[yellow]fine-tune[/] {name} kept its first epoch of {outcome.epochs_run} (it "
+                f"never improved): retry {attempt}/{self.retrain_failed} with seed {retry_seed}, "
+                f"lr {retry_lr:g}"
+            )
+            path = self._train_once(
+                foundation,
+                data,
+                retry_seed,
+                retry_lr,
+                level,
+                device,
+                f"{name}-retry{attempt}",
+                valid,
+                weights,
+            )
+        return TrainedModel(path, self.retrain_failed)
+
+    def _train_once(
+        self,
+        foundation: str,
+        data: list,
+        seed: int,
+        lr: float,
+        level: int,
+        device: str,
+        name: str,
+        valid: list | None,
+        weights: list[float] | None,
+    ) -> Path:
+        """One mace-torch fine-tuning run in ``./NAME``; the ``.model`` file it wrote."""
         settings = MaceTrainSettings(
             name=name,
             seed=seed,
             max_num_epochs=self.epochs,
             batch_size=min(self.batch_size, max(1, len(data) - 1)),
-            lr=self.lr,
+            lr=lr,
             e0s=self.e0s,
             energy_weight=self.energy_weight,
             forces_weight=self.forces_weight,
@@ -300,7 +365,7 @@ class FineTuneMaker(Maker):
         iteration: int,
         device: str,
         checkpoint_set: list[LabelledStructure],
-    ) -> tuple[int, list[FreezeSweepPoint], Path]:
+    ) -> tuple[int, list[FreezeSweepPoint], TrainedModel]:
         """Member 0 at every sweep level; (best level, all results, best member-0 file)."""
         seed = self.seed + 1000 * iteration
         data, weights = self._member_data(ok, seed)
@@ -311,10 +376,10 @@ class FineTuneMaker(Maker):
                 f"[bold]freeze sweep[/] iteration {iteration}: f{level}, "
                 f"{trainable:,}/{total:,} parameters trainable, {len(data)} structures"
             )
-            path = self._train(
+            trained = self._train(
                 foundation, data, seed, level, device, f"sweep-f{level}", checkpoint_set, weights
             )
-            calc = committee_calculator([path], device=device, dtype=self.default_dtype)
+            calc = committee_calculator([trained.path], device=device, dtype=self.default_dtype)
             points.append(
                 FreezeSweepPoint(
                     freeze_level=level,
@@ -322,7 +387,7 @@ class FineTuneMaker(Maker):
                     metrics=evaluate(calc, validation),
                 )
             )
-            files[level] = path
+            files[level] = trained
         best = min(points, key=lambda p: p.metrics.force_mae_mev_per_a)
         best.chosen = True
         table = ", ".join(f"f{p.freeze_level} {p.metrics.force_mae_mev_per_a:.1f}" for p in points)

@@ -115,6 +115,7 @@ class ActiveLearningMaker(Maker):
                 checkpoint_on=ft.checkpoint_on,
                 member_weights=ft.member_weights,
                 patience=ft.patience,
+                retrain_failed=ft.retrain_failed,
                 seed=config.seed,
             ),
             resweep=ft.sweep == "every",

@@ -102,7 +102,8 @@ def training_summary(member_docs: list[dict]) -> dict | None:
 
     ``still_improving`` counts members that ran to their epoch cap with the kept epoch among the
     last few (more epochs, or ``finetune.patience`` with a higher cap, would likely lower their
-    error); ``never_improved`` those that kept their first epoch of several (a failed training).
+    error); ``never_improved`` those that kept their first epoch of several (a failed training);
+    ``retrained`` those trained again after such a failure (``finetune.retrain_failed``).
     ``None`` when no member recorded its training (older stores).
     """
     outcomes = [
@@ -118,6 +119,7 @@ def training_summary(member_docs: list[dict]) -> dict | None:
         "stopped_early": sum(o.stopped_early for o in outcomes),
         "still_improving": sum(o.still_improving for o in outcomes),
         "never_improved": sum(o.never_improved for o in outcomes),
+        "retrained": sum(o.retrained > 0 for o in outcomes),
     }
 
 

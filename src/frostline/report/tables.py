@@ -77,10 +77,17 @@ def training_hints(status: dict) -> list[str]:
             "set finetune.patience (e.g. 30) with a higher cap, so members train to convergence"
         )
     if last and last.get("never_improved"):
+        retried = last.get("retrained", 0)
+        advice = (
+            "even after retries with other seeds and lower lr: check the newest labels"
+            if retried
+            else "check the newest labels, and set finetune.retrain_failed (e.g. 2) to retrain "
+            "such members with another seed and a lower lr"
+        )
         hints.append(
             f"{last['never_improved']} of {last['members']} members of the last committee kept "
             "their first epoch (the training never improved on it: diverged); their predictions "
-            "are poor, check the newest labels and consider a lower finetune.lr"
+            f"are poor, {advice}"
         )
     return hints
 
