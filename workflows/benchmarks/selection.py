@@ -411,9 +411,12 @@ def main() -> None:
         per_seed, md_per_seed, tail_per_seed = [], [], []
         for seed in range(args.seeds):
             folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
-            if not (folder / "campaign.yaml").exists():
-                print(f"running {name} (seed {seed}) ...", flush=True)
+            finished = folder / "finished"  # a killed campaign is resumed, not read half done
+            if not finished.exists():
+                verb = "resuming" if (folder / "campaign.yaml").exists() else "running"
+                print(f"{verb} {name} (seed {seed}) ...", flush=True)
                 run_campaign(parse_config(arm_config(name, args, seed), name), folder, log=False)
+                finished.touch()
             per_seed.append(curve(folder))
             if md_test:
                 md = cached_md_test_curve(folder, md_test)
