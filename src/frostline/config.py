@@ -76,8 +76,9 @@ class FineTuneConfig(_Strict):
         0,
         ge=0,
         le=5,
-        description="retrain a member that kept its first epoch (it never improved: a diverged "
-        "training) up to this many times, each with another seed and half the previous lr; "
+        description="retrain a member that kept its first epoch (its checkpoint loss never "
+        "improved on it) up to this many times, each with another seed (another holdout split) "
+        "and half the previous lr; "
         "0: keep it (status warns)",
     )
     lr: float = Field(0.01, gt=0)

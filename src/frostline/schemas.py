@@ -168,7 +168,7 @@ class TrainingOutcome(BaseModel):
 
     @property
     def never_improved(self) -> bool:
-        """Kept its first epoch of several: the training failed (diverged), the model is poor."""
+        """Kept its first epoch of several: its checkpoint loss never improved; a poor model."""
         return self.best_epoch == 0 and self.epochs_run > 1
 
 

@@ -86,7 +86,8 @@ def training_hints(status: dict) -> list[str]:
         )
         hints.append(
             f"{last['never_improved']} of {last['members']} members of the last committee kept "
-            "their first epoch (the training never improved on it: diverged); their predictions "
+            "their first epoch (their checkpoint loss never improved on it: a diverged training, "
+            "or a holdout ruled by a few high-force structures); their predictions "
             f"are poor, {advice}"
         )
     return hints
