@@ -49,6 +49,7 @@ curves are averaged point by point before the ratio is taken.
                                                (exploration pool: temperatures x starts x
                                                 steps/sample-every frames per iteration, all arms)
         [--foundation mini-64]                 (the foundation every arm fine-tunes)
+        [--freeze 0]                           (one level for all fine-tunes, no freeze sweep)
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     if args.retrain_failed:  # a member that kept its first epoch is trained again
         base["finetune"]["retrain_failed"] = args.retrain_failed
     base["foundation"] = args.foundation
+    if args.freeze is not None:  # one level for every fine-tune, no sweep
+        base["finetune"]["freeze"] = args.freeze
+        base["finetune"]["freeze_sweep"] = []
     base["finetune"]["committee_size"] = ARM_COMMITTEE.get(name, args.committee)
     base["finetune"]["checkpoint_on"] = args.checkpoint_on
     base["finetune"]["member_weights"] = args.member_weights
@@ -348,6 +352,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--foundation", default="mini", help="all arms: 'mini', 'mini-64' or a .model path"
+    )
+    parser.add_argument(
+        "--freeze",
+        type=int,
+        default=None,
+        help="one freeze level for every fine-tune of every arm (default: the demo's sweep of "
+        "f0 and f6 at the first fine-tune, whose choice then holds for the whole campaign)",
     )
     parser.add_argument("--committee", type=int, default=2, help="committee size K (all arms)")
     parser.add_argument(
