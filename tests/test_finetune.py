@@ -443,8 +443,11 @@ def test_retries_of_a_failed_training_change_seed_and_halve_the_lr():
 
     assert retry_settings(3, 0.01, 1) == (3 + RETRY_SEED_STRIDE, 0.005)
     assert retry_settings(3, 0.01, 2) == (3 + 2 * RETRY_SEED_STRIDE, 0.0025)
-    # a retry's seed never equals another member's or iteration's (seed + 1000 * it + member)
-    assert RETRY_SEED_STRIDE % 1000 and RETRY_SEED_STRIDE > 16
+    # a retry's seed never equals another member's or iteration's (seed + 1000 * it + member,
+    # committees of up to 16, finetune.retrain_failed up to 5)
+    for member in range(16):
+        for attempt in range(1, 6):
+            assert (member + retry_settings(0, 0.01, attempt)[0]) % 1000 >= 16
 
 
 def test_a_member_that_never_improved_is_retrained_and_recorded(foundation, tmp_path):

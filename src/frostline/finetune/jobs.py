@@ -34,7 +34,9 @@ console = Console(stderr=True)
 
 CHECKPOINT_ON = ("validation", "holdout")
 MEMBER_WEIGHTS = ("uniform", "dirichlet")
-RETRY_SEED_STRIDE = 7919  # a prime: retry seeds never collide with members' (1000 * it + m)
+# a retry's seed (member seed + 7919 k, k <= 5) never equals another member's seed
+# (seed + 1000 * iteration + member, member < 16): 7919 k mod 1000 lies in 595..919
+RETRY_SEED_STRIDE = 7919
 
 
 class TrainedModel(NamedTuple):
