@@ -27,6 +27,7 @@ from frostline.schemas import (
     LabelledStructure,
     ModelDoc,
     ModelFile,
+    TrainingOutcome,
 )
 from frostline.store import EXPOSE_STORE, current_records
 
@@ -40,10 +41,10 @@ RETRY_SEED_STRIDE = 7919
 
 
 class TrainedModel(NamedTuple):
-    """A finished training: its ``.model`` file and how many failed attempts preceded it."""
+    """A finished training: its ``.model`` file and how it ended (failed attempts counted)."""
 
     path: Path
-    retrained: int = 0
+    training: TrainingOutcome | None
 
 
 def retry_settings(seed: int, lr: float, attempt: int) -> tuple[int, float]:
@@ -207,9 +208,6 @@ class FineTuneMaker(Maker):
                     weights,
                 )
             path = trained.path
-            training = training_outcome(path.parent, path.stem, self.epochs)
-            if training is not None:
-                training.retrained = trained.retrained
             sha = sha256_file(path)
             model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
             records.put_model_file(model_id, path.read_bytes())
@@ -228,7 +226,7 @@ class FineTuneMaker(Maker):
                     total_parameters=total,
                     n_train=len(data),
                     training_set_hashes=[d.structure_hash for d in data],
-                    training=training,
+                    training=trained.training,
                     file=ModelFile(filename=path.name, sha256=sha, size_bytes=path.stat().st_size),
                 )
             )
@@ -306,10 +304,10 @@ class FineTuneMaker(Maker):
         path = self._train_once(
             foundation, data, seed, self.lr, level, device, name, valid, weights
         )
-        for attempt in range(1, self.retrain_failed + 1):
-            outcome = training_outcome(path.parent, path.stem, self.epochs)
-            if outcome is None or not outcome.never_improved:
-                return TrainedModel(path, attempt - 1)
+        outcome = training_outcome(path.parent, path.stem, self.epochs)
+        attempt = 0
+        while attempt < self.retrain_failed and outcome is not None and outcome.never_improved:
+            attempt += 1
             retry_seed, retry_lr = retry_settings(seed, self.lr, attempt)
             console.print(
                 f"[yellow]fine-tune[/] {name} kept its first epoch of {outcome.epochs_run} (it "
@@ -327,7 +325,10 @@ class FineTuneMaker(Maker):
                 valid,
                 weights,
             )
-        return TrainedModel(path, self.retrain_failed)
+            outcome = training_outcome(path.parent, path.stem, self.epochs)
+        if outcome is not None:
+            outcome.retrained = attempt
+        return TrainedModel(path, outcome)
 
     def _train_once(
         self,
