@@ -213,3 +213,24 @@ def test_fates_table_reads_iterations_recorded_before_the_uncertainty_field():
     text = console.export_text()
     assert text.count("0.050–0.150 eV/Å") == 2
     assert "36" in text
+
+
+def test_doubled_policy_sweeps_again_once_the_training_set_has_doubled(tmp_path, foundation):
+    """sweep: doubled, 4 labels + 4 per iteration: sweeps at 4 and 8 labels, not at 12."""
+    config = parse_config(
+        tiny_campaign(
+            name="resweep",
+            system={"n_initial": 4},
+            finetune={"freeze_sweep": [5, 6], "sweep": "doubled"},
+            explore={"starts_per_temperature": 2},
+            select={"max_labels_per_iteration": 4},
+            convergence={"max_iterations": 3},
+        )
+    )
+    run_campaign(config, tmp_path, log=False)
+    iterations = campaign_status(open_campaign_dir(Path(tmp_path)))["iterations"]
+    assert [it["n_labelled"] for it in iterations] == [4, 8, 12]
+    swept = [sorted(p["freeze_level"] for p in it["freeze_sweep"]) for it in iterations]
+    assert swept == [[5, 6], [5, 6], []]
+    # the level the second sweep chose is kept by the fine-tune that did not sweep
+    assert iterations[2]["freeze_level"] == iterations[1]["freeze_level"]

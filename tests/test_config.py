@@ -167,3 +167,15 @@ def test_contact_picks_reach_the_select_maker():
         parse_config(tiny_campaign(select={"contact_deficit": "percent"}))
     with pytest.raises(ConfigError, match="select.contact_picks"):
         parse_config(tiny_campaign(select={"contact_picks": -1}))
+
+
+def test_sweep_policies():
+    """first: never again; every: always; doubled: once the training set has doubled."""
+    from frostline.flows.active_learning import sweep_due
+
+    assert not sweep_due("first", 100, 10)
+    assert sweep_due("every", 11, 10)
+    assert not sweep_due("doubled", 19, 10) and sweep_due("doubled", 20, 10)
+    assert not sweep_due("doubled", 100, None)  # no sweep ran: no level to revisit
+    with pytest.raises(ValueError, match="finetune.sweep"):
+        sweep_due("sometimes", 20, 10)

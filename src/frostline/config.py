@@ -59,8 +59,10 @@ class FineTuneConfig(_Strict):
         default_factory=list,
         description="levels to try (lowest validation force MAE wins; empty: use `freeze`)",
     )
-    sweep: Literal["first", "every"] = Field(
-        "first", description="sweep at the first fine-tune only, or at every iteration"
+    sweep: Literal["first", "every", "doubled"] = Field(
+        "first",
+        description="sweep at the first fine-tune only, at every iteration, or again whenever "
+        "the training set has doubled since the last sweep",
     )
     committee_size: int = Field(2, ge=1, le=16)
     epochs: int = Field(20, ge=1, description="epoch cap of every member's training")

@@ -28,6 +28,23 @@ from frostline.store import EXPOSE_STORE, current_records
 from frostline.submit.routing import Routes, route, routing_table
 
 
+def sweep_due(policy: str, n_train: int, swept_at: int | None) -> bool:
+    """Whether the next fine-tune sweeps freeze levels again (it has ``freeze_sweep`` levels).
+
+    ``first``: never after the first sweep; ``every``: at every iteration; ``doubled``: when the
+    training set has at least doubled since the last sweep (``swept_at`` labels; None: no sweep
+    has run, so there is no level to revisit). Sweeps then cost a logarithmic number of
+    extra trainings, while the level chosen on ten labels does not rule a whole campaign.
+    """
+    if policy == "every":
+        return True
+    if policy == "doubled":
+        return swept_at is not None and n_train >= 2 * swept_at
+    if policy == "first":
+        return False
+    raise ValueError(f"finetune.sweep: unknown policy {policy!r} (first / every / doubled)")
+
+
 def stage_times(
     finetuned: FineTuneResult,
     explored: ExploreResult,
@@ -87,7 +104,8 @@ class ActiveLearningMaker(Maker):
     select: SelectMaker = field(default_factory=SelectMaker)
     label: LabelMaker = field(default_factory=LabelMaker)
     calibration: CalibrationSettings = field(default_factory=lambda: CalibrationSettings())
-    resweep: bool = False
+    sweep: str = "first"  # when to sweep freeze levels again: first / every / doubled
+    resweep: bool = False  # older name of sweep="every", kept so stored flows still load
     routing: Routes | None = None  # manager config per job type (frostline.submit.routing)
 
     @classmethod
@@ -118,7 +136,7 @@ class ActiveLearningMaker(Maker):
                 retrain_failed=ft.retrain_failed,
                 seed=config.seed,
             ),
-            resweep=ft.sweep == "every",
+            sweep=ft.sweep,
             explore=ExploreMaker(
                 temperatures=list(ex.temperatures),
                 steps=ex.steps,
@@ -208,11 +226,13 @@ class ActiveLearningMaker(Maker):
         n_labels_spent: int,
         trust: list[float] | None = None,
         freeze: int | None = None,
+        swept_at: int | None = None,
     ):
         """Iteration ``index``: fine-tune, explore, select, label, calibrate, then advance.
 
         ``trust``: the calibrated trust window from the previous iteration (None: fixed);
-        ``freeze``: the level a first-iteration freeze sweep chose (None: the maker decides).
+        ``freeze``: the level an earlier freeze sweep chose (None: the maker decides, sweeping
+        if it has ``freeze_sweep`` levels); ``swept_at``: training labels at the last sweep.
         """
         started = time.time()
         if index == 0:  # the initial set counts against the budget (imported labels cost nothing)
@@ -253,6 +273,7 @@ class ActiveLearningMaker(Maker):
             n_labels_spent,
             cal.output,
             started,
+            swept_at,
         )
         adv.name = f"advance {index}"
         for stage, kind in ((ft, "finetune"), (ex, "explore"), (se, "select"), (cal, "select")):
@@ -274,10 +295,12 @@ class ActiveLearningMaker(Maker):
         n_labels_spent: int,
         calibration: Calibration | None = None,
         started: float | None = None,
+        swept_at: int | None = None,
     ):
         """Record the iteration; stop with a summary or go on with iteration ``index + 1``.
 
-        ``started``: epoch seconds when the iteration began, for the wall-time accounting.
+        ``started``: epoch seconds when the iteration began, for the wall-time accounting;
+        ``swept_at``: training labels when a freeze sweep last ran (before this iteration).
         """
         finetuned = FineTuneResult.model_validate(finetuned)
         calibration = Calibration.model_validate(calibration) if calibration else None
@@ -349,8 +372,14 @@ class ActiveLearningMaker(Maker):
             trust = [calibration.trust_lo, calibration.trust_hi]
         elif selection.trust_lo is not None:  # keep the window this iteration used
             trust = [selection.trust_lo, selection.trust_hi]
-        freeze = None if self.resweep else finetuned.freeze_level
-        nxt = self.iteration(index + 1, train + ok_new, validation, starts, spent, trust, freeze)
+        if finetuned.freeze_sweep:  # this iteration swept
+            swept_at = doc.n_labelled
+        policy = "every" if self.resweep else self.sweep
+        due = sweep_due(policy, doc.n_labelled + len(ok_new), swept_at)
+        freeze = None if due else finetuned.freeze_level
+        nxt = self.iteration(
+            index + 1, train + ok_new, validation, starts, spent, trust, freeze, swept_at
+        )
         nxt.name = f"iteration {index + 1}"
         route(nxt, "control", self.routing)
         return Response(replace=Flow([nxt], output=nxt.output))
