@@ -228,9 +228,20 @@ def test_doubled_policy_sweeps_again_once_the_training_set_has_doubled(tmp_path,
         )
     )
     run_campaign(config, tmp_path, log=False)
-    iterations = campaign_status(open_campaign_dir(Path(tmp_path)))["iterations"]
+    status = campaign_status(open_campaign_dir(Path(tmp_path)))
+    iterations = status["iterations"]
     assert [it["n_labelled"] for it in iterations] == [4, 8, 12]
     swept = [sorted(p["freeze_level"] for p in it["freeze_sweep"]) for it in iterations]
     assert swept == [[5, 6], [5, 6], []]
     # the level the second sweep chose is kept by the fine-tune that did not sweep
-    assert iterations[2]["freeze_level"] == iterations[1]["freeze_level"]
+    level = iterations[1]["freeze_level"]
+    assert iterations[2]["freeze_level"] == level
+    from rich.console import Console
+
+    from frostline.report.tables import status_table
+
+    console = Console(width=250, record=True)
+    console.print(status_table(status))
+    lines = console.export_text().splitlines()
+    assert sum("(swept 5/6)" in line for line in lines) == 2  # the freeze column
+    assert any(f"f{level}" in line and "swept" not in line for line in lines)

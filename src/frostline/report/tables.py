@@ -28,6 +28,7 @@ def status_table(status: dict) -> Table:
         "accurate",
         "E MAE meV/atom",
         "F MAE meV/Å",
+        "freeze",
         "improving at cap",
         "wall time s",
     ):
@@ -44,6 +45,7 @@ def status_table(status: dict) -> Table:
             f"{100 * it['accurate_fraction']:.0f} %",
             _fmt(it["energy_mae_mev_per_atom"]),
             _fmt(it["force_mae_mev_per_a"]),
+            _freeze_cell(it),
             _training_cell(it.get("training")),
             _fmt(wall, 0),
         )
@@ -55,6 +57,15 @@ def status_table(status: dict) -> Table:
             "(per-element shift)"
         )
     return table
+
+
+def _freeze_cell(iteration: dict) -> str:
+    """ "f0": the level this iteration fine-tuned at; "f0 (swept 0/5/6)": chosen by a sweep here."""
+    level = iteration.get("freeze_level")
+    if level is None:
+        return "–"
+    swept = sorted(p["freeze_level"] for p in iteration.get("freeze_sweep") or [])
+    return f"f{level}" + (f" (swept {'/'.join(map(str, swept))})" if swept else "")
 
 
 def _training_cell(training: dict | None) -> str:
