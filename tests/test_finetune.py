@@ -484,3 +484,47 @@ def test_a_member_that_never_improved_is_retrained_and_recorded(foundation, tmp_
     assert (summary["never_improved"], summary["retrained"]) == (1, 1)
     (hint,) = training_hints({"iterations": [{"training": summary}]})
     assert "kept their first epoch" in hint and "after retries" in hint
+
+
+@pytest.mark.parametrize(
+    ("loss", "mace_loss"),
+    [
+        ("huber", "WeightedHuberEnergyForcesStressLoss(energy_weight=10.000, "
+         "forces_weight=10.000, stress_weight=0.000)"),
+        ("l1l2", "WeightedEnergyForcesL1L2Loss(energy_weight=10.000, forces_weight=10.000)"),
+    ],
+)  # fmt: skip
+def test_robust_losses_reach_mace(foundation, tmp_path, loss, mace_loss):
+    """finetune.loss huber / l1l2 train with mace-torch's own loss (huber without stress term)."""
+    store = make_job_store(StoreConfig(), tmp_path)
+    maker = FineTuneMaker(freeze=6, committee_size=1, epochs=2, batch_size=2, loss=loss)
+    job = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "loss", 0)
+    run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
+    store.connect()
+    (member,) = FineTuneResult.model_validate(job.output.resolve(store)).models
+    (log,) = tmp_path.glob("jobs/*/member0/logs/member0_run-*[0-9].log")
+    assert mace_loss in log.read_text()  # mace's default stress_weight (1.0) would show here
+    assert member.metrics.force_mae_mev_per_a > 0 and member.training.epochs_run == 2
+
+
+def test_unknown_loss_is_refused_by_name(tmp_path):
+    from frostline.finetune.train import MaceTrainSettings
+
+    with pytest.raises(ValueError, match="FineTuneMaker.loss"):
+        FineTuneMaker(loss="mse")
+    with pytest.raises(ValueError, match="finetune.loss: unknown loss 'mse'"):
+        MaceTrainSettings(loss="mse").to_argv(tmp_path / "t.xyz", None, tmp_path)
+
+
+def test_settings_fingerprint_keeps_old_ledger_keys():
+    """Added fields at their defaults leave the key as it was; set, they change it."""
+    from dataclasses import fields, replace
+
+    from frostline.finetune.train import ADDED_FIELDS, MaceTrainSettings
+
+    settings = MaceTrainSettings(name="f0", freeze=0, extra={"patience": "30"})
+    old = [f"{f.name}={getattr(settings, f.name)!r}" for f in fields(settings)]
+    old = [p for p in old if p.split("=")[0] not in ADDED_FIELDS]
+    assert settings.fingerprint() == f"MaceTrainSettings({', '.join(old)})"
+    assert replace(settings, loss="l1l2").fingerprint() != settings.fingerprint()
+    assert "huber_delta=0.02" in replace(settings, huber_delta=0.02).fingerprint()

@@ -95,6 +95,17 @@ class FineTuneConfig(_Strict):
         description="> 0 adds the stress to the loss (mace 'stress' loss; structures without a "
         "stress label, e.g. molecules, count with weight 0): elastic constants and EOS need it",
     )
+    loss: Literal["weighted", "huber", "l1l2"] = Field(
+        "weighted",
+        description="mace-torch loss: weighted (squared errors; 'stress' with stress_weight), "
+        "huber (squared below huber_delta, absolute above) or l1l2 (absolute energy error per "
+        "atom + length of each atom's force error): with huber or l1l2 a few high-force "
+        "structures no longer rule the training nor the checkpoint loss that picks the kept "
+        "epoch; neither takes per-structure weights (member_weights) nor stress_weight",
+    )
+    huber_delta: float = Field(
+        0.01, gt=0, description="eV/Å and eV/atom where the huber loss turns linear"
+    )
     checkpoint_on: Literal["holdout", "validation"] = Field(
         "holdout",
         description="holdout: mace-torch holds out 10% of each member's data to pick the epoch it "
@@ -119,6 +130,20 @@ class FineTuneConfig(_Strict):
         if bad:
             raise ValueError(f"freeze levels must be 0-7, got {bad}")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _loss_takes_no_weights(self) -> FineTuneConfig:
+        if self.loss != "weighted" and self.stress_weight > 0:
+            raise ValueError(
+                f"finetune.loss {self.loss} cannot fit stresses (mace-torch's {self.loss} loss "
+                "has no stress term with per-structure weights): use loss: weighted"
+            )
+        if self.loss != "weighted" and self.member_weights != "uniform":
+            raise ValueError(
+                f"finetune.loss {self.loss} ignores per-structure weights: "
+                "use member_weights: uniform or loss: weighted"
+            )
+        return self
 
 
 class ExploreConfig(_Strict):

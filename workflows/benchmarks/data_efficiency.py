@@ -217,7 +217,11 @@ def train(
     name = folder.relative_to(ledger.root).as_posix()
     stamp = folder / "frostline-settings.json"
     key = json.dumps(
-        {"settings": repr(settings), "data": data_digest(data), "valid": data_digest(valid)},
+        {
+            "settings": settings.fingerprint(),
+            "data": data_digest(data),
+            "valid": data_digest(valid),
+        },
         sort_keys=True,
     )
     t0 = time.perf_counter()

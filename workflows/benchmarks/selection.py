@@ -284,6 +284,20 @@ def labels_to_reach(points: list[tuple[int, float]], target: float) -> float | N
     return None
 
 
+def per_seed_ratios(
+    al: list[list[tuple[int, float]]],
+    rnd: list[list[tuple[int, float]]],
+    target: float | None,
+) -> list[float]:
+    """AL / random labels-to-target of each seed on its own (target: that seed's random best)."""
+    ratios = []
+    for al_pts, rnd_pts in zip(al, rnd, strict=False):
+        goal = target if target is not None else min(e for _, e in rnd_pts)
+        a, r = labels_to_reach(al_pts, goal), labels_to_reach(rnd_pts, goal)
+        ratios.append(a / r if a and r else float("nan"))
+    return ratios
+
+
 def plot(
     curves: dict[str, list[tuple[int, float]]], target: float, path: Path, test_set: str
 ) -> None:
@@ -331,6 +345,14 @@ def report(
     if not np.isfinite(ratio):
         print("(a strategy did not reach the target within its iterations)")
     return ratio
+
+
+def print_per_seed(seed_curves: dict[str, list], args: argparse.Namespace) -> None:
+    """The seeds' own AL / random ratios, so the spread behind the mean curves is visible."""
+    if args.seeds < 2 or args.al_arm not in seed_curves or args.random_arm not in seed_curves:
+        return
+    ratios = per_seed_ratios(seed_curves[args.al_arm], seed_curves[args.random_arm], args.target)
+    print("AL / random of each seed on its own: " + " / ".join(f"{r:.2f}" for r in ratios))
 
 
 def main() -> None:
@@ -414,6 +436,7 @@ def main() -> None:
     logging.getLogger("jobflow").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     curves, md_curves, tail_curves = {}, {}, {}
+    seed_curves: dict[str, list] = {}  # oracle-MD (else validation) curve of every seed
     md_test = []
     if args.md_test_starts > 0:
         md_test = oracle_md_test_set(args, args.out / "oracle-md-test.extxyz")
@@ -436,6 +459,7 @@ def main() -> None:
             status = campaign_status(open_campaign_dir(folder))
             write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
         curves[name] = mean_curve(per_seed)
+        seed_curves[name] = md_per_seed or per_seed
         if md_test:
             md_curves[name] = mean_curve(md_per_seed)
             tail_curves[name] = mean_curve(tail_per_seed)
@@ -443,6 +467,7 @@ def main() -> None:
         curves, args.target, "validation", args.al_arm, args.out / "selection.png", args.random_arm
     )
     if not md_curves:
+        print_per_seed(seed_curves, args)
         print(f"labels needed to reach the target force MAE, AL / random = {val_ratio:.2f}")
         return
     print(f"validation set (rattled seeds): AL / random = {val_ratio:.2f}")
@@ -457,6 +482,7 @@ def main() -> None:
         args.out / "selection_md_test.png",
         args.random_arm,
     )
+    print_per_seed(seed_curves, args)
     print(f"labels needed to reach the target force MAE, AL / random = {md_ratio:.2f}")
 
 

@@ -19,7 +19,12 @@ from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters
-from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
+from frostline.finetune.train import (
+    MACE_LOSSES,
+    MaceTrainSettings,
+    run_mace_training,
+    training_outcome,
+)
 from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
@@ -107,7 +112,9 @@ class FineTuneMaker(Maker):
     kept its first epoch (its checkpoint loss never improved on it) is trained again, up to
     this many times, with another seed and half the learning rate each time
     (``retry_settings``); the attempt kept and the number of failed ones are recorded in the
-    member's ``ModelDoc.training``.
+    member's ``ModelDoc.training``. ``loss``: mace-torch's loss (``weighted``: squared
+    errors; ``huber`` with ``huber_delta``; ``l1l2``: absolute energy error per atom and the
+    length of each atom's force error), which also picks the epoch each member keeps.
     """
 
     name: str = "finetune"
@@ -127,12 +134,18 @@ class FineTuneMaker(Maker):
     freeze_sweep: tuple[int, ...] = ()
     checkpoint_on: str = "holdout"
     member_weights: str = "uniform"
+    loss: str = "weighted"
+    huber_delta: float = 0.01
     patience: int = 0
     retrain_failed: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, allowed in (("checkpoint_on", CHECKPOINT_ON), ("member_weights", MEMBER_WEIGHTS)):
+        for name, allowed in (
+            ("checkpoint_on", CHECKPOINT_ON),
+            ("member_weights", MEMBER_WEIGHTS),
+            ("loss", MACE_LOSSES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"FineTuneMaker.{name} must be one of {allowed}, got {getattr(self, name)!r}"
@@ -353,6 +366,8 @@ class FineTuneMaker(Maker):
             energy_weight=self.energy_weight,
             forces_weight=self.forces_weight,
             stress_weight=self.stress_weight,
+            loss=self.loss,
+            huber_delta=self.huber_delta,
             default_dtype=self.default_dtype,
             device=device,
             foundation_model=foundation,

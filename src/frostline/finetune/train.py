@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import mace  # noqa: F401  (import mace before e3nn: DESIGN.md §5)
@@ -50,6 +50,10 @@ def _with_info(atoms: Atoms, **info) -> Atoms:
     return out
 
 
+MACE_LOSSES = ("weighted", "huber", "l1l2")  # frostline's names of mace-torch losses
+ADDED_FIELDS = ("loss", "huber_delta")  # MaceTrainSettings fields newer than the first ledgers
+
+
 @dataclass
 class MaceTrainSettings:
     """Arguments passed to mace-torch's training (only those frostline sets)."""
@@ -63,6 +67,8 @@ class MaceTrainSettings:
     energy_weight: float = 1.0
     forces_weight: float = 100.0
     stress_weight: float = 0.0  # > 0: mace's energy + forces + stress loss
+    loss: str = "weighted"  # "huber" (energy, forces, stress), "l1l2" (l1l2energyforces)
+    huber_delta: float = 0.01
     default_dtype: str = "float64"
     device: str = "cpu"
     ema: bool = True
@@ -80,6 +86,20 @@ class MaceTrainSettings:
     freeze: int | None = None
     keep_foundation_elements: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """The dataclass repr, without fields added later (``ADDED_FIELDS``) at their defaults.
+
+        Benchmark ledgers key finished trainings by it, so adding a setting to frostline does
+        not invalidate trainings recorded before; set, an added field is part of the key.
+        """
+        shown = [
+            f
+            for f in fields(self)
+            if f.name not in ADDED_FIELDS or getattr(self, f.name) != f.default
+        ]
+        body = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in shown)
+        return f"{type(self).__name__}({body})"
 
     def to_argv(self, train_file: Path, valid_file: Path | None, work_dir: Path) -> list[str]:
         argv = [
@@ -107,7 +127,15 @@ class MaceTrainSettings:
             argv.append(f"--valid_file={valid_file}")
         else:
             argv.append("--valid_fraction=0.1")
-        if self.stress_weight > 0:
+        if self.loss not in MACE_LOSSES:
+            known = " / ".join(MACE_LOSSES)
+            raise ValueError(f"finetune.loss: unknown loss {self.loss!r} ({known})")
+        if self.loss == "huber":  # mace's huber loss always has a stress term: weight it here
+            argv += ["--loss=huber", f"--huber_delta={self.huber_delta}"]
+            argv.append(f"--stress_weight={self.stress_weight}")
+        elif self.loss == "l1l2":
+            argv.append("--loss=l1l2energyforces")
+        elif self.stress_weight > 0:
             argv += ["--loss=stress", f"--stress_weight={self.stress_weight}"]
             argv.append("--compute_stress=True")
         if self.ema:

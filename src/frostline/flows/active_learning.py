@@ -127,6 +127,8 @@ class ActiveLearningMaker(Maker):
                 energy_weight=ft.energy_weight,
                 forces_weight=ft.forces_weight,
                 stress_weight=ft.stress_weight,
+                loss=ft.loss,
+                huber_delta=ft.huber_delta,
                 default_dtype=ft.default_dtype,
                 device=ft.device,
                 freeze_sweep=tuple(ft.freeze_sweep),
