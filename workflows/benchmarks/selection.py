@@ -44,6 +44,8 @@ curves are averaged point by point before the ratio is taken.
         [--checkpoint-on holdout] [--member-weights uniform]   (committee training, all arms)
         [--epochs 40] [--patience 0]           (members' epoch cap and early stopping, all arms)
         [--retrain-failed 0]                   (retries of a member that kept its first epoch)
+        [--loss weighted]                      (mace-torch loss of every fine-tune: weighted,
+                                                huber, l1l2)
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
         [--temperatures 300 800] [--starts 2] [--steps 120] [--sample-every 10]
                                                (exploration pool: temperatures x starts x
@@ -143,6 +145,8 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
         base["finetune"]["patience"] = args.patience
     if args.retrain_failed:  # a member that kept its first epoch is trained again
         base["finetune"]["retrain_failed"] = args.retrain_failed
+    if args.loss != "weighted":  # the loss also picks each member's kept epoch
+        base["finetune"]["loss"] = args.loss
     base["foundation"] = args.foundation
     if args.freeze is not None:  # one level for every fine-tune, no sweep
         base["finetune"]["freeze"] = args.freeze
@@ -371,6 +375,12 @@ def main() -> None:
         type=int,
         default=0,
         help="finetune.retrain_failed of every arm (retries of a member that kept epoch 0)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=["weighted", "huber", "l1l2"],
+        default="weighted",
+        help="finetune.loss of every arm (mace-torch's loss, which also picks the kept epoch)",
     )
     parser.add_argument(
         "--foundation", default="mini", help="all arms: 'mini', 'mini-64' or a .model path"
