@@ -65,6 +65,7 @@ import yaml
 from ase import Atoms
 
 from frostline.config import DESCRIPTOR_TRUST, parse_config
+from frostline.finetune.train import MACE_LOSSES
 from frostline.flows.campaign import run_campaign
 from frostline.registry.queries import campaign_status, open_campaign_dir
 from frostline.report.plots import write_campaign_plots
@@ -378,7 +379,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--loss",
-        choices=["weighted", "huber", "l1l2"],
+        choices=MACE_LOSSES,
         default="weighted",
         help="finetune.loss of every arm (mace-torch's loss, which also picks the kept epoch)",
     )
