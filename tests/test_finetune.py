@@ -421,6 +421,19 @@ def test_training_outcome_read_from_the_mace_log(tmp_path):
     _mace_log(tmp_path / "resumed", "m", [epoch.format(i) for i in range(12)])
     _mace_log(tmp_path / "resumed", "m", [epoch.format(i) for i in range(10, 20)], run=1)
     assert training_outcome(tmp_path / "resumed", "m", 20).epochs_run == 20
+    # the kept epoch's force MAE against the lowest of any epoch (the loss may disagree)
+    forces = [
+        "Epoch {}: head: Default, loss={}, MAE_E_per_atom= 5.0 meV, MAE_F= {} meV / A".format(*e)
+        for e in [(0, 0.9, 238.1), (1, 0.68, 208.0), (2, 0.76, 142.5), (3, 0.8, 150.0)]
+    ] + ["Loaded Stage one model from epoch 1"]
+    _mace_log(tmp_path / "overruled", "m", forces)
+    outcome = training_outcome(tmp_path / "overruled", "m", 4)
+    assert (outcome.kept_force_mae, outcome.lowest_force_mae) == (208.0, 142.5)
+    assert outcome.loss_overruled_forces  # 208.0 > 1.25 x 142.5
+    assert not training_outcome(tmp_path / "capped", "member0", 40).loss_overruled_forces
+    forces[-1] = "Loaded Stage one model from epoch 3"  # 150.0 < 1.25 x 142.5
+    _mace_log(tmp_path / "close", "m", forces)
+    assert not training_outcome(tmp_path / "close", "m", 4).loss_overruled_forces
 
 
 def test_patience_reaches_mace_and_is_recorded(foundation, tmp_path):
@@ -436,6 +449,8 @@ def test_patience_reaches_mace_and_is_recorded(foundation, tmp_path):
     assert training.max_epochs == 6 and 1 <= training.epochs_run <= 6
     # with patience 1 a run stops at the first epoch that does not improve, else it is capped
     assert training.stopped_early == (training.epochs_run < 6)
+    # the kept epoch's force error on its holdout, from mace-torch's own epoch lines
+    assert 0 < training.lowest_force_mae <= training.kept_force_mae
 
 
 def test_retries_of_a_failed_training_change_seed_and_halve_the_lr():

@@ -395,6 +395,7 @@ def test_status_counts_members_still_improving_at_their_cap(backend):
         "still_improving": 1,
         "never_improved": 0,
         "retrained": 0,
+        "loss_overruled_forces": 0,
     }
     from rich.console import Console
 
@@ -420,6 +421,20 @@ def test_status_counts_members_still_improving_at_their_cap(backend):
     assert status["iterations"][1]["training"]["never_improved"] == 1
     (hint,) = training_hints(status)
     assert "kept their first epoch" in hint and "finetune.retrain_failed" in hint
+    # a member whose loss kept an epoch with far worse forces than its best: said so
+    overruled = TrainingOutcome(
+        epochs_run=40, max_epochs=200, best_epoch=3, stopped_early=True,
+        kept_force_mae=208.0, lowest_force_mae=142.0,
+    )  # fmt: skip
+    r.upsert(
+        "model_docs",
+        [members[1].model_copy(update={"training": overruled}).model_dump(mode="json")],
+        ["model_id"],
+    )
+    status = campaign_status(r, "alpha")
+    assert status["iterations"][1]["training"]["loss_overruled_forces"] == 1
+    (hint,) = training_hints(status)
+    assert "1 of 2 members" in hint and "finetune.loss: l1l2" in hint
 
 
 # -- CLI ---------------------------------------------------------------------------------------

@@ -145,6 +145,9 @@ class ValidationMetrics(BaseModel):
     stress_rmse_gpa: float | None = None
 
 
+LOSS_OVERRULE_FACTOR = 1.25  # kept epoch's force MAE / the lowest of any epoch, flagged above
+
+
 class TrainingOutcome(BaseModel):
     """How a mace-torch training ended, read from its log."""
 
@@ -154,6 +157,12 @@ class TrainingOutcome(BaseModel):
     stopped_early: bool = Field(description="ended by patience, not at the epoch cap")
     retrained: int = Field(
         0, description="earlier attempts that never improved (finetune.retrain_failed)"
+    )
+    kept_force_mae: float | None = Field(
+        None, description="force MAE (meV/Å) of the kept epoch on the structures that chose it"
+    )
+    lowest_force_mae: float | None = Field(
+        None, description="lowest force MAE (meV/Å) any epoch reached on those structures"
     )
 
     @property
@@ -170,6 +179,15 @@ class TrainingOutcome(BaseModel):
     def never_improved(self) -> bool:
         """Kept its first epoch of several: its checkpoint loss never improved; a poor model."""
         return self.best_epoch == 0 and self.epochs_run > 1
+
+    @property
+    def loss_overruled_forces(self) -> bool:
+        """The epoch kept (lowest loss) has a force MAE on the same structures more than
+        ``LOSS_OVERRULE_FACTOR`` times the lowest any epoch reached: a squared loss ruled by a
+        few high-force structures chose a model whose forces are poor for the rest."""
+        if self.kept_force_mae is None or not self.lowest_force_mae:
+            return False
+        return self.kept_force_mae > LOSS_OVERRULE_FACTOR * self.lowest_force_mae
 
 
 class ModelDoc(BaseModel):

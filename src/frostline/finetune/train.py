@@ -277,6 +277,7 @@ def run_mace_training(
 
 
 _EPOCH = re.compile(r"INFO: Epoch (\d+):")
+_EPOCH_FORCE_MAE = re.compile(r"INFO: Epoch (\d+):[^\n]*?MAE_F=\s*([0-9.eE+-]+) meV")
 _BEST = re.compile(r"Loaded Stage one model from epoch (\d+)")
 
 
@@ -284,7 +285,8 @@ def training_outcome(work_dir: Path, name: str, max_epochs: int) -> TrainingOutc
     """Epochs run, best epoch and early stop of the training ``name`` in ``work_dir``.
 
     Read from mace-torch's own log (``logs/NAME_run-SEED.log``): its "Epoch N:" validation
-    lines, "Loaded Stage one model from epoch K" (the checkpoint the ``.model`` is) and
+    lines (with the force MAE of each epoch on the structures that choose the checkpoint),
+    "Loaded Stage one model from epoch K" (the checkpoint the ``.model`` is) and
     "Stopping optimization" (patience exhausted). ``None`` without a log.
     """
     logs = sorted(Path(work_dir).glob(f"logs/{name}_run-*.log"))
@@ -294,9 +296,14 @@ def training_outcome(work_dir: Path, name: str, max_epochs: int) -> TrainingOutc
     text = "\n".join(p.read_text(errors="replace") for p in logs)
     epochs = [int(m) for m in _EPOCH.findall(text)]
     best = [int(m) for m in _BEST.findall(text)]
+    # a resumed run logs some epochs twice: the later line (the run that went on) counts
+    force_mae = {int(e): float(mae) for e, mae in _EPOCH_FORCE_MAE.findall(text)}
+    best_epoch = best[-1] if best else None
     return TrainingOutcome(
         epochs_run=max(epochs) + 1 if epochs else 0,
         max_epochs=max_epochs,
-        best_epoch=best[-1] if best else None,
+        best_epoch=best_epoch,
         stopped_early="Stopping optimization after" in text,
+        kept_force_mae=force_mae.get(best_epoch) if best_epoch is not None else None,
+        lowest_force_mae=min(force_mae.values()) if force_mae else None,
     )

@@ -103,7 +103,9 @@ def training_summary(member_docs: list[dict]) -> dict | None:
     ``still_improving`` counts members that ran to their epoch cap with the kept epoch among the
     last few (more epochs, or ``finetune.patience`` with a higher cap, would likely lower their
     error); ``never_improved`` those that kept their first epoch of several (a failed training);
-    ``retrained`` those trained again after such a failure (``finetune.retrain_failed``).
+    ``retrained`` those trained again after such a failure (``finetune.retrain_failed``);
+    ``loss_overruled_forces`` those whose kept epoch (lowest loss) had a force MAE on the same
+    structures well above the lowest any epoch reached (``TrainingOutcome``).
     ``None`` when no member recorded its training (older stores).
     """
     outcomes = [
@@ -120,6 +122,7 @@ def training_summary(member_docs: list[dict]) -> dict | None:
         "still_improving": sum(o.still_improving for o in outcomes),
         "never_improved": sum(o.never_improved for o in outcomes),
         "retrained": sum(o.retrained > 0 for o in outcomes),
+        "loss_overruled_forces": sum(o.loss_overruled_forces for o in outcomes),
     }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from frostline.schemas import LOSS_OVERRULE_FACTOR
+
 
 def _fmt(x, digits: int = 1) -> str:
     if x is None:
@@ -100,6 +102,14 @@ def training_hints(status: dict) -> list[str]:
             "their first epoch (their checkpoint loss never improved on it: a diverged training, "
             "or a holdout ruled by a few high-force structures); their predictions "
             f"are poor, {advice}"
+        )
+    if last and last.get("loss_overruled_forces"):
+        hints.append(
+            f"{last['loss_overruled_forces']} of {last['members']} members of the last committee "
+            f"kept an epoch whose force MAE on its checkpoint structures was over "
+            f"{LOSS_OVERRULE_FACTOR:g}x the lowest an epoch reached (the loss that chose it was "
+            "ruled by a few high-force structures): consider finetune.loss: l1l2, or "
+            "checkpoint_on: validation (more structures choose the epoch)"
         )
     return hints
 
