@@ -32,7 +32,8 @@ a table of force MAE versus labels spent, a PNG (``selection.png``, ``selection_
 and labels needed to reach the target, the target being the best force MAE the random campaign
 reaches (or ``--target``). On the oracle-MD set the tail is printed too (95th percentile of the
 frames' largest atomic force error: the configurations that break an MD run, where buying the
-most uncertain frames should pay off even when the MAE does not show it). The validation-set
+most uncertain frames should pay off even when the MAE does not show it), with the labels AL
+and random need to reach random's best tail. The validation-set
 ratio is printed, then last, on the oracle-MD
 test set, "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5;
 with ``--md-test-starts 0`` the validation set's). With ``--seeds N`` every
@@ -485,6 +486,13 @@ def main() -> None:
     print("\noracle-MD test, 95th percentile of the frames' largest atomic force error (meV/Å)")
     for name, pts in tail_curves.items():
         print(f"{name:<18} " + "  ".join(f"{n:>3}:{e:6.0f}" for n, e in pts))
+    if args.al_arm in tail_curves and args.random_arm in tail_curves:
+        tail_target = min(e for _, e in tail_curves[args.random_arm])
+        al_n = labels_to_reach(tail_curves[args.al_arm], tail_target)
+        rnd_n = labels_to_reach(tail_curves[args.random_arm], tail_target)
+        tail_ratio = al_n / rnd_n if al_n and rnd_n else float("nan")
+        print(f"labels to reach random's best tail ({tail_target:.0f} meV/Å), AL / random = "
+              f"{tail_ratio:.2f}")  # fmt: skip
     md_ratio = report(
         md_curves,
         args.target,
