@@ -184,8 +184,9 @@ class TrainingOutcome(BaseModel):
     def loss_overruled_forces(self) -> bool:
         """The epoch kept (lowest loss) has a force MAE on the same structures more than
         ``LOSS_OVERRULE_FACTOR`` times the lowest any epoch reached: a squared loss ruled by a
-        few high-force structures chose a model whose forces are poor for the rest."""
-        if self.kept_force_mae is None or not self.lowest_force_mae:
+        few high-force structures chose a model whose forces are poor for the rest. A member
+        that kept its first epoch is counted as ``never_improved`` instead."""
+        if self.kept_force_mae is None or not self.lowest_force_mae or self.never_improved:
             return False
         return self.kept_force_mae > LOSS_OVERRULE_FACTOR * self.lowest_force_mae
 
