@@ -11,13 +11,16 @@ plus the validation pass, what a member pays per epoch; setup and the final eval
 left out and reported separately as the wall time of the whole training).
 
     .venv/bin/python workflows/benchmarks/freeze_cost.py [--labels FILE.extxyz] [--n 30]
-        [--levels 0 5 6] [--epochs 12] [--repeats 2] [--foundation PATH]
+        [--levels 0 5 6] [--dtypes float64 float32] [--epochs 12] [--repeats 2]
+        [--foundation PATH]
 
 ``--labels``: labelled structures (``REF_energy``/``REF_forces``), e.g. the data-efficiency
 benchmark's ``OUT/h2cu-labels.extxyz`` (the first ``--n`` train, the next ``--n-val``
 validate); without it H2/Cu(111) structures are generated and labelled by GFN1-xTB as the
-data-efficiency benchmark does. Prints a table, writes ``OUT/freeze_cost.json`` and a PNG, and
-last ``seconds per epoch, fN / f0 = X`` for the most frozen level measured.
+data-efficiency benchmark does. ``--dtypes float64 float32`` also times f0 in float32 (mace-torch's
+``--default_dtype``), interleaved with the rest. Prints a table, writes ``OUT/freeze_cost.json``
+and a PNG, the float32 / float64 ratio when measured, and last ``seconds per epoch, fN / f0 = X``
+for the most frozen level measured.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import datetime as dt
 import json
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -74,9 +78,14 @@ def labelled_structures(args: argparse.Namespace) -> list[Atoms]:
 
 
 def train_level(
-    level: int, train: list[Atoms], valid: list[Atoms], work: Path, args: argparse.Namespace
+    level: int,
+    dtype: str,
+    train: list[Atoms],
+    valid: list[Atoms],
+    work: Path,
+    args: argparse.Namespace,
 ) -> dict:
-    """Fine-tune at freeze ``level``; seconds per epoch (mace-torch's log) and wall time."""
+    """Fine-tune at freeze ``level`` in ``dtype``; seconds per epoch (mace-torch's log), wall."""
     settings = MaceTrainSettings(
         name=f"f{level}",
         seed=args.seed,
@@ -86,10 +95,12 @@ def train_level(
         energy_weight=10.0,
         forces_weight=10.0,
         e0s="estimated",
+        default_dtype=dtype,
         device="cpu",
         foundation_model=str(args.foundation),
         freeze=level or None,
     )
+    shutil.rmtree(work, ignore_errors=True)  # mace-torch would resume an earlier run's checkpoint
     t0 = time.perf_counter()
     run_mace_training(settings, train, work, valid=valid)
     wall = time.perf_counter() - t0
@@ -106,6 +117,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=30, help="training structures")
     parser.add_argument("--n-val", type=int, default=10, help="validation structures")
     parser.add_argument("--levels", type=int, nargs="+", default=[0, 5, 6])
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float64"],
+        choices=["float64", "float32"],
+        help="training precisions, side by side (the first is the one levels are compared in)",
+    )
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -122,47 +140,62 @@ def main() -> None:
     foundation = load_foundation_model(str(args.foundation))
     params = {level: count_parameters(foundation, level) for level in args.levels}
 
-    runs: dict[int, list[dict]] = {level: [] for level in args.levels}
-    rounds = [(r, level) for r in range(args.repeats) for level in args.levels]
-    for r, level in track(rounds, description="fine-tuning", console=console):
-        work = args.out / f"round{r}" / f"f{level}"
-        runs[level].append(train_level(level, train, valid, work, args))
+    first = args.dtypes[0]
+    variants = [(level, first) for level in args.levels]
+    variants += [(0, dtype) for dtype in args.dtypes[1:]]  # other precisions: f0 only
+    runs: dict[str, list[dict]] = {variant_name(*v, first): [] for v in variants}
+    rounds = [(r, *v) for r in range(args.repeats) for v in variants]
+    for r, level, dtype in track(rounds, description="fine-tuning", console=console):
+        name = variant_name(level, dtype, first)
+        work = args.out / f"round{r}" / name.replace(" ", "-")
+        runs[name].append(train_level(level, dtype, train, valid, work, args))
 
     rows = {}
-    for level in args.levels:
-        epochs = [s for run in runs[level] for s in run["epoch_seconds"]]
-        rows[level] = {
+    for level, dtype in variants:
+        name = variant_name(level, dtype, first)
+        epochs = [s for run in runs[name] for s in run["epoch_seconds"]]
+        rows[name] = {
+            "level": level,
+            "dtype": dtype,
             "trainable": params[level][0],
             "total": params[level][1],
             "median_epoch_seconds": statistics.median(epochs),
             "epoch_seconds": epochs,
-            "wall_seconds": [run["wall_seconds"] for run in runs[level]],
+            "wall_seconds": [run["wall_seconds"] for run in runs[name]],
         }
-    base = rows[0]["median_epoch_seconds"]
+    base = rows["f0"]["median_epoch_seconds"]
     table = Table(title=f"seconds per epoch, {args.n} structures, {args.foundation.name}")
     for col in ("level", "trainable / total", "s per epoch (median)", "vs f0", "wall s"):
         table.add_column(col, justify="right")
-    for level, row in rows.items():
+    for name, row in rows.items():
         table.add_row(
-            f"f{level}",
+            name,
             f"{row['trainable']} / {row['total']}",
             f"{row['median_epoch_seconds']:.2f}",
             f"{row['median_epoch_seconds'] / base:.2f}",
             " / ".join(f"{w:.0f}" for w in row["wall_seconds"]),
         )
     console.print(table)
-    summary = {"n_train": args.n, "n_valid": args.n_val, "epochs": args.epochs, "levels": rows}
+    summary = {"n_train": args.n, "n_valid": args.n_val, "epochs": args.epochs, "runs": rows}
     (args.out / "freeze_cost.json").write_text(json.dumps(summary, indent=1))
     plot(rows, args.out / "freeze_cost.png")
     print(f"plot: {args.out / 'freeze_cost.png'}")
-    top = max(args.levels)
-    print(f"seconds per epoch, f{top} / f0 = {rows[top]['median_epoch_seconds'] / base:.2f}")
+    for dtype in args.dtypes[1:]:
+        other = rows[variant_name(0, dtype, first)]["median_epoch_seconds"]
+        print(f"seconds per epoch, f0 {dtype} / f0 {first} = {other / base:.2f}")
+    top = f"f{max(args.levels)}"
+    print(f"seconds per epoch, {top} / f0 = {rows[top]['median_epoch_seconds'] / base:.2f}")
 
 
-def plot(rows: dict[int, dict], path: Path) -> None:
-    """Per-epoch seconds of every level (box per level) beside its trainable fraction."""
+def variant_name(level: int, dtype: str, first_dtype: str) -> str:
+    """ "f5" in the first precision, "f0 float32" in another."""
+    return f"f{level}" if dtype == first_dtype else f"f{level} {dtype}"
+
+
+def plot(rows: dict[str, dict], path: Path) -> None:
+    """Per-epoch seconds of every run (box per level/precision) beside its trainable fraction."""
     fig, (ax_time, ax_params) = plt.subplots(1, 2, figsize=(9, 3.6))
-    labels = [f"f{level}" for level in rows]
+    labels = list(rows)
     ax_time.boxplot([row["epoch_seconds"] for row in rows.values()], tick_labels=labels)
     ax_time.set_ylabel("seconds per epoch")
     ax_time.set_title("time per epoch (mace-torch log)")
