@@ -15,8 +15,9 @@ while it ends at its epoch cap, again with 2x, 4x, ... the epochs up to ``--max-
 (default 2; the target must not come from an under-trained model); for the same reason a
 sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is extended the same
 way and the run best on validation is kept (up to the size where the curve reaches the target;
-later sizes cannot change the ratio; ``--extend-all``: every size). Test sets are
-fixed and separate. Prints a table per case, writes a PNG per case, the ratio "training points
+later sizes cannot change the ratio; ``--extend-all``: every size). The fine-tunes of every
+size come next (they decide the ratio, so an interrupted run knows it sooner), scratch's
+learning curve last. Test sets are fixed and separate. Prints a table per case, writes a PNG per case, the ratio "training points
 the sweep-chosen fine-tune needs to reach the from-scratch full-data force MAE, divided by N"
 per case, and last the larger ratio:
 
@@ -64,6 +65,7 @@ from frostline.structures import h2_cu111_structures, random_alloy, rattle, stra
 console = Console()
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 ARMS = ("scratch", "f0", "f5", "f6")
+FINE_TUNE_ARMS = ("f0", "f5", "f6")  # the freeze sweep's candidates
 
 
 def label_xtb(structures: list[Atoms]) -> list[Atoms]:
@@ -351,15 +353,16 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         results[f"scratch {factor}x epochs"][sizes[-1]] = trained.test
         target = min(target, trained.test[0])
     console.print(f"{case}: target (best full-data scratch test force MAE) {target:.1f} meV/Å")
+    # the fine-tunes of every size first (they decide the ratio), then scratch's learning curve
     for n in sizes:
         trained_at_n = {}
-        for arm in ARMS:
+        for arm in FINE_TUNE_ARMS:
             trained = train(arm, subsets_by_size[n], out / case / f"n{n}", args, val, test, ledger)
             results[arm][n], val_force[arm][n] = trained.test, trained.validation[0]
             trained_at_n[arm] = trained
             report(f"{arm:>7}", n, trained)
         # what a freeze sweep on the validation split keeps
-        best = min(("f0", "f5", "f6"), key=lambda a: val_force[a][n])
+        best = min(FINE_TUNE_ARMS, key=lambda a: val_force[a][n])
         results["sweep"][n] = results[best][n]
         results["sweep level"][n] = (float(best[1:]), 1.0)
         reached = any(results["sweep"][m][0] <= target for m in sizes if m < n)
@@ -381,6 +384,11 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
                 best_validation = trained.validation[0]
                 results["sweep"][n] = trained.test
                 results["sweep level"][n] = (float(best[1:]), float(factor))
+    for n in sizes:
+        trained = train("scratch", subsets_by_size[n], out / case / f"n{n}", args, val, test,
+                        ledger)  # fmt: skip
+        results["scratch"][n] = trained.test
+        report(f"{'scratch':>7}", n, trained)
     table = Table(title=f"{case}: test force MAE meV/Å (energy MAE meV/atom)")
     table.add_column("n train", justify="right")
     for arm in (*ARMS, "sweep"):
