@@ -17,9 +17,9 @@ sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is ex
 way and the run best on validation is kept (up to the size where the curve reaches the target;
 later sizes cannot change the ratio; ``--extend-all``: every size). The fine-tunes of every
 size come next (they decide the ratio, so an interrupted run knows it sooner), scratch's
-learning curve last. Test sets are fixed and separate. Prints a table per case, writes a PNG per case, the ratio "training points
-the sweep-chosen fine-tune needs to reach the from-scratch full-data force MAE, divided by N"
-per case, and last the larger ratio:
+learning curve last. Test sets are fixed and separate. Prints a table per case, writes a PNG
+per case, the ratio "training points the sweep-chosen fine-tune needs to reach the from-scratch
+full-data force MAE, divided by N" per case, and last the larger ratio:
 
     .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
         [--foundation PATH] [--lr-finetune 0.005] [--patience 30] [--epoch-scale 2]
@@ -228,10 +228,10 @@ def train(
     )
     t0 = time.perf_counter()
     model = folder / f"{arm}.model"
+    if (recorded := ledger.get(name, key)) is not None:
+        return recorded  # its errors were measured when it finished: nothing to evaluate again
     if model.exists() and stamp.exists() and stamp.read_text() == key:
         source = "model"  # same settings and data: a re-run reuses the model
-    elif (recorded := ledger.get(name, key)) is not None:
-        return recorded
     else:
         source = "trained"
         model = run_mace_training(settings, data, folder, valid=valid)
