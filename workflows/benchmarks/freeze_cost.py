@@ -48,7 +48,7 @@ from rich.table import Table
 
 from frostline.finetune.foundation import MINI_FOUNDATIONS, load_foundation_model
 from frostline.finetune.freeze import count_parameters
-from frostline.finetune.train import MaceTrainSettings, run_mace_training
+from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_logs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data_efficiency import h2cu_structures, label_xtb  # noqa: E402
@@ -104,7 +104,7 @@ def train_level(
     t0 = time.perf_counter()
     run_mace_training(settings, train, work, valid=valid)
     wall = time.perf_counter() - t0
-    log = next(p for p in (work / "logs").glob(f"f{level}_run-*.log") if "debug" not in p.name)
+    (log,) = training_logs(work, f"f{level}")  # a fresh folder: one run, one log
     per_epoch = epoch_seconds(log.read_text(errors="replace"))
     if not per_epoch:
         raise RuntimeError(f"{log}: no epoch lines")

@@ -290,18 +290,22 @@ def labels_to_reach(points: list[tuple[int, float]], target: float) -> float | N
     return None
 
 
+def labels_ratio(
+    al: list[tuple[int, float]], rnd: list[tuple[int, float]], target: float | None = None
+) -> float:
+    """AL / random labels to reach ``target`` (default: random's best); nan if one never does."""
+    goal = target if target is not None else min(e for _, e in rnd)
+    a, r = labels_to_reach(al, goal), labels_to_reach(rnd, goal)
+    return a / r if a and r else float("nan")
+
+
 def per_seed_ratios(
     al: list[list[tuple[int, float]]],
     rnd: list[list[tuple[int, float]]],
     target: float | None,
 ) -> list[float]:
     """AL / random labels-to-target of each seed on its own (target: that seed's random best)."""
-    ratios = []
-    for al_pts, rnd_pts in zip(al, rnd, strict=False):
-        goal = target if target is not None else min(e for _, e in rnd_pts)
-        a, r = labels_to_reach(al_pts, goal), labels_to_reach(rnd_pts, goal)
-        ratios.append(a / r if a and r else float("nan"))
-    return ratios
+    return [labels_ratio(a, r, target) for a, r in zip(al, rnd, strict=False)]
 
 
 def plot(
@@ -488,9 +492,7 @@ def main() -> None:
         print(f"{name:<18} " + "  ".join(f"{n:>3}:{e:6.0f}" for n, e in pts))
     if args.al_arm in tail_curves and args.random_arm in tail_curves:
         tail_target = min(e for _, e in tail_curves[args.random_arm])
-        al_n = labels_to_reach(tail_curves[args.al_arm], tail_target)
-        rnd_n = labels_to_reach(tail_curves[args.random_arm], tail_target)
-        tail_ratio = al_n / rnd_n if al_n and rnd_n else float("nan")
+        tail_ratio = labels_ratio(tail_curves[args.al_arm], tail_curves[args.random_arm])
         print(f"labels to reach random's best tail ({tail_target:.0f} meV/Å), AL / random = "
               f"{tail_ratio:.2f}")  # fmt: skip
     md_ratio = report(

@@ -281,6 +281,13 @@ _EPOCH_FORCE_MAE = re.compile(r"INFO: Epoch (\d+):[^\n]*?MAE_F=\s*([0-9.eE+-]+) 
 _BEST = re.compile(r"Loaded Stage one model from epoch (\d+)")
 
 
+def training_logs(work_dir: Path, name: str) -> list[Path]:
+    """mace-torch's own logs of the training ``name`` in ``work_dir`` (one per run, resumed runs
+    add one), without its ``_debug`` copies."""
+    logs = sorted(Path(work_dir).glob(f"logs/{name}_run-*.log"))
+    return [p for p in logs if not p.name.endswith("_debug.log")]
+
+
 def training_outcome(work_dir: Path, name: str, max_epochs: int) -> TrainingOutcome | None:
     """Epochs run, best epoch and early stop of the training ``name`` in ``work_dir``.
 
@@ -289,8 +296,7 @@ def training_outcome(work_dir: Path, name: str, max_epochs: int) -> TrainingOutc
     "Loaded Stage one model from epoch K" (the checkpoint the ``.model`` is) and
     "Stopping optimization" (patience exhausted). ``None`` without a log.
     """
-    logs = sorted(Path(work_dir).glob(f"logs/{name}_run-*.log"))
-    logs = [p for p in logs if not p.name.endswith("_debug.log")]
+    logs = training_logs(work_dir, name)
     if not logs:
         return None
     text = "\n".join(p.read_text(errors="replace") for p in logs)
