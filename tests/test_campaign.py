@@ -244,4 +244,11 @@ def test_doubled_policy_sweeps_again_once_the_training_set_has_doubled(tmp_path,
     console.print(status_table(status))
     lines = console.export_text().splitlines()
     assert sum("(swept 5/6)" in line for line in lines) == 2  # the freeze column
+    # the validation force MAE split by element: the overall MAE lies between the elements'
+    for it in iterations:
+        by_element = it["force_mae_by_element"]
+        assert set(by_element) == {"Cu", "H"}
+        assert min(by_element.values()) <= it["force_mae_mev_per_a"] <= max(by_element.values())
+    worst = max(iterations[-1]["force_mae_by_element"].items(), key=lambda kv: kv[1])
+    assert any(f"{worst[0]} {worst[1]:.1f} · " in line for line in lines)  # worst element first
     assert any(f"f{level}" in line and "swept" not in line for line in lines)

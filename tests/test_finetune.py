@@ -284,6 +284,28 @@ def test_validation_metrics_include_stress_of_periodic_structures():
     assert m.stress_mae_gpa == pytest.approx(1.0) and m.stress_rmse_gpa == pytest.approx(1.0)
 
 
+def test_validation_metrics_split_the_force_error_by_element():
+    """Labels 0.3 eV/Å off on the H atoms' x components only: H carries the whole error."""
+    from frostline.finetune.evaluate import error_metrics, evaluate
+
+    labels = emt_labels(3, 4)
+    for lab in labels:
+        symbols = [s["species"][0]["element"] for s in lab.structure["sites"]]
+        shifted = zip(lab.forces, symbols, strict=True)
+        lab.forces = [[f[0] + 0.3 * (el == "H"), f[1], f[2]] for f, el in shifted]
+    m = evaluate(EMT(), labels)
+    n_h = sum(s["species"][0]["element"] == "H" for lab in labels for s in lab.structure["sites"])
+    n_atoms = sum(len(lab.forces) for lab in labels)
+    assert m.force_mae_by_element["Cu"] == pytest.approx(0, abs=1e-9)
+    assert m.force_mae_by_element["H"] == pytest.approx(100.0)  # 300 meV/Å on 1 of 3 components
+    assert m.force_mae_mev_per_a == pytest.approx(100.0 * n_h / n_atoms)
+    # without symbols no split; a symbol list of the wrong length names the mismatch
+    forces = [np.asarray(lab.forces) for lab in labels]
+    assert error_metrics([0.0] * 3, forces, [0.0] * 3, forces).force_mae_by_element == {}
+    with pytest.raises(ValueError, match="symbols: 1 atoms given"):
+        error_metrics([0.0] * 3, forces, [0.0] * 3, forces, symbols=[["Cu"], [], []])
+
+
 def test_foundation_architecture_reads_channels_l_and_cutoff(foundation, tmp_path):
     from frostline.finetune.foundation import foundation_architecture, mace_mp_medium_sized
     from frostline.finetune.train import MaceTrainSettings

@@ -72,6 +72,7 @@ def model_doc(model_id: str, sha: str, size: int) -> ModelDoc:
             energy_rmse_mev_per_atom=mae / 8,
             force_mae_mev_per_a=mae,
             force_rmse_mev_per_a=mae * 1.3,
+            force_mae_by_element={el: mae * (2.0 if el == "H" else 0.9) for el in elements},
         )
     return ModelDoc(
         model_id=model_id,
@@ -466,6 +467,8 @@ def test_cli_show_export_data_campaigns(backend, tmp_path):
     assert json.loads(res.stdout)["kind"] == "mace-finetuned"
     res = invoke(["models", "show", "beta-final", *backend.args])
     assert res.exit_code == 0 and "metrics.force_mae_mev_per_a" in res.stdout
+    assert "metrics.force_mae_by_element" in res.stdout
+    assert "Cu 13.50, H 30.00, O 13.50" in res.stdout
     out = tmp_path / "m.model"
     res = invoke(["models", "export", "alpha-final", *backend.args, "-o", str(out)])
     assert res.exit_code == 0, res.output

@@ -204,7 +204,10 @@ def models_show(
             table.add_row("training set", f"{len(value or [])} structures")
         elif isinstance(value, dict):
             for k, v in value.items():
-                if k != "data_b64":
+                if isinstance(v, dict):  # e.g. metrics.force_mae_by_element
+                    cell = ", ".join(f"{a} {_fmt(b, 2)}" for a, b in v.items())
+                    table.add_row(f"{key}.{k}", cell)
+                elif k != "data_b64":
                     table.add_row(f"{key}.{k}", _fmt(v, 2))
         elif isinstance(value, list):
             table.add_row(key, ", ".join(map(str, value)))

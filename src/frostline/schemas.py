@@ -140,6 +140,9 @@ class ValidationMetrics(BaseModel):
     energy_rmse_mev_per_atom: float
     force_mae_mev_per_a: float
     force_rmse_mev_per_a: float
+    force_mae_by_element: dict[str, float] = Field(
+        default_factory=dict, description="force MAE (meV/Å) over each element's atoms"
+    )
     n_stress: int = Field(0, description="periodic structures with a stress label")
     stress_mae_gpa: float | None = Field(None, description="Voigt components, GPa")
     stress_rmse_gpa: float | None = None
@@ -296,6 +299,9 @@ class IterationDoc(BaseModel):
     force_mae_mev_per_a: float | None = None
     energy_rmse_mev_per_atom: float | None = None
     force_rmse_mev_per_a: float | None = None
+    force_mae_by_element: dict[str, float] = Field(
+        default_factory=dict, description="validation force MAE (meV/Å) per element"
+    )
     freeze_level: int | None = None
     freeze_sweep: list[dict[str, Any]] = Field(
         default_factory=list, description="levels tried and their validation errors"

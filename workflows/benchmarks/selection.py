@@ -217,7 +217,8 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
 
     ``mae``: (training labels, force MAE meV/Å); ``p95``: (training labels, 95th percentile over
     frames of the frame's largest atomic force error, meV/Å): how wrong the model is on the
-    worst configurations, the ones that break an MD run.
+    worst configurations, the ones that break an MD run; ``by_element``: (training labels,
+    {element: force MAE meV/Å}), which atoms the MAE is made of.
     """
     from frostline.distill.validate import predict_atoms
     from frostline.finetune.committee import load_committee
@@ -226,18 +227,19 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
     from frostline.select.calibration import max_atomic_force_error
 
     records = open_campaign_dir(folder)
-    mae, p95 = [], []
+    mae, p95, by_element = [], [], []
+    symbols = [a.get_chemical_symbols() for a in test]
     for it, members in iteration_committees(records):
         calc = load_committee(records, members, device="cpu")
         energies, forces = predict_atoms(calc, test)
         reference = ([a.info["REF_energy"] for a in test], [a.arrays["REF_forces"] for a in test])
-        mae.append(
-            (it["n_labelled"], error_metrics(*reference, energies, forces).force_mae_mev_per_a)
-        )
+        errors = error_metrics(*reference, energies, forces, symbols=symbols)
+        mae.append((it["n_labelled"], errors.force_mae_mev_per_a))
+        by_element.append((it["n_labelled"], errors.force_mae_by_element))
         pairs = zip(forces, reference[1], strict=True)
         worst = [1000 * max_atomic_force_error(f, ref) for f, ref in pairs]
         p95.append((it["n_labelled"], float(np.percentile(worst, 95))))
-    return {"mae": mae, "p95": p95}
+    return {"mae": mae, "p95": p95, "by_element": by_element}
 
 
 def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, float]]]:
@@ -257,8 +259,8 @@ def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tupl
     if cache.exists():
         doc = json.loads(cache.read_text())
         cached = [n for n, _ in doc.get("mae", [])]
-        if doc.get("test_set") == key and "p95" in doc and cached == labels:
-            return {k: [tuple(p) for p in doc[k]] for k in ("mae", "p95")}
+        if doc.get("test_set") == key and "by_element" in doc and cached == labels:
+            return {k: [tuple(p) for p in doc[k]] for k in ("mae", "p95", "by_element")}
     curves = md_test_curve(folder, test)
     cache.write_text(json.dumps({"test_set": key, **curves}))
     return curves
@@ -276,6 +278,17 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]
     labels = [round(float(np.mean([c[i][0] for c in curves]))) for i in range(n)]
     maes = [float(np.mean([c[i][1] for c in curves])) for i in range(n)]
     return list(zip(labels, maes, strict=True))
+
+
+def mean_element_curves(
+    seeds: list[list[tuple[int, dict[str, float]]]],
+) -> dict[str, list[tuple[int, float]]]:
+    """Per element, the point-by-point mean over seeds of (labels, force MAE of its atoms)."""
+    elements = dict.fromkeys(el for points in seeds for _, by in points for el in by)
+    return {
+        el: mean_curve([[(n, by[el]) for n, by in points if el in by] for points in seeds])
+        for el in elements
+    }
 
 
 def labels_to_reach(points: list[tuple[int, float]], target: float) -> float | None:
@@ -451,14 +464,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("jobflow").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    curves, md_curves, tail_curves = {}, {}, {}
+    curves, md_curves, tail_curves, element_curves = {}, {}, {}, {}
     seed_curves: dict[str, list] = {}  # oracle-MD (else validation) curve of every seed
     md_test = []
     if args.md_test_starts > 0:
         md_test = oracle_md_test_set(args, args.out / "oracle-md-test.extxyz")
         print(f"oracle-MD test set: {len(md_test)} frames ({args.out / 'oracle-md-test.extxyz'})")
     for name in args.arms:
-        per_seed, md_per_seed, tail_per_seed = [], [], []
+        per_seed, md_per_seed, tail_per_seed, element_per_seed = [], [], [], []
         for seed in range(args.seeds):
             folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
             finished = folder / "finished"  # a killed campaign is resumed, not read half done
@@ -472,6 +485,7 @@ def main() -> None:
                 md = cached_md_test_curve(folder, md_test)
                 md_per_seed.append(md["mae"])
                 tail_per_seed.append(md["p95"])
+                element_per_seed.append(md["by_element"])
             status = campaign_status(open_campaign_dir(folder))
             write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
         curves[name] = mean_curve(per_seed)
@@ -479,6 +493,7 @@ def main() -> None:
         if md_test:
             md_curves[name] = mean_curve(md_per_seed)
             tail_curves[name] = mean_curve(tail_per_seed)
+            element_curves[name] = mean_element_curves(element_per_seed)
     val_ratio = report(
         curves, args.target, "validation", args.al_arm, args.out / "selection.png", args.random_arm
     )
@@ -490,6 +505,11 @@ def main() -> None:
     print("\noracle-MD test, 95th percentile of the frames' largest atomic force error (meV/Å)")
     for name, pts in tail_curves.items():
         print(f"{name:<18} " + "  ".join(f"{n:>3}:{e:6.0f}" for n, e in pts))
+    print("\noracle-MD test force MAE per element (meV/Å; the MAE is these weighted by atom count)")
+    for name, per_element in element_curves.items():
+        for element, pts in per_element.items():
+            label = f"{name} {element}"
+            print(f"{label:<21} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
     if args.al_arm in tail_curves and args.random_arm in tail_curves:
         tail_target = min(e for _, e in tail_curves[args.random_arm])
         tail_ratio = labels_ratio(tail_curves[args.al_arm], tail_curves[args.random_arm])

@@ -66,13 +66,39 @@ def fit_element_shift(
     return shift
 
 
+def force_mae_by_element(
+    reference_forces: Sequence[np.ndarray],
+    forces: Sequence[np.ndarray],
+    symbols: Sequence[Sequence[str]],
+) -> dict[str, float]:
+    """Force component MAE (meV/Å) over the atoms of each element.
+
+    The overall force MAE is these weighted by atom counts: on a Cu slab with a few H atoms it
+    is mostly the Cu error, however wrong the H atoms are.
+    """
+    errors = np.concatenate(
+        [
+            np.abs(np.asarray(p) - np.asarray(r)).reshape(-1, 3)
+            for p, r in zip(forces, reference_forces, strict=True)
+        ]
+    )
+    flat = np.concatenate([np.asarray(s, dtype=str) for s in symbols])
+    if len(flat) != len(errors):
+        raise ValueError(f"symbols: {len(flat)} atoms given for {len(errors)} force rows")
+    return {str(el): float(errors[flat == el].mean() * 1000) for el in dict.fromkeys(flat)}
+
+
 def error_metrics(
     reference_energies: Sequence[float],
     reference_forces: Sequence[np.ndarray],
     energies: Sequence[float],
     forces: Sequence[np.ndarray],
+    symbols: Sequence[Sequence[str]] | None = None,
 ) -> ValidationMetrics:
-    """MAE/RMSE of energy per atom (meV/atom) and force components (meV/Å)."""
+    """MAE/RMSE of energy per atom (meV/atom) and force components (meV/Å).
+
+    With ``symbols`` (each structure's chemical symbols) also the force MAE per element.
+    """
     n_atoms = np.asarray([len(f) for f in reference_forces], dtype=float)
     de = (np.asarray(energies) - np.asarray(reference_energies)) / n_atoms
     df = np.concatenate(
@@ -81,12 +107,16 @@ def error_metrics(
             for p, r in zip(forces, reference_forces, strict=True)
         ]
     )
+    by_element = {}
+    if symbols is not None:
+        by_element = force_mae_by_element(reference_forces, forces, symbols)
     return ValidationMetrics(
         n_structures=len(n_atoms),
         energy_mae_mev_per_atom=float(np.mean(np.abs(de)) * 1000),
         energy_rmse_mev_per_atom=float(np.sqrt(np.mean(de**2)) * 1000),
         force_mae_mev_per_a=float(np.mean(np.abs(df)) * 1000),
         force_rmse_mev_per_a=float(np.sqrt(np.mean(df**2)) * 1000),
+        force_mae_by_element=by_element,
     )
 
 
@@ -102,6 +132,7 @@ def metrics(
         [np.asarray(lab.forces) for lab in labelled],
         energies,
         forces,
+        symbols=[[s["species"][0]["element"] for s in lab.structure["sites"]] for lab in labelled],
     )
     pairs = [
         (np.asarray(p), np.asarray(lab.stress))

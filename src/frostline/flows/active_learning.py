@@ -330,6 +330,7 @@ class ActiveLearningMaker(Maker):
             force_mae_mev_per_a=m.force_mae_mev_per_a if m else None,
             energy_rmse_mev_per_atom=m.energy_rmse_mev_per_atom if m else None,
             force_rmse_mev_per_a=m.force_rmse_mev_per_a if m else None,
+            force_mae_by_element=m.force_mae_by_element if m else {},
             freeze_level=finetuned.freeze_level,
             freeze_sweep=[p.model_dump() for p in finetuned.freeze_sweep],
             model_ids=[md.model_id for md in finetuned.models],

@@ -26,6 +26,7 @@ ITERATION_KEYS = (
     "accurate_fraction",
     "energy_mae_mev_per_atom",
     "force_mae_mev_per_a",
+    "force_mae_by_element",
     "freeze_level",
     "freeze_sweep",
     "stop_reason",

@@ -21,6 +21,7 @@ def status_table(status: dict) -> Table:
         f" ({status['stop_reason']})" if status.get("stop_reason") else ""
     )
     table = Table(title=title)
+    by_element = any(len(it.get("force_mae_by_element") or {}) > 1 for it in status["iterations"])
     for col in (
         "iter",
         "labelled",
@@ -30,6 +31,7 @@ def status_table(status: dict) -> Table:
         "accurate",
         "E MAE meV/atom",
         "F MAE meV/Å",
+        *(["F MAE by element"] if by_element else []),
         "freeze",
         "improving at cap",
         "wall time s",
@@ -47,6 +49,7 @@ def status_table(status: dict) -> Table:
             f"{100 * it['accurate_fraction']:.0f} %",
             _fmt(it["energy_mae_mev_per_atom"]),
             _fmt(it["force_mae_mev_per_a"]),
+            *([element_cell(it.get("force_mae_by_element"))] if by_element else []),
             _freeze_cell(it),
             _training_cell(it.get("training")),
             _fmt(wall, 0),
@@ -59,6 +62,14 @@ def status_table(status: dict) -> Table:
             "(per-element shift)"
         )
     return table
+
+
+def element_cell(by_element: dict[str, float] | None) -> str:
+    """ "Cu 139.8 · H 201.1": force MAE per element, worst first ("–": not recorded)."""
+    if not by_element:
+        return "–"
+    ranked = sorted(by_element.items(), key=lambda kv: -kv[1])
+    return " · ".join(f"{el} {mae:.1f}" for el, mae in ranked)
 
 
 def _freeze_cell(iteration: dict) -> str:
