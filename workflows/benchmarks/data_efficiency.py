@@ -12,7 +12,9 @@ channels, L, cutoff, layers, correlation), a full fine-tune (f0),
 and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick at that size
 (lowest error on a separate validation split). The full-data scratch model is trained first and,
 while it ends at its epoch cap, again with 2x, 4x, ... the epochs up to ``--max-extension``
-(default 2; the target must not come from an under-trained model); for the same reason a
+(default 2; the target must not come from an under-trained model; ``--extend-from
+checkpoint``, the default: each longer run goes on from the shorter run's best checkpoint, so 2x
+costs the epochs after that, not twice the epochs; ``fresh``: starts again); for the same reason a
 sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is extended the same
 way and the run best on validation is kept (up to the size where the curve reaches the target;
 later sizes cannot change the ratio; ``--extend-all``: every size). The fine-tunes of every
@@ -23,7 +25,7 @@ full-data force MAE, divided by N" per case, and last the larger ratio:
 
     .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
         [--foundation PATH] [--lr-finetune 0.005] [--patience 30] [--epoch-scale 2]
-        [--max-extension 4]
+        [--max-extension 4] [--extend-from checkpoint]
 
 A short ``--patience`` ends trainings on noise: with 10, f0 at 60 H2/Cu structures stopped at
 epoch 59 on one EMA spike while its validation error was still falling (test 65.3 meV/Å; the
@@ -179,28 +181,14 @@ class Ledger:
         partial.replace(self.path)  # never a half-written ledger
 
 
-def train(
-    arm: str,
-    data: list[Atoms],
-    work: Path,
-    args: argparse.Namespace,
-    valid: list[Atoms],
-    test: list[Atoms],
-    ledger: Ledger,
-    epoch_factor: int = 1,
-) -> Trained:
-    """Train one arm (``scratch``, or ``fN`` = fine-tune the foundation at freeze level N).
-
-    mace-torch keeps the checkpoint with the lowest loss on ``valid`` (the benchmark's fixed
-    validation split, the same for every arm and size); with ``args.patience`` it stops after that
-    many epochs without improvement, so every arm is trained to convergence within its budget.
-    A training whose settings and data match a model file in ``work`` or a ledger record is not
-    repeated.
-    """
+def train_settings(
+    arm: str, data: list[Atoms], args: argparse.Namespace, epoch_factor: int = 1
+) -> MaceTrainSettings:
+    """mace-torch settings of one arm (``scratch``, or ``fN``: fine-tune at freeze level N)."""
     scratch = arm == "scratch"
     # patience is about noise in the validation curve, not the budget: it does not scale
     patience = args.patience or None
-    settings = MaceTrainSettings(
+    return MaceTrainSettings(
         name=arm,
         seed=args.seed,
         max_num_epochs=epoch_factor * args.epoch_scale * epochs_for(len(data), args.quick),
@@ -215,25 +203,98 @@ def train(
         extra={"patience": str(patience)} if patience else {},
         **(foundation_architecture(str(args.foundation)) if scratch else {}),
     )
+
+
+def training_key(
+    settings: MaceTrainSettings, data: list[Atoms], valid: list[Atoms], continues: str | None
+) -> str:
+    """What a training's result depends on: settings, data and (``continues``) the key of the
+    run whose best checkpoint it went on from."""
+    parts = {
+        "settings": settings.fingerprint(),
+        "data": data_digest(data),
+        "valid": data_digest(valid),
+    }
+    if continues is not None:
+        parts["continues"] = continues
+    return json.dumps(parts, sort_keys=True)
+
+
+def best_checkpoint(folder: Path, arm: str) -> Path | None:
+    """The checkpoint mace-torch kept in ``folder`` (its best epoch; None: none there)."""
+    found = sorted(
+        (folder / "checkpoints").glob(f"{arm}_run-*_epoch-*.pt"),
+        key=lambda p: int(p.stem.rsplit("-", 1)[1]),
+    )
+    return found[-1] if found else None
+
+
+def start_continuation(folder: Path, checkpoint: Path, key: str) -> None:
+    """Make ``folder`` a training that mace-torch resumes from ``checkpoint`` (restart_latest).
+
+    A folder already started with ``key`` (an interrupted continuation) is left to resume from
+    its own latest checkpoint; anything else in it (another attempt) is cleared first.
+    """
+    import shutil
+
+    started = folder / "frostline-started.json"
+    if started.exists() and started.read_text() == key:
+        return
+    for sub in ("checkpoints", "logs", "results"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    (folder / "checkpoints").mkdir(parents=True)
+    shutil.copy2(checkpoint, folder / "checkpoints" / checkpoint.name)
+    started.write_text(key)
+
+
+def train(
+    arm: str,
+    data: list[Atoms],
+    work: Path,
+    args: argparse.Namespace,
+    valid: list[Atoms],
+    test: list[Atoms],
+    ledger: Ledger,
+    epoch_factor: int = 1,
+    previous: Path | None = None,
+) -> Trained:
+    """Train one arm (``scratch``, or ``fN`` = fine-tune the foundation at freeze level N).
+
+    mace-torch keeps the checkpoint with the lowest loss on ``valid`` (the benchmark's fixed
+    validation split, the same for every arm and size); with ``args.patience`` it stops after that
+    many epochs without improvement, so every arm is trained to convergence within its budget.
+    A training whose settings and data match a model file in ``work`` or a ledger record is not
+    repeated. ``previous``: the folder of the same arm's shorter run (an extension); with
+    ``--extend-from checkpoint`` the run goes on from that run's best checkpoint to the higher
+    epoch cap instead of starting again (the 2x run then costs the epochs after the 1x run's
+    best, not 2x); trained afresh when that checkpoint is not there (a fresh checkout).
+    """
+    settings = train_settings(arm, data, args, epoch_factor)
     folder = work / arm
     name = folder.relative_to(ledger.root).as_posix()
     stamp = folder / "frostline-settings.json"
-    key = json.dumps(
-        {
-            "settings": settings.fingerprint(),
-            "data": data_digest(data),
-            "valid": data_digest(valid),
-        },
-        sort_keys=True,
-    )
-    t0 = time.perf_counter()
-    model = folder / f"{arm}.model"
+    key = training_key(settings, data, valid, None)
     if (recorded := ledger.get(name, key)) is not None:
         return recorded  # its errors were measured when it finished: nothing to evaluate again
+    checkpoint = None
+    if previous is not None and args.extend_from == "checkpoint":
+        previous_settings = train_settings(arm, data, args, epoch_factor // 2)
+        continued = training_key(settings, data, valid, previous_key(previous, previous_settings,
+                                                                     data, valid))  # fmt: skip
+        if (recorded := ledger.get(name, continued)) is not None:
+            return recorded
+        checkpoint = best_checkpoint(previous, arm)
+        if checkpoint is not None or (stamp.exists() and stamp.read_text() == continued):
+            key = continued
+    t0 = time.perf_counter()
+    model = folder / f"{arm}.model"
     if model.exists() and stamp.exists() and stamp.read_text() == key:
         source = "model"  # same settings and data: a re-run reuses the model
     else:
         source = "trained"
+        if checkpoint is not None:
+            start_continuation(folder, checkpoint, key)
+            console.print(f"{name}: going on from {checkpoint.relative_to(ledger.root)}")
         model = run_mace_training(settings, data, folder, valid=valid)
         stamp.write_text(key)
     outcome = training_outcome(folder, arm, settings.max_num_epochs)
@@ -248,6 +309,15 @@ def train(
     return trained
 
 
+def previous_key(
+    folder: Path, settings: MaceTrainSettings, data: list[Atoms], valid: list[Atoms]
+) -> str:
+    """The key of the run in ``folder``: its stamp (it may itself be a continuation), else the
+    key a fresh run with ``settings`` has."""
+    stamp = folder / "frostline-settings.json"
+    return stamp.read_text() if stamp.exists() else training_key(settings, data, valid, None)
+
+
 def extend_while_capped(
     arm: str,
     data: list[Atoms],
@@ -257,17 +327,18 @@ def extend_while_capped(
     args: argparse.Namespace,
     valid: list[Atoms],
     test: list[Atoms],
+    first_folder: Path | None = None,
 ) -> list[tuple[int, Trained]]:
     """Retrain ``arm`` on ``data`` with 2x, 4x, ... the epochs (same patience) while the last run
-    (``first``: the 1x run, in ``work / arm``) ended at its epoch cap still improving, up to
-    ``args.max_extension``. Returns (factor, run) per extension."""
+    (``first``: the 1x run, in ``first_folder``, default ``work / arm``) ended at its epoch cap
+    still improving, up to ``args.max_extension``. Returns (factor, run) per extension."""
     runs: list[tuple[int, Trained]] = []
-    last, factor = first, 2
+    last, factor, previous = first, 2, first_folder or work / arm
     while not last.stopped_early and factor <= args.max_extension:
-        last = train(arm, data, work / f"{arm}-{factor}x-epochs", args, valid, test, ledger,
-                     factor)  # fmt: skip
+        extended = work / f"{arm}-{factor}x-epochs"
+        last = train(arm, data, extended, args, valid, test, ledger, factor, previous)
         runs.append((factor, last))
-        factor *= 2
+        factor, previous = factor * 2, extended / arm
     return runs
 
 
@@ -346,8 +417,9 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     full = train("scratch", subsets[1.0], out / case / f"n{sizes[-1]}", args, val, test, ledger)
     report("scratch", sizes[-1], full)
     target = full.test[0]
+    full_folder = out / case / f"n{sizes[-1]}" / "scratch"
     for factor, trained in extend_while_capped(
-        "scratch", subsets[1.0], full, out / case, ledger, args, val, test
+        "scratch", subsets[1.0], full, out / case, ledger, args, val, test, full_folder
     ):
         report(f"scratch {factor}x epochs", sizes[-1], trained)
         results[f"scratch {factor}x epochs"][sizes[-1]] = trained.test
@@ -466,7 +538,7 @@ def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
     passed += ["--lr-finetune", str(args.lr_finetune), "--patience", str(args.patience)]
     passed += ["--epoch-scale", str(args.epoch_scale)]
     passed += ["--extend-all"] if args.extend_all else []
-    passed += ["--max-extension", str(args.max_extension)]
+    passed += ["--max-extension", str(args.max_extension), "--extend-from", args.extend_from]
     processes = {}
     for i, case in enumerate(args.cases):
         if i >= args.jobs:  # wait for a free slot
@@ -504,6 +576,12 @@ def main() -> None:
         type=int,
         default=2,
         help="retrain a capped target or sweep model with 2x, 4x, ... epochs up to this factor",
+    )
+    parser.add_argument(
+        "--extend-from",
+        choices=["checkpoint", "fresh"],
+        default="checkpoint",
+        help="an extension goes on from the shorter run's best checkpoint, or starts again",
     )
     parser.add_argument("--quick", action="store_true", help="3 epochs: a smoke run")
     parser.add_argument(

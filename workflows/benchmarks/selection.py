@@ -510,6 +510,13 @@ def main() -> None:
         for element, pts in per_element.items():
             label = f"{name} {element}"
             print(f"{label:<21} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
+    if args.al_arm in element_curves and args.random_arm in element_curves:
+        al_elements, random_elements = element_curves[args.al_arm], element_curves[args.random_arm]
+        for element in sorted(al_elements.keys() & random_elements.keys()):
+            best = min(e for _, e in random_elements[element])
+            ratio = labels_ratio(al_elements[element], random_elements[element])
+            print(f"labels to reach random's best force MAE on {element} atoms ({best:.1f} meV/Å), "
+                  f"AL / random = {ratio:.2f}")  # fmt: skip
     if args.al_arm in tail_curves and args.random_arm in tail_curves:
         tail_target = min(e for _, e in tail_curves[args.random_arm])
         tail_ratio = labels_ratio(tail_curves[args.al_arm], tail_curves[args.random_arm])
