@@ -12,7 +12,9 @@ measures with the committee-mean model's true error:
   ``uncertainty: descriptor`` ranks; the only measure of a single-model campaign).
 
 Figures per iteration: Spearman rank correlation over frames (largest atomic force error) and
-over atoms (atomic force error norm); ``capture``: the share of the 10 % worst frames that are
+over atoms (atomic force error norm); per element, the novelty of that element's atoms against
+their force MAE per frame, and how often that element's atom is the frame's most novel one;
+``capture``: the share of the 10 % worst frames that are
 among the 10 % most uncertain (random ranking: 0.10); ``enrichment``: mean error of the quarter
 most uncertain frames over the mean error of all frames (random: 1.00). Prints a table, writes
 ``uncertainty_quality.png`` (rank correlation against labels, and std against error for each
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -119,8 +122,42 @@ def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict
             labelled = training_atoms(records, name, it["index"])
             scores = np.array(descriptor_uncertainty(test, labelled, describe))
             row["novelty"] = ranking_quality(scores, frame_error)
+            row["element_novelty"] = element_novelty_ranking(test, forces, labelled, describe)
         rows.append(row)
     return rows
+
+
+def element_novelty_ranking(
+    test: list[Atoms], forces: list[np.ndarray], labelled: list[Atoms], describe
+) -> dict[str, dict[str, float]]:
+    """Per element: does the novelty of that element's atoms rank frames by their error?
+
+    ``rho``: Spearman rank correlation over frames of the largest novelty among the element's
+    atoms with the force MAE over the same atoms (meV/Å); ``sets_max``: share of frames whose
+    largest novelty (what ``uncertainty: descriptor`` ranks) is one of this element's atoms.
+    """
+    from frostline.select.novelty import NoveltyIndex
+
+    index = NoveltyIndex()
+    for atoms in labelled:
+        index.add(describe(atoms), atoms.get_chemical_symbols())
+    novelty, error, owner = defaultdict(list), defaultdict(list), []
+    for atoms, predicted in zip(test, forces, strict=True):
+        symbols = np.asarray(atoms.get_chemical_symbols())
+        distances = index.atom_distances(describe(atoms), symbols)
+        owner.append(symbols[int(np.argmax(distances))])
+        wrong = np.abs(predicted - atoms.arrays["REF_forces"])
+        for element in np.unique(symbols):
+            mask = symbols == element
+            novelty[str(element)].append(float(distances[mask].max()))
+            error[str(element)].append(1000 * float(wrong[mask].mean()))
+    return {
+        element: {
+            "rho": float(spearmanr(novelty[element], error[element]).statistic),
+            "sets_max": float(np.mean([o == element for o in owner])),
+        }
+        for element in novelty
+    }
 
 
 def print_table(rows: list[dict]) -> None:
@@ -157,6 +194,14 @@ def print_table(rows: list[dict]) -> None:
             ),
         )
     console.print(table)
+    for r in rows:
+        if r.get("element_novelty"):
+            parts = [
+                f"{el} rho {v['rho']:.2f} (sets the frame's max in {100 * v['sets_max']:.0f} %)"
+                for el, v in r["element_novelty"].items()
+            ]
+            print(f"{r['arm']} {r['labels']} labels, per-element novelty vs that element's "
+                  f"force MAE: " + ", ".join(parts))  # fmt: skip
 
 
 def plot(rows: list[dict], path: Path) -> None:
