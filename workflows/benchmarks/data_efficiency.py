@@ -26,6 +26,7 @@ full-data force MAE, divided by N" per case, and last the larger ratio:
     .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
         [--foundation PATH] [--lr-finetune 0.005] [--patience 30] [--epoch-scale 2]
         [--max-extension 4] [--extend-from checkpoint]
+        [--progress]   (the trainings recorded so far in OUT/CASE-ledger.json; trains nothing)
 
 A short ``--patience`` ends trainings on noise: with 10, f0 at 60 H2/Cu structures stopped at
 epoch 59 on one EMA spike while its validation error was still falling (test 65.3 meV/Å; the
@@ -513,6 +514,32 @@ def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def print_progress(case: str, out: Path) -> None:
+    """The trainings a case has recorded so far (``OUT/CASE-ledger.json``), in finishing order."""
+    path = out / f"{case}-ledger.json"
+    if not path.exists():
+        console.print(f"{case}: nothing recorded yet ({path})")
+        return
+    records = json.loads(path.read_text())
+    table = Table(title=f"{case}: trainings recorded in {path.name}")
+    for column in ("run", "test F (E)", "validation F", "epochs", "kept", "ended", "finished"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for name, r in sorted(records.items(), key=lambda kv: kv[1]["finished"]):
+        ended = "early stop" if r["stopped_early"] else "epoch cap"
+        if "continues" in json.loads(r["key"]):
+            ended += ", continued"
+        table.add_row(
+            name,
+            f"{r['test'][0]:.1f} ({r['test'][1]:.1f})",
+            f"{r['validation'][0]:.1f}",
+            "–" if r.get("epochs_run") is None else str(r["epochs_run"]),
+            "–" if r.get("best_epoch") is None else str(r["best_epoch"]),
+            ended,
+            r["finished"],
+        )
+    console.print(table)
+
+
 def replot(case: str, out: Path) -> None:
     """Redraw a case's PNG from ``OUT/CASE.json`` (no training)."""
     doc = json.loads((out / f"{case}.json").read_text())
@@ -608,7 +635,14 @@ def main() -> None:
         "--epoch-scale", type=int, default=1, help="multiply the epoch budget (with --patience)"
     )
     parser.add_argument("--plot-only", action="store_true", help="redraw PNGs from OUT/CASE.json")
+    parser.add_argument(
+        "--progress", action="store_true", help="print the trainings recorded so far, train none"
+    )
     args = parser.parse_args()
+    if args.progress:
+        for case in args.cases:
+            print_progress(case, args.out)
+        return
     if args.plot_only:
         for case in args.cases:
             replot(case, args.out)
