@@ -280,8 +280,8 @@ def train(
     checkpoint = None
     if previous is not None and args.extend_from == "checkpoint":
         previous_settings = train_settings(arm, data, args, epoch_factor // 2)
-        continued = training_key(settings, data, valid, previous_key(previous, previous_settings,
-                                                                     data, valid))  # fmt: skip
+        before = previous_key(previous, ledger, previous_settings, data, valid)
+        continued = training_key(settings, data, valid, before)
         if (recorded := ledger.get(name, continued)) is not None:
             return recorded
         checkpoint = best_checkpoint(previous, arm)
@@ -311,12 +311,20 @@ def train(
 
 
 def previous_key(
-    folder: Path, settings: MaceTrainSettings, data: list[Atoms], valid: list[Atoms]
+    folder: Path,
+    ledger: Ledger,
+    settings: MaceTrainSettings,
+    data: list[Atoms],
+    valid: list[Atoms],
 ) -> str:
-    """The key of the run in ``folder``: its stamp (it may itself be a continuation), else the
-    key a fresh run with ``settings`` has."""
+    """The key of the run in ``folder`` (it may itself be a continuation): its stamp, else its
+    ledger record's (a fresh checkout has no model folders), else a fresh run's with
+    ``settings``."""
     stamp = folder / "frostline-settings.json"
-    return stamp.read_text() if stamp.exists() else training_key(settings, data, valid, None)
+    if stamp.exists():
+        return stamp.read_text()
+    record = ledger.records.get(folder.relative_to(ledger.root).as_posix())
+    return record["key"] if record else training_key(settings, data, valid, None)
 
 
 def extend_while_capped(
