@@ -218,7 +218,8 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
     ``mae``: (training labels, force MAE meV/Å); ``p95``: (training labels, 95th percentile over
     frames of the frame's largest atomic force error, meV/Å): how wrong the model is on the
     worst configurations, the ones that break an MD run; ``by_element``: (training labels,
-    {element: force MAE meV/Å}), which atoms the MAE is made of.
+    {element: force MAE meV/Å}), which atoms the MAE is made of; ``by_temperature``: (training
+    labels, {oracle-MD temperature K: force MAE meV/Å of its frames}).
     """
     from frostline.distill.validate import predict_atoms
     from frostline.finetune.committee import load_committee
@@ -227,8 +228,9 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
     from frostline.select.calibration import max_atomic_force_error
 
     records = open_campaign_dir(folder)
-    mae, p95, by_element = [], [], []
+    mae, p95, by_element, by_temperature = [], [], [], []
     symbols = [a.get_chemical_symbols() for a in test]
+    temperatures = np.array([float(a.info.get("temperature", np.nan)) for a in test])
     for it, members in iteration_committees(records):
         calc = load_committee(records, members, device="cpu")
         energies, forces = predict_atoms(calc, test)
@@ -236,10 +238,16 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
         errors = error_metrics(*reference, energies, forces, symbols=symbols)
         mae.append((it["n_labelled"], errors.force_mae_mev_per_a))
         by_element.append((it["n_labelled"], errors.force_mae_by_element))
+        per_temperature = {}
+        for t in np.unique(temperatures[np.isfinite(temperatures)]):
+            frames = np.flatnonzero(temperatures == t)
+            wrong = np.concatenate([np.abs(forces[i] - reference[1][i]).ravel() for i in frames])
+            per_temperature[f"{t:.0f} K"] = 1000 * float(wrong.mean())
+        by_temperature.append((it["n_labelled"], per_temperature))
         pairs = zip(forces, reference[1], strict=True)
         worst = [1000 * max_atomic_force_error(f, ref) for f, ref in pairs]
         p95.append((it["n_labelled"], float(np.percentile(worst, 95))))
-    return {"mae": mae, "p95": p95, "by_element": by_element}
+    return {"mae": mae, "p95": p95, "by_element": by_element, "by_temperature": by_temperature}
 
 
 def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, float]]]:
@@ -259,11 +267,24 @@ def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tupl
     if cache.exists():
         doc = json.loads(cache.read_text())
         cached = [n for n, _ in doc.get("mae", [])]
-        if doc.get("test_set") == key and "by_element" in doc and cached == labels:
-            return {k: [tuple(p) for p in doc[k]] for k in ("mae", "p95", "by_element")}
+        parts = ("mae", "p95", "by_element", "by_temperature")
+        if doc.get("test_set") == key and all(k in doc for k in parts) and cached == labels:
+            return {k: [tuple(p) for p in doc[k]] for k in parts}
     curves = md_test_curve(folder, test)
     cache.write_text(json.dumps({"test_set": key, **curves}))
     return curves
+
+
+def label_temperatures(folder: Path) -> dict[str, int]:
+    """Training labels a campaign bought per exploration temperature ("initial": its seeds)."""
+    records = open_campaign_dir(folder)
+    name = campaign_status(records)["campaign"]
+    counts: dict[str, int] = {}
+    for doc in records.find("labelled", {"campaign": name, "role": "train", "status": "ok"}):
+        t = (doc.get("provenance") or {}).get("temperature")
+        key = "initial" if t is None else f"{t:.0f} K"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def curve(folder: Path) -> list[tuple[int, float]]:
@@ -280,14 +301,14 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]
     return list(zip(labels, maes, strict=True))
 
 
-def mean_element_curves(
+def mean_keyed_curves(
     seeds: list[list[tuple[int, dict[str, float]]]],
 ) -> dict[str, list[tuple[int, float]]]:
-    """Per element, the point-by-point mean over seeds of (labels, force MAE of its atoms)."""
-    elements = dict.fromkeys(el for points in seeds for _, by in points for el in by)
+    """Per key (element, temperature), the point-by-point mean over seeds of (labels, MAE)."""
+    keys = dict.fromkeys(k for points in seeds for _, by in points for k in by)
     return {
-        el: mean_curve([[(n, by[el]) for n, by in points if el in by] for points in seeds])
-        for el in elements
+        k: mean_curve([[(n, by[k]) for n, by in points if k in by] for points in seeds])
+        for k in keys
     }
 
 
@@ -464,7 +485,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("jobflow").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    curves, md_curves, tail_curves, element_curves = {}, {}, {}, {}
+    curves, md_curves, tail_curves, element_curves, temperature_curves = {}, {}, {}, {}, {}
+    bought: dict[str, list[dict[str, int]]] = {name: [] for name in args.arms}
     seed_curves: dict[str, list] = {}  # oracle-MD (else validation) curve of every seed
     md_test = []
     if args.md_test_starts > 0:
@@ -472,6 +494,7 @@ def main() -> None:
         print(f"oracle-MD test set: {len(md_test)} frames ({args.out / 'oracle-md-test.extxyz'})")
     for name in args.arms:
         per_seed, md_per_seed, tail_per_seed, element_per_seed = [], [], [], []
+        temperature_per_seed: list = []
         for seed in range(args.seeds):
             folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
             finished = folder / "finished"  # a killed campaign is resumed, not read half done
@@ -486,14 +509,17 @@ def main() -> None:
                 md_per_seed.append(md["mae"])
                 tail_per_seed.append(md["p95"])
                 element_per_seed.append(md["by_element"])
+                temperature_per_seed.append(md["by_temperature"])
             status = campaign_status(open_campaign_dir(folder))
             write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
+            bought[name].append(label_temperatures(folder))
         curves[name] = mean_curve(per_seed)
         seed_curves[name] = md_per_seed or per_seed
         if md_test:
             md_curves[name] = mean_curve(md_per_seed)
             tail_curves[name] = mean_curve(tail_per_seed)
-            element_curves[name] = mean_element_curves(element_per_seed)
+            element_curves[name] = mean_keyed_curves(element_per_seed)
+            temperature_curves[name] = mean_keyed_curves(temperature_per_seed)
     val_ratio = report(
         curves, args.target, "validation", args.al_arm, args.out / "selection.png", args.random_arm
     )
@@ -510,6 +536,16 @@ def main() -> None:
         for element, pts in per_element.items():
             label = f"{name} {element}"
             print(f"{label:<21} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
+    print("\ntraining labels per exploration temperature, each seed")
+    for name, per_seed_counts in bought.items():
+        print(f"{name:<21} " + " | ".join(
+            ", ".join(f"{t} {n}" for t, n in counts.items()) for counts in per_seed_counts
+        ))  # fmt: skip
+    print("\noracle-MD test force MAE per MD temperature of the frames (meV/Å)")
+    for name, per_temperature in temperature_curves.items():
+        for temperature, pts in per_temperature.items():
+            label = f"{name} {temperature}"
+            print(f"{label:<26} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
     if args.al_arm in element_curves and args.random_arm in element_curves:
         al_elements, random_elements = element_curves[args.al_arm], element_curves[args.random_arm]
         for element in sorted(al_elements.keys() & random_elements.keys()):
