@@ -241,8 +241,8 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
         per_temperature = {}
         for t in np.unique(temperatures[np.isfinite(temperatures)]):
             frames = np.flatnonzero(temperatures == t)
-            wrong = np.concatenate([np.abs(forces[i] - reference[1][i]).ravel() for i in frames])
-            per_temperature[f"{t:.0f} K"] = 1000 * float(wrong.mean())
+            subset = [[part[i] for i in frames] for part in (*reference, energies, forces)]
+            per_temperature[f"{t:.0f} K"] = error_metrics(*subset).force_mae_mev_per_a
         by_temperature.append((it["n_labelled"], per_temperature))
         pairs = zip(forces, reference[1], strict=True)
         worst = [1000 * max_atomic_force_error(f, ref) for f, ref in pairs]
@@ -310,6 +310,16 @@ def mean_keyed_curves(
         k: mean_curve([[(n, by[k]) for n, by in points if k in by] for points in seeds])
         for k in keys
     }
+
+
+def print_keyed_curves(title: str, curves: dict[str, dict[str, list[tuple[int, float]]]]) -> None:
+    """One line per arm and key (element, temperature): the MAE at each label count."""
+    print(f"\n{title}")
+    width = max((len(f"{arm} {key}") for arm, by in curves.items() for key in by), default=0)
+    for arm, by_key in curves.items():
+        for key, pts in by_key.items():
+            label = f"{arm} {key}"
+            print(f"{label:<{width}} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
 
 
 def labels_to_reach(points: list[tuple[int, float]], target: float) -> float | None:
@@ -531,21 +541,18 @@ def main() -> None:
     print("\noracle-MD test, 95th percentile of the frames' largest atomic force error (meV/Å)")
     for name, pts in tail_curves.items():
         print(f"{name:<18} " + "  ".join(f"{n:>3}:{e:6.0f}" for n, e in pts))
-    print("\noracle-MD test force MAE per element (meV/Å; the MAE is these weighted by atom count)")
-    for name, per_element in element_curves.items():
-        for element, pts in per_element.items():
-            label = f"{name} {element}"
-            print(f"{label:<21} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
+    print_keyed_curves(
+        "oracle-MD test force MAE per element (meV/Å; the MAE is these weighted by atom count)",
+        element_curves,
+    )
     print("\ntraining labels per exploration temperature, each seed")
     for name, per_seed_counts in bought.items():
         print(f"{name:<21} " + " | ".join(
             ", ".join(f"{t} {n}" for t, n in counts.items()) for counts in per_seed_counts
         ))  # fmt: skip
-    print("\noracle-MD test force MAE per MD temperature of the frames (meV/Å)")
-    for name, per_temperature in temperature_curves.items():
-        for temperature, pts in per_temperature.items():
-            label = f"{name} {temperature}"
-            print(f"{label:<26} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
+    print_keyed_curves(
+        "oracle-MD test force MAE per MD temperature of the frames (meV/Å)", temperature_curves
+    )
     if args.al_arm in element_curves and args.random_arm in element_curves:
         al_elements, random_elements = element_curves[args.al_arm], element_curves[args.random_arm]
         for element in sorted(al_elements.keys() & random_elements.keys()):

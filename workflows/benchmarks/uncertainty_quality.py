@@ -136,6 +136,7 @@ def element_novelty_ranking(
     atoms with the force MAE over the same atoms (meV/Å); ``sets_max``: share of frames whose
     largest novelty (what ``uncertainty: descriptor`` ranks) is one of this element's atoms.
     """
+    from frostline.finetune.evaluate import force_mae_by_element
     from frostline.select.novelty import NoveltyIndex
 
     index = NoveltyIndex()
@@ -146,11 +147,10 @@ def element_novelty_ranking(
         symbols = np.asarray(atoms.get_chemical_symbols())
         distances = index.atom_distances(describe(atoms), symbols)
         owner.append(symbols[int(np.argmax(distances))])
-        wrong = np.abs(predicted - atoms.arrays["REF_forces"])
-        for element in np.unique(symbols):
-            mask = symbols == element
-            novelty[str(element)].append(float(distances[mask].max()))
-            error[str(element)].append(1000 * float(wrong[mask].mean()))
+        frame_error = force_mae_by_element([atoms.arrays["REF_forces"]], [predicted], [symbols])
+        for element, mae in frame_error.items():
+            novelty[element].append(float(distances[symbols == element].max()))
+            error[element].append(mae)
     return {
         element: {
             "rho": float(spearmanr(novelty[element], error[element]).statistic),
