@@ -1,0 +1,100 @@
+"""The data-efficiency benchmark's bookkeeping: ledger keys and extensions that go on from a
+checkpoint (no training here; the trainings themselves are mace-torch's, tested elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "workflows" / "benchmarks" / "data_efficiency.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("data_efficiency_bench", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def labelled_cells(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    cells = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        atoms.arrays["REF_forces"] = rng.normal(size=(len(atoms), 3))
+        atoms.info["REF_energy"] = float(rng.normal())
+        cells.append(atoms)
+    return cells
+
+
+def args(**over) -> argparse.Namespace:
+    base = dict(
+        seed=0, epoch_scale=1, quick=False, lr=0.01, lr_finetune=0.005, patience=30,
+        foundation=Path("foundation.model"), extend_from="checkpoint",
+    )  # fmt: skip
+    return argparse.Namespace(**{**base, **over})
+
+
+def test_best_checkpoint_is_the_highest_epoch(bench, tmp_path):
+    assert bench.best_checkpoint(tmp_path, "f0") is None
+    (tmp_path / "checkpoints").mkdir()
+    for epoch in (9, 99, 10):
+        (tmp_path / "checkpoints" / f"f0_run-0_epoch-{epoch}.pt").write_bytes(b"x")
+    (tmp_path / "checkpoints" / "f5_run-0_epoch-300.pt").write_bytes(b"x")  # another arm
+    assert bench.best_checkpoint(tmp_path, "f0").name == "f0_run-0_epoch-99.pt"
+
+
+def test_a_continuation_clears_another_attempt_and_resumes_its_own(bench, tmp_path):
+    source = tmp_path / "short" / "checkpoints" / "f0_run-0_epoch-99.pt"
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"best of the shorter run")
+    folder = tmp_path / "long"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "f0_run-0_epoch-10.pt").write_bytes(b"a fresh attempt")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "f0_run-0.log").write_text("Epoch 10:")
+    bench.start_continuation(folder, source, "key-A")
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["f0_run-0_epoch-99.pt"]
+    assert not (folder / "logs").exists()
+    # an interrupted continuation with the same key keeps its own later checkpoints
+    (folder / "checkpoints" / "f0_run-0_epoch-150.pt").write_bytes(b"went on")
+    bench.start_continuation(folder, source, "key-A")
+    assert bench.best_checkpoint(folder, "f0").name == "f0_run-0_epoch-150.pt"
+    # another key (other settings) starts again from the source
+    bench.start_continuation(folder, source, "key-B")
+    assert bench.best_checkpoint(folder, "f0").name == "f0_run-0_epoch-99.pt"
+
+
+def test_continuation_keys_chain_through_stamps_and_the_ledger(bench, tmp_path):
+    data, valid = labelled_cells(4, 0), labelled_cells(2, 1)
+    ledger = bench.Ledger(tmp_path / "case-ledger.json", tmp_path / "case")
+    first = tmp_path / "case" / "n4" / "f0"
+    settings_1x = bench.train_settings("f0", data, args(), 1)
+    settings_2x = bench.train_settings("f0", data, args(), 2)
+    assert settings_2x.max_num_epochs == 2 * settings_1x.max_num_epochs
+    fresh_1x = bench.training_key(settings_1x, data, valid, None)
+    # nothing on disk or in the ledger: the key a fresh run has
+    assert bench.previous_key(first, ledger, settings_1x, data, valid) == fresh_1x
+    # a ledger record (a fresh checkout without model folders) names the run's own key
+    ledger.records["n4/f0"] = {"key": "recorded-key", "finished": "now"}
+    assert bench.previous_key(first, ledger, settings_1x, data, valid) == "recorded-key"
+    # the stamp of a run on this machine wins
+    first.mkdir(parents=True)
+    (first / "frostline-settings.json").write_text("stamped-key")
+    assert bench.previous_key(first, ledger, settings_1x, data, valid) == "stamped-key"
+    continued = bench.training_key(settings_2x, data, valid, "stamped-key")
+    fresh_2x = bench.training_key(settings_2x, data, valid, None)
+    assert json.loads(continued)["continues"] == "stamped-key"
+    assert continued != fresh_2x and "continues" not in json.loads(fresh_2x)
+    # other data, another key
+    assert bench.training_key(settings_2x, labelled_cells(4, 2), valid, None) != fresh_2x
