@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from typing import ClassVar  # module level: dataclasses read string annotations here
 
 import numpy as np
 import pytest
@@ -254,3 +255,35 @@ def test_config_errors_from_run_campaign_leave_no_store(tmp_path):
     with pytest.raises(ConfigError, match="elements"):
         run_campaign(config, tmp_path / "c", log=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_memo_keys_find_jobs_stored_before_a_maker_gained_fields():
+    """A field added to a maker (listed in MEMO_ADDED_FIELDS) changes the job's key; at its
+    default the second key is the one the maker without the field had, so old stores resume."""
+    from dataclasses import dataclass
+
+    from frostline.finetune.jobs import FineTuneMaker
+    from frostline.reliability.memo import memo_key, memo_keys
+
+    @dataclass
+    class Before:
+        lr: float = 0.01
+        epochs: int = 20
+
+    @dataclass
+    class After:
+        lr: float = 0.01
+        epochs: int = 20
+        loss: str = "weighted"
+        MEMO_ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("loss",)
+
+    old = memo_key("finetune", maker=Before(), iteration=3)
+    keys = memo_keys("finetune", maker=After(), iteration=3)
+    assert len(keys) == 2 and keys[0] != old and keys[1] == old
+    # a non-default value of the new field is a different job: no match with the old key
+    assert old not in memo_keys("finetune", maker=After(loss="l1l2"), iteration=3)
+    # nothing added: one key, the same as memo_key
+    assert memo_keys("finetune", maker=Before(), iteration=3) == (old,)
+    # other settings still give other keys
+    assert memo_keys("finetune", maker=After(lr=0.02), iteration=3)[1] != old
+    assert set(FineTuneMaker.MEMO_ADDED_FIELDS) <= {f for f in FineTuneMaker.__dataclass_fields__}

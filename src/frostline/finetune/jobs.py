@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import mace  # noqa: F401
 import numpy as np
@@ -25,7 +25,7 @@ from frostline.finetune.train import (
     run_mace_training,
     training_outcome,
 )
-from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
+from frostline.reliability.memo import memo_keys, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
     FreezeSweepPoint,
@@ -139,6 +139,9 @@ class FineTuneMaker(Maker):
     patience: int = 0
     retrain_failed: int = 0
     seed: int = 0
+    # fields added after campaigns were stored; at their defaults they are left out of the
+    # legacy memo key, so those campaigns resume (frostline.reliability.memo.memo_keys)
+    MEMO_ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("loss", "huber_delta")
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -177,8 +180,9 @@ class FineTuneMaker(Maker):
         if freeze is None and self.freeze_sweep and not validation:
             raise ValueError("a freeze sweep needs validation structures to compare levels")
         records = current_records()
-        key = self._memo_key(foundation, train, validation, campaign, iteration, freeze)
-        reused = memo_lookup(key)
+        keys = self._memo_keys(foundation, train, validation, campaign, iteration, freeze)
+        key = keys[0]
+        reused = memo_lookup(keys)
         if reused is not None:  # a resumed run: this committee was trained before the crash
             result = FineTuneResult.model_validate(reused)
             for m in result.models:  # every file still there, sha256 verified
@@ -264,14 +268,15 @@ class FineTuneMaker(Maker):
             wall_time_s=time.perf_counter() - start,
         )
 
-    def _memo_key(self, foundation, train, validation, campaign, iteration, freeze) -> str:
-        """What the committee depends on: settings, foundation file, data (by hash), place."""
+    def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze) -> tuple:
+        """What the committee depends on: settings, foundation file, data (by hash), place
+        (``memo_keys``: the current key, then the one before ``MEMO_ADDED_FIELDS``)."""
         fingerprint = sha256_file(foundation) if Path(foundation).is_file() else foundation
 
         def ids(labels: list[LabelledStructure]) -> list:
             return [(x.structure_hash, x.oracle_settings_hash, x.status) for x in labels]
 
-        return memo_key(
+        return memo_keys(
             "finetune",
             maker=self,
             foundation=fingerprint,

@@ -25,33 +25,70 @@ from pydantic import BaseModel
 MEMO_FIELD = "frostline_memo"
 
 
-def _plain(obj: Any) -> Any:
+ADDED_FIELDS_ATTRIBUTE = "MEMO_ADDED_FIELDS"
+"""A maker dataclass lists here the fields it gained after stores were written with it."""
+
+
+def _at_default(obj: Any, f: dataclasses.Field) -> bool:
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return False
+    return getattr(obj, f.name) == default
+
+
+def _plain(obj: Any, legacy: bool = False) -> Any:
+    """``obj`` as JSON-able data; ``legacy``: without fields a dataclass lists in
+    ``MEMO_ADDED_FIELDS`` while they hold their defaults (the data an older version keyed)."""
     if isinstance(obj, BaseModel):
         return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        added = getattr(type(obj), ADDED_FIELDS_ATTRIBUTE, ()) if legacy else ()
+        return {
+            f.name: _plain(getattr(obj, f.name), legacy)
+            for f in dataclasses.fields(obj)
+            if not (f.name in added and _at_default(obj, f))
+        }
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): _plain(v, legacy) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
+        return [_plain(v, legacy) for v in obj]
     return obj
+
+
+def _key(kind: str, plain_parts: dict) -> str:
+    payload = json.dumps({"kind": kind, **plain_parts}, sort_keys=True, default=str)
+    return f"{kind}:{hashlib.sha256(payload.encode()).hexdigest()[:40]}"
 
 
 def memo_key(kind: str, **parts: Any) -> str:
     """A stable key of a job's kind and everything its result depends on."""
-    payload = json.dumps({"kind": kind, **_plain(parts)}, sort_keys=True, default=str)
-    return f"{kind}:{hashlib.sha256(payload.encode()).hexdigest()[:40]}"
+    return _key(kind, _plain(parts))
 
 
-def memo_lookup(key: str) -> dict | None:
-    """The output of a finished job with ``key`` in the running job's store (None: none)."""
+def memo_keys(kind: str, **parts: Any) -> tuple[str, ...]:
+    """``memo_key``, then (if different) the key the same job had before its makers gained the
+    fields they list in ``MEMO_ADDED_FIELDS``, those fields being at their defaults: a campaign
+    stored by an older frostline still resumes (or is extended) without recomputing."""
+    current, legacy = memo_key(kind, **parts), _key(kind, _plain(parts, legacy=True))
+    return (current,) if legacy == current else (current, legacy)
+
+
+def memo_lookup(key: str | tuple[str, ...]) -> dict | None:
+    """The output of a finished job with ``key`` (or any of ``memo_keys``; the latest finished)
+    in the running job's store (None: none)."""
     from jobflow import CURRENT_JOB
 
     store = CURRENT_JOB.store
     if store is None:
         return None
+    keys = [key] if isinstance(key, str) else list(key)
     doc = store.docs_store.query_one(
-        {f"metadata.{MEMO_FIELD}": key}, properties=["output", "uuid"], sort={"completed_at": -1}
+        {f"metadata.{MEMO_FIELD}": {"$in": keys}},
+        properties=["output", "uuid"],
+        sort={"completed_at": -1},
     )
     if doc is None or doc.get("output") is None:
         return None
