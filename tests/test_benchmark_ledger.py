@@ -98,3 +98,26 @@ def test_continuation_keys_chain_through_stamps_and_the_ledger(bench, tmp_path):
     assert continued != fresh_2x and "continues" not in json.loads(fresh_2x)
     # other data, another key
     assert bench.training_key(settings_2x, labelled_cells(4, 2), valid, None) != fresh_2x
+
+
+def test_a_learning_rate_grid_keeps_the_records_of_its_first_rate(bench, tmp_path):
+    data = labelled_cells(4, 0)
+    shipped = {"foundation": bench.MINI_FOUNDATION}  # scratch reads its architecture from it
+    single, grid = args(**shipped, lr_finetune=0.005), args(**shipped, lr_finetune=[0.005, 0.002])
+    # the grid's first rate trains exactly what the single rate did: same key, same folder
+    for arm in ("f0", "scratch"):
+        assert (
+            bench.train_settings(arm, data, grid).fingerprint()
+            == bench.train_settings(arm, data, single).fingerprint()
+        )
+    work = tmp_path / "case" / "n60"
+    assert bench.rate_folder(work, 0.005, grid.lr_finetune) == work
+    # another rate: its own settings and folder; scratch's rate and the grid itself untouched
+    other = bench.at_rate(grid, "f0", 0.002)
+    assert bench.train_settings("f0", data, other).lr == 0.002
+    assert bench.train_settings("scratch", data, other).lr == 0.01
+    assert bench.train_settings("f0", data, grid).lr == 0.005
+    assert bench.rate_folder(work, 0.002, grid.lr_finetune) == tmp_path / "case" / "n60-lr0.002"
+    scratch = bench.at_rate(args(**shipped, lr=[0.01, 0.005]), "scratch", 0.005)
+    assert bench.train_settings("scratch", data, scratch).lr == 0.005
+    assert bench.train_settings("f0", data, scratch).lr == 0.005  # the fine-tune's own rate

@@ -194,7 +194,7 @@ def train_settings(
         seed=args.seed,
         max_num_epochs=epoch_factor * args.epoch_scale * epochs_for(len(data), args.quick),
         batch_size=min(4, max(1, len(data) - 1)),
-        lr=args.lr if scratch else args.lr_finetune,
+        lr=first_rate(args.lr if scratch else args.lr_finetune),
         energy_weight=10.0,
         forces_weight=10.0,
         e0s="average" if scratch else "estimated",
@@ -204,6 +204,23 @@ def train_settings(
         extra={"patience": str(patience)} if patience else {},
         **(foundation_architecture(str(args.foundation)) if scratch else {}),
     )
+
+
+def first_rate(rates: float | list[float]) -> float:
+    """The rate a run uses: the first of a grid (``--lr`` and ``--lr-finetune`` take several)."""
+    return rates[0] if isinstance(rates, list) else rates
+
+
+def at_rate(args: argparse.Namespace, arm: str, lr: float) -> argparse.Namespace:
+    """``args`` with ``arm``'s rate set to ``lr`` (scratch: ``--lr``, else ``--lr-finetune``)."""
+    field = "lr" if arm == "scratch" else "lr_finetune"
+    return argparse.Namespace(**{**vars(args), field: [lr]})
+
+
+def rate_folder(work: Path, lr: float, grid: float | list[float]) -> Path:
+    """Where a run at ``lr`` lives: ``work`` for the grid's first rate (the folders and ledger
+    names of runs recorded before the grid existed), ``work-lrX`` for the others."""
+    return work if lr == first_rate(grid) else work.with_name(f"{work.name}-lr{lr:g}")
 
 
 def training_key(
@@ -423,16 +440,26 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     # the target first (so a partial run already knows it): the full-data scratch model, and
     # since the target must not come from an under-trained model, the same trained longer while
     # it ends at its epoch cap (2x, 4x, ... up to --max-extension)
-    full = train("scratch", subsets[1.0], out / case / f"n{sizes[-1]}", args, val, test, ledger)
-    report("scratch", sizes[-1], full)
-    target = full.test[0]
-    full_folder = out / case / f"n{sizes[-1]}" / "scratch"
-    for factor, trained in extend_while_capped(
-        "scratch", subsets[1.0], full, out / case, ledger, args, val, test, full_folder
-    ):
-        report(f"scratch {factor}x epochs", sizes[-1], trained)
-        results[f"scratch {factor}x epochs"][sizes[-1]] = trained.test
-        target = min(target, trained.test[0])
+    # every rate of the --lr grid trains its own target run (and its extensions): the target is
+    # the best of them, so a fine-tune with a tuned rate is not compared with an untuned scratch
+    target = float("inf")
+    for lr in args.lr:
+        rate_args = at_rate(args, "scratch", lr)
+        work = rate_folder(out / case / f"n{sizes[-1]}", lr, args.lr)
+        label = "scratch" if lr == args.lr[0] else f"scratch lr{lr:g}"
+        full = train("scratch", subsets[1.0], work, rate_args, val, test, ledger)
+        report(label, sizes[-1], full)
+        if lr != args.lr[0]:
+            results[label][sizes[-1]] = full.test
+        target = min(target, full.test[0])
+        longer = out / case / (f"lr{lr:g}" if lr != args.lr[0] else "")
+        runs = extend_while_capped(
+            "scratch", subsets[1.0], full, longer, ledger, rate_args, val, test, work / "scratch"
+        )
+        for factor, trained in runs:
+            report(f"{label} {factor}x epochs", sizes[-1], trained)
+            results[f"{label} {factor}x epochs"][sizes[-1]] = trained.test
+            target = min(target, trained.test[0])
     console.print(f"{case}: target (best full-data scratch test force MAE) {target:.1f} meV/Å")
     # the fine-tunes of every size first (they decide the ratio), then scratch's learning curve
     for n in sizes:
@@ -445,26 +472,37 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         # what a freeze sweep on the validation split keeps
         best = min(FINE_TUNE_ARMS, key=lambda a: val_force[a][n])
         results["sweep"][n] = results[best][n]
-        results["sweep level"][n] = (float(best[1:]), 1.0)
+        results["sweep level"][n] = (float(best[1:]), 1.0, first_rate(args.lr_finetune))
         reached = any(results["sweep"][m][0] <= target for m in sizes if m < n)
         if reached and not args.extend_all:
             continue  # sizes after the curve reached the target cannot change the ratio
         # the target comes from a scratch model trained as long as it kept improving; a fine-tune
         # that ended at its epoch cap still improving gets the same treatment, and the sweep keeps
-        # the run with the lowest validation error
+        # the run with the lowest validation error; the chosen level is then trained at the other
+        # rates of the --lr-finetune grid (each extended the same way), the sweep keeps the best
         best_validation = val_force[best][n]
-        work = out / case / f"n{n}"
-        runs = extend_while_capped(
-            best, subsets_by_size[n], trained_at_n[best], work, ledger, args, val, test
-        )
-        for factor, trained in runs:
-            results[f"{best} {factor}x epochs"][n] = trained.test
-            note = f", validation {trained.validation[0]:.1f} (1x: {val_force[best][n]:.1f})"
-            report(f"{best} {factor}x epochs", n, trained, note)
-            if trained.validation[0] < best_validation:
-                best_validation = trained.validation[0]
-                results["sweep"][n] = trained.test
-                results["sweep level"][n] = (float(best[1:]), float(factor))
+        for lr in args.lr_finetune:
+            rate_args = at_rate(args, best, lr)
+            work = rate_folder(out / case / f"n{n}", lr, args.lr_finetune)
+            label = best if lr == args.lr_finetune[0] else f"{best} lr{lr:g}"
+            if lr == args.lr_finetune[0]:
+                first = trained_at_n[best]
+            else:
+                first = train(best, subsets_by_size[n], work, rate_args, val, test, ledger)
+                results[label][n] = first.test
+                report(f"{label} 1x epochs", n, first, f", validation {first.validation[0]:.1f}")
+            runs = extend_while_capped(
+                best, subsets_by_size[n], first, work, ledger, rate_args, val, test
+            )
+            for factor, trained in runs:
+                results[f"{label} {factor}x epochs"][n] = trained.test
+                note = f", validation {trained.validation[0]:.1f} (1x: {first.validation[0]:.1f})"
+                report(f"{label} {factor}x epochs", n, trained, note)
+            for factor, trained in [(1, first), *runs]:
+                if trained.validation[0] < best_validation:
+                    best_validation = trained.validation[0]
+                    results["sweep"][n] = trained.test
+                    results["sweep level"][n] = (float(best[1:]), float(factor), lr)
     for n in sizes:
         trained = train("scratch", subsets_by_size[n], out / case / f"n{n}", args, val, test,
                         ledger)  # fmt: skip
@@ -476,8 +514,9 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         table.add_column(arm, justify="right")
     for n in sizes:
         row = [f"{results[a][n][0]:.1f} ({results[a][n][1]:.1f})" for a in (*ARMS, "sweep")]
-        level, extended = results["sweep level"][n]
+        level, extended, lr = results["sweep level"][n]
         row[-1] += f" f{int(level)}" + (f" {int(extended)}x" if extended > 1 else "")
+        row[-1] += f" lr{lr:g}" if lr != first_rate(args.lr_finetune) else ""
         table.add_row(str(n), *row)
     console.print(table)
     plot(case, sizes, results, out / f"data_efficiency_{case}.png")
@@ -511,12 +550,19 @@ def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
             if longer:
                 ax.plot(list(longer), [f for f, _ in longer.values()], marker, color=f"C{i}",
                         ms=12, label=f"{arm}, {factor}x epochs")  # fmt: skip
+        # runs at the other rates of a learning-rate grid: open markers, one per run (1x, 2x, ...)
+        rates = sorted({k.split()[1] for k in results if k.startswith(f"{arm} lr")})
+        for rate, marker in zip(rates, "Dsv^", strict=False):
+            runs = [r for k, r in results.items() if k.split()[:2] == [arm, rate]]
+            points = [(n, r[n][0]) for r in runs for n in r]
+            ax.plot(*zip(*points, strict=True), marker, mfc="none", color=f"C{i}", ms=9,
+                    label=f"{arm}, {rate.replace('lr', 'lr ')} (all epoch budgets)")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training structures")
     ax.set_ylabel("test force MAE (meV/Å)")
     ax.set_title(f"data efficiency: {case}")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -569,8 +615,8 @@ def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
     passed = ["--n", str(args.n), "--n-val", str(args.n_val), "--n-test", str(args.n_test)]
     passed += ["--seed", str(args.seed), "--out", str(args.out)]
     passed += ["--quick"] if args.quick else []
-    passed += ["--foundation", str(args.foundation), "--lr", str(args.lr)]
-    passed += ["--lr-finetune", str(args.lr_finetune), "--patience", str(args.patience)]
+    passed += ["--foundation", str(args.foundation), "--lr", *map(str, args.lr)]
+    passed += ["--lr-finetune", *map(str, args.lr_finetune), "--patience", str(args.patience)]
     passed += ["--epoch-scale", str(args.epoch_scale)]
     passed += ["--extend-all"] if args.extend_all else []
     passed += ["--max-extension", str(args.max_extension), "--extend-from", args.extend_from]
@@ -631,8 +677,22 @@ def main() -> None:
     parser.add_argument(
         "--foundation", type=Path, default=MINI_FOUNDATION, help="foundation .model to fine-tune"
     )
-    parser.add_argument("--lr", type=float, default=0.01, help="learning rate from scratch")
-    parser.add_argument("--lr-finetune", type=float, default=0.01, help="fine-tuning rate")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        nargs="+",
+        default=[0.01],
+        help="learning rate(s) from scratch: the curve uses the first, the target is the best "
+        "full-data model over all of them",
+    )
+    parser.add_argument(
+        "--lr-finetune",
+        type=float,
+        nargs="+",
+        default=[0.01],
+        help="fine-tuning rate(s): the freeze sweep runs at the first, the chosen level is then "
+        "trained at the others and the sweep keeps the best on validation",
+    )
     parser.add_argument(
         "--patience",
         type=int,
