@@ -24,9 +24,15 @@ per case, the ratio "training points the sweep-chosen fine-tune needs to reach t
 full-data force MAE, divided by N" per case, and last the larger ratio:
 
     .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
-        [--foundation PATH] [--lr-finetune 0.005] [--patience 30] [--epoch-scale 2]
-        [--max-extension 4] [--extend-from checkpoint]
+        [--foundation PATH] [--lr 0.01 0.005] [--lr-finetune 0.005 0.002] [--patience 30]
+        [--epoch-scale 2] [--max-extension 4] [--extend-from checkpoint]
         [--progress]   (the trainings recorded so far in OUT/CASE-ledger.json; trains nothing)
+
+Learning-rate grids: with several ``--lr`` values the full-data scratch model is trained (and
+extended) at each and the target is the best of them; with several ``--lr-finetune`` values the
+freeze sweep runs at the first and the level it chooses is trained (and extended) at the others,
+the sweep keeping the run with the lowest validation error. Runs at a grid's first rate keep
+their folders (and ledger records), the others live in ``nN-lrX/`` (targets: ``lrX/``).
 
 A short ``--patience`` ends trainings on noise: with 10, f0 at 60 H2/Cu structures stopped at
 epoch 59 on one EMA spike while its validation error was still falling (test 65.3 meV/Å; the
