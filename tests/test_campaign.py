@@ -215,6 +215,31 @@ def test_fates_table_reads_iterations_recorded_before_the_uncertainty_field():
     assert "36" in text
 
 
+def test_a_learning_rate_chosen_by_the_first_sweep_is_kept_and_shown(tmp_path, foundation):
+    """lr_sweep with sweep: first — iteration 0 tries both rates, iteration 1 trains at the
+    chosen one without sweeping; status --json and the table show the rate."""
+    config = parse_config(
+        tiny_campaign(name="rates", finetune={"lr": 0.02, "lr_sweep": [1e-6], "sweep": "first"})
+    )
+    run_campaign(config, tmp_path, log=False)
+    status = campaign_status(open_campaign_dir(Path(tmp_path)))
+    first, second = status["iterations"]
+    assert sorted(p["lr"] for p in first["freeze_sweep"]) == [1e-6, 0.02]
+    chosen = next(p for p in first["freeze_sweep"] if p["chosen"])
+    assert first["finetune_lr"] == chosen["lr"]
+    assert second["freeze_sweep"] == [] and second["finetune_lr"] == chosen["lr"]
+    from rich.console import Console
+
+    from frostline.report.tables import status_table
+
+    console = Console(width=250, record=True)
+    console.print(status_table(status))
+    text = console.export_text()
+    assert "freeze, lr" in text
+    assert f"f6 lr {chosen['lr']:g} (swept lr 1e-06/0.02)" in text
+    assert text.count(f"f6 lr {chosen['lr']:g}") == 2
+
+
 def test_doubled_policy_sweeps_again_once_the_training_set_has_doubled(tmp_path, foundation):
     """sweep: doubled, 4 labels + 4 per iteration: sweeps at 4 and 8 labels, not at 12."""
     config = parse_config(

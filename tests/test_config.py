@@ -60,6 +60,7 @@ def test_unknown_field_is_named(tmp_path):
         ("finetune", {"freeze": 9}, "finetune.freeze"),
         ("finetune", {"committee_size": "many"}, "finetune.committee_size"),
         ("finetune", {"freeze_sweep": [0, 8]}, "finetune.freeze_sweep"),
+        ("finetune", {"lr_sweep": [0.005, -0.01]}, "finetune.lr_sweep"),
         ("finetune", {"sweep": "sometimes"}, "finetune.sweep"),
         ("finetune", {"loss": "mse"}, "finetune.loss"),
         ("finetune", {"loss": "huber", "stress_weight": 1.0}, "finetune"),

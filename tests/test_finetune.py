@@ -214,6 +214,42 @@ def test_freeze_sweep_keeps_the_level_with_lowest_validation_error(foundation, t
     )
 
 
+def test_lr_sweep_trains_the_chosen_level_at_every_rate_and_keeps_the_best(foundation, tmp_path):
+    """Levels at ``lr`` first, then the best level at each other rate; lowest validation wins."""
+    store = make_job_store(StoreConfig(), tmp_path)
+    maker = FineTuneMaker(
+        committee_size=2, epochs=2, batch_size=2, lr=0.02, freeze_sweep=(7, 6), lr_sweep=(1e-6,)
+    )
+    job = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "lrs", 0)
+    run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
+    store.connect()
+    result = FineTuneResult.model_validate(job.output.resolve(store))
+    points = result.freeze_sweep
+    at_lr = [p for p in points if p.lr == 0.02]
+    assert sorted(p.freeze_level for p in at_lr) == [6, 7]
+    level_chosen_at_lr = min(at_lr, key=lambda p: p.metrics.force_mae_mev_per_a).freeze_level
+    # the other rate ran once, at the level the level sweep chose
+    assert [(p.freeze_level, p.lr) for p in points if p.lr != 0.02] == [(level_chosen_at_lr, 1e-6)]
+    best = min(points, key=lambda p: p.metrics.force_mae_mev_per_a)
+    assert [p.chosen for p in points].count(True) == 1 and best.chosen
+    assert (result.freeze_level, result.lr) == (best.freeze_level, best.lr)
+    assert all(m.freeze_level == best.freeze_level for m in result.models)
+    assert result.models[0].metrics.force_mae_mev_per_a == pytest.approx(
+        best.metrics.force_mae_mev_per_a
+    )
+    # a rate passed in (one an earlier sweep chose) skips the sweep and trains at that rate
+    again = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "lrs", 1, 6, 0.005)
+    run_locally(again, store=store, root_dir=tmp_path / "jobs2", create_folders=True, log=False)
+    carried = FineTuneResult.model_validate(again.output.resolve(store))
+    assert carried.freeze_sweep == [] and (carried.freeze_level, carried.lr) == (6, 0.005)
+
+
+def test_lr_sweep_needs_validation(foundation):
+    maker = FineTuneMaker(committee_size=1, epochs=1, lr_sweep=(0.001,))
+    with pytest.raises(ValueError, match="learning-rate sweep needs validation"):
+        maker.make.original(maker, foundation, emt_labels(4, 0), [], "sw", 0)
+
+
 def test_freeze_sweep_needs_validation(foundation):
     maker = FineTuneMaker(committee_size=1, epochs=1, freeze_sweep=(0, 6))
     with pytest.raises(ValueError, match="freeze sweep needs validation"):

@@ -84,6 +84,11 @@ class FineTuneConfig(_Strict):
         "0: keep it (status warns)",
     )
     lr: float = Field(0.01, gt=0)
+    lr_sweep: list[float] = Field(
+        default_factory=list,
+        description="other learning rates to try (member 0 at the level the freeze sweep chose, "
+        "or at `freeze`; lowest validation force MAE wins; swept when `sweep` says, like levels)",
+    )
     batch_size: int = Field(4, ge=1)
     subsample: float = Field(0.85, gt=0, le=1.0, description="data fraction per member (>=1 ref.)")
     e0s: Literal["estimated", "foundation", "average"] = "estimated"
@@ -130,6 +135,14 @@ class FineTuneConfig(_Strict):
         if bad:
             raise ValueError(f"freeze levels must be 0-7, got {bad}")
         return sorted(set(v))
+
+    @field_validator("lr_sweep")
+    @classmethod
+    def _rates(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not x > 0]
+        if bad:
+            raise ValueError(f"learning rates must be > 0, got {bad}")
+        return sorted(set(v), reverse=True)
 
     @model_validator(mode="after")
     def _loss_takes_no_weights(self) -> FineTuneConfig:

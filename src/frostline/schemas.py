@@ -219,12 +219,13 @@ class ModelDoc(BaseModel):
 
 
 class FreezeSweepPoint(BaseModel):
-    """One freeze level tried by a freeze sweep, with member 0's validation errors."""
+    """One freeze level (and learning rate) tried by a sweep, with member 0's validation errors."""
 
     freeze_level: int
     trainable_parameters: int
     metrics: ValidationMetrics
     chosen: bool = False
+    lr: float | None = Field(None, description="learning rate of this point (None: before lr)")
 
 
 class FineTuneResult(BaseModel):
@@ -234,6 +235,7 @@ class FineTuneResult(BaseModel):
     committee_metrics: ValidationMetrics | None = None
     freeze_level: int
     freeze_sweep: list[FreezeSweepPoint] = Field(default_factory=list)
+    lr: float | None = Field(None, description="learning rate the committee trained at")
     trainable_parameters: int
     total_parameters: int
     wall_time_s: float
@@ -304,8 +306,9 @@ class IterationDoc(BaseModel):
     )
     freeze_level: int | None = None
     freeze_sweep: list[dict[str, Any]] = Field(
-        default_factory=list, description="levels tried and their validation errors"
+        default_factory=list, description="levels (and rates) tried and their validation errors"
     )
+    finetune_lr: float | None = Field(None, description="learning rate the committee trained at")
     model_ids: list[str] = Field(default_factory=list)
     stop_reason: str | None = None
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")

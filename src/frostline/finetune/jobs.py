@@ -132,6 +132,7 @@ class FineTuneMaker(Maker):
     device: str = "auto"
     keep_foundation_elements: bool = False
     freeze_sweep: tuple[int, ...] = ()
+    lr_sweep: tuple[float, ...] = ()
     checkpoint_on: str = "holdout"
     member_weights: str = "uniform"
     loss: str = "weighted"
@@ -141,7 +142,7 @@ class FineTuneMaker(Maker):
     seed: int = 0
     # fields added after campaigns were stored; at their defaults they are left out of the
     # legacy memo key, so those campaigns resume (frostline.reliability.memo.memo_keys)
-    MEMO_ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("loss", "huber_delta")
+    MEMO_ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("loss", "huber_delta", "lr_sweep")
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -163,13 +164,17 @@ class FineTuneMaker(Maker):
         campaign: str = "campaign",
         iteration: int = 0,
         freeze: int | None = None,
+        lr: float | None = None,
     ) -> FineTuneResult:
         """Train ``committee_size`` members on ``train``; evaluate them on ``validation``.
 
         With ``freeze_sweep`` levels (and no explicit ``freeze``), member 0 is first trained at
         every level; the level with the lowest validation force MAE is kept (member 0 of that
-        level is reused) and the rest of the committee is trained at it. ``freeze`` overrides
-        the maker's level and skips the sweep (a level chosen in an earlier iteration).
+        level is reused) and the rest of the committee is trained at it. With ``lr_sweep``
+        rates, member 0 is then trained at that level (``freeze`` without a level sweep) at
+        each of them too and the (level, rate) with the lowest validation force MAE is kept.
+        ``freeze`` overrides the maker's level and skips the sweeps (a level chosen in an
+        earlier iteration); ``lr`` overrides the maker's rate (one an earlier sweep chose).
         """
         start = time.perf_counter()
         train = [LabelledStructure.model_validate(t) for t in train]
@@ -177,10 +182,12 @@ class FineTuneMaker(Maker):
         ok = [t for t in train if t.status == "ok"]
         if len(ok) < 2:
             raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {len(ok)}")
-        if freeze is None and self.freeze_sweep and not validation:
-            raise ValueError("a freeze sweep needs validation structures to compare levels")
+        sweeping = freeze is None and bool(self.freeze_sweep or self.lr_sweep)
+        if sweeping and not validation:
+            kind = "freeze" if self.freeze_sweep else "learning-rate"
+            raise ValueError(f"a {kind} sweep needs validation structures to compare its runs")
         records = current_records()
-        keys = self._memo_keys(foundation, train, validation, campaign, iteration, freeze)
+        keys = self._memo_keys(foundation, train, validation, campaign, iteration, freeze, lr)
         key = keys[0]
         reused = memo_lookup(keys)
         if reused is not None:  # a resumed run: this committee was trained before the crash
@@ -198,8 +205,9 @@ class FineTuneMaker(Maker):
         device = resolve_device(self.device)
         checkpoint_set = self._checkpoint_set(validation)
         level, sweep, trained = self.freeze if freeze is None else freeze, [], None
-        if freeze is None and self.freeze_sweep:
-            level, sweep, trained = self._sweep(
+        rate = self.lr if lr is None else lr
+        if sweeping:
+            level, rate, sweep, trained = self._sweep(
                 foundation, foundation_model, ok, validation, iteration, device, checkpoint_set
             )
         trainable, total = count_parameters(foundation_model, level)
@@ -212,13 +220,14 @@ class FineTuneMaker(Maker):
                 console.print(
                     f"[bold]fine-tune[/] iteration {iteration} member {member + 1}/"
                     f"{self.committee_size}: {len(data)} structures, freeze f{level}, "
-                    f"{trainable:,}/{total:,} parameters trainable"
+                    f"{trainable:,}/{total:,} parameters trainable, lr {rate:g}"
                 )
                 trained = self._train(
                     foundation,
                     data,
                     seed,
                     level,
+                    rate,
                     device,
                     f"member{member}",
                     checkpoint_set,
@@ -263,14 +272,16 @@ class FineTuneMaker(Maker):
             committee_metrics=committee_metrics,
             freeze_level=level,
             freeze_sweep=sweep,
+            lr=rate,
             trainable_parameters=trainable,
             total_parameters=total,
             wall_time_s=time.perf_counter() - start,
         )
 
-    def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze) -> tuple:
+    def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze, lr) -> tuple:
         """What the committee depends on: settings, foundation file, data (by hash), place
-        (``memo_keys``: the current key, then the one before ``MEMO_ADDED_FIELDS``)."""
+        (``memo_keys``: the current key, then the one before ``MEMO_ADDED_FIELDS``; a rate
+        passed in is part of the key only when given, so keys without one are unchanged)."""
         fingerprint = sha256_file(foundation) if Path(foundation).is_file() else foundation
 
         def ids(labels: list[LabelledStructure]) -> list:
@@ -285,6 +296,7 @@ class FineTuneMaker(Maker):
             campaign=campaign,
             iteration=iteration,
             freeze=freeze,
+            **({"lr": lr} if lr is not None else {}),
         )
 
     def _checkpoint_set(self, validation: list[LabelledStructure]) -> list[LabelledStructure]:
@@ -307,6 +319,7 @@ class FineTuneMaker(Maker):
         data: list,
         seed: int,
         level: int,
+        lr: float,
         device: str,
         name: str,
         valid: list | None = None,
@@ -319,14 +332,12 @@ class FineTuneMaker(Maker):
         weight per structure of ``data`` (mace-torch's ``config_weight``). Retry ``k`` trains
         in ``NAME-retryK``; when every attempt failed the last one is kept (status warns).
         """
-        path = self._train_once(
-            foundation, data, seed, self.lr, level, device, name, valid, weights
-        )
+        path = self._train_once(foundation, data, seed, lr, level, device, name, valid, weights)
         outcome = training_outcome(path.parent, path.stem, self.epochs)
         attempt = 0
         while attempt < self.retrain_failed and outcome is not None and outcome.never_improved:
             attempt += 1
-            retry_seed, retry_lr = retry_settings(seed, self.lr, attempt)
+            retry_seed, retry_lr = retry_settings(seed, lr, attempt)
             console.print(
                 f"[yellow]fine-tune[/] {name} kept its first epoch of {outcome.epochs_run} (it "
                 f"never improved): retry {attempt}/{self.retrain_failed} with seed {retry_seed}, "
@@ -391,19 +402,23 @@ class FineTuneMaker(Maker):
         iteration: int,
         device: str,
         checkpoint_set: list[LabelledStructure],
-    ) -> tuple[int, list[FreezeSweepPoint], TrainedModel]:
-        """Member 0 at every sweep level; (best level, all results, best member-0 file)."""
+    ) -> tuple[int, float, list[FreezeSweepPoint], TrainedModel]:
+        """Member 0 at every sweep level (at ``lr``), then at the best level at every other rate
+        of ``lr_sweep``; (best level, best rate, all results, best member-0 file)."""
         seed = self.seed + 1000 * iteration
         data, weights = self._member_data(ok, seed)
-        points, files = [], {}
-        for level in sorted(set(self.freeze_sweep)):
+        points: list[FreezeSweepPoint] = []
+        files: dict[tuple[int, float], TrainedModel] = {}
+
+        def run(level: int, lr: float) -> None:
             trainable, total = count_parameters(foundation_model, level)
             console.print(
-                f"[bold]freeze sweep[/] iteration {iteration}: f{level}, "
+                f"[bold]sweep[/] iteration {iteration}: f{level}, lr {lr:g}, "
                 f"{trainable:,}/{total:,} parameters trainable, {len(data)} structures"
             )
+            name = f"sweep-f{level}" if lr == self.lr else f"sweep-f{level}-lr{lr:g}"
             trained = self._train(
-                foundation, data, seed, level, device, f"sweep-f{level}", checkpoint_set, weights
+                foundation, data, seed, level, lr, device, name, checkpoint_set, weights
             )
             calc = committee_calculator([trained.path], device=device, dtype=self.default_dtype)
             points.append(
@@ -411,13 +426,24 @@ class FineTuneMaker(Maker):
                     freeze_level=level,
                     trainable_parameters=trainable,
                     metrics=evaluate(calc, validation),
+                    lr=lr,
                 )
             )
-            files[level] = trained
-        best = min(points, key=lambda p: p.metrics.force_mae_mev_per_a)
+            files[level, lr] = trained
+
+        def error(point: FreezeSweepPoint) -> float:
+            return point.metrics.force_mae_mev_per_a
+
+        for level in sorted(set(self.freeze_sweep)) or [self.freeze]:
+            run(level, self.lr)
+        level = min(points, key=error).freeze_level
+        for lr in sorted(set(self.lr_sweep) - {self.lr}, reverse=True):
+            run(level, lr)
+        best = min(points, key=error)
         best.chosen = True
-        table = ", ".join(f"f{p.freeze_level} {p.metrics.force_mae_mev_per_a:.1f}" for p in points)
+        table = ", ".join(f"f{p.freeze_level} lr {p.lr:g} {error(p):.1f}" for p in points)
         console.print(
-            f"[bold]freeze sweep[/] validation force MAE meV/Å: {table} → f{best.freeze_level}"
+            f"[bold]sweep[/] validation force MAE meV/Å: {table} → f{best.freeze_level}, "
+            f"lr {best.lr:g}"
         )
-        return best.freeze_level, points, files[best.freeze_level]
+        return best.freeze_level, best.lr, points, files[best.freeze_level, best.lr]

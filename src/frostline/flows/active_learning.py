@@ -132,6 +132,7 @@ class ActiveLearningMaker(Maker):
                 default_dtype=ft.default_dtype,
                 device=ft.device,
                 freeze_sweep=tuple(ft.freeze_sweep),
+                lr_sweep=tuple(ft.lr_sweep),
                 checkpoint_on=ft.checkpoint_on,
                 member_weights=ft.member_weights,
                 patience=ft.patience,
@@ -229,19 +230,23 @@ class ActiveLearningMaker(Maker):
         trust: list[float] | None = None,
         freeze: int | None = None,
         swept_at: int | None = None,
+        lr: float | None = None,
     ):
         """Iteration ``index``: fine-tune, explore, select, label, calibrate, then advance.
 
         ``trust``: the calibrated trust window from the previous iteration (None: fixed);
         ``freeze``: the level an earlier freeze sweep chose (None: the maker decides, sweeping
-        if it has ``freeze_sweep`` levels); ``swept_at``: training labels at the last sweep.
+        if it has ``freeze_sweep`` levels); ``swept_at``: training labels at the last sweep;
+        ``lr``: the learning rate an earlier ``lr_sweep`` chose (None: the maker's).
         """
         started = time.time()
         if index == 0:  # the initial set counts against the budget (imported labels cost nothing)
             n_labels_spent = sum(
                 LabelledStructure.model_validate(t).provenance.sampler != "import" for t in train
             )
-        ft = self.finetune.make(self.foundation, train, validation, self.campaign, index, freeze)
+        ft = self.finetune.make(
+            self.foundation, train, validation, self.campaign, index, freeze, lr
+        )
         ft.name = f"finetune {index}"
         ex = self.explore.make(ft.output, starts, index)
         ex.name = f"explore {index}"
@@ -333,6 +338,7 @@ class ActiveLearningMaker(Maker):
             force_mae_by_element=m.force_mae_by_element if m else {},
             freeze_level=finetuned.freeze_level,
             freeze_sweep=[p.model_dump() for p in finetuned.freeze_sweep],
+            finetune_lr=finetuned.lr,
             model_ids=[md.model_id for md in finetuned.models],
             stop_reason=selection.stop_reason,
             fates=selection.fates,
@@ -380,8 +386,10 @@ class ActiveLearningMaker(Maker):
         policy = "every" if self.resweep else self.sweep
         due = sweep_due(policy, doc.n_labelled + len(ok_new), swept_at)
         freeze = None if due else finetuned.freeze_level
+        # a rate is carried only when a rate sweep chose it (keeps memo keys of other campaigns)
+        lr = finetuned.lr if not due and self.finetune.lr_sweep else None
         nxt = self.iteration(
-            index + 1, train + ok_new, validation, starts, spent, trust, freeze, swept_at
+            index + 1, train + ok_new, validation, starts, spent, trust, freeze, swept_at, lr
         )
         nxt.name = f"iteration {index + 1}"
         route(nxt, "control", self.routing)

@@ -29,6 +29,7 @@ ITERATION_KEYS = (
     "force_mae_by_element",
     "freeze_level",
     "freeze_sweep",
+    "finetune_lr",
     "stop_reason",
     "fates",
     "filter_reasons",

@@ -22,6 +22,7 @@ def status_table(status: dict) -> Table:
     )
     table = Table(title=title)
     by_element = any(len(it.get("force_mae_by_element") or {}) > 1 for it in status["iterations"])
+    rates = any(len(_swept_rates(it)) > 1 for it in status["iterations"])  # a rate sweep ran
     for col in (
         "iter",
         "labelled",
@@ -32,7 +33,7 @@ def status_table(status: dict) -> Table:
         "E MAE meV/atom",
         "F MAE meV/Å",
         *(["F MAE by element"] if by_element else []),
-        "freeze",
+        "freeze, lr" if rates else "freeze",
         "improving at cap",
         "wall time s",
     ):
@@ -50,7 +51,7 @@ def status_table(status: dict) -> Table:
             _fmt(it["energy_mae_mev_per_atom"]),
             _fmt(it["force_mae_mev_per_a"]),
             *([element_cell(it.get("force_mae_by_element"))] if by_element else []),
-            _freeze_cell(it),
+            _freeze_cell(it, rates),
             _training_cell(it.get("training")),
             _fmt(wall, 0),
         )
@@ -72,13 +73,25 @@ def element_cell(by_element: dict[str, float] | None) -> str:
     return " · ".join(f"{el} {mae:.1f}" for el, mae in ranked)
 
 
-def _freeze_cell(iteration: dict) -> str:
-    """ "f0": the level this iteration fine-tuned at; "f0 (swept 0/5/6)": chosen by a sweep here."""
+def _swept_rates(iteration: dict) -> list[float]:
+    """The learning rates this iteration's sweep tried (none recorded before rates were)."""
+    return sorted({p["lr"] for p in iteration.get("freeze_sweep") or [] if p.get("lr")})
+
+
+def _freeze_cell(iteration: dict, rates: bool = False) -> str:
+    """ "f0": the level this iteration fine-tuned at; "f0 (swept 0/5/6)": chosen by a sweep here;
+    ``rates`` (the campaign swept learning rates): "f0 lr 0.002 (swept 0/5/6, lr 0.002/0.01)"."""
     level = iteration.get("freeze_level")
     if level is None:
         return "–"
-    swept = sorted(p["freeze_level"] for p in iteration.get("freeze_sweep") or [])
-    return f"f{level}" + (f" (swept {'/'.join(map(str, swept))})" if swept else "")
+    swept = sorted({p["freeze_level"] for p in iteration.get("freeze_sweep") or []})
+    cell = f"f{level}"
+    if rates and iteration.get("finetune_lr") is not None:
+        cell += f" lr {iteration['finetune_lr']:g}"
+    parts = ["/".join(map(str, swept))] if len(swept) > 1 or (swept and not rates) else []
+    if rates and len(tried := _swept_rates(iteration)) > 1:
+        parts.append("lr " + "/".join(f"{r:g}" for r in tried))
+    return cell + (f" (swept {', '.join(parts)})" if parts else "")
 
 
 def _training_cell(training: dict | None) -> str:
