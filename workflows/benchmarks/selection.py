@@ -47,6 +47,7 @@ curves are averaged point by point before the ratio is taken.
         [--retrain-failed 0]                   (retries of a member that kept its first epoch)
         [--loss weighted]                      (mace-torch loss of every fine-tune: weighted,
                                                 huber, l1l2)
+        [--lr 0.01] [--lr-sweep 0.005 0.002]   (fine-tuning rate, rates a sweep tries, all arms)
         [--engine batched] [--dtype float32]   (exploration engine and MD precision, all arms)
         [--temperatures 300 800] [--starts 2] [--steps 120] [--sample-every 10]
                                                (exploration pool: temperatures x starts x
@@ -149,6 +150,10 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
         base["finetune"]["retrain_failed"] = args.retrain_failed
     if args.loss != "weighted":  # the loss also picks each member's kept epoch
         base["finetune"]["loss"] = args.loss
+    if args.lr is not None:  # the demo's rate otherwise (stored campaigns keep their memo keys)
+        base["finetune"]["lr"] = args.lr
+    if args.lr_sweep:  # other rates tried at the chosen level whenever levels are swept
+        base["finetune"]["lr_sweep"] = args.lr_sweep
     base["foundation"] = args.foundation
     if args.freeze is not None:  # one level for every fine-tune, no sweep
         base["finetune"]["freeze"] = args.freeze
@@ -434,6 +439,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--foundation", default="mini", help="all arms: 'mini', 'mini-64' or a .model path"
+    )
+    parser.add_argument("--lr", type=float, default=None, help="finetune.lr of every arm")
+    parser.add_argument(
+        "--lr-sweep",
+        type=float,
+        nargs="+",
+        default=[],
+        help="finetune.lr_sweep of every arm (rates tried at the level a sweep chooses)",
     )
     parser.add_argument(
         "--freeze",
