@@ -490,10 +490,10 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
         for lr in args.lr_finetune:
             rate_args = at_rate(args, best, lr)
             work = rate_folder(out / case / f"n{n}", lr, args.lr_finetune)
-            label = best if lr == args.lr_finetune[0] else f"{best} lr{lr:g}"
             if lr == args.lr_finetune[0]:
-                first = trained_at_n[best]
+                label, first = best, trained_at_n[best]
             else:
+                label = f"{best} lr{lr:g}"
                 first = train(best, subsets_by_size[n], work, rate_args, val, test, ledger)
                 results[label][n] = first.test
                 report(f"{label} 1x epochs", n, first, f", validation {first.validation[0]:.1f}")

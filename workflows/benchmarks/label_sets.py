@@ -60,17 +60,15 @@ def label_sets(folder: Path) -> tuple[str, list[tuple[int, list[Atoms]]], list[A
     """(foundation file, [(labels, training set)] per iteration, validation structures)."""
     config = CampaignConfig.model_validate(yaml.safe_load((folder / "campaign.yaml").read_text()))
     records = open_campaign_dir(folder)
-    name = campaign_status(records)["campaign"]
-    bought = [
-        LabelledStructure.model_validate({k: v for k, v in d.items() if k != "_id"})
-        for d in records.find("labelled", labelled_filter(name, "train"))
-    ]
-    valid = [
-        LabelledStructure.model_validate({k: v for k, v in d.items() if k != "_id"}).to_atoms()
-        for d in records.find("labelled", labelled_filter(name, "validation"))
-    ]
+    status = campaign_status(records)
+
+    def stored(role: str) -> list[LabelledStructure]:
+        docs = records.find("labelled", labelled_filter(status["campaign"], role))
+        return [LabelledStructure.model_validate(d) for d in docs]
+
+    bought, valid = stored("train"), [v.to_atoms() for v in stored("validation")]
     sets = []
-    for it in campaign_status(records)["iterations"]:
+    for it in status["iterations"]:
         before = [b.to_atoms() for b in bought if b.provenance.iteration < it["index"]]
         if len(before) != it["n_labelled"]:
             raise SystemExit(
