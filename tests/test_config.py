@@ -61,6 +61,7 @@ def test_unknown_field_is_named(tmp_path):
         ("finetune", {"committee_size": "many"}, "finetune.committee_size"),
         ("finetune", {"freeze_sweep": [0, 8]}, "finetune.freeze_sweep"),
         ("finetune", {"lr_sweep": [0.005, -0.01]}, "finetune.lr_sweep"),
+        ("finetune", {"scheduler_patience": -1}, "finetune.scheduler_patience"),
         ("finetune", {"sweep": "sometimes"}, "finetune.sweep"),
         ("finetune", {"loss": "mse"}, "finetune.loss"),
         ("finetune", {"loss": "huber", "stress_weight": 1.0}, "finetune"),
@@ -152,6 +153,20 @@ def test_finetune_choices_reach_the_finetune_maker(field, default, other, bad):
     assert getattr(ActiveLearningMaker.from_config(config, "mini").finetune, field) == other
     with pytest.raises(ConfigError, match=f"finetune.{field}"):
         parse_config(tiny_campaign(finetune={field: bad}))
+
+
+def test_scheduler_patience_reaches_the_maker_and_a_rate_that_never_decays_is_flagged():
+    from frostline.flows.active_learning import ActiveLearningMaker
+
+    config = parse_config(tiny_campaign(finetune={"patience": 30, "scheduler_patience": 10}))
+    assert ActiveLearningMaker.from_config(config, "mini").finetune.scheduler_patience == 10
+    plain = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini").finetune
+    assert plain.scheduler_patience == 0  # mace-torch's own default
+    # patience 30 with mace-torch's 50-epoch scheduler patience: training ends first
+    with pytest.warns(UserWarning, match=r"finetune.scheduler_patience 50 >= finetune.patience 30"):
+        parse_config(tiny_campaign(finetune={"patience": 30}))
+    with pytest.warns(UserWarning, match="scheduler_patience 30 >= finetune.patience 30"):
+        parse_config(tiny_campaign(finetune={"patience": 30, "scheduler_patience": 30}))
 
 
 def test_contact_picks_reach_the_select_maker():

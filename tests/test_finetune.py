@@ -496,13 +496,19 @@ def test_training_outcome_read_from_the_mace_log(tmp_path):
 
 def test_patience_reaches_mace_and_is_recorded(foundation, tmp_path):
     store = make_job_store(StoreConfig(), tmp_path)
-    maker = FineTuneMaker(freeze=6, committee_size=1, epochs=6, batch_size=2, patience=1)
+    maker = FineTuneMaker(
+        freeze=6, committee_size=1, epochs=6, batch_size=2, patience=1, scheduler_patience=2
+    )
     job = maker.make(foundation, emt_labels(5, 0), emt_labels(3, 1), "pt", 0)
     run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
     store.connect()
     (member,) = FineTuneResult.model_validate(job.output.resolve(store)).models
     (debug,) = tmp_path.glob("jobs/*/member0/logs/member0_run-*_debug.log")
-    assert "patience=1," in debug.read_text()  # mace-torch's own argument, not its default
+    assert " patience=1," in debug.read_text()  # mace-torch's own argument, not its default
+    assert "scheduler_patience=2," in debug.read_text()
+    (checkpoint,) = tmp_path.glob("jobs/*/member0/checkpoints/member0_run-*_epoch-*.pt")
+    scheduler = torch.load(checkpoint, weights_only=False)["lr_scheduler"]
+    assert scheduler["patience"] == 2  # mace-torch's ReduceLROnPlateau was built with it
     training = member.training
     assert training.max_epochs == 6 and 1 <= training.epochs_run <= 6
     # with patience 1 a run stops at the first epoch that does not improve, else it is capped

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MACE_SCHEDULER_PATIENCE = 50  # mace-torch's --scheduler_patience default (ReduceLROnPlateau)
 
 
 class ConfigError(ValueError):
@@ -73,6 +76,13 @@ class FineTuneConfig(_Strict):
         "set (0: train all `epochs`); with it, `epochs` is a cap (e.g. 200 with patience 30): "
         "a member that ends at the cap with its best epoch among the last is recorded as still "
         "improving",
+    )
+    scheduler_patience: int = Field(
+        0,
+        ge=0,
+        description="epochs without improvement on the checkpoint set before mace-torch's "
+        "ReduceLROnPlateau lowers the rate by 0.8 (0: mace-torch's default, 50); with "
+        "`patience`, set it below `patience` (e.g. 10 with patience 30) or the rate never decays",
     )
     retrain_failed: int = Field(
         0,
@@ -150,6 +160,15 @@ class FineTuneConfig(_Strict):
             raise ValueError(
                 f"finetune.loss {self.loss} cannot fit stresses (mace-torch's {self.loss} loss "
                 "has no stress term with per-structure weights): use loss: weighted"
+            )
+        scheduler_patience = self.scheduler_patience or MACE_SCHEDULER_PATIENCE
+        if self.patience and scheduler_patience >= self.patience:
+            warnings.warn(
+                f"finetune.scheduler_patience {scheduler_patience} >= finetune.patience "
+                f"{self.patience}: training stops before mace-torch ever lowers the learning "
+                "rate; set scheduler_patience below patience (e.g. a third of it)",
+                UserWarning,
+                stacklevel=2,
             )
         if self.loss != "weighted" and self.member_weights != "uniform":
             raise ValueError(

@@ -207,7 +207,15 @@ def train_settings(
         device="cpu",
         foundation_model=None if scratch else str(args.foundation),
         freeze=None if scratch else int(arm[1:]),
-        extra={"patience": str(patience)} if patience else {},
+        extra={
+            **({"patience": str(patience)} if patience else {}),
+            # set only when asked for: the ledgers' keys of runs at mace-torch's 50 stay valid
+            **(
+                {"scheduler_patience": str(args.scheduler_patience)}
+                if getattr(args, "scheduler_patience", 0)
+                else {}
+            ),
+        },  # fmt: skip
         **(foundation_architecture(str(args.foundation)) if scratch else {}),
     )
 
@@ -704,6 +712,13 @@ def main() -> None:
         type=int,
         default=0,
         help="early stopping: epochs without validation improvement (0: run all epochs)",
+    )
+    parser.add_argument(
+        "--scheduler-patience",
+        type=int,
+        default=0,
+        help="epochs before mace-torch lowers the rate (0: its default 50; with --patience 30 "
+        "the rate then never decays)",
     )
     parser.add_argument(
         "--epoch-scale", type=int, default=1, help="multiply the epoch budget (with --patience)"

@@ -146,6 +146,8 @@ def arm_config(name: str, args: argparse.Namespace, seed: int = 0) -> dict:
     base["finetune"]["epochs"] = args.epochs
     if args.patience:  # members train until early stopping, `--epochs` is then the cap
         base["finetune"]["patience"] = args.patience
+    if args.scheduler_patience:  # mace-torch's 50 otherwise (stored campaigns keep their keys)
+        base["finetune"]["scheduler_patience"] = args.scheduler_patience
     if args.retrain_failed:  # a member that kept its first epoch is trained again
         base["finetune"]["retrain_failed"] = args.retrain_failed
     if args.loss != "weighted":  # the loss also picks each member's kept epoch
@@ -424,6 +426,13 @@ def main() -> None:
         type=int,
         default=0,
         help="finetune.patience of every arm (0: members train all --epochs)",
+    )
+    parser.add_argument(
+        "--scheduler-patience",
+        type=int,
+        default=0,
+        help="finetune.scheduler_patience of every arm: epochs before mace-torch lowers the "
+        "rate (0: its default 50, longer than a --patience of 30: the rate never decays)",
     )
     parser.add_argument(
         "--retrain-failed",

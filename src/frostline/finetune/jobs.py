@@ -138,11 +138,17 @@ class FineTuneMaker(Maker):
     loss: str = "weighted"
     huber_delta: float = 0.01
     patience: int = 0
+    scheduler_patience: int = 0
     retrain_failed: int = 0
     seed: int = 0
-    # fields added after campaigns were stored; at their defaults they are left out of the
-    # legacy memo key, so those campaigns resume (frostline.reliability.memo.memo_keys)
-    MEMO_ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("loss", "huber_delta", "lr_sweep")
+    # fields added after campaigns were stored, oldest first (fields added together grouped):
+    # at their defaults they are left out of the keys older versions computed, so those
+    # campaigns resume (frostline.reliability.memo.memo_keys)
+    MEMO_ADDED_FIELDS: ClassVar[tuple[str | tuple[str, ...], ...]] = (
+        ("loss", "huber_delta"),
+        "lr_sweep",
+        "scheduler_patience",
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -280,7 +286,7 @@ class FineTuneMaker(Maker):
 
     def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze, lr) -> tuple:
         """What the committee depends on: settings, foundation file, data (by hash), place
-        (``memo_keys``: the current key, then the one before ``MEMO_ADDED_FIELDS``; a rate
+        (``memo_keys``: the current key, then those before each ``MEMO_ADDED_FIELDS`` entry; a rate
         passed in is part of the key only when given, so keys without one are unchanged)."""
         fingerprint = sha256_file(foundation) if Path(foundation).is_file() else foundation
 
@@ -389,9 +395,16 @@ class FineTuneMaker(Maker):
             foundation_model=foundation,
             freeze=level,
             keep_foundation_elements=self.keep_foundation_elements,
-            extra={"patience": str(self.patience)} if self.patience else {},
+            extra=self._mace_extra(),
         )
         return run_mace_training(settings, data, Path.cwd() / name, valid=valid, weights=weights)
+
+    def _mace_extra(self) -> dict[str, str]:
+        """mace-torch arguments set only when asked for (their defaults are mace-torch's)."""
+        extra = {"patience": str(self.patience)} if self.patience else {}
+        if self.scheduler_patience:
+            extra["scheduler_patience"] = str(self.scheduler_patience)
+        return extra
 
     def _sweep(
         self,

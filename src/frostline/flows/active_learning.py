@@ -136,6 +136,7 @@ class ActiveLearningMaker(Maker):
                 checkpoint_on=ft.checkpoint_on,
                 member_weights=ft.member_weights,
                 patience=ft.patience,
+                scheduler_patience=ft.scheduler_patience,
                 retrain_failed=ft.retrain_failed,
                 seed=config.seed,
             ),

@@ -26,7 +26,8 @@ MEMO_FIELD = "frostline_memo"
 
 
 ADDED_FIELDS_ATTRIBUTE = "MEMO_ADDED_FIELDS"
-"""A maker dataclass lists here the fields it gained after stores were written with it."""
+"""A maker dataclass lists here the fields it gained after stores were written with it, oldest
+first (each entry: a field, or a tuple of fields added together)."""
 
 
 def _at_default(obj: Any, f: dataclasses.Field) -> bool:
@@ -39,22 +40,30 @@ def _at_default(obj: Any, f: dataclasses.Field) -> bool:
     return getattr(obj, f.name) == default
 
 
-def _plain(obj: Any, legacy: bool = False) -> Any:
-    """``obj`` as JSON-able data; ``legacy``: without fields a dataclass lists in
-    ``MEMO_ADDED_FIELDS`` while they hold their defaults (the data an older version keyed)."""
+def _added_fields(cls: type, newest: int) -> set[str]:
+    """The fields of ``cls``'s ``newest`` latest additions (all of them when it has fewer)."""
+    additions = getattr(cls, ADDED_FIELDS_ATTRIBUTE, ())
+    dropped = additions[len(additions) - newest :] if newest < len(additions) else additions
+    return {name for entry in dropped for name in ((entry,) if isinstance(entry, str) else entry)}
+
+
+def _plain(obj: Any, newest: int = 0) -> Any:
+    """``obj`` as JSON-able data; ``newest`` > 0: without the fields of each dataclass's
+    ``newest`` latest ``MEMO_ADDED_FIELDS`` entries while they hold their defaults (the data
+    an older version keyed)."""
     if isinstance(obj, BaseModel):
         return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        added = getattr(type(obj), ADDED_FIELDS_ATTRIBUTE, ()) if legacy else ()
+        added = _added_fields(type(obj), newest) if newest else set()
         return {
-            f.name: _plain(getattr(obj, f.name), legacy)
+            f.name: _plain(getattr(obj, f.name), newest)
             for f in dataclasses.fields(obj)
             if not (f.name in added and _at_default(obj, f))
         }
     if isinstance(obj, dict):
-        return {str(k): _plain(v, legacy) for k, v in obj.items()}
+        return {str(k): _plain(v, newest) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v, legacy) for v in obj]
+        return [_plain(v, newest) for v in obj]
     return obj
 
 
@@ -69,11 +78,22 @@ def memo_key(kind: str, **parts: Any) -> str:
 
 
 def memo_keys(kind: str, **parts: Any) -> tuple[str, ...]:
-    """``memo_key``, then (if different) the key the same job had before its makers gained the
-    fields they list in ``MEMO_ADDED_FIELDS``, those fields being at their defaults: a campaign
-    stored by an older frostline still resumes (or is extended) without recomputing."""
-    current, legacy = memo_key(kind, **parts), _key(kind, _plain(parts, legacy=True))
-    return (current,) if legacy == current else (current, legacy)
+    """``memo_key``, then (newest first, without repeats) the keys the same job had before
+    each of its makers' ``MEMO_ADDED_FIELDS`` additions, those fields being at their defaults:
+    a campaign stored by any older frostline still resumes (or is extended) without
+    recomputing."""
+    keys = [memo_key(kind, **parts)]
+    oldest = _key(kind, _plain(parts, newest=MAX_ADDITIONS))
+    newest = 1
+    while keys[-1] != oldest and newest <= MAX_ADDITIONS:
+        key = _key(kind, _plain(parts, newest=newest))
+        if key != keys[-1]:
+            keys.append(key)
+        newest += 1
+    return tuple(keys)
+
+
+MAX_ADDITIONS = 64  # more MEMO_ADDED_FIELDS entries than any maker will list
 
 
 def memo_lookup(key: str | tuple[str, ...]) -> dict | None:
