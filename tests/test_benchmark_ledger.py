@@ -121,3 +121,30 @@ def test_a_learning_rate_grid_keeps_the_records_of_its_first_rate(bench, tmp_pat
     scratch = bench.at_rate(args(**shipped, lr=[0.01, 0.005]), "scratch", 0.005)
     assert bench.train_settings("scratch", data, scratch).lr == 0.005
     assert bench.train_settings("f0", data, scratch).lr == 0.005  # the fine-tune's own rate
+
+
+def test_a_model_file_without_its_record_is_recorded_when_reused(bench, tmp_path, monkeypatch):
+    """A run killed after its training and before its ledger record: the next invocation
+    reuses the model file (settings stamp matches) and records it, so a fresh checkout does not
+    train it again. The model's evaluation is replaced here (no model is trained)."""
+    data, valid = labelled_cells(4, 0), labelled_cells(2, 1)
+    run_args = args(extend_from="fresh")
+    folder = tmp_path / "case" / "n4" / "f0"
+    folder.mkdir(parents=True)
+    (folder / "f0.model").write_bytes(b"trained before the kill")
+    key = bench.training_key(bench.train_settings("f0", data, run_args), data, valid, None)
+    (folder / "frostline-settings.json").write_text(key)
+    outcome = type("Outcome", (), {"stopped_early": True, "epochs_run": 61, "best_epoch": 30})
+    monkeypatch.setattr(bench, "training_outcome", lambda *a: outcome)
+    monkeypatch.setattr(bench, "errors", lambda model, structures: (40.0, 3.0))
+    monkeypatch.setattr(bench, "run_mace_training", lambda *a, **k: pytest.fail("retrained"))
+    ledger = bench.Ledger(tmp_path / "case-ledger.json", tmp_path / "case")
+    reused = bench.train("f0", data, folder.parent, run_args, valid, valid, ledger)
+    assert reused.source == "model" and reused.best_epoch == 30
+    record = json.loads((tmp_path / "case-ledger.json").read_text())["n4/f0"]
+    assert record["key"] == key and record["test"] == [40.0, 3.0]
+    # a fresh checkout (no model folder) now takes it from the ledger
+    (folder / "f0.model").unlink()
+    fresh = bench.Ledger(tmp_path / "case-ledger.json", tmp_path / "case")
+    again = bench.train("f0", data, folder.parent, run_args, valid, valid, fresh)
+    assert again.source == "ledger" and again.test == (40.0, 3.0)

@@ -336,7 +336,9 @@ def train(
         errors(model, test), errors(model, valid), outcome.stopped_early,
         time.perf_counter() - t0, outcome.epochs_run, outcome.best_epoch, source,
     )  # fmt: skip
-    if source == "trained":
+    if source == "trained" or ledger.get(name, key) is None:
+        # a reused model file is recorded too when its record is missing (a run killed between
+        # its training and its record); its seconds are then the evaluation's only
         ledger.put(name, key, trained)
     return trained
 
