@@ -148,3 +148,20 @@ def test_a_model_file_without_its_record_is_recorded_when_reused(bench, tmp_path
     fresh = bench.Ledger(tmp_path / "case-ledger.json", tmp_path / "case")
     again = bench.train("f0", data, folder.parent, run_args, valid, valid, fresh)
     assert again.source == "ledger" and again.test == (40.0, 3.0)
+
+
+def test_a_side_ledger_merges_without_losing_records(tmp_path):
+    spec = importlib.util.spec_from_file_location("one_training_bench", BENCHMARK.with_name(
+        "one_training.py"))  # fmt: skip
+    one = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(one)
+    main, side = tmp_path / "case-ledger.json", tmp_path / "side.json"
+    main.write_text(json.dumps({"n15/f0": {"key": "a", "test": [1, 1]},
+                                "n30/f0": {"key": "b", "test": [2, 2]}}))  # fmt: skip
+    side.write_text(json.dumps({"n15/f0": {"key": "a", "test": [9, 9]},  # same run: kept
+                                "n30/f0": {"key": "b2", "test": [3, 3]},  # other settings
+                                "n15-lr0.002/f0": {"key": "c", "test": [4, 4]}}))  # fmt: skip
+    assert one.merge(side, main) == (["n15-lr0.002/f0"], ["n30/f0"])
+    records = json.loads(main.read_text())
+    assert records["n15/f0"]["test"] == [1, 1] and records["n30/f0"]["key"] == "b2"
+    assert set(records) == {"n15/f0", "n30/f0", "n15-lr0.002/f0"}
