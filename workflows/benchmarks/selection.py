@@ -294,6 +294,22 @@ def label_temperatures(folder: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def campaign_done(folder: Path, iterations: int) -> bool:
+    """Whether the campaign in ``folder`` ran to its end with at least ``iterations``.
+
+    Its ``finished`` marker holds the iterations it was run for (an empty marker, written
+    before markers held them: the stored ``campaign.yaml``'s ``convergence.max_iterations``).
+    """
+    finished = folder / "finished"
+    if not finished.exists():
+        return False
+    text = finished.read_text().strip()
+    if text:
+        return int(text) >= iterations
+    stored = yaml.safe_load((folder / "campaign.yaml").read_text())
+    return stored["convergence"]["max_iterations"] >= iterations
+
+
 def curve(folder: Path) -> list[tuple[int, float]]:
     """(training labels, validation force MAE meV/Å) of every iteration's committee."""
     status = campaign_status(open_campaign_dir(folder))
@@ -529,12 +545,13 @@ def main() -> None:
         temperature_per_seed: list = []
         for seed in range(args.seeds):
             folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
-            finished = folder / "finished"  # a killed campaign is resumed, not read half done
-            if not finished.exists():
+            # a killed campaign is resumed, not read half done; a finished one with fewer
+            # iterations than asked is given the rest (its finished iterations are reused)
+            if not campaign_done(folder, args.iterations):
                 verb = "resuming" if (folder / "campaign.yaml").exists() else "running"
                 print(f"{verb} {name} (seed {seed}) ...", flush=True)
                 run_campaign(parse_config(arm_config(name, args, seed), name), folder, log=False)
-                finished.touch()
+                (folder / "finished").write_text(f"{args.iterations}\n")
             per_seed.append(curve(folder))
             if md_test:
                 md = cached_md_test_curve(folder, md_test)
