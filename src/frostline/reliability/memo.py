@@ -77,6 +77,9 @@ def memo_key(kind: str, **parts: Any) -> str:
     return _key(kind, _plain(parts))
 
 
+MAX_ADDITIONS = 64  # more MEMO_ADDED_FIELDS entries than any maker will list
+
+
 def memo_keys(kind: str, **parts: Any) -> tuple[str, ...]:
     """``memo_key``, then (newest first, without repeats) the keys the same job had before
     each of its makers' ``MEMO_ADDED_FIELDS`` additions, those fields being at their defaults:
@@ -91,9 +94,6 @@ def memo_keys(kind: str, **parts: Any) -> tuple[str, ...]:
             keys.append(key)
         newest += 1
     return tuple(keys)
-
-
-MAX_ADDITIONS = 64  # more MEMO_ADDED_FIELDS entries than any maker will list
 
 
 def memo_lookup(key: str | tuple[str, ...]) -> dict | None:
