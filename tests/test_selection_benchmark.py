@@ -31,3 +31,16 @@ def test_a_finished_campaign_is_given_more_iterations_when_asked(tmp_path):
     (folder / "finished").write_text("")
     (folder / "campaign.yaml").write_text(yaml.safe_dump({"convergence": {"max_iterations": 6}}))
     assert bench.campaign_done(folder, 6) and not bench.campaign_done(folder, 7)
+
+
+def test_label_set_ledger_keys_do_not_depend_on_where_the_checkout_is(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "label_sets_bench", BENCHMARK.with_name("label_sets.py")
+    )
+    label_sets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(label_sets)
+    monkeypatch.chdir(tmp_path)
+    inside = tmp_path / "src" / "frostline" / "data" / "mini-foundation-64.model"
+    assert label_sets.portable(inside) == Path("src/frostline/data/mini-foundation-64.model")
+    outside = Path("/opt/models/mace-mp-small.model")
+    assert label_sets.portable(outside) == outside

@@ -79,13 +79,23 @@ def label_sets(folder: Path) -> tuple[str, list[tuple[int, list[Atoms]]], list[A
     return str(resolve_foundation(config.foundation)), sets, valid
 
 
+def portable(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it (the repository, where the
+    benchmarks run): the foundation path is part of the ledger keys, so records made in one
+    checkout are found in another."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def retrained_curve(
     folder: Path, sizes: list[int] | None, test: list[Atoms], args: argparse.Namespace, out: Path
 ) -> list[tuple[int, float]]:
     """(labels, oracle-MD test force MAE) of the retrained label sets of one campaign."""
     foundation, sets, valid = label_sets(folder)
     ledger = de.Ledger(out / "label-sets-ledger.json", out / "label-sets")
-    settings = argparse.Namespace(**{**vars(args), "foundation": Path(foundation)})
+    settings = argparse.Namespace(**{**vars(args), "foundation": portable(Path(foundation))})
     arm = f"f{args.freeze}"
     points = []
     for n, data in sets:
