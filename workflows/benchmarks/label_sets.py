@@ -15,7 +15,9 @@ Curves are averaged over the seeds of an arm (folders ``ARM``, ``ARM-seed1``, ..
 point. Prints a table per arm, writes ``OUT/label_sets.png``, and last "labels needed to reach
 the target force MAE with retrained label sets, AL / random = X" (target: random's best
 retrained MAE, as in ``selection.py``). Every training is recorded in
-``OUT/label-sets-ledger.json`` (errors, epochs; a re-run trains only what is missing).
+``OUT/label-sets-ledger.json`` (errors, epochs; a re-run trains only what is missing). A
+campaign folder that is gone is read from its archive ``OUT/FOLDER.campaign.json``
+(``selection.py`` writes it), whose structures give the same ledger keys.
 
     .venv/bin/python workflows/benchmarks/label_sets.py OUT [--al-arm frostline-descriptor]
         [--random-arm random-single] [--seeds 3] [--sizes 18 34 50] [--lr 0.005]
@@ -28,7 +30,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
 from ase import Atoms
 from ase.io import read
 from rich.console import Console
@@ -36,47 +37,31 @@ from rich.table import Table
 
 from frostline.config import CampaignConfig
 from frostline.finetune.foundation import resolve_foundation
-from frostline.registry.data import labelled_filter
-from frostline.registry.queries import campaign_status, open_campaign_dir
-from frostline.schemas import LabelledStructure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data_efficiency as de  # noqa: E402  (the ledger, training and extension rules)
+from campaign_record import CampaignRecord, archive_path, has_store  # noqa: E402
 from selection import labels_ratio, mean_curve  # noqa: E402
 
 console = Console()
 
 
 def seed_folders(out: Path, arm: str, seeds: int) -> list[Path]:
-    """``OUT/ARM``, ``OUT/ARM-seed1``, ... (the folders ``selection.py --seeds`` writes)."""
+    """``OUT/ARM``, ``OUT/ARM-seed1``, ... (the folders ``selection.py --seeds`` writes; a
+    folder that is gone counts if its archive ``OUT/FOLDER.campaign.json`` is there)."""
     folders = [out / (arm if seed == 0 else f"{arm}-seed{seed}") for seed in range(seeds)]
-    missing = [str(f) for f in folders if not (f / "campaign.yaml").exists()]
+    missing = [str(f) for f in folders if not (has_store(f) or archive_path(f).exists())]
     if missing:
-        raise SystemExit(f"no campaign in {', '.join(missing)} (run selection.py first)")
+        raise SystemExit(f"no campaign (or archive) in {', '.join(missing)} (run selection.py)")
     return folders
 
 
 def label_sets(folder: Path) -> tuple[str, list[tuple[int, list[Atoms]]], list[Atoms]]:
     """(foundation file, [(labels, training set)] per iteration, validation structures)."""
-    config = CampaignConfig.model_validate(yaml.safe_load((folder / "campaign.yaml").read_text()))
-    records = open_campaign_dir(folder)
-    status = campaign_status(records)
-
-    def stored(role: str) -> list[LabelledStructure]:
-        docs = records.find("labelled", labelled_filter(status["campaign"], role))
-        return [LabelledStructure.model_validate(d) for d in docs]
-
-    bought, valid = stored("train"), [v.to_atoms() for v in stored("validation")]
-    sets = []
-    for it in status["iterations"]:
-        before = [b.to_atoms() for b in bought if b.provenance.iteration < it["index"]]
-        if len(before) != it["n_labelled"]:
-            raise SystemExit(
-                f"{folder}: iteration {it['index']} trained on {it['n_labelled']} labels, "
-                f"the store holds {len(before)} bought before it"
-            )
-        sets.append((it["n_labelled"], before))
-    return str(resolve_foundation(config.foundation)), sets, valid
+    record = CampaignRecord.load(folder)
+    config = CampaignConfig.model_validate(record.config)
+    valid = [v.to_atoms() for v in record.structures("validation")]
+    return str(resolve_foundation(config.foundation)), record.label_sets(str(folder)), valid
 
 
 def portable(path: Path) -> Path:

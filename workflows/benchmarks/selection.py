@@ -38,7 +38,10 @@ ratio is printed, then last, on the oracle-MD
 test set, "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5;
 with ``--md-test-starts 0`` the validation set's). With ``--seeds N`` every
 arm runs N times (campaign seed 0..N-1: seeds, committee, exploration and picks differ) and the
-curves are averaged point by point before the ratio is taken.
+curves are averaged point by point before the ratio is taken. A finished campaign is archived
+beside its folder (``OUT/FOLDER.campaign.json``: figures, labels, config, oracle-MD curves;
+committed with the results): on a fresh checkout without the folder the archive is read, so the
+tables and ratios are printed again without re-running what is finished.
 
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
@@ -60,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +75,9 @@ from frostline.finetune.train import MACE_LOSSES
 from frostline.flows.campaign import run_campaign
 from frostline.registry.queries import campaign_status, open_campaign_dir
 from frostline.report.plots import write_campaign_plots
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign_record import CampaignRecord, archive_path, has_store  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
 
@@ -257,26 +264,48 @@ def md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, 
     return {"mae": mae, "p95": p95, "by_element": by_element, "by_temperature": by_temperature}
 
 
+def test_set_key(test: list[Atoms]) -> str:
+    """Digest of a test set (positions, reference forces): what a cached curve was measured on."""
+    import hashlib
+
+    return hashlib.sha256(
+        b"".join(a.arrays["REF_forces"].tobytes() + a.positions.tobytes() for a in test)
+    ).hexdigest()
+
+
+MD_TEST_PARTS = ("mae", "p95", "by_element", "by_temperature")
+
+
+def usable_md_test(doc: dict | None, key: str, labels: list[int]) -> bool:
+    """Whether cached oracle-MD curves were measured on this test set for these iterations."""
+    if not doc or doc.get("test_set") != key or not all(k in doc for k in MD_TEST_PARTS):
+        return False
+    return [n for n, _ in doc["mae"]] == labels
+
+
 def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, float]]]:
     """``md_test_curve``, remembered in ``FOLDER/md-test-curve.json``.
 
     The cache is keyed by the test set and by the campaign's iterations, so a campaign resumed
-    with more iterations is evaluated again.
+    with more iterations is evaluated again. A campaign known only from its archive (the folder
+    is gone: no models to evaluate) gives the archive's curves, if measured on this test set.
     """
-    import hashlib
     import json
 
-    key = hashlib.sha256(
-        b"".join(a.arrays["REF_forces"].tobytes() + a.positions.tobytes() for a in test)
-    ).hexdigest()
-    labels = [n for n, _ in curve(folder)]
+    key = test_set_key(test)
+    if not has_store(folder):
+        record = CampaignRecord.load(folder)
+        if not usable_md_test(record.md_test, key, [n for n, _ in record.curve()]):
+            raise SystemExit(
+                f"{archive_path(folder)}: its oracle-MD curves were measured on another test "
+                "set (or none), and the campaign's models are gone: run the campaign again"
+            )
+        return {k: [tuple(p) for p in record.md_test[k]] for k in MD_TEST_PARTS}
     cache = folder / "md-test-curve.json"
     if cache.exists():
         doc = json.loads(cache.read_text())
-        cached = [n for n, _ in doc.get("mae", [])]
-        parts = ("mae", "p95", "by_element", "by_temperature")
-        if doc.get("test_set") == key and all(k in doc for k in parts) and cached == labels:
-            return {k: [tuple(p) for p in doc[k]] for k in parts}
+        if usable_md_test(doc, key, [n for n, _ in curve(folder)]):
+            return {k: [tuple(p) for p in doc[k]] for k in MD_TEST_PARTS}
     curves = md_test_curve(folder, test)
     cache.write_text(json.dumps({"test_set": key, **curves}))
     return curves
@@ -284,14 +313,7 @@ def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tupl
 
 def label_temperatures(folder: Path) -> dict[str, int]:
     """Training labels a campaign bought per exploration temperature ("initial": its seeds)."""
-    records = open_campaign_dir(folder)
-    name = campaign_status(records)["campaign"]
-    counts: dict[str, int] = {}
-    for doc in records.find("labelled", {"campaign": name, "role": "train", "status": "ok"}):
-        t = (doc.get("provenance") or {}).get("temperature")
-        key = "initial" if t is None else f"{t:.0f} K"
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
+    return CampaignRecord.load(folder).label_temperatures()
 
 
 def campaign_done(folder: Path, iterations: int) -> bool:
@@ -299,21 +321,38 @@ def campaign_done(folder: Path, iterations: int) -> bool:
 
     Its ``finished`` marker holds the iterations it was run for (an empty marker, written
     before markers held them: the stored ``campaign.yaml``'s ``convergence.max_iterations``).
+    Without the folder's store (a fresh checkout), its archive's iteration count decides.
     """
+    if not has_store(folder):
+        archive = archive_path(folder)
+        return archive.exists() and CampaignRecord.from_archive(archive).iterations >= iterations
+    return finished_iterations(folder) >= iterations
+
+
+def finished_iterations(folder: Path) -> int:
+    """Iterations the campaign with its store in ``folder`` finished (0: not finished)."""
     finished = folder / "finished"
     if not finished.exists():
-        return False
+        return 0
     text = finished.read_text().strip()
     if text:
-        return int(text) >= iterations
+        return int(text)
     stored = yaml.safe_load((folder / "campaign.yaml").read_text())
-    return stored["convergence"]["max_iterations"] >= iterations
+    return int(stored["convergence"]["max_iterations"])
 
 
 def curve(folder: Path) -> list[tuple[int, float]]:
     """(training labels, validation force MAE meV/Å) of every iteration's committee."""
-    status = campaign_status(open_campaign_dir(folder))
-    return [(it["n_labelled"], it["force_mae_mev_per_a"]) for it in status["iterations"]]
+    return CampaignRecord.load(folder).curve()
+
+
+def archive_campaign(folder: Path, md_test: dict | None) -> Path:
+    """Write ``OUT/FOLDER.campaign.json`` from the finished campaign in ``folder`` (committed with
+    the results, so a fresh checkout keeps the campaign's figures and label sets)."""
+    record = CampaignRecord.from_store(folder, finished_iterations(folder))
+    if md_test is not None:
+        record.md_test = md_test
+    return record.save(archive_path(folder))
 
 
 def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
@@ -547,20 +586,26 @@ def main() -> None:
             folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
             # a killed campaign is resumed, not read half done; a finished one with fewer
             # iterations than asked is given the rest (its finished iterations are reused)
+            # (without its folder, a campaign whose archive holds the iterations is read from it)
             if not campaign_done(folder, args.iterations):
-                verb = "resuming" if (folder / "campaign.yaml").exists() else "running"
+                verb = "resuming" if has_store(folder) else "running"
+                if not has_store(folder) and archive_path(folder).exists():
+                    verb = "running again (its archive holds fewer iterations; the store is gone)"
                 print(f"{verb} {name} (seed {seed}) ...", flush=True)
                 run_campaign(parse_config(arm_config(name, args, seed), name), folder, log=False)
                 (folder / "finished").write_text(f"{args.iterations}\n")
             per_seed.append(curve(folder))
-            if md_test:
-                md = cached_md_test_curve(folder, md_test)
+            md = cached_md_test_curve(folder, md_test) if md_test else None
+            if md:
                 md_per_seed.append(md["mae"])
                 tail_per_seed.append(md["p95"])
                 element_per_seed.append(md["by_element"])
                 temperature_per_seed.append(md["by_temperature"])
-            status = campaign_status(open_campaign_dir(folder))
-            write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
+            if has_store(folder):
+                status = campaign_status(open_campaign_dir(folder))
+                write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
+                key = {"test_set": test_set_key(md_test)} if md_test else {}
+                archive_campaign(folder, {**key, **md} if md else None)
             bought[name].append(label_temperatures(folder))
         curves[name] = mean_curve(per_seed)
         seed_curves[name] = md_per_seed or per_seed
