@@ -165,3 +165,31 @@ def test_a_side_ledger_merges_without_losing_records(tmp_path):
     records = json.loads(main.read_text())
     assert records["n15/f0"]["test"] == [1, 1] and records["n30/f0"]["key"] == "b2"
     assert set(records) == {"n15/f0", "n30/f0", "n15-lr0.002/f0"}
+
+
+def test_a_continuation_record_survives_its_shorter_run_trained_again(bench, tmp_path, monkeypatch):
+    """The 2x record of a chain is lost, the 2x run is trained again afresh (no checkpoint on a
+    fresh checkout), so its key changes: the 4x record, continued from the lost 2x, is still
+    found by its own settings and data, and not for other data or settings."""
+    data, valid = labelled_cells(4, 0), labelled_cells(2, 1)
+    run_args = args()
+    ledger = bench.Ledger(tmp_path / "case-ledger.json", tmp_path / "case")
+    settings_4x = bench.train_settings("f0", data, run_args, 4)
+    lost_2x = bench.training_key(bench.train_settings("f0", data, run_args, 2), data, valid, "k1")
+    outcome = bench.Trained((35.8, 1.8), (35.6, 1.5), False, 60.0, 400, 397, "trained")
+    ledger.put("n4/f0-4x-epochs/f0", bench.training_key(settings_4x, data, valid, lost_2x), outcome)
+    # the 2x run now in its folder: trained afresh, stamped with a fresh key
+    previous = tmp_path / "case" / "n4" / "f0-2x-epochs" / "f0"
+    previous.mkdir(parents=True)
+    fresh_2x = bench.training_key(bench.train_settings("f0", data, run_args, 2), data, valid, None)
+    (previous / "frostline-settings.json").write_text(fresh_2x)
+    monkeypatch.setattr(bench, "run_mace_training", lambda *a, **k: pytest.fail("retrained"))
+    work = tmp_path / "case" / "n4" / "f0-4x-epochs"
+    found = bench.train("f0", data, work, run_args, valid, valid, ledger, 4, previous)
+    assert found.source == "ledger" and found.test == (35.8, 1.8)
+    fresh_4x = bench.training_key(settings_4x, data, valid, None)
+    assert ledger.get_continuation("n4/f0-4x-epochs/f0", fresh_4x) is not None
+    other_data = bench.training_key(settings_4x, labelled_cells(4, 5), valid, None)
+    assert ledger.get_continuation("n4/f0-4x-epochs/f0", other_data) is None
+    other_cap = bench.training_key(bench.train_settings("f0", data, run_args, 8), data, valid, None)
+    assert ledger.get_continuation("n4/f0-4x-epochs/f0", other_cap) is None

@@ -179,6 +179,23 @@ class Ledger:
         fields["test"], fields["validation"] = tuple(fields["test"]), tuple(fields["validation"])
         return Trained(**fields, source="ledger")
 
+    def get_continuation(self, name: str, key: str) -> Trained | None:
+        """The record of ``name`` if it is a continuation whose own settings, data and
+        validation set are ``key``'s (a fresh run's key), whichever run it went on from.
+
+        When the record of a shorter run in a chain is lost and that run is trained again
+        afresh (a fresh checkout has no checkpoint to go on from), its key changes, and so would
+        the key of every longer run continued from it: this finds the longer run's record, as a
+        record of a fresh run of the same settings is found for a continued one."""
+        record = self.records.get(name)
+        if record is None:
+            return None
+        own = json.loads(record["key"])
+        if "continues" not in own:
+            return None
+        del own["continues"]
+        return self.get(name, record["key"]) if own == json.loads(key) else None
+
     def put(self, name: str, key: str, trained: Trained) -> None:
         record = asdict(trained)
         del record["source"]
@@ -314,6 +331,9 @@ def train(
         before = previous_key(previous, ledger, previous_settings, data, valid)
         continued = training_key(settings, data, valid, before)
         if (recorded := ledger.get(name, continued)) is not None:
+            return recorded
+        if (recorded := ledger.get_continuation(name, key)) is not None:
+            console.print(f"{name}: recorded as a continuation of an earlier run of its chain")
             return recorded
         checkpoint = best_checkpoint(previous, arm)
         if checkpoint is not None or (stamp.exists() and stamp.read_text() == continued):
