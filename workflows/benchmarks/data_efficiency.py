@@ -593,6 +593,11 @@ def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
             points = [(n, r[n][0]) for r in runs for n in r]
             ax.plot(*zip(*points, strict=True), marker, mfc="none", color=f"C{i}", ms=9,
                     label=f"{arm}, {rate.replace('lr', 'lr ')} (all epoch budgets)")  # fmt: skip
+    # the target: the best full-data scratch model over rates and epoch budgets
+    n_all = sizes[-1]
+    full = [r[n_all][0] for k, r in results.items() if k.startswith("scratch") and n_all in r]
+    if full:
+        ax.axhline(min(full), color="grey", ls=":", label=f"target {min(full):.1f} meV/Å")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training structures")
