@@ -101,7 +101,7 @@ class CampaignRecord:
         """Write the archive atomically (JSON; datetimes as ISO strings)."""
         doc = {"version": ARCHIVE_VERSION, **self.__dict__}
         partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(doc, default=str, sort_keys=True))
+        partial.write_text(json.dumps(doc, default=str))  # key order kept (temperatures)
         partial.replace(path)
         return path
 
