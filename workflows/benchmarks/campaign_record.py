@@ -39,6 +39,24 @@ def has_store(folder: Path) -> bool:
     return (folder / "campaign.yaml").exists()
 
 
+def finished_iterations(folder: Path) -> int:
+    """Iterations the campaign with its store in ``folder`` finished (0: not finished).
+
+    Its ``finished`` marker holds the iterations it was run for (an empty marker, written
+    before markers held them: the stored ``campaign.yaml``'s ``convergence.max_iterations``).
+    """
+    import yaml
+
+    finished = folder / "finished"
+    if not finished.exists():
+        return 0
+    text = finished.read_text().strip()
+    if text:
+        return int(text)
+    stored = yaml.safe_load((folder / "campaign.yaml").read_text())
+    return int(stored["convergence"]["max_iterations"])
+
+
 @dataclass
 class CampaignRecord:
     """A finished campaign as the benchmarks read it (from its store, or its archive).
@@ -90,9 +108,7 @@ class CampaignRecord:
         """The campaign in ``folder`` from its store when present, else from its archive."""
         archive = archive_path(folder)
         if has_store(folder):
-            marker = folder / "finished"
-            text = marker.read_text().strip() if marker.exists() else ""
-            return cls.from_store(folder, int(text) if text else 0)
+            return cls.from_store(folder, finished_iterations(folder))
         if archive.exists():
             return cls.from_archive(archive)
         raise SystemExit(f"no campaign in {folder} and no archive {archive} (run selection.py)")

@@ -73,11 +73,16 @@ from ase import Atoms
 from frostline.config import DESCRIPTOR_TRUST, parse_config
 from frostline.finetune.train import MACE_LOSSES
 from frostline.flows.campaign import run_campaign
-from frostline.registry.queries import campaign_status, open_campaign_dir
+from frostline.registry.queries import open_campaign_dir
 from frostline.report.plots import write_campaign_plots
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from campaign_record import CampaignRecord, archive_path, has_store  # noqa: E402
+from campaign_record import (  # noqa: E402
+    CampaignRecord,
+    archive_path,
+    finished_iterations,
+    has_store,
+)
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
 
@@ -283,18 +288,21 @@ def usable_md_test(doc: dict | None, key: str, labels: list[int]) -> bool:
     return [n for n, _ in doc["mae"]] == labels
 
 
-def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tuple[int, float]]]:
+def cached_md_test_curve(
+    folder: Path, test: list[Atoms], record: CampaignRecord | None = None
+) -> dict[str, list[tuple[int, float]]]:
     """``md_test_curve``, remembered in ``FOLDER/md-test-curve.json``.
 
     The cache is keyed by the test set and by the campaign's iterations, so a campaign resumed
     with more iterations is evaluated again. A campaign known only from its archive (the folder
     is gone: no models to evaluate) gives the archive's curves, if measured on this test set.
+    ``record``: the campaign, when the caller has read it already.
     """
     import json
 
     key = test_set_key(test)
+    record = record or CampaignRecord.load(folder)
     if not has_store(folder):
-        record = CampaignRecord.load(folder)
         if not usable_md_test(record.md_test, key, [n for n, _ in record.curve()]):
             raise SystemExit(
                 f"{archive_path(folder)}: its oracle-MD curves were measured on another test "
@@ -304,7 +312,7 @@ def cached_md_test_curve(folder: Path, test: list[Atoms]) -> dict[str, list[tupl
     cache = folder / "md-test-curve.json"
     if cache.exists():
         doc = json.loads(cache.read_text())
-        if usable_md_test(doc, key, [n for n, _ in curve(folder)]):
+        if usable_md_test(doc, key, [n for n, _ in record.curve()]):
             return {k: [tuple(p) for p in doc[k]] for k in MD_TEST_PARTS}
     curves = md_test_curve(folder, test)
     cache.write_text(json.dumps({"test_set": key, **curves}))
@@ -329,27 +337,18 @@ def campaign_done(folder: Path, iterations: int) -> bool:
     return finished_iterations(folder) >= iterations
 
 
-def finished_iterations(folder: Path) -> int:
-    """Iterations the campaign with its store in ``folder`` finished (0: not finished)."""
-    finished = folder / "finished"
-    if not finished.exists():
-        return 0
-    text = finished.read_text().strip()
-    if text:
-        return int(text)
-    stored = yaml.safe_load((folder / "campaign.yaml").read_text())
-    return int(stored["convergence"]["max_iterations"])
-
-
 def curve(folder: Path) -> list[tuple[int, float]]:
     """(training labels, validation force MAE meV/Å) of every iteration's committee."""
     return CampaignRecord.load(folder).curve()
 
 
-def archive_campaign(folder: Path, md_test: dict | None) -> Path:
+def archive_campaign(
+    folder: Path, md_test: dict | None, record: CampaignRecord | None = None
+) -> Path:
     """Write ``OUT/FOLDER.campaign.json`` from the finished campaign in ``folder`` (committed with
-    the results, so a fresh checkout keeps the campaign's figures and label sets)."""
-    record = CampaignRecord.from_store(folder, finished_iterations(folder))
+    the results, so a fresh checkout keeps the campaign's figures and label sets); ``record``:
+    the campaign read from its store already."""
+    record = record or CampaignRecord.from_store(folder, finished_iterations(folder))
     if md_test is not None:
         record.md_test = md_test
     return record.save(archive_path(folder))
@@ -594,19 +593,20 @@ def main() -> None:
                 print(f"{verb} {name} (seed {seed}) ...", flush=True)
                 run_campaign(parse_config(arm_config(name, args, seed), name), folder, log=False)
                 (folder / "finished").write_text(f"{args.iterations}\n")
-            per_seed.append(curve(folder))
-            md = cached_md_test_curve(folder, md_test) if md_test else None
+            record = CampaignRecord.load(folder)  # read once: store, or archive
+            per_seed.append(record.curve())
+            md = cached_md_test_curve(folder, md_test, record) if md_test else None
             if md:
                 md_per_seed.append(md["mae"])
                 tail_per_seed.append(md["p95"])
                 element_per_seed.append(md["by_element"])
                 temperature_per_seed.append(md["by_temperature"])
             if has_store(folder):
-                status = campaign_status(open_campaign_dir(folder))
+                status = record.status
                 write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
                 key = {"test_set": test_set_key(md_test)} if md_test else {}
-                archive_campaign(folder, {**key, **md} if md else None)
-            bought[name].append(label_temperatures(folder))
+                archive_campaign(folder, {**key, **md} if md else None, record)
+            bought[name].append(record.label_temperatures())
         curves[name] = mean_curve(per_seed)
         seed_curves[name] = md_per_seed or per_seed
         if md_test:
