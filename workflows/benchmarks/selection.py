@@ -22,7 +22,9 @@ settings; only the selection differs:
   ``frostline-contact-relative``: the same with ``contact_deficit: relative`` (a 2 % margin);
   ``frostline-descriptor``: ``frostline-contact`` with a single fine-tuned model instead of a
   committee (a K-th of the fine-tuning cost), frames ranked by their descriptor novelty against
-  the labels (``uncertainty: descriptor``).
+  the labels (``uncertainty: descriptor``); ``frostline-descriptor-coverage``: the same with an
+  unweighted k-means (``sampling_power: 0``), so the picks follow how the explored frames are
+  distributed instead of leaning to the most novel ones.
 
 Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
 equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
@@ -124,6 +126,16 @@ ARMS = {
         "trust_lo": DESCRIPTOR_TRUST[0],
         "trust_hi": DESCRIPTOR_TRUST[1],
     },
+    # the same, the k-means unweighted (sampling_power 0): picks cover the explored frames as
+    # they are distributed (by temperature, by element) instead of leaning to the most novel
+    "frostline-descriptor-coverage": {
+        **REPRESENTATIVE,
+        "contact_picks": 1,
+        "uncertainty": "descriptor",
+        "trust_lo": DESCRIPTOR_TRUST[0],
+        "trust_hi": DESCRIPTOR_TRUST[1],
+        "sampling_power": 0.0,
+    },
     "dpgen": {
         "strategy": "dpgen",
         "trust": "fixed",
@@ -143,7 +155,11 @@ ARMS = {
         "trust_hi": DESCRIPTOR_TRUST[1],
     },
 }
-ARM_COMMITTEE = {"frostline-descriptor": 1, "random-single": 1}
+ARM_COMMITTEE = {
+    "frostline-descriptor": 1,
+    "frostline-descriptor-coverage": 1,
+    "random-single": 1,
+}
 """Arms whose committee size is not ``--committee``."""
 
 
