@@ -124,18 +124,10 @@ def test_an_unreadable_archive_is_named(tmp_path):
 
 
 def test_the_coverage_arm_is_the_descriptor_arm_with_unweighted_kmeans():
-    import argparse
-
     from frostline.config import parse_config
 
     bench = load_benchmark()
-    args = argparse.Namespace(
-        per_iteration=8, calibration_picks=2, epochs=10, patience=0, scheduler_patience=0,
-        retrain_failed=0, loss="weighted", lr=None, lr_sweep=[], foundation="mini-64",
-        freeze=0, committee=4, checkpoint_on="holdout", member_weights="uniform",
-        engine="batched", dtype="float32", temperatures=[300.0], starts=1, steps=20,
-        sample_every=10, iterations=2,
-    )  # fmt: skip
+    args = bench.build_parser().parse_args(["--foundation", "mini-64", "--freeze", "0"])
     coverage = parse_config(bench.arm_config("frostline-descriptor-coverage", args))
     novelty = parse_config(bench.arm_config("frostline-descriptor", args))
     assert coverage.select.sampling_power == 0.0 and novelty.select.sampling_power == 1.0
