@@ -26,13 +26,15 @@ STATUS_KEYS = {
     "accurate_fraction",
     "n_calibration_picks",
     "n_contact_picks",
+    "n_topped_up",
+    "stratum_quota",
 }
 
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory, foundation):
     folder = tmp_path_factory.mktemp("campaign")
-    config = parse_config(tiny_campaign(select={"contact_picks": 1}))
+    config = parse_config(tiny_campaign(select={"contact_picks": 1, "stratify": "exploration"}))
     result = run_campaign(config, folder, log=False)
     return folder, result
 
@@ -81,6 +83,8 @@ def test_every_record_is_in_the_store(campaign):
         assert it["trust_window"] == [1e-9, 10.0]
     assert iterations[0]["fates"]["selected"] == 2
     assert iterations[0]["n_calibration_picks"] == 0
+    assert iterations[0]["stratum_quota"] == {"langevin 300 K": 2}  # one MD temperature
+    assert iterations[0]["n_topped_up"] == 0  # the window [1e-9, 10] calls nothing accurate
     if iterations[0]["n_contact_picks"]:  # then a bought frame has a contact no seed label has
         from frostline.schemas import LabelledStructure
         from frostline.select.contacts import ContactIndex, shortest_contacts
@@ -213,6 +217,19 @@ def test_fates_table_reads_iterations_recorded_before_the_uncertainty_field():
     text = console.export_text()
     assert text.count("0.050–0.150 eV/Å") == 2
     assert "36" in text
+
+
+def test_fates_table_shows_the_picks_a_stratum_quota_topped_up():
+    from rich.console import Console
+
+    from frostline.report.tables import fates_table
+
+    row = {"index": 0, "fates": {"selected": 8, "accurate": 30}, "trust_window": [0.1, 0.4]}
+    status = {"iterations": [{**row, "n_topped_up": 3}, {**row, "index": 1, "n_topped_up": 0}]}
+    console = Console(width=250, record=True)
+    console.print(fates_table(status))
+    text = console.export_text()
+    assert text.count("8 (3 topped up)") == 1 and text.count("topped up") == 1
 
 
 def test_a_learning_rate_chosen_by_the_first_sweep_is_kept_and_shown(tmp_path, foundation):

@@ -198,3 +198,14 @@ def test_sweep_policies():
     assert not sweep_due("doubled", 100, None)  # no sweep ran: no level to revisit
     with pytest.raises(ValueError, match="finetune.sweep"):
         sweep_due("sometimes", 20, 10)
+
+
+def test_stratify_reaches_the_select_maker():
+    from frostline.flows.active_learning import ActiveLearningMaker
+
+    plain = ActiveLearningMaker.from_config(parse_config(tiny_campaign()), "mini").select
+    assert plain.stratify == "none"
+    chosen = parse_config(tiny_campaign(select={"stratify": "exploration"}))
+    assert ActiveLearningMaker.from_config(chosen, "mini").select.stratify == "exploration"
+    with pytest.raises(ConfigError, match="select.stratify"):
+        parse_config(tiny_campaign(select={"stratify": "temperature"}))

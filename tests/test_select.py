@@ -8,14 +8,14 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from frostline.config import ConvergenceConfig
-from frostline.schemas import CandidateStructure, ExploreResult, as_structure
-from frostline.select.batch import Fate, plan_batch, trust_fate
+from frostline.config import ConvergenceConfig, SelectConfig
+from frostline.schemas import CandidateStructure, ExploreResult, Provenance, as_structure
+from frostline.select.batch import Fate, plan_batch, stratum_quotas, trust_fate
 from frostline.select.calibration import fit_calibration, max_atomic_force_error
 from frostline.select.contacts import ContactIndex, shortest_contacts
 from frostline.select.convergence import stop_reason
 from frostline.select.filters import SanityLimits, sanity_reason
-from frostline.select.jobs import SelectMaker
+from frostline.select.jobs import SelectMaker, exploration_stratum
 from frostline.select.novelty import DescriptorModel
 from frostline.structures import h2_cu111_structures
 
@@ -623,3 +623,104 @@ def test_select_maker_counts_contact_picks_against_training_labels_only(monkeypa
     assert res.n_contact_picks == 1 and len(res.selected) == 2
     picked = [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in res.selected]
     assert min(shortest_contacts(a)[("H", "H")] for a in picked) == pytest.approx(0.64)
+
+
+def test_stratum_quotas_share_the_cap_by_largest_remainders():
+    keys = ["300 K"] * 10 + ["800 K"] * 7 + ["1200 K"] * 3
+    assert stratum_quotas(keys, 8) == {"300 K": 4, "800 K": 3, "1200 K": 1}  # 4.0, 2.8, 1.2
+    assert stratum_quotas(keys, 20) == {"300 K": 10, "800 K": 7, "1200 K": 3}
+    assert stratum_quotas(keys, 50) == {"300 K": 10, "800 K": 7, "1200 K": 3}  # never > frames
+    assert stratum_quotas(["a", "b"], 1) == {"a": 1, "b": 0}  # a tie: the first seen
+    assert stratum_quotas([], 5) == {}
+    for cap in range(25):
+        assert sum(stratum_quotas(keys, cap).values()) == min(cap, 20)
+
+
+def md_frame(std: float, temperature: float, dz: float = 0.0) -> CandidateStructure:
+    provenance = Provenance(iteration=1, sampler="langevin", temperature=temperature)
+    return as_candidate(shifted(dz), std, provenance=provenance)
+
+
+def calm_and_hot_pool() -> list[CandidateStructure]:
+    """Ten 300 K frames the window calls accurate, ten 1200 K frames inside it, two too hot."""
+    calm = [md_frame(0.01 + 0.003 * j, 300, 0.05 * j) for j in range(10)]
+    hot = [md_frame(0.1 + 0.03 * j, 1200, -0.05 * j) for j in range(10)]
+    return calm + hot + [md_frame(0.9, 1200), md_frame(0.8, 800)]
+
+
+def test_stratified_batch_follows_the_explored_temperatures():
+    cands = calm_and_hot_pool()
+    strata = [c.provenance.temperature for c in cands]
+    plain = plan_batch(cands, 0.05, 0.5, LIMITS, cap=4)
+    assert all(i >= 10 for i in plain.selected)  # unstratified: every pick from 1200 K
+    plan = plan_batch(cands, 0.05, 0.5, LIMITS, cap=4, strata=strata)
+    assert plan.quota == {300: 2, 1200: 2}  # the too-uncertain frames are not plausible
+    assert plan.selected == [8, 9, 18, 19]  # the largest std of each temperature
+    assert plan.topped_up == [8, 9]  # the 300 K picks were below trust_lo
+    assert plan.n_accurate == 10 and plan.fates.count(Fate.ACCURATE) == 8  # the rest stay so
+    assert plan.fates.count(Fate.OVER_BUDGET) == 8 and plan.fates.count(Fate.TOO_UNCERTAIN) == 2
+    assert plan.calibration == [] and len(plan.fates) == len(cands)
+
+
+def test_stratified_sampling_strategies_keep_the_quota_and_the_cap():
+    cands = calm_and_hot_pool()
+    strata = [c.provenance.temperature for c in cands]
+    kwargs = dict(descriptor=centre_of_mass_descriptor, novelty_threshold=0.0, strata=strata)
+    for strategy in ("dpgen", "stochastic", "representative"):
+        for seed in range(3):
+            rng = np.random.default_rng(seed)
+            plan = plan_batch(cands, 0.05, 0.5, LIMITS, 6, strategy, rng, **kwargs)
+            temps = [strata[i] for i in plan.selected]
+            assert temps.count(300) == 3 and temps.count(1200) == 3, (strategy, seed)
+            assert set(plan.topped_up) == {i for i in plan.selected if strata[i] == 300}
+    # calibration picks count toward their stratum, and the cap still holds
+    rng = np.random.default_rng(0)
+    plan = plan_batch(cands, 0.05, 0.5, LIMITS, 4, rng=rng, calibration_picks=2, strata=strata)
+    assert len(plan.selected) == 4 and len(plan.calibration) == 2
+    assert [strata[i] for i in plan.selected].count(300) == 2
+    # the random baseline ignores strata
+    rng = np.random.default_rng(0)
+    plan = plan_batch(cands, 0.05, 0.5, LIMITS, 4, "random", rng, strata=strata)
+    assert plan.quota == {} and plan.topped_up == []
+    with pytest.raises(ValueError, match="strata has 3 keys for 22 candidates"):
+        plan_batch(cands, 0.05, 0.5, LIMITS, 4, strata=[300, 300, 1200])
+
+
+def test_quota_a_stratum_cannot_fill_goes_to_the_others(descriptor):
+    # five copies of one 300 K frame: the gate lets one through, its other quota goes to 1200 K
+    # (five distinct rattled cells: the descriptor ignores a rigid shift)
+    hot = []
+    for j in range(5):
+        atoms = slab()
+        atoms.rattle(0.1, seed=j)
+        hot.append(as_candidate(atoms, 0.1 + 0.02 * j, provenance=Provenance(temperature=1200)))
+    cands = [md_frame(0.2, 300)] * 5 + hot
+    strata = [c.provenance.temperature for c in cands]
+    plan = plan_batch(
+        cands, 0.05, 0.5, LIMITS, 4, descriptor=descriptor, novelty_threshold=0.05, strata=strata
+    )
+    assert plan.quota == {300: 2, 1200: 2}
+    assert len(plan.selected) == 4 and sum(i < 5 for i in plan.selected) == 1
+    assert plan.fates.count(Fate.DUPLICATE) == 4
+
+
+def test_select_maker_stratifies_by_exploration_condition():
+    explored = ExploreResult(
+        candidates=calm_and_hot_pool(), n_trajectories=3, n_steps_total=10, wall_time_s=0
+    )
+    assert exploration_stratum(explored.candidates[0]) == "langevin 300 K"
+    assert exploration_stratum(candidate(0.1)) == "seed"  # no temperature: the sampler alone
+    conv = ConvergenceConfig(max_iterations=5, accurate_fraction=0.99)
+    maker = SelectMaker(max_labels_per_iteration=4, stratify="exploration", convergence=conv)
+    res = maker.make.original(maker, explored, 0, 1)
+    assert res.stratum_quota == {"langevin 300 K": 2, "langevin 1200 K": 2}
+    assert res.n_topped_up == 2 and len(res.selected) == 4
+    assert res.n_accurate == 10  # counted where the window put them, before the top-up
+    plain = SelectMaker(max_labels_per_iteration=4, convergence=conv)
+    res = plain.make.original(plain, explored, 0, 1)
+    assert res.stratum_quota == {} and res.n_topped_up == 0
+    assert {c.provenance.temperature for c in res.selected} == {1200}
+    with pytest.raises(ValueError, match="SelectMaker.stratify"):
+        SelectMaker(stratify="temperature")
+    with pytest.raises(ValueError, match="stratify"):
+        SelectConfig(stratify="temperature")

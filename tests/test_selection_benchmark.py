@@ -123,15 +123,22 @@ def test_an_unreadable_archive_is_named(tmp_path):
         CampaignRecord.load(tmp_path / "dpgen")
 
 
-def test_the_coverage_arm_is_the_descriptor_arm_with_unweighted_kmeans():
+@pytest.mark.parametrize(
+    ("arm", "setting", "value"),
+    [
+        ("frostline-descriptor-coverage", "sampling_power", 0.0),
+        ("frostline-descriptor-stratified", "stratify", "exploration"),
+    ],
+)
+def test_descriptor_variants_differ_from_the_descriptor_arm_in_one_setting(arm, setting, value):
     from frostline.config import parse_config
 
     bench = load_benchmark()
     args = bench.build_parser().parse_args(["--foundation", "mini-64", "--freeze", "0"])
-    coverage = parse_config(bench.arm_config("frostline-descriptor-coverage", args))
+    variant = parse_config(bench.arm_config(arm, args))
     novelty = parse_config(bench.arm_config("frostline-descriptor", args))
-    assert coverage.select.sampling_power == 0.0 and novelty.select.sampling_power == 1.0
-    assert coverage.select.uncertainty == novelty.select.uncertainty == "descriptor"
-    assert coverage.finetune.committee_size == novelty.finetune.committee_size == 1
-    same = {"sampling_power"}
-    assert coverage.select.model_dump(exclude=same) == novelty.select.model_dump(exclude=same)
+    assert getattr(variant.select, setting) == value != getattr(novelty.select, setting)
+    assert variant.select.uncertainty == novelty.select.uncertainty == "descriptor"
+    assert variant.finetune.committee_size == novelty.finetune.committee_size == 1
+    same = {setting}
+    assert variant.select.model_dump(exclude=same) == novelty.select.model_dump(exclude=same)

@@ -234,6 +234,14 @@ class SelectConfig(_Strict):
         " large: the diverse strategy's top picks); representative: k-means weights ~"
         " score^power (0: plain k-means, pure coverage)",
     )
+    stratify: Literal["none", "exploration"] = Field(
+        "none",
+        description="exploration: share each batch among the exploration conditions (sampler, MD"
+        " temperature) in proportion to their plausible frames, the strategy ranking within each;"
+        " a condition whose trust window holds too few frames is topped up with its own"
+        " 'accurate' ones (one window for all conditions calls calm frames accurate although"
+        " their errors are not small); none: rank all frames together",
+    )
     trust: Literal["calibrated", "fixed"] = Field(
         "calibrated", description="derive the trust window from target_force_error each iteration"
     )

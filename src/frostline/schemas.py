@@ -265,6 +265,14 @@ class SelectionResult(BaseModel):
     n_contact_picks: int = Field(
         0, description="selected for a contact shorter than any training label's (contact_picks)"
     )
+    n_topped_up: int = Field(
+        0,
+        description="selected from a stratum's 'accurate' frames because its trust window held"
+        " fewer frames than its quota (stratify)",
+    )
+    stratum_quota: dict[str, int] = Field(
+        default_factory=dict, description="picks allotted per exploration condition (stratify)"
+    )
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict, description="sanity rejections")
     trust_lo: float | None = None
@@ -296,6 +304,12 @@ class IterationDoc(BaseModel):
     n_failed_frames: int
     n_calibration_picks: int = Field(0, description="of n_selected: drawn for calibration")
     n_contact_picks: int = Field(0, description="of n_selected: bought for a short contact")
+    n_topped_up: int = Field(
+        0, description="of n_selected: a stratum's 'accurate' frames bought to fill its quota"
+    )
+    stratum_quota: dict[str, int] = Field(
+        default_factory=dict, description="picks allotted per exploration condition (stratify)"
+    )
     accurate_fraction: float
     energy_mae_mev_per_atom: float | None = None
     force_mae_mev_per_a: float | None = None

@@ -130,6 +130,9 @@ ARMS = {
     # the same, the k-means unweighted (sampling_power 0): meant to cover the explored frames as
     # they are distributed instead of leaning to the most novel (measured: it still leans, README)
     "frostline-descriptor-coverage": {**DESCRIPTOR, "sampling_power": 0.0},
+    # the same, each batch shared among the MD temperatures in proportion to their frames
+    # (a temperature whose window holds too few frames is topped up with its "accurate" ones)
+    "frostline-descriptor-stratified": {**DESCRIPTOR, "stratify": "exploration"},
     "dpgen": {
         "strategy": "dpgen",
         "trust": "fixed",
@@ -152,6 +155,7 @@ ARMS = {
 ARM_COMMITTEE = {
     "frostline-descriptor": 1,
     "frostline-descriptor-coverage": 1,
+    "frostline-descriptor-stratified": 1,
     "random-single": 1,
 }
 """Arms whose committee size is not ``--committee``."""

@@ -23,6 +23,8 @@ ITERATION_KEYS = (
     "n_failed_frames",
     "n_calibration_picks",
     "n_contact_picks",
+    "n_topped_up",
+    "stratum_quota",
     "accurate_fraction",
     "energy_mae_mev_per_atom",
     "force_mae_mev_per_a",

@@ -175,10 +175,13 @@ def fates_table(status: dict) -> Table:
             cal_text = cal.get("note") or "–"
         reasons = ", ".join(f"{k} {v}" for k, v in (it.get("filter_reasons") or {}).items())
         unit = _WINDOW_UNIT[it.get("uncertainty") or "committee"]  # None: recorded before the key
+        cells = {col: str(fates.get(col, 0)) for col in FATE_COLUMNS}
+        if it.get("n_topped_up"):  # stratify: a quota filled from its stratum's accurate frames
+            cells["selected"] += f" ({it['n_topped_up']} topped up)"
         table.add_row(
             str(it["index"]),
             f"{window[0]:.3f}–{window[1]:.3f} {unit}" if window else "–",
-            *(str(fates.get(col, 0)) for col in FATE_COLUMNS),
+            *cells.values(),
             reasons or "–",
             cal_text,
         )

@@ -16,9 +16,10 @@ Every candidate gets exactly one fate:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import zip_longest
 
 import numpy as np
 from ase import Atoms
@@ -57,6 +58,8 @@ class BatchPlan:
     calibration: list[int] = field(default_factory=list)
     n_accurate: int = 0  # below trust_lo, calibration picks among them included
     contact: list[int] = field(default_factory=list)
+    topped_up: list[int] = field(default_factory=list)  # picks the window called accurate
+    quota: dict[Hashable, int] = field(default_factory=dict)  # picks per stratum, if stratified
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(f) for f in self.fates))
@@ -100,6 +103,7 @@ def plan_batch(
     contact_margin: float = 0.02,
     trained: Sequence[Atoms] = (),
     contact_deficit: str = "absolute",
+    strata: Sequence[Hashable] | None = None,
 ) -> BatchPlan:
     """Apply the rules in order (filters, trust window, novelty vs labelled, budget).
 
@@ -131,6 +135,16 @@ def plan_batch(
     (``contact_deficit="absolute"``) or as a fraction of the labelled contact (``"relative"``),
     the largest deficit first (``frostline.select.contacts``: the committee's spread misses the
     short-range wall its members share). They pass the novelty gate like any pick.
+
+    ``strata`` (one key per candidate, e.g. the MD temperature that explored it) shares the cap
+    among the strata in proportion to their plausible frames (filters passed, below
+    ``trust_hi``; largest remainders), so the batch follows the explored distribution instead
+    of piling into the stratum with the largest std; the strategy ranks within each stratum.
+    A stratum whose window holds fewer frames than its quota is topped up with its own
+    "accurate" frames (ranked like the rest; ``BatchPlan.topped_up``): one window for all
+    strata calls most frames of a calm stratum accurate although its true errors are not small
+    (measured in the selection benchmark). Forced picks count toward their stratum; quota a
+    stratum cannot fill (duplicates) goes to the others. Not used by ``random``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r} (one of {STRATEGIES})")
@@ -165,6 +179,22 @@ def plan_batch(
     was_accurate = {i for i in forced if fates[i] == Fate.ACCURATE}
     for i in forced:
         fates[i] = Fate.UNCERTAIN
+    quota: dict[Hashable, int] = {}
+    topped: set[int] = set()
+    if strata is not None and strategy != "random" and cap > 0:
+        if len(strata) != n:
+            raise ValueError(f"strata has {len(strata)} keys for {n} candidates")
+        quota = stratum_quotas([strata[i] for i in plausible], cap)
+        in_window = Counter(strata[i] for i in range(n) if fates[i] == Fate.UNCERTAIN)
+        topped = {
+            i
+            for i in plausible
+            if fates[i] == Fate.ACCURATE and in_window[strata[i]] < quota[strata[i]]
+        }
+        for i in topped:
+            fates[i] = Fate.UNCERTAIN
+        was_accurate |= topped
+    left = dict(quota)
     novelty: list[float | None] = [None] * n
     pool = [i for i in range(n) if fates[i] == Fate.UNCERTAIN]
 
@@ -193,15 +223,31 @@ def plan_batch(
         return BatchPlan(fates, reasons, novelty, n_accurate=n_accurate)
 
     selected: list[int] = []
+
+    def take(i: int) -> None:
+        selected.append(i)
+        fates[i] = Fate.SELECTED
+        if quota:
+            left[strata[i]] -= 1
+
+    def open_to(frames: list[int]) -> list[int]:
+        """The frames whose stratum has quota left (all of them when none has)."""
+        if not quota:
+            return frames
+        return [i for i in frames if left[strata[i]] > 0] or frames
+
     if strategy in ("dpgen", "random"):
         rest = [i for i in pool if i not in forced]
         order = forced + [rest[k] for k in rng.permutation(len(rest))]
-        for i in order:
-            if len(selected) < cap:
-                selected.append(i)
-                fates[i] = Fate.SELECTED
-            else:
-                fates[i] = Fate.OVER_BUDGET
+        for i in forced:
+            take(i)
+        remaining = order[len(forced) :]
+        while remaining and len(selected) < cap:
+            best = open_to(remaining)[0]
+            remaining.remove(best)
+            take(best)
+        for i in remaining:
+            fates[i] = Fate.OVER_BUDGET
     else:
         priority = {
             i: (candidates[i].max_force_std or 0.0)
@@ -215,21 +261,31 @@ def plan_batch(
             if not queue and strategy == "representative" and not clustered:
                 clustered = True  # after the calibration picks: one centre per pick left
                 weights = {i: priority[i] * min(novelty[i], 1.0) for i in remaining}
-                queue = representative_order(
-                    remaining, desc, weights, cap - len(selected), sampling_power, rng
+                groups = (
+                    [([i for i in remaining if strata[i] == s], k) for s, k in left.items()]
+                    if quota
+                    else [(remaining, cap - len(selected))]
                 )
+                orders = [
+                    representative_order(frames, desc, weights, k, sampling_power, rng)
+                    for frames, k in groups
+                ]
+                queue = [i for depth in zip_longest(*orders) for i in depth if i is not None]
             if queue:
                 best = queue.pop(0)
                 if best not in remaining:  # made a duplicate by an earlier pick
                     continue
+                if best not in forced and best not in open_to(remaining):  # stratum full
+                    continue
                 remaining.remove(best)
             else:
+                eligible = open_to(remaining)
                 score = [
-                    priority[i] * (min(novelty[i], 1.0) if i in atom_d else 1.0) for i in remaining
+                    priority[i] * (min(novelty[i], 1.0) if i in atom_d else 1.0) for i in eligible
                 ]
-                best = remaining.pop(_pick(np.asarray(score), strategy, sampling_power, rng))
-            selected.append(best)
-            fates[best] = Fate.SELECTED
+                best = eligible[_pick(np.asarray(score), strategy, sampling_power, rng)]
+                remaining.remove(best)
+            take(best)
             if best in desc:  # picks count as labelled for the rest of the batch
                 _update_distances(index, desc, atom_d, novelty, best, remaining)
                 if use_gate:
@@ -238,9 +294,42 @@ def plan_batch(
                         remaining.remove(i)
         for i in remaining:
             fates[i] = Fate.OVER_BUDGET
+    for i in topped:  # a top-up the batch did not need stays accurate
+        if fates[i] == Fate.OVER_BUDGET:
+            fates[i] = Fate.ACCURATE
     calibration = sorted(i for i in forced if fates[i] == Fate.SELECTED and i not in contact)
     contact = sorted(i for i in contact if fates[i] == Fate.SELECTED)
-    return BatchPlan(fates, reasons, novelty, sorted(selected), calibration, n_accurate, contact)
+    topped_up = sorted(i for i in topped if fates[i] == Fate.SELECTED)
+    return BatchPlan(
+        fates,
+        reasons,
+        novelty,
+        sorted(selected),
+        calibration,
+        n_accurate,
+        contact,
+        topped_up,
+        quota,
+    )
+
+
+def stratum_quotas(keys: Sequence[Hashable], cap: int) -> dict[Hashable, int]:
+    """``cap`` picks shared among the strata in ``keys`` in proportion to their counts.
+
+    Hamilton's largest-remainder method (ties to the larger stratum, then first seen), so the
+    quotas sum to ``min(cap, len(keys))`` and no stratum gets more picks than frames.
+    """
+    counts = Counter(keys)
+    total = sum(counts.values())
+    if total == 0:
+        return {}
+    cap = min(cap, total)
+    exact = {k: cap * c / total for k, c in counts.items()}
+    quota = {k: int(np.floor(x)) for k, x in exact.items()}
+    order = sorted(counts, key=lambda k: (-(exact[k] - quota[k]), -counts[k]))
+    for k in order[: cap - sum(quota.values())]:
+        quota[k] += 1
+    return quota
 
 
 def _contact_order(

@@ -13,6 +13,7 @@ from frostline.config import ConvergenceConfig
 from frostline.finetune.committee import load_committee
 from frostline.finetune.evaluate import predict
 from frostline.schemas import (
+    CandidateStructure,
     ExploreResult,
     FineTuneResult,
     LabelledStructure,
@@ -33,6 +34,13 @@ from frostline.select.filters import SanityLimits
 from frostline.store import EXPOSE_STORE, current_records
 
 UNCERTAINTIES = ("committee", "descriptor")
+STRATIFY = ("none", "exploration")
+
+
+def exploration_stratum(candidate: CandidateStructure) -> str:
+    """The exploration condition that produced a frame: its sampler and MD temperature."""
+    p = candidate.provenance
+    return p.sampler if p.temperature is None else f"{p.sampler} {p.temperature:g} K"
 
 
 @dataclass
@@ -60,6 +68,7 @@ class SelectMaker(Maker):
     contact_margin: float = 0.02
     contact_deficit: str = "absolute"
     sampling_power: float = 1.0
+    stratify: str = "none"
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
     uncertainty: str = "committee"
@@ -69,6 +78,10 @@ class SelectMaker(Maker):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.stratify not in STRATIFY:
+            raise ValueError(
+                f"SelectMaker.stratify must be one of {STRATIFY}, got {self.stratify!r}"
+            )
         if self.uncertainty not in UNCERTAINTIES:
             raise ValueError(
                 f"SelectMaker.uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}"
@@ -124,6 +137,9 @@ class SelectMaker(Maker):
                 for c, s in zip(candidates, scores, strict=True)
             ]
         n = len(candidates)
+        strata = (
+            [exploration_stratum(c) for c in candidates] if self.stratify == "exploration" else None
+        )
         cap = max(
             0, min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
         )
@@ -160,6 +176,7 @@ class SelectMaker(Maker):
             contact_margin=self.contact_margin,
             contact_deficit=self.contact_deficit,
             trained=trained,
+            strata=strata,
         )
         counts = plan.counts()
         n_acc = plan.n_accurate
@@ -174,6 +191,8 @@ class SelectMaker(Maker):
             n_duplicates=counts.get(Fate.DUPLICATE, 0),
             n_calibration_picks=len(plan.calibration),
             n_contact_picks=len(plan.contact),
+            n_topped_up=len(plan.topped_up),
+            stratum_quota={str(k): v for k, v in plan.quota.items()},
             fates=counts,
             filter_reasons=plan.reason_counts(),
             trust_lo=lo,
