@@ -238,10 +238,9 @@ def plan_batch(
 
     if strategy in ("dpgen", "random"):
         rest = [i for i in pool if i not in forced]
-        order = forced + [rest[k] for k in rng.permutation(len(rest))]
         for i in forced:
             take(i)
-        remaining = order[len(forced) :]
+        remaining = [rest[k] for k in rng.permutation(len(rest))]
         while remaining and len(selected) < cap:
             best = open_to(remaining)[0]
             remaining.remove(best)
@@ -325,7 +324,7 @@ def stratum_quotas(keys: Sequence[Hashable], cap: int) -> dict[Hashable, int]:
         return {}
     cap = min(cap, total)
     exact = {k: cap * c / total for k, c in counts.items()}
-    quota = {k: int(np.floor(x)) for k, x in exact.items()}
+    quota = {k: int(x) for k, x in exact.items()}  # floor: x >= 0
     order = sorted(counts, key=lambda k: (-(exact[k] - quota[k]), -counts[k]))
     for k in order[: cap - sum(quota.values())]:
         quota[k] += 1
