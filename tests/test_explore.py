@@ -132,6 +132,23 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
         assert np.isclose(a.max_force_std, b.max_force_std, rtol=1e-6)
         assert np.isclose(a.max_force, b.max_force, rtol=1e-6) and a.max_force > 0
         assert np.isclose(a.energy_std_per_atom, b.energy_std_per_atom, rtol=1e-6)
+    # the frames are kept in the data store, the output documents only refer to them
+    outputs = list(store.docs_store.query({"name": "explore"}, ["output", "uuid", "index"]))
+    assert len(outputs) == len(runs)
+    for doc in outputs:
+        assert set(doc["output"]["candidates"]) >= {"blob_uuid", "store"}
+        assert doc["output"]["candidates"]["store"] == "data"
+        assert doc["output"]["n_trajectories"] == 2  # the small fields stay in the document
+    data = store.additional_stores["data"]
+    assert data.count({"job_uuid": {"$in": [d["uuid"] for d in outputs]}}) == len(runs)
+    # a resumed run (same maker, models, starts, iteration) reuses the frames through the memo
+    rerun = ExploreMaker(
+        temperatures=[300.0, 700.0], steps=8, sample_every=4, starts_per_temperature=1,
+        engine="ase", device="cpu",
+    ).make(finetuned, starts, 1)  # fmt: skip
+    run_locally(rerun, store=store, root_dir=tmp_path / "again", create_folders=True, log=False)
+    store.connect()
+    assert ExploreResult.model_validate(rerun.output.resolve(store)) == ase
     # float32 MD (twice as fast on CPU) stays on the float64 trajectory over these 8 steps
     for a, b in zip(batched.candidates, results["batched-float32"].candidates, strict=True):
         sa, sb = (np.array([s["xyz"] for s in c.structure["sites"]]) for c in (a, b))

@@ -44,14 +44,15 @@ def main() -> None:
     limits = maker.select.limits
     records = open_campaign_dir(args.folder)
     campaign = records.find("campaigns")[0]["campaign"]
-    docs = records.job_store.docs_store
+    job_store = records.job_store
     table = Table(title=f"first contact pick per iteration, {args.folder.name}")
     for column in ("iteration", "trust_hi", "frames", "train labels", *DEFICITS):
         table.add_column(column, justify="right")
     iteration = 0
     while True:
-        explored = docs.query_one({"name": f"explore {iteration}"}, ["output"])
-        selected = docs.query_one({"name": f"select {iteration}"}, ["output"])
+        # load=True: the frames may sit in the job store's ``data`` store (a blob reference)
+        explored = job_store.query_one({"name": f"explore {iteration}"}, ["output"], load=True)
+        selected = job_store.query_one({"name": f"select {iteration}"}, ["output"])
         if explored is None or selected is None:
             break
         lo, hi = selected["output"]["trust_lo"], selected["output"]["trust_hi"]

@@ -89,11 +89,17 @@ class ExploreMaker(Maker):
             cells.append(atoms)
         return cells
 
-    @job(config=EXPOSE_STORE)
+    @job(config=EXPOSE_STORE, data="candidates")
     def make(
         self, finetuned: FineTuneResult, starts: list[dict], iteration: int = 0
     ) -> ExploreResult:
-        """Run ``starts_per_temperature`` trajectories per temperature from ``starts``."""
+        """Run ``starts_per_temperature`` trajectories per temperature from ``starts``.
+
+        The frames (``candidates``, most of a campaign's job-output bytes) are kept in the
+        job store's ``data`` store, their output document refers to them: the document store
+        stays small, so looking up any job output (the embedded store reads every document of
+        its collection per query) costs little however many iterations a campaign has run.
+        """
         t0 = time.perf_counter()
         finetuned = FineTuneResult.model_validate(finetuned)
         if not starts:
