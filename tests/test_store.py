@@ -81,3 +81,22 @@ def test_mongodb_without_uri_is_a_clear_error(monkeypatch, tmp_path):
 
 def test_redact_uri():
     assert redact_uri("mongodb://user:secret@host:27017/db") == "mongodb://***@host:27017/db"
+
+
+def test_mongodb_outputs_collection_is_indexed(mongodb_store_config):
+    """Reference resolution, job-name and resume lookups use indexes on MongoDB."""
+    from frostline.reliability.memo import MEMO_FIELD
+    from frostline.store import OUTPUT_INDEXES
+
+    assert f"metadata.{MEMO_FIELD}" in OUTPUT_INDEXES
+    records = Records(make_job_store(mongodb_store_config)).connect()
+    try:
+        info = records.job_store.docs_store._collection.index_information()
+        indexed = {field for spec in info.values() for field, _ in spec["key"]}
+        assert set(OUTPUT_INDEXES) <= indexed
+        labelled = records.job_store.additional_stores["labelled"]._collection
+        assert "structure_hash" in {
+            f for s in labelled.index_information().values() for f, _ in s["key"]
+        }
+    finally:
+        records.close()

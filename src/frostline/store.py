@@ -30,6 +30,9 @@ COLLECTIONS = {
     "alloy_summaries": ["campaign"],
 }
 """Fields indexed in each frostline collection (what the registry queries filter and sort by)."""
+OUTPUT_INDEXES = ("uuid", "name", "metadata.frostline_memo")
+"""Fields indexed in jobflow's ``outputs`` collection on MongoDB: reference resolution (uuid),
+lookups by job name, resume lookups (``frostline.reliability.memo.MEMO_FIELD``)."""
 COMPOUND_INDEXES = {
     "labelled": [("campaign", "role", "status")],
     "model_docs": [
@@ -186,7 +189,15 @@ class Records:
         return self
 
     def ensure_indexes(self) -> None:
-        """Create the indexes of ``COLLECTIONS`` and, on MongoDB, ``COMPOUND_INDEXES``."""
+        """Create the indexes of ``COLLECTIONS`` and, on MongoDB, ``COMPOUND_INDEXES`` and
+        ``OUTPUT_INDEXES``."""
+        docs = self.job_store.docs_store
+        if isinstance(docs, MongoStore) and not isinstance(docs, MontyStore):
+            for k in OUTPUT_INDEXES:
+                try:
+                    docs.ensure_index(k)
+                except Exception:  # e.g. a read-only user: queries still work, only slower
+                    pass
         for name, keys in COLLECTIONS.items():
             store = self.job_store.additional_stores[name]
             for k in keys:

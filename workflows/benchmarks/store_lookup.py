@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=60, help="small outputs per iteration")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=120)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="frostline-store-lookup-") as tmp:
         stores, ids, sizes, fill_s = {}, {}, {}, {}
