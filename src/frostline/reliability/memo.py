@@ -105,26 +105,18 @@ def memo_lookup(key: str | tuple[str, ...]) -> dict | None:
     if store is None:
         return None
     keys = [key] if isinstance(key, str) else list(key)
-    doc = store.docs_store.query_one(
+    doc = store.query_one(
         {f"metadata.{MEMO_FIELD}": {"$in": keys}},
-        properties=["output", "uuid", "index"],
+        properties=["output"],
         sort={"completed_at": -1},
+        load=True,  # parts kept in an additional store (``@job(data=...)``) come back inline
     )
     if doc is None or doc.get("output") is None:
         return None
     output = doc["output"]
-    if _has_blobs(output):  # parts kept in an additional store (``@job(data=...)``)
-        output = store.get_output(doc["uuid"], which=doc["index"], load=True)
     if isinstance(output, dict):
         output = {k: v for k, v in output.items() if not k.startswith("@")}
     return output
-
-
-def _has_blobs(output: Any) -> bool:
-    """Whether a stored job output refers to objects jobflow put in an additional store."""
-    from jobflow.utils.find import find_key
-
-    return bool(find_key(output, "blob_uuid"))
 
 
 def memo_mark(key: str) -> None:
