@@ -167,13 +167,29 @@ def test_run_cli_refuses_bad_config_before_any_work(tmp_path):
 
 
 def test_empty_selection_ends_cleanly(tmp_path, foundation):
-    """Every frame accurate: the campaign converges after one fine-tune and buys no labels."""
-    config = parse_config(tiny_campaign(name="calm", select={"trust_lo": 9.0, "trust_hi": 10.0}))
+    """Every frame accurate and the validation errors agree (a loose target): the campaign
+    converges after one fine-tune and buys no labels."""
+    select = {"trust_lo": 9.0, "trust_hi": 10.0, "target_force_error": 50.0}
+    config = parse_config(tiny_campaign(name="calm", select=select))
     result = run_campaign(config, tmp_path, log=False)
     assert result["stop_reason"] == "converged" and result["iterations"] == 1
     status = campaign_status(open_campaign_dir(Path(tmp_path)))
     assert status["state"] == "converged"
     assert status["iterations"][0]["n_selected"] == 0
+
+
+def test_agreement_alone_never_reports_converged(tmp_path, foundation):
+    """Every frame 'accurate' by the uncertainty but the validation error above the target:
+    the campaign stops without calling itself converged and says why (status, iteration)."""
+    select = {"trust_lo": 9.0, "trust_hi": 10.0, "target_force_error": 0.001}
+    config = parse_config(tiny_campaign(name="agreeing", select=select))
+    result = run_campaign(config, tmp_path, log=False)
+    assert result["stop_reason"] != "converged" and result["state"] != "converged"
+    status = campaign_status(open_campaign_dir(Path(tmp_path)))
+    assert status["state"] != "converged"
+    assert "0 % of frames" in status["iterations"][-1]["convergence_note"]
+    res = CliRunner().invoke(app, ["status", str(tmp_path)], terminal_width=200)
+    assert "not converged" in res.output
 
 
 def test_single_model_campaign_selects_by_descriptor_novelty(tmp_path, foundation):

@@ -9,11 +9,17 @@ from ase.build import bulk, fcc111, molecule
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import ConvergenceConfig, SelectConfig
-from frostline.schemas import CandidateStructure, ExploreResult, Provenance, as_structure
+from frostline.schemas import (
+    CandidateStructure,
+    ExploreResult,
+    Provenance,
+    ValidationMetrics,
+    as_structure,
+)
 from frostline.select.batch import Fate, plan_batch, stratum_quotas, trust_fate
 from frostline.select.calibration import fit_calibration, max_atomic_force_error
 from frostline.select.contacts import ContactIndex, shortest_contacts
-from frostline.select.convergence import stop_reason
+from frostline.select.convergence import stop_reason, validation_blocker
 from frostline.select.filters import SanityLimits, sanity_reason
 from frostline.select.jobs import SelectMaker, exploration_stratum
 from frostline.select.novelty import DescriptorModel
@@ -123,29 +129,51 @@ def test_calibrated_window_replaces_the_fixed_one():
     assert res.fates == {"accurate": 2, "selected": 1, "too uncertain": 1}
 
 
-def test_convergence_can_require_a_validation_error():
-    """An agreeing committee is not enough when the validation error is still too large."""
-    strict = ConvergenceConfig(accurate_fraction=0.8, max_iterations=5, max_validation_force_mae=50)
-    assert stop_reason(strict, 0, 0.95, 10, 3, validation_force_mae=80.0) is None
-    assert stop_reason(strict, 0, 0.95, 10, 3, validation_force_mae=40.0) == "converged"
-    assert stop_reason(strict, 0, 0.95, 10, 3, validation_force_mae=None) is None
-    assert stop_reason(strict, 4, 0.95, 10, 3, validation_force_mae=80.0) == "max iterations"
-    loose = ConvergenceConfig(accurate_fraction=0.8, max_iterations=5)
-    assert stop_reason(loose, 0, 0.95, 10, 3, validation_force_mae=80.0) == "converged"
-    maker = SelectMaker(convergence=strict)
-    too_wrong = {"n_structures": 4, "energy_mae_mev_per_atom": 5.0, "energy_rmse_mev_per_atom": 6.0,
-                 "force_mae_mev_per_a": 120.0, "force_rmse_mev_per_a": 150.0}  # fmt: skip
-    res = run_select(maker, [0.01] * 9 + [0.2], validation_metrics=too_wrong)
+def validation(force_mae: float = 30.0, frame_errors=(0.1,) * 10) -> dict:
+    """Validation metrics as the committee's evaluation records them."""
+    return {"n_structures": len(frame_errors), "energy_mae_mev_per_atom": 5.0,
+            "energy_rmse_mev_per_atom": 6.0, "force_mae_mev_per_a": force_mae,
+            "force_rmse_mev_per_a": 1.3 * force_mae,
+            "frame_max_force_errors": list(frame_errors)}  # fmt: skip
+
+
+def test_converged_needs_the_validation_errors_to_agree():
+    """An agreeing committee is never enough: the validation frames' true errors decide too."""
+    conv = ConvergenceConfig(accurate_fraction=0.8, max_iterations=5)
+    maker = SelectMaker(convergence=conv, target_force_error=0.3)
+    stds = [0.01] * 9 + [0.2]  # 90 % of the frames "accurate" by the uncertainty
+    res = run_select(maker, stds)  # no validation errors at all: not converged, labels bought
     assert res.stop_reason is None and len(res.selected) == 1
-    good = {**too_wrong, "force_mae_mev_per_a": 30.0}
-    assert run_select(maker, [0.01] * 9 + [0.2], validation_metrics=good).stop_reason == "converged"
+    assert "no validation errors" in res.convergence_note
+    wrong = validation(2010.0, [2.5] * 10)  # the issue's case: spread 0, errors huge
+    res = run_select(maker, stds, validation_metrics=wrong)
+    assert res.stop_reason is None and "0 % of frames" in res.convergence_note
+    half = validation(100.0, [0.1] * 5 + [0.5] * 5)  # 50 % within the target < 80 %
+    assert run_select(maker, stds, validation_metrics=half).stop_reason is None
+    good = validation(30.0, [0.1] * 9 + [0.5])
+    res = run_select(maker, stds, validation_metrics=good)
+    assert res.stop_reason == "converged" and res.convergence_note is None
+    assert run_select(maker, stds, 0, 4, validation_metrics=wrong).stop_reason == "max iterations"
+    strict = SelectMaker(convergence=ConvergenceConfig(
+        accurate_fraction=0.8, max_iterations=5, max_validation_force_mae=20))  # fmt: skip
+    res = run_select(strict, stds, validation_metrics=good)
+    assert res.stop_reason is None and "30.0 > 20 meV/Å" in res.convergence_note
     with pytest.raises(ValueError, match="max_validation_force_mae"):
         ConvergenceConfig(max_validation_force_mae=-1)
 
 
+def test_validation_blocker_and_stop_reason():
+    conv = ConvergenceConfig(accurate_fraction=0.9, max_iterations=5)
+    agree = ValidationMetrics.model_validate(validation(frame_errors=[0.1] * 9 + [0.4]))
+    assert validation_blocker(conv, agree, 0.3) is None
+    assert "90 %" in validation_blocker(conv, agree, 0.05)
+    assert stop_reason(conv, 0, 0.95, 10, 3, "some blocker") is None
+    assert stop_reason(conv, 0, 0.95, 10, 3, None) == "converged"
+
+
 def test_converged_when_accurate_fraction_reached():
     maker = SelectMaker(convergence=ConvergenceConfig(accurate_fraction=0.8, max_iterations=5))
-    res = run_select(maker, [0.01] * 9 + [0.2])
+    res = run_select(maker, [0.01] * 9 + [0.2], validation_metrics=validation())
     assert res.stop_reason == "converged" and res.selected == []
     assert res.accurate_fraction == 0.9
 
@@ -373,7 +401,8 @@ def test_calibration_picks_are_recorded_and_counted_once():
     stopped = SelectMaker(
         calibration_picks=3, convergence=ConvergenceConfig(max_iterations=5, accurate_fraction=0.5)
     )
-    res = run_select(stopped, [0.01] * 8 + [0.3] * 2)  # converged: the picks are not sent
+    res = run_select(stopped, [0.01] * 8 + [0.3] * 2, validation_metrics=validation())
+    # converged: the picks are not sent
     assert res.stop_reason == "converged" and res.selected == []
     assert res.fates == {"accurate": 8, "not needed": 2}
 

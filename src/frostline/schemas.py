@@ -143,6 +143,11 @@ class ValidationMetrics(BaseModel):
     force_mae_by_element: dict[str, float] = Field(
         default_factory=dict, description="force MAE (meV/Å) over each element's atoms"
     )
+    frame_max_force_errors: list[float] = Field(
+        default_factory=list,
+        description="per structure, the largest atomic force error (eV/Å): what convergence "
+        "compares with select.target_force_error",
+    )
     n_stress: int = Field(0, description="periodic structures with a stress label")
     stress_mae_gpa: float | None = Field(None, description="Voigt components, GPa")
     stress_rmse_gpa: float | None = None
@@ -285,6 +290,11 @@ class SelectionResult(BaseModel):
     )
     accurate_fraction: float
     stop_reason: str | None = None
+    convergence_note: str | None = Field(
+        None,
+        description="why the campaign is not converged although its frames are accurate by the "
+        "uncertainty (the validation errors disagree)",
+    )
     wall_time_s: float = 0.0
     finished_at: float | None = Field(None, description="epoch seconds when selection ended")
 
@@ -325,6 +335,9 @@ class IterationDoc(BaseModel):
     finetune_lr: float | None = Field(None, description="learning rate the committee trained at")
     model_ids: list[str] = Field(default_factory=list)
     stop_reason: str | None = None
+    convergence_note: str | None = Field(
+        None, description="why not converged although the uncertainty calls the frames accurate"
+    )
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict)
     trust_window: list[float] | None = Field(

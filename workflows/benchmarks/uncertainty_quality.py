@@ -1,281 +1,384 @@
-"""Does the committee know where it is wrong? Uncertainty against true error on a fixed test set.
+"""Which uncertainty tells where the model is wrong? Every method, calibrated, on three test sets.
 
-Selection can only beat random picking when its uncertainty ranks frames by their true error.
-For every iteration's committee of every campaign folder given, on a labelled test set (default:
-the selection benchmark's oracle-MD test set beside the folders), this compares two uncertainty
-measures with the committee-mean model's true error:
+The campaign of the selection benchmark (H2/Cu(111), GFN1-xTB oracle, mini-64 foundation,
+freeze f0 as the sweep chose): a committee of ``--committee`` members is fine-tuned with the
+campaign's settings on the training labels bought by the random-single campaign's first
+``--train-iterations`` iterations (the committee a young campaign has); the labels of its
+later iterations (frames of the model's MD at the campaign temperatures, labelled) are the
+calibration batches. Methods (``frostline.select.uncertainty``):
 
-- ``std``: the committee force deviation (per atom the norm of the member-force standard
-  deviation, DP-GEN's measure; per frame its largest atom), what ``uncertainty: committee`` ranks;
-- ``novelty``: the frame's largest descriptor distance to the labelled environments the
-  committee was trained on (the campaign foundation's invariant features, what
-  ``uncertainty: descriptor`` ranks; the only measure of a single-model campaign).
+- ``committee``: the committee's force deviation per atom around the committee mean;
+- ``descriptor``: member 0, scored by each atom's distance to the training environments in
+  the foundation's descriptor space;
+- ``last-layer``: member 0, scored by its last-layer (LLPR) variance per atom, structure
+  covariance (Bigi et al.); ``last-layer-atoms``: the same with one covariance per element.
 
-Figures per iteration: Spearman rank correlation over frames (largest atomic force error) and
-over atoms (atomic force error norm); per element, the novelty of that element's atoms against
-their force MAE per frame, and how often that element's atom is the frame's most novel one;
-``capture``: the share of the 10 % worst frames that are
-among the 10 % most uncertain (random ranking: 0.10); ``enrichment``: mean error of the quarter
-most uncertain frames over the mean error of all frames (random: 1.00). Prints a table, writes
-``uncertainty_quality.png`` (rank correlation against labels, and std against error for each
-folder's last committee) and ``uncertainty_quality.json`` beside the test set; last, each
-folder's last committee's frame-level Spearman rho for std / novelty.
+Each is calibrated (split-conformal, per-element scales, 90 %) on the calibration batches and
+measured on three labelled test sets: ``oracle-md`` (GFN1-xTB's own MD at 300/800/1200 K, the
+selection benchmark's test set), ``elbow`` (the H2 dissociation grid above Cu(111)) and
+``cu100`` (H2 on the held-out Cu(100) facet, GFN1-xTB MD at the campaign temperatures). Per
+method and set: Spearman rho of the frame score with the frame's largest atomic force error,
+AUROC for frames whose error exceeds the target (0.3 eV/Å), the miscalibration area and the
+empirical coverage of the calibrated 90 % bound; the cost of a force call relative to one
+model (member 0; warm-up, repeats, alternated, same cell, threads and precision).
 
-    .venv/bin/python workflows/benchmarks/uncertainty_quality.py FOLDER [FOLDER ...]
-        [--test PATH] [--no-novelty]
+With no arguments the whole comparison runs, or re-prints from ``results.json`` when its
+inputs (data, settings, this script's methods) are unchanged. Last line:
+``best method: NAME, AUROC = X, coverage90 = Y, cost = Z`` (worst AUROC over the sets, the
+coverage furthest from 0.9; best = highest worst-set AUROC).
+
+    OMP_NUM_THREADS=2 .venv/bin/python workflows/benchmarks/uncertainty_quality.py [--force]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-from collections import defaultdict
+import math
+import time
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.io import read
+from ase.io import read, write
 from rich.console import Console
-from rich.progress import track
 from rich.table import Table
-from scipy.stats import spearmanr
 
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "uncertainty_quality"
+ARCHIVE = HERE / "results" / "selection_long" / "random-single.campaign.json"
+MD_TEST = HERE / "results" / "selection_long" / "oracle-md-test.extxyz"
+TARGET = 0.3  # eV/Å: the campaign's target_force_error
+COVERAGE = 0.9
 console = Console()
 
 
-def committee_predictions(calc, test: list[Atoms]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per frame: committee-mean forces (n, 3) and per-atom force deviation (n,; 0: one model)."""
-    forces, deviation = [], []
-    for atoms in test:
-        work = atoms.copy()
-        work.calc = calc
-        forces.append(np.asarray(work.get_forces(), dtype=float))
-        var = np.asarray(calc.results.get("forces_var", np.zeros((len(atoms), 3))), dtype=float)
-        deviation.append(np.sqrt(var.sum(axis=1)))
-    return forces, deviation
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--committee", type=int, default=4)
+    parser.add_argument("--train-iterations", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=30)
+    parser.add_argument("--regularizer", type=float, default=1e-4, help="LLPR ridge (relative)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed force calls per method")
+    parser.add_argument("--force", action="store_true", help="recompute even if unchanged")
+    parser.add_argument("--out", type=Path, default=OUT, help="results folder")
+    return parser
 
 
-def ranking_quality(uncertainty: np.ndarray, error: np.ndarray) -> dict[str, float]:
-    """Spearman rho, top-decile capture and top-quartile enrichment of ``uncertainty``."""
-    n = len(error)
-    k10, k25 = max(1, round(0.1 * n)), max(1, round(0.25 * n))
-    by_u = np.argsort(-uncertainty, kind="stable")
-    worst = set(np.argsort(-error, kind="stable")[:k10].tolist())
-    return {
-        "rho": float(spearmanr(uncertainty, error).statistic),
-        "capture": len(worst & set(by_u[:k10].tolist())) / k10,
-        "enrichment": float(error[by_u[:k25]].mean() / error.mean()),
-    }
+# -- data -----------------------------------------------------------------------------------
 
 
-def training_atoms(records, campaign: str, iteration: int) -> list[Atoms]:
-    """The training labels the committee of ``iteration`` was fitted on."""
-    from frostline.registry.data import labelled_atoms, labelled_filter
+def campaign_sets(train_iterations: int) -> tuple[list, list]:
+    """(training labels, calibration labels) of the archived random-single campaign."""
+    from campaign_record import CampaignRecord
 
-    criteria = {**labelled_filter(campaign, "train"), "provenance.iteration": {"$lt": iteration}}
-    return [labelled_atoms(d) for d in records.find("labelled", criteria)]
+    labels = CampaignRecord.from_archive(ARCHIVE).structures("train")
+    train = [x for x in labels if x.provenance.iteration < train_iterations]
+    return train, [x for x in labels if x.provenance.iteration >= train_iterations]
 
 
-def evaluate_folder(folder: Path, test: list[Atoms], novelty: bool) -> list[dict]:
-    """One row per iteration committee of the campaign in ``folder``."""
-    import yaml
+def label_xtb_frames(frames: list[Atoms]) -> list[Atoms]:
+    from data_efficiency import label_xtb
 
-    from frostline.config import CampaignConfig
-    from frostline.finetune.committee import load_committee
+    out = label_xtb(frames)
+    for atoms in out:
+        atoms.calc = None
+    return out
+
+
+def elbow_set() -> list[Atoms]:
+    """The H2/Cu(111) dissociation grid, GFN1-xTB labels (cached)."""
+    from h2cu_elbow import elbow_frames
+
+    path = OUT / "h2cu-elbow.extxyz"
+    if not path.exists():
+        write(path, label_xtb_frames(elbow_frames()), format="extxyz")
+    return read(path, ":")
+
+
+def cu100_set(temperatures=(300.0, 800.0, 1200.0), steps: int = 200) -> list[Atoms]:
+    """H2 on Cu(100) (a facet no label has): GFN1-xTB Langevin MD, a frame every 20 steps."""
+    path = OUT / "cu100-md.extxyz"
+    if path.exists():
+        return read(path, ":")
+    from ase import units
+    from ase.build import fcc100
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from frostline.label.calculators import xtb_calculator
+
+    rng = np.random.default_rng(100)
+    calc, frames = xtb_calculator(), []
+    for temperature in temperatures:
+        slab = fcc100("Cu", size=(2, 2, 3), vacuum=6.0)
+        centre = slab.positions[slab.positions[:, 2].argmax()] + [1.28, 1.28, 1.6]
+        atoms = slab + Atoms("H2", positions=[centre - [0.37, 0, 0], centre + [0.37, 0, 0]])
+        atoms.calc = calc
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+        for _ in range(40, steps + 1, 20):
+            dyn.run(20)
+            frame = atoms.copy()
+            frame.info["REF_energy"] = float(atoms.get_potential_energy())
+            frame.arrays["REF_forces"] = np.asarray(atoms.get_forces(), dtype=float)
+            frame.info["temperature"] = temperature
+            frames.append(frame)
+    write(path, frames, format="extxyz")
+    return read(path, ":")
+
+
+def reference_forces(atoms: Atoms) -> np.ndarray:
+    if "REF_forces" in atoms.arrays:
+        return np.asarray(atoms.arrays["REF_forces"], dtype=float)
+    return np.asarray(atoms.get_forces(), dtype=float)
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def train_committee(args, train: list, key: str) -> list[Path]:
+    """The committee, fine-tuned with the campaign's settings (reused when its key matches)."""
+    import os
+
     from frostline.finetune.foundation import resolve_foundation
-    from frostline.registry.queries import campaign_status, iteration_committees, open_campaign_dir
-    from frostline.select.calibration import max_atomic_force_error
-    from frostline.select.novelty import DescriptorModel, descriptor_uncertainty, memoized
+    from frostline.finetune.jobs import FineTuneMaker
 
-    records = open_campaign_dir(folder)
-    status = campaign_status(records)
-    name = status["campaign"]
-    config = CampaignConfig.model_validate(yaml.safe_load((folder / "campaign.yaml").read_text()))
-    describe = None
-    if novelty:
-        describe = memoized(DescriptorModel(str(resolve_foundation(config.foundation))))
-    reference = [np.asarray(a.arrays["REF_forces"], dtype=float) for a in test]
-    rows = []
-    for it, members in track(iteration_committees(records), description=folder.name):
-        calc = load_committee(records, members, device="cpu")
-        forces, deviation = committee_predictions(calc, test)
-        frame_error = np.array(
-            [max_atomic_force_error(f, r) for f, r in zip(forces, reference, strict=True)]
-        )
-        row = {
-            "arm": folder.name,
-            "iteration": it["index"],
-            "labels": it["n_labelled"],
-            "force_mae": 1000
-            * float(np.mean(np.abs(np.concatenate(forces) - np.concatenate(reference)))),
-            "frame_error": frame_error.tolist(),
-        }
-        if len(members) > 1:  # a single model has no spread: novelty only
-            frame_std = np.array([d.max() for d in deviation])
-            atom_error = np.concatenate(
-                [np.linalg.norm(f - r, axis=1) for f, r in zip(forces, reference, strict=True)]
-            )
-            row["std"] = ranking_quality(frame_std, frame_error)
-            row["std_atom_rho"] = float(spearmanr(np.concatenate(deviation), atom_error).statistic)
-            row["frame_std"] = frame_std.tolist()
-        if describe is not None:
-            labelled = training_atoms(records, name, it["index"])
-            scores = np.array(descriptor_uncertainty(test, labelled, describe))
-            row["novelty"] = ranking_quality(scores, frame_error)
-            row["element_novelty"] = element_novelty_ranking(test, forces, labelled, describe)
-        rows.append(row)
-    return rows
+    folder = OUT / "models"
+    stamp = folder / "key.txt"
+    paths = [folder / f"member{k}.model" for k in range(args.committee)]
+    if stamp.exists() and stamp.read_text() == key and all(p.exists() for p in paths):
+        return paths
+    work = OUT / "training"
+    for d in (folder, work):
+        d.mkdir(parents=True, exist_ok=True)
+    maker = FineTuneMaker(freeze=0, committee_size=args.committee, epochs=args.epochs,
+                          patience=args.patience, retrain_failed=2, lr=0.01)  # fmt: skip
+    foundation, cwd = resolve_foundation("mini-64"), Path.cwd()
+    for k, path in enumerate(paths):
+        console.print(f"[bold]training[/] member {k + 1}/{args.committee} on {len(train)} labels")
+        data, weights = maker._member_data(train, seed=k)
+        os.chdir(work)
+        try:
+            trained = maker._train(foundation, data, k, 0, maker.lr, "cpu", f"member{k}", [],
+                                   weights)  # fmt: skip
+        finally:
+            os.chdir(cwd)
+        path.write_bytes(trained.path.read_bytes())
+    stamp.write_text(key)
+    return paths
 
 
-def element_novelty_ranking(
-    test: list[Atoms], forces: list[np.ndarray], labelled: list[Atoms], describe
-) -> dict[str, dict[str, float]]:
-    """Per element: does the novelty of that element's atoms rank frames by their error?
+def build_methods(args, paths: list[Path], train: list[Atoms]) -> dict:
+    """Every method, fitted on the training labels."""
+    from frostline.finetune.committee import committee_calculator
+    from frostline.finetune.foundation import resolve_foundation
+    from frostline.select.novelty import DescriptorModel, memoized
+    from frostline.select.uncertainty import (
+        CommitteeUncertainty,
+        DescriptorUncertainty,
+        LastLayerUncertainty,
+    )
 
-    ``rho``: Spearman rank correlation over frames of the largest novelty among the element's
-    atoms with the force MAE over the same atoms (meV/Å); ``sets_max``: share of frames whose
-    largest novelty (what ``uncertainty: descriptor`` ranks) is one of this element's atoms.
-    """
-    from frostline.finetune.evaluate import force_mae_by_element
-    from frostline.select.novelty import NoveltyIndex
-
-    index = NoveltyIndex()
-    for atoms in labelled:
-        index.add(describe(atoms), atoms.get_chemical_symbols())
-    novelty, error, owner = defaultdict(list), defaultdict(list), []
-    for atoms, predicted in zip(test, forces, strict=True):
-        symbols = np.asarray(atoms.get_chemical_symbols())
-        distances = index.atom_distances(describe(atoms), symbols)
-        owner.append(symbols[int(np.argmax(distances))])
-        frame_error = force_mae_by_element([atoms.arrays["REF_forces"]], [predicted], [symbols])
-        for element, mae in frame_error.items():
-            novelty[element].append(float(distances[symbols == element].max()))
-            error[element].append(mae)
+    single = committee_calculator([paths[0]], device="cpu")
+    describe = memoized(DescriptorModel(resolve_foundation("mini-64")))
     return {
-        element: {
-            "rho": float(spearmanr(novelty[element], error[element]).statistic),
-            "sets_max": float(np.mean([o == element for o in owner])),
-        }
-        for element in novelty
+        "committee": CommitteeUncertainty(committee_calculator(paths, device="cpu")),
+        "descriptor": DescriptorUncertainty.fit(single, describe, train),
+        "last-layer": LastLayerUncertainty.fit(single, train, "structures", args.regularizer),
+        "last-layer-atoms": LastLayerUncertainty.fit(
+            committee_calculator([paths[0]], device="cpu"), train, "atoms", args.regularizer
+        ),
     }
 
 
-def print_table(rows: list[dict]) -> None:
-    table = Table(title="uncertainty against true force error (oracle-MD test frames)")
-    for column in (
-        "arm",
-        "labels",
-        "F MAE meV/Å",
-        "std ρ frame",
-        "std ρ atom",
-        "std capture",
-        "std enrich",
-        "novelty ρ",
-        "novelty capture",
-        "novelty enrich",
-    ):
+# -- figures --------------------------------------------------------------------------------
+
+
+def measure(method, calibration: list[Atoms], tests: dict[str, list[Atoms]]) -> dict:
+    """Calibrate ``method`` on the calibration labels; its figures on every test set."""
+    from frostline.select.uncertainty import (
+        atom_force_errors,
+        auroc,
+        coverage_of,
+        fit_conformal,
+        miscalibration_area,
+        spearman,
+    )
+
+    def run(frames):
+        predictions = method.predict(frames)
+        errors = [atom_force_errors(p.forces, reference_forces(a))
+                  for p, a in zip(predictions, frames, strict=True)]  # fmt: skip
+        return [p.scores for p in predictions], errors
+
+    scores, errors = run(calibration)
+    cal = fit_conformal(method.name, scores, errors, coverage=COVERAGE)
+    out = {"calibration": cal.model_dump(exclude={"ratios"}), "sets": {}}
+    for name, frames in tests.items():
+        scores, errors = run(frames)
+        frame_error = [max(e) for e in errors]
+        u = [cal.frame_score(s) for s in scores]
+        out["sets"][name] = {
+            "n": len(frames),
+            "force_mae": 1000 * float(np.mean(np.concatenate(errors)) / math.sqrt(3)),
+            "above_target": float(np.mean(np.asarray(frame_error) > TARGET)),
+            "spearman": spearman(u, frame_error),
+            "auroc": auroc(u, frame_error, TARGET),
+            "miscalibration": miscalibration_area(cal, scores, frame_error),
+            "coverage90": coverage_of([cal.bound(s) for s in scores], frame_error),
+            "frame_score": u,
+            "frame_error": frame_error,
+        }
+    return out
+
+
+def timed_cost(methods: dict, one_model: Path, frame: Atoms, repeats: int) -> dict[str, float]:
+    """Seconds per force call of each method, relative to one model (member 0 alone)."""
+    from frostline.finetune.committee import committee_calculator
+
+    calc = committee_calculator([one_model], device="cpu")
+    timings: dict[str, list[float]] = {name: [] for name in ["one model", *methods]}
+
+    def call(name: str) -> None:
+        if name == "one model":
+            atoms = frame.copy()
+            atoms.calc = calc
+            atoms.get_forces()
+        else:
+            methods[name].predict([frame])
+
+    for _ in range(3):  # warm-up
+        for name in timings:
+            call(name)
+    for _ in range(repeats):
+        for name in timings:  # alternated: the same load on every method
+            start = time.perf_counter()
+            call(name)
+            timings[name].append(time.perf_counter() - start)
+    base = float(np.median(timings["one model"]))
+    return {name: float(np.median(t)) / base for name, t in timings.items() if name != "one model"}
+
+
+def fingerprint(args, train, calibration, tests) -> str:
+    """What the figures depend on: data, settings, the method code."""
+    from frostline.select.uncertainty import calibration as cal_module
+    from frostline.select.uncertainty import last_layer, methods
+
+    h = hashlib.sha256()
+    for frames in (train, calibration, *tests.values()):
+        for a in frames:
+            h.update(a.positions.tobytes() + a.numbers.tobytes())
+            h.update(reference_forces(a).tobytes())
+    settings = {k: v for k, v in vars(args).items() if k not in ("force", "repeats", "out")}
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for module in (cal_module, last_layer, methods):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def model_key(args, train) -> str:
+    h = hashlib.sha256(json.dumps([args.committee, args.epochs, args.patience]).encode())
+    for a in train:
+        h.update(a.positions.tobytes() + reference_forces(a).tobytes())
+    return h.hexdigest()
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def summary(result: dict) -> tuple[float, float]:
+    """(worst AUROC over the sets, the coverage90 furthest from the nominal 0.9)."""
+    sets = result["sets"].values()
+    aurocs = [s["auroc"] for s in sets if not math.isnan(s["auroc"])]
+    coverages = [s["coverage90"] for s in sets]
+    return min(aurocs, default=math.nan), max(coverages, key=lambda c: abs(c - COVERAGE))
+
+
+def print_report(report: dict) -> None:
+    table = Table(title=f"uncertainty vs true error ({report['n_train']} training labels, "
+                        f"{report['n_calibration']} calibration labels)")  # fmt: skip
+    for column in ("method", "set", "frames", "F MAE", "> target", "Spearman", "AUROC",
+                   "miscal.", "cov90", "cost"):  # fmt: skip
         table.add_column(column, justify="right")
-    for r in rows:
-        s, nov = r.get("std"), r.get("novelty")
-        table.add_row(
-            r["arm"],
-            str(r["labels"]),
-            f"{r['force_mae']:.1f}",
-            *(
-                (f"{s['rho']:.2f}", f"{r['std_atom_rho']:.2f}")
-                + (f"{s['capture']:.2f}", f"{s['enrichment']:.2f}")
-                if s
-                else ("–",) * 4
-            ),
-            *(
-                (f"{nov['rho']:.2f}", f"{nov['capture']:.2f}", f"{nov['enrichment']:.2f}")
-                if nov
-                else ("–",) * 3
-            ),
+    for name, result in report["methods"].items():
+        for set_name, s in result["sets"].items():
+            table.add_row(
+                name, set_name, str(s["n"]), f"{s['force_mae']:.0f}",
+                f"{s['above_target']:.2f}", f"{s['spearman']:.2f}", f"{s['auroc']:.2f}",
+                f"{s['miscalibration']:.3f}", f"{s['coverage90']:.2f}",
+                f"{report['cost'][name]:.2f}",
+            )  # fmt: skip
+    console.print(table, width=120)
+    for name, result in report["methods"].items():
+        scales = result["calibration"]["element_scales"]
+        console.print(
+            f"{name}: calibration {result['calibration']['n_frames']} frames, per-element scales "
+            + ", ".join(f"{z} {v:.3g}" for z, v in scales.items())
+            + f", conformal q90 {result['calibration']['quantile']:.3g}"
         )
-    console.print(table)
-    for r in rows:
-        if r.get("element_novelty"):
-            parts = [
-                f"{el} rho {v['rho']:.2f} (sets the frame's max in {100 * v['sets_max']:.0f} %)"
-                for el, v in r["element_novelty"].items()
-            ]
-            print(f"{r['arm']} {r['labels']} labels, per-element novelty vs that element's "
-                  f"force MAE: " + ", ".join(parts))  # fmt: skip
+    plot(report, OUT / "uncertainty_quality.png")
+    ranked = {n: (summary(r)[0], -report["cost"][n]) for n, r in report["methods"].items()}
+    best = max(ranked, key=ranked.get)
+    worst_auroc, coverage = summary(report["methods"][best])
+    print(f"best method: {best}, AUROC = {worst_auroc:.2f}, coverage90 = {coverage:.2f}, "
+          f"cost = {report['cost'][best]:.2f}")  # fmt: skip
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(report: dict, path: Path) -> None:
+    """Calibrated frame score against the frame's largest force error, per method and set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = sorted({r["arm"] for r in rows})
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, arm in enumerate(arms):
-        mine = [r for r in rows if r["arm"] == arm]
-        colour = cycle[i % len(cycle)]
-        for key, style in (("std", "o-"), ("novelty", "s--")):
-            measured = [r for r in mine if key in r]
-            if measured:
-                labels, rhos = [r["labels"] for r in measured], [r[key]["rho"] for r in measured]
-                ax1.plot(labels, rhos, style, color=colour, label=f"{arm} {key}")
-        committee = [r for r in mine if "std" in r]
-        if not committee:
-            continue
-        last = committee[-1]
-        ax2.scatter(
-            last["frame_std"],
-            last["frame_error"],
-            s=14,
-            color=colour,
-            label=f"{arm} ({last['labels']} labels)",
-        )
-    ax1.axhline(0.0, color="grey", lw=0.8)
-    ax1.set_xlabel("training labels")
-    ax1.set_ylabel("Spearman ρ (frame uncertainty, frame error)")
-    ax1.legend(fontsize=7)
-    ax2.set_xlabel("committee max atomic force std (eV/Å)")
-    ax2.set_ylabel("max atomic force error of the mean (eV/Å)")
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
-    ax2.legend(fontsize=7)
+    names = list(report["methods"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        result = report["methods"][name]
+        q = result["calibration"]["quantile"]
+        for set_name, s in result["sets"].items():
+            ax.scatter(np.asarray(s["frame_score"]) * q, s["frame_error"], s=10, label=set_name)
+        lim = [1e-2, 1e1]
+        ax.plot(lim, lim, "k--", lw=0.8, label="bound = error")
+        ax.axhline(TARGET, color="grey", lw=0.8)
+        ax.set(xscale="log", yscale="log", title=name, xlabel="calibrated 90 % bound (eV/Å)",
+               ylabel="max atomic force error (eV/Å)")  # fmt: skip
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", type=Path, nargs="+", help="campaign directories")
-    parser.add_argument("--test", type=Path, help="labelled extxyz (REF_forces) test set")
-    parser.add_argument("--no-novelty", action="store_true", help="committee std only")
-    args = parser.parse_args()
-    test_path = args.test or args.folders[0].parent / "oracle-md-test.extxyz"
-    if not test_path.exists():
-        parser.error(f"--test: {test_path} does not exist")
-    test = read(test_path, ":")
-    console.print(f"test set: {len(test)} frames, {sum(len(a) for a in test)} atoms ({test_path})")
-    rows = [
-        r for folder in args.folders for r in evaluate_folder(folder, test, not args.no_novelty)
-    ]
-    if not rows:
-        raise SystemExit("no model in the campaigns of the folders given")
-    print_table(rows)
-    out = test_path.parent
-    plot(rows, out / "uncertainty_quality.png")
-    (out / "uncertainty_quality.json").write_text(json.dumps(rows, indent=1))
-    last = {r["arm"]: r for r in rows}.values()  # rows run in iteration order per folder
-    console.print(f"plot: {out / 'uncertainty_quality.png'}")
-
-    def rho(row: dict, key: str) -> str:
-        return f"{row[key]['rho']:.2f}" if key in row else "–"
-
-    print(
-        "last committees, Spearman rho of frame error with std / novelty: "
-        + ", ".join(f"{r['arm']} {rho(r, 'std')} / {rho(r, 'novelty')}" for r in last)
-    )
+    global OUT
+    args = build_parser().parse_args()
+    OUT = args.out
+    OUT.mkdir(parents=True, exist_ok=True)
+    train_labels, calibration_labels = campaign_sets(args.train_iterations)
+    train = [x.to_atoms() for x in train_labels]
+    calibration = [x.to_atoms() for x in calibration_labels]
+    tests = {"oracle-md": read(MD_TEST, ":"), "elbow": elbow_set(), "cu100": cu100_set()}
+    key = fingerprint(args, train, calibration, tests)
+    results = OUT / "results.json"
+    if results.exists() and not args.force:
+        report = json.loads(results.read_text())
+        if report.get("key") == key:
+            console.print(f"inputs unchanged: figures from {results}")
+            print_report(report)
+            return
+    paths = train_committee(args, train_labels, model_key(args, train))
+    methods = build_methods(args, paths, train)
+    report = {"key": key, "n_train": len(train), "n_calibration": len(calibration),
+              "date": time.strftime("%Y-%m-%d"), "methods": {}}  # fmt: skip
+    for name, method in methods.items():
+        console.print(f"[bold]measuring[/] {name}")
+        report["methods"][name] = measure(method, calibration, tests)
+    report["cost"] = timed_cost(methods, paths[0], tests["oracle-md"][0], args.repeats)
+    results.write_text(json.dumps(report, indent=1))
+    print_report(report)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,10 @@ def error_metrics(
         force_mae_mev_per_a=float(np.mean(np.abs(df)) * 1000),
         force_rmse_mev_per_a=float(np.sqrt(np.mean(df**2)) * 1000),
         force_mae_by_element=by_element,
+        frame_max_force_errors=[
+            float(np.linalg.norm(np.asarray(p) - np.asarray(r), axis=1).max())
+            for p, r in zip(forces, reference_forces, strict=True)
+        ],
     )
 
 

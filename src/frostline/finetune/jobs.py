@@ -219,9 +219,10 @@ class FineTuneMaker(Maker):
         trainable, total = count_parameters(foundation_model, level)
         docs: list[ModelDoc] = []
         paths: list[Path] = []
+        taken: set = set()  # members never train on the same structures with the same weights
         for member in range(self.committee_size):
             seed = self.seed + 1000 * iteration + member
-            data, weights = self._member_data(ok, seed)
+            data, weights = self._member_data(ok, seed, taken)
             if member > 0 or trained is None:
                 console.print(
                     f"[bold]fine-tune[/] iteration {iteration} member {member + 1}/"
@@ -312,12 +313,27 @@ class FineTuneMaker(Maker):
         return [v for v in validation if v.status == "ok"]
 
     def _member_data(
-        self, ok: list[LabelledStructure], seed: int
+        self, ok: list[LabelledStructure], seed: int, taken: set | None = None
     ) -> tuple[list[LabelledStructure], list[float] | None]:
-        """One member's structures (a subsample) and their loss weights (``member_weights``)."""
+        """One member's structures (a subsample) and their loss weights (``member_weights``).
+
+        ``taken``: the (structures, weights) of the members planned before this one. A member
+        whose structures and weights equal an earlier member's would train into the same
+        model (fine-tuning starts from the same foundation; a full batch has no order to
+        shuffle: measured, two such members agreed to every digit and called every frame
+        accurate), so it gets Bayesian-bootstrap weights instead (``dirichlet``).
+        """
         rng = np.random.default_rng(seed)
         data = member_subset(ok, self.subsample, rng)
-        return data, member_loss_weights(len(data), self.member_weights, rng)
+        weights = member_loss_weights(len(data), self.member_weights, rng)
+        if taken is not None:
+            key = (frozenset(d.structure_hash for d in data), None if weights is None
+                   else tuple(weights))  # fmt: skip
+            if key in taken:
+                weights = member_loss_weights(len(data), "dirichlet", rng)
+                key = (key[0], tuple(weights))
+            taken.add(key)
+        return data, weights
 
     def _train(
         self,

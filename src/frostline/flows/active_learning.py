@@ -177,6 +177,7 @@ class ActiveLearningMaker(Maker):
                 cost_exponent=se.cost_exponent,
                 descriptor_model=foundation if Path(foundation).is_file() else None,
                 uncertainty=se.uncertainty,
+                target_force_error=se.target_force_error,
                 device=ft.device,
                 campaign=config.name,
                 convergence=config.convergence,
@@ -345,6 +346,7 @@ class ActiveLearningMaker(Maker):
             finetune_lr=finetuned.lr,
             model_ids=[md.model_id for md in finetuned.models],
             stop_reason=selection.stop_reason,
+            convergence_note=selection.convergence_note,
             fates=selection.fates,
             filter_reasons=selection.filter_reasons,
             trust_window=[selection.trust_lo, selection.trust_hi]

@@ -13,6 +13,7 @@ from frostline.store import Records, StoreError, make_job_store
 
 ITERATION_KEYS = (
     "index",
+    "convergence_note",
     "n_labelled",
     "n_selected",
     "n_new_labels",

@@ -54,6 +54,16 @@ def learning_curve(status: dict, path: Path) -> Path | None:
     return path
 
 
+def calibration_title(campaign: str, cals: list[dict]) -> str:
+    """What the calibration plot draws: shaded windows only where a window was derived, and why
+    none was otherwise (e.g. error not growing with the std: a downward fit)."""
+    derived = sum(c.get("trust_lo") is not None for c in cals)
+    if derived:
+        return f"{campaign}: committee calibration (shaded: trust window of {derived} fits)"
+    notes = sorted({c.get("note") or "no fit" for c in cals})
+    return f"{campaign}: committee calibration (no trust window: {'; '.join(notes)})"
+
+
 def calibration_plot(status: dict, path: Path, target_error: float | None = None) -> Path | None:
     """Committee std vs true error with the fitted lines; None when nothing was calibrated."""
     cals = [(it["index"], it.get("calibration") or {}) for it in status["iterations"]]
@@ -80,7 +90,7 @@ def calibration_plot(status: dict, path: Path, target_error: float | None = None
         ax.axhline(target_error, color="k", ls="--", lw=1, label="target error")
     ax.set_xlabel("committee max atomic force std (eV/Å)")
     ax.set_ylabel("true max atomic force error (eV/Å)")
-    ax.set_title(f"{status['campaign']}: committee calibration (shaded: derived trust window)")
+    ax.set_title(calibration_title(status["campaign"], [c for _, c in cals]), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

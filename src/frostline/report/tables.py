@@ -62,6 +62,10 @@ def status_table(status: dict) -> Table:
             f"E MAE {_fmt(status.get('zero_shot_energy_mae_mev_per_atom'))} meV/atom "
             "(per-element shift)"
         )
+    note = status["iterations"][-1].get("convergence_note") if status["iterations"] else None
+    if note:  # the uncertainty calls the frames accurate, the validation errors do not agree
+        warning = f"not converged: {note}"
+        table.caption = f"{table.caption}\n{warning}" if table.caption else warning
     return table
 
 

@@ -29,7 +29,7 @@ from frostline.select.calibration import (
     max_atomic_force_error,
     pooled_points,
 )
-from frostline.select.convergence import stop_reason
+from frostline.select.convergence import stop_reason, validation_blocker
 from frostline.select.filters import SanityLimits
 from frostline.store import EXPOSE_STORE, current_records
 
@@ -72,6 +72,7 @@ class SelectMaker(Maker):
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
     uncertainty: str = "committee"
+    target_force_error: float = 0.3
     device: str = "cpu"
     campaign: str = "campaign"
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
@@ -144,16 +145,15 @@ class SelectMaker(Maker):
             0, min(self.max_labels_per_iteration, self.convergence.label_budget - n_labels_spent)
         )
         reason: list[str | None] = [None]
-        val_force_mae = (
-            ValidationMetrics.model_validate(validation_metrics).force_mae_mev_per_a
-            if validation_metrics
-            else None
+        validation = (
+            ValidationMetrics.model_validate(validation_metrics) if validation_metrics else None
         )
+        blocker = validation_blocker(self.convergence, validation, self.target_force_error)
 
         def stop(n_accurate: int, n_selectable: int) -> bool:
             frac = n_accurate / n if n else 0.0
             reason[0] = stop_reason(
-                self.convergence, iteration, frac, n_labels_spent, n_selectable, val_force_mae
+                self.convergence, iteration, frac, n_labels_spent, n_selectable, blocker
             )
             return reason[0] is not None
 
@@ -200,6 +200,11 @@ class SelectMaker(Maker):
             uncertainty=self.uncertainty,
             accurate_fraction=n_acc / n if n else 0.0,
             stop_reason=reason[0],
+            convergence_note=(
+                blocker
+                if n and n_acc / n >= self.convergence.accurate_fraction and blocker
+                else None
+            ),
             wall_time_s=time.perf_counter() - t0,
             finished_at=time.time(),
         )
