@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 
 from frostline.alloys.cli import register as register_alloy_commands
+from frostline.cli_common import LOG_FILE, heavy_imports, keep_quiet_in, quiet_third_party
 from frostline.cli_common import console as make_console
 from frostline.cli_common import fail as _fail
-from frostline.cli_common import heavy_imports, quiet_third_party
 from frostline.cli_registry import register as register_registry_commands
 from frostline.submit.cli import register as register_submit_command
 
@@ -33,7 +33,6 @@ err = make_console(stderr=True)
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 DEMO_CONFIG = PACKAGE_DATA / "demo_h2_cu111.yaml"
-LOG_FILE = "frostline.log"  # a campaign directory's log: third-party notices kept off the console
 
 
 def _run(config_path: Path, campaign_dir: Path | None, wait_s: float = 0.0) -> dict:
@@ -47,28 +46,39 @@ def _run(config_path: Path, campaign_dir: Path | None, wait_s: float = 0.0) -> d
         config = load_config(config_path)
     except ConfigError as exc:
         _fail(named(exc))
-    campaign_dir = campaign_dir or Path("campaigns") / config.name
-    heavy_imports(Path(campaign_dir) / LOG_FILE)
+    campaign_dir = Path(campaign_dir or Path("campaigns") / config.name)
+    heavy_imports()  # its notices are held, then kept in DIR/frostline.log once the run ran
     from frostline.finetune.foundation import FoundationError
     from frostline.flows.campaign import run_campaign
     from frostline.reliability.errors import CampaignError
+    from frostline.reliability.locking import CampaignLockedError
     from frostline.store import StoreError
 
     try:
-        return run_campaign(config, campaign_dir, wait_s=wait_s)
+        result = run_campaign(config, campaign_dir, wait_s=wait_s)
     except (ConfigError, FoundationError) as exc:
         _fail(named(exc))
-    except (StoreError, CampaignError) as exc:
+    except CampaignLockedError as exc:  # another run owns the directory: write nothing there
         _fail(str(exc))
+    except (StoreError, CampaignError) as exc:
+        keep_quiet_in(campaign_dir / LOG_FILE)
+        _fail(str(exc))
+    keep_quiet_in(campaign_dir / LOG_FILE)
+    return result
 
 
 def _print_status(
-    campaign_dir: Path, as_json: bool = False, campaign: str | None = None, plots: bool = False
+    campaign_dir: Path,
+    as_json: bool = False,
+    campaign: str | None = None,
+    plots: bool = False,
+    wide: bool = False,
 ) -> dict:
     from frostline.registry.queries import campaign_status, open_campaign_dir
     from frostline.report.tables import (
         fates_table,
         status_table,
+        surrogate_line,
         timing_table,
         training_hints,
     )
@@ -83,13 +93,15 @@ def _print_status(
     if as_json:
         print(json.dumps(status, default=str))
     else:
-        console.print(status_table(status))
+        out = make_console(wide=wide)
+        out.print(status_table(status, wide))
         if any(it.get("fates") for it in status["iterations"]):
-            console.print(fates_table(status))
+            out.print(fates_table(status, wide))
         if any("total" in (it.get("wall_time_s") or {}) for it in status["iterations"]):
-            console.print(timing_table(status))
-        for hint in training_hints(status):
-            console.print(f"[yellow]{hint}[/]")
+            out.print(timing_table(status))
+        for line in (surrogate_line(status), *training_hints(status)):
+            if line:
+                out.print(f"[yellow]{line}[/]" if "members" in line else line)
     if plots:
         from frostline.report.plots import write_campaign_plots
 
@@ -213,9 +225,10 @@ def status(
     plots: Annotated[
         bool, typer.Option("--plots", help="also write PNG plots to DIR/plots")
     ] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column (wider than 100)")] = False,
 ) -> None:
     """Per-iteration table of a campaign (labels, selection, errors, accurate fraction, time)."""
-    _print_status(dir, as_json, campaign, plots)
+    _print_status(dir, as_json, campaign, plots, wide)
 
 
 @foundation_app.command("build-mini")
@@ -233,6 +246,7 @@ def build_mini(
     ] = None,
 ) -> None:
     """Pretrain the mini MACE foundation on CHGNet-labelled broad data (about 20 min on 2 cores)."""
+    heavy_imports()
     from frostline.finetune.foundation import MINI_FOUNDATION, build_mini_foundation
 
     if dtype not in ("float64", "float32"):

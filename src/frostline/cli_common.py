@@ -19,14 +19,21 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
+LOG_FILE = "frostline.log"
+"""A campaign directory's log file: the third-party notices kept off the console."""
 WIDTH = 100
 """Columns of tables when the output is not a terminal (logs, pipes): rich's default is 80."""
 
 
 def console(stderr: bool = False, wide: bool = False) -> Console:
-    """A console on stdout (or stderr) that is 100 columns wide off a terminal (``wide``: 250)."""
-    probe = Console(stderr=stderr)
-    width = None if probe.is_terminal and not wide else (250 if wide else WIDTH)
+    """A console on stdout (or stderr): off a terminal (logs, pipes) ``$COLUMNS`` or 100 columns
+    wide instead of rich's 80; ``wide``: 250 columns, for tables with every column."""
+    if wide:
+        return Console(stderr=stderr, width=250, highlight=False)
+    if Console(stderr=stderr).is_terminal:
+        return Console(stderr=stderr, highlight=False)
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else WIDTH
     return Console(stderr=stderr, width=width, highlight=False)
 
 
@@ -53,6 +60,9 @@ QUIET = re.compile(
             r"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",
             r"[Cc]uequivariance",
             r"shadows an attribute in parent",  # pydantic, on atomate2's and emmet's documents
+            r"cd is deprecated",  # jobflow's run_locally uses monty's cd
+            r"'pin_memory' argument is set as true",  # torch's DataLoader in mace-torch, on CPU
+            r"TorchScript type system doesn't support",  # torch.jit on mace's modules
         )
     )
 )
@@ -90,18 +100,26 @@ def quiet_third_party() -> None:
         atexit.register(flush_quiet)
 
 
+def keep_quiet_in(log_file: os.PathLike) -> None:
+    """From now on the quiet notices go to ``log_file`` (those held so far too)."""
+    global _log_file
+    _log_file = Path(log_file)
+    flush_quiet()
+
+
 def heavy_imports(log_file: os.PathLike | None = None) -> None:
     """Import mace (and with it torch and e3nn) quietly, for commands that run models.
 
-    ``log_file``: the campaign's log file, where the quiet notices go. mace prints its
+    ``log_file``: the campaign's log file, where the quiet notices go (else they are held
+    until ``keep_quiet_in`` names one). mace prints its
     cuequivariance notice on stdout when imported (stdout is for results: ``--json`` must
     parse); other output of the import goes to stderr.
     """
-    global _log_file
     quiet_third_party()
     if log_file is not None:
-        _log_file = Path(log_file)
-        flush_quiet()
+        keep_quiet_in(log_file)
+    if not sys.stderr.isatty():  # the stages' own progress lines: 100 columns, not rich's 80
+        os.environ.setdefault("COLUMNS", str(WIDTH))
     if "mace.tools.cg" in sys.modules:
         return
     buffer = io.StringIO()

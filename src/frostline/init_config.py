@@ -78,7 +78,7 @@ def plan_budget(budget: int) -> BudgetPlan:
     per_iteration = max(2, min(10, budget // 8))
     rest = budget - n_initial
     return BudgetPlan(
-        n_initial, n_validation, per_iteration, max(1, min(10, rest // per_iteration))
+        n_initial, n_validation, per_iteration, max(2, min(10, rest // per_iteration))
     )
 
 

@@ -7,12 +7,10 @@ from pathlib import Path
 import yaml
 from jobflow import OnMissing, run_locally
 
-from frostline.config import CampaignConfig, ConfigError
+from frostline.config import CONFIG_COPY, CampaignConfig, ConfigError
 from frostline.finetune.foundation import FoundationError, foundation_elements, resolve_foundation
 from frostline.flows.active_learning import ActiveLearningMaker
 from frostline.store import Records, make_job_store
-
-CONFIG_COPY = "campaign.yaml"
 
 
 def validate_campaign(config: CampaignConfig, base_dir: Path | None = None) -> str:

@@ -10,6 +10,7 @@ console only the one-line form.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from frostline.store import redact_uri
 
 MARK = " failed with exception:"
-JOBFLOW_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+PROGRESS_FORMAT = "%(asctime)s %(message)s"
 
 
 @dataclass
@@ -48,6 +49,38 @@ class _OneLine(logging.Filter):
         fault = parse_failure(record.getMessage())
         if fault is not None:
             record.msg, record.args = fault.line() + " (traceback in faults.log)", ()
+        return True
+
+
+# jobs worth a progress line (the per-structure oracle and bookkeeping jobs are not)
+STAGE_JOB = re.compile(
+    r"^(setup_campaign|zero_shot_baseline|label (initial|validation|\d+)|"
+    r"(finetune|explore|select|calibrate|advance) \d+|distill)$"
+)
+_JOB = re.compile(r"^(Starting|Finished) job - (.+?) \(([0-9a-f-]+)")
+
+
+class _Progress(logging.Filter):
+    """Console lines of ``run_locally``: failures in one line, one line per finished stage
+    (``finetune 0 done in 73 s``); the start and end of every other job are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if MARK in message:
+            return True
+        match = _JOB.match(message)
+        if match is None or not STAGE_JOB.match(match.group(2)):
+            return False
+        what, name, uuid = match.groups()
+        if what == "Starting":
+            self._started[uuid] = record.created
+            return False
+        took = record.created - self._started.pop(uuid, record.created)
+        record.msg, record.args = f"{name} done in {took:.0f} s", ()
         return True
 
 
@@ -87,7 +120,8 @@ class FaultLog(logging.Handler):
         log.addHandler(self)
         if self.console:
             self._stream = logging.StreamHandler(sys.stderr)
-            self._stream.setFormatter(logging.Formatter(JOBFLOW_FORMAT))
+            self._stream.setFormatter(logging.Formatter(PROGRESS_FORMAT, "%H:%M:%S"))
+            self._stream.addFilter(_Progress())
             self._stream.addFilter(_OneLine())
             log.addHandler(self._stream)
         return self
