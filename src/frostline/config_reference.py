@@ -111,8 +111,10 @@ FALLBACK: dict[str, str] = {
     "`calculator` / `maker` import paths (see Oracles and DFT)",
     "ConvergenceConfig.accurate_fraction": "converged when this fraction of explored frames is "
     "'accurate' (committee spread below the trust window)",
-    "ConvergenceConfig.max_iterations": "iterations at most (each: fine-tune, explore, select, "
-    "label)",
+    "ConvergenceConfig.max_iterations": "fine-tunes at most; each iteration but the last "
+    "fine-tunes, explores, selects and labels; the last one's exploration only measures the "
+    "committee (its worthwhile frames are counted 'not needed', nothing is labelled): "
+    "`max_iterations: 1` labels only the initial set",
     "DistillConfig.sample_every": "keep every n-th teacher MD frame",
     "DistillConfig.max_strain": "largest strain component of the strained teacher cells",
     "StoreConfig.kind": "`embedded` (montydb files) or `mongodb`",
