@@ -117,3 +117,32 @@ def test_third_party_notices_go_to_the_campaign_log_not_the_console(tmp_path):
     for notice in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "cuequivariance", "shadows an attribute"):
         assert notice not in console and notice in log, notice
     assert "Starting job" not in console and "setup_campaign done in" in console
+
+
+def test_progress_shows_one_line_per_finished_stage_and_every_failure():
+    import logging
+
+    from frostline.reliability.faults import _OneLine, _Progress
+
+    progress, one_line = _Progress(iterations=3), _OneLine()
+
+    def shown(message: str, created: float) -> str | None:
+        record = logging.LogRecord("jobflow", logging.INFO, "", 0, message, (), None)
+        record.created = created
+        keep = progress.filter(record) and one_line.filter(record)
+        return record.getMessage() if keep else None
+
+    lines = [
+        shown("Started executing jobs locally", 0.0),
+        shown("Starting job - finetune 1 (0a1b-2c)", 10.0),
+        shown("Starting job - label xtb train 3 (77aa)", 11.0),
+        shown("Finished job - label xtb train 3 (77aa)", 12.0),
+        shown("Finished job - finetune 1 (0a1b-2c)", 83.0),
+        shown("explore 1 failed with exception:\nTraceback ...\nValueError: boom", 90.0),
+        shown("Finished job - setup_campaign (9f9f)", 91.0),
+    ]
+    assert [x for x in lines if x] == [
+        "iteration 2/3: finetune done in 73 s",
+        "explore 1 failed: ValueError: boom (traceback in faults.log)",
+        "setup_campaign done in 0 s",
+    ]

@@ -111,7 +111,8 @@ def run_campaign(
         Records(store).connect().close()
         safe = without_secrets(config)
         flow = ActiveLearningMaker.from_config(safe, foundation).make(safe)
-        faults = FaultLog(campaign_dir / "faults.log", console=log)
+        iterations = config.convergence.max_iterations
+        faults = FaultLog(campaign_dir / "faults.log", console=log, iterations=iterations)
         with faults:
             try:
                 jobs_dir = campaign_dir / "jobs"

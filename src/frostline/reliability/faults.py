@@ -64,9 +64,10 @@ class _Progress(logging.Filter):
     """Console lines of ``run_locally``: failures in one line, one line per finished stage
     (``finetune 0 done in 73 s``); the start and end of every other job are dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, iterations: int | None = None) -> None:
         super().__init__()
         self._started: dict[str, float] = {}
+        self.iterations = iterations  # "iteration 2/3: finetune done in 73 s" when known
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -80,6 +81,9 @@ class _Progress(logging.Filter):
             self._started[uuid] = record.created
             return False
         took = record.created - self._started.pop(uuid, record.created)
+        stage, _, index = name.rpartition(" ")
+        if self.iterations and stage and index.isdigit():
+            name = f"iteration {int(index) + 1}/{self.iterations}: {stage}"
         record.msg, record.args = f"{name} done in {took:.0f} s", ()
         return True
 
@@ -87,8 +91,11 @@ class _Progress(logging.Filter):
 class FaultLog(logging.Handler):
     """Collect failed jobs of ``run_locally`` (use as a context manager around it)."""
 
-    def __init__(self, log_file: Path | None = None, console: bool = True):
+    def __init__(
+        self, log_file: Path | None = None, console: bool = True, iterations: int | None = None
+    ):
         super().__init__(level=logging.INFO)
+        self.iterations = iterations
         self.faults: list[Fault] = []
         self.log_file = log_file
         self.console = console
@@ -121,7 +128,7 @@ class FaultLog(logging.Handler):
         if self.console:
             self._stream = logging.StreamHandler(sys.stderr)
             self._stream.setFormatter(logging.Formatter(PROGRESS_FORMAT, "%H:%M:%S"))
-            self._stream.addFilter(_Progress())
+            self._stream.addFilter(_Progress(self.iterations))
             self._stream.addFilter(_OneLine())
             log.addHandler(self._stream)
         return self
