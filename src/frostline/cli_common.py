@@ -63,6 +63,7 @@ QUIET = re.compile(
             r"cd is deprecated",  # jobflow's run_locally uses monty's cd
             r"'pin_memory' argument is set as true",  # torch's DataLoader in mace-torch, on CPU
             r"TorchScript type system doesn't support",  # torch.jit on mace's modules
+            r"implementation of `fixcm=True` in `Langevin`",  # ASE >= 3.28 on its own default
         )
     )
 )

@@ -30,13 +30,15 @@ from pathlib import Path
 
 import yaml
 
-PROBE = (
-    "import runpy, sys; sys.argv = ['frostline', *sys.argv[1:]];\n"
+REPORT = (
+    "print('HEAVY', *[m for m in ('torch', 'mace', 'jobflow') if m in sys.modules], "
+    "file=sys.stderr)"
+)
+PROBE = (  # run the CLI as the console script does, then report the heavy modules imported
+    "import runpy, sys; sys.argv = ['frostline', *sys.argv[1:]]\n"
     "try:\n    runpy.run_module('frostline.cli', run_name='__main__')\n"
     "except SystemExit: pass\n"
-    "finally:\n"
-    "    print('HEAVY', *[m for m in ('torch', 'mace', 'jobflow') if m in sys.modules], "
-    "file=sys.stderr)"
+    f"finally:\n    {REPORT}"
 )
 
 
@@ -105,7 +107,7 @@ def main() -> None:
             f"frostline models list --dir {'DEMO' if args.dir is None else demo}": [
                 py, "-c", PROBE, "models", "list", "--dir", str(demo)
             ],
-            'python -c "import frostline"': [py, "-c", "import frostline"],
+            'python -c "import frostline"': [py, "-c", f"import sys, frostline; {REPORT}"],
         }  # fmt: skip
         load = os.getloadavg()
         print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
