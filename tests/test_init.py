@@ -79,3 +79,18 @@ def test_init_structure_with_other_elements_and_existing_file(tmp_path):
     assert out.read_text() == "keep me\n"
     res = invoke([str(out), "--elements", "Cu,H", "--builder", "h2_cu111", "--no-input", "--force"])
     assert res.exit_code == 0 and load_config(out).elements == ["Cu", "H"]
+
+
+@pytest.mark.parametrize("budget", [8, 12, 30, 200])
+def test_init_configs_have_md_starts_and_a_batch_to_label(tmp_path, budget):
+    """The smallest budgets still give the builder's seeds beyond its two references (clean
+    slab, H2 molecule) as MD starts, and at least two iterations (the last labels nothing)."""
+    from frostline.seeds import campaign_structures
+
+    out = tmp_path / "b.yaml"
+    args = ["--elements", "Cu,H", "--builder", "h2_cu111", "--budget", str(budget)]
+    assert invoke([str(out), *args, "--no-input"]).exit_code == 0
+    config = load_config(out)
+    assert campaign_structures(config).starts
+    assert config.convergence.max_iterations >= 2
+    assert config.system.n_initial + config.select.max_labels_per_iteration <= budget

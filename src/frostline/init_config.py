@@ -72,8 +72,8 @@ def plan_budget(budget: int) -> BudgetPlan:
     """Split ``budget`` (labels incl. the initial set; the validation set comes on top) into a
     campaign's sizes."""
     if budget < 8:
-        raise ConfigError(f"--budget: at least 8 labels (initial set and a batch), not {budget}")
-    n_initial = max(2, min(10, budget // 6))
+        raise ConfigError(f"--budget: at least 8 labels (initial set, two batches), not {budget}")
+    n_initial = max(4, min(10, budget // 6))  # the h2_cu111 builder's first two are references
     n_validation = max(4, min(20, budget // 5))
     per_iteration = max(2, min(10, budget // 8))
     rest = budget - n_initial
