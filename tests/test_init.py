@@ -49,7 +49,7 @@ def test_init_asks_for_what_the_options_omit(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--elements", "Cu,Xx", "--builder", "h2_cu111"], "--elements: "),
+        (["--elements", "Cu,Xx", "--builder", "h2_cu111"], "--elements: unknown element(s): Xx"),
         (["--elements", "Cu,H", "--builder", "h2_cu111", "--oracle", "dft"], "--oracle: unknown"),
         (["--elements", "Cu,H", "--builder", "h2_cu111", "--budget", "3"], "--budget: "),
         (["--elements", "Cu,H", "--builder", "h2_cu111", "--name", "a b"], "--name: "),

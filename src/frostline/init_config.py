@@ -145,7 +145,8 @@ def _flag_error(exc: ConfigError) -> ConfigError:
     for field, flag in FLAGS.items():
         marker = f"field '{field}': "
         if marker in first:
-            return ConfigError(f"{flag}: {first.split(marker, 1)[1]}")
+            reason = first.split(marker, 1)[1].removeprefix("Value error, ")
+            return ConfigError(f"{flag}: {reason}")
     return ConfigError(first)
 
 
