@@ -146,3 +146,24 @@ def test_progress_shows_one_line_per_finished_stage_and_every_failure():
         "explore 1 failed: ValueError: boom (traceback in faults.log)",
         "setup_campaign done in 0 s",
     ]
+
+
+def test_mace_training_log_goes_to_the_members_log_file_not_the_console(tmp_path, capfd):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from frostline.finetune.train import MaceTrainSettings, run_mace_training
+
+    cells = []
+    for i in range(4):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        cells.append(atoms)
+    settings = MaceTrainSettings(name="quiet", max_num_epochs=2, batch_size=2, num_channels=8)
+    assert run_mace_training(settings, cells, tmp_path / "run").exists()
+    captured = capfd.readouterr()
+    log = (tmp_path / "run" / "logs" / "quiet_run-0.log").read_text()
+    assert " INFO: Epoch " in log and "Epoch" not in captured.out + captured.err
