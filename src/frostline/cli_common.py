@@ -41,7 +41,7 @@ def fail(message: str, uri: str | None = None) -> NoReturn:
     """Print ``error: MESSAGE`` in red on one line of stderr (credentials of ``uri`` and of
     ``$FROSTLINE_MONGODB_URI`` scrubbed) and exit with code 2."""
     uri = uri or os.environ.get("FROSTLINE_MONGODB_URI")
-    if uri:
+    if uri or "://" in str(message):
         from frostline.registry.stores import scrub
 
         message = scrub(message, uri)
