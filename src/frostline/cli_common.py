@@ -112,9 +112,9 @@ def heavy_imports(log_file: os.PathLike | None = None) -> None:
     """Import mace (and with it torch and e3nn) quietly, for commands that run models.
 
     ``log_file``: the campaign's log file, where the quiet notices go (else they are held
-    until ``keep_quiet_in`` names one). mace prints its
-    cuequivariance notice on stdout when imported (stdout is for results: ``--json`` must
-    parse); other output of the import goes to stderr.
+    until ``keep_quiet_in`` names one). mace prints its cuequivariance notice on stdout when
+    imported (stdout is for results: ``--json`` must parse); other output of the import goes
+    to stderr. Off a terminal, ``$COLUMNS`` defaults to 100 for the stages' own consoles.
     """
     quiet_third_party()
     if log_file is not None:
