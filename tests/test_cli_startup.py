@@ -139,11 +139,19 @@ def test_progress_shows_one_line_per_finished_stage_and_every_failure():
         shown("Finished job - label xtb train 3 (77aa)", 12.0),
         shown("Finished job - finetune 1 (0a1b-2c)", 83.0),
         shown("explore 1 failed with exception:\nTraceback ...\nValueError: boom", 90.0),
-        shown("Finished job - setup_campaign (9f9f)", 91.0),
+        shown("Starting job - record label 5e5e (88bb)", 91.0),
+        shown("Finished job - record label 5e5e (88bb)", 92.0),
+        shown("Starting job - record label 6f6f (99cc)", 100.0),
+        shown("Finished job - record label 6f6f (99cc)", 101.0),
+        shown("Starting job - calibrate 1 (aa11)", 102.0),
+        shown("Finished job - calibrate 1 (aa11)", 104.0),
+        shown("Finished job - setup_campaign (9f9f)", 105.0),
     ]
     assert [x for x in lines if x] == [
         "iteration 2/3: finetune done in 73 s",
         "explore 1 failed: ValueError: boom (traceback in faults.log)",
+        "2 labels stored in 10 s",
+        "iteration 2/3: calibrate done in 2 s",
         "setup_campaign done in 0 s",
     ]
 
