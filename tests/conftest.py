@@ -77,3 +77,14 @@ def mongodb_store_config(secantus_server):
     from frostline.config import StoreConfig
 
     return StoreConfig(kind="mongodb", uri=secantus_server.uri, database=f"t{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def embedded(tmp_path):
+    """A populated embedded campaign store (``test_registry.populate``) and its CLI arguments."""
+    from test_registry import _backend, populate
+
+    backend = _backend("embedded", tmp_path, None)
+    populate(backend.records)
+    yield backend
+    backend.records.close()

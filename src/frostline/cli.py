@@ -1,22 +1,23 @@
-"""Command-line interface: ``frostline demo | run | status | foundation build-mini``
-(registry commands ``models | data | campaigns``: ``frostline.cli_registry``)."""
+"""Command-line interface: ``frostline demo | init | run | status | foundation build-mini``
+(registry commands ``models | data | campaigns``: ``frostline.cli_registry``).
+
+Nothing heavy is imported here: ``frostline --help`` answers at once, and each command imports
+torch, mace or jobflow only when it needs them (``frostline.cli_common.heavy_imports``).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
-with contextlib.redirect_stdout(sys.stderr):  # mace prints a notice on stdout when imported;
-    import mace.tools.cg  # noqa: F401  stdout is for results (``--json`` must parse)
-
 import typer
-from rich.console import Console
 
 from frostline.alloys.cli import register as register_alloy_commands
+from frostline.cli_common import LOG_FILE, heavy_imports, keep_quiet_in, quiet_third_party
+from frostline.cli_common import console as make_console
+from frostline.cli_common import fail as _fail
 from frostline.cli_registry import register as register_registry_commands
 from frostline.submit.cli import register as register_submit_command
 
@@ -26,44 +27,58 @@ app.add_typer(foundation_app, name="foundation")
 register_registry_commands(app)  # models | data | campaigns (frostline.cli_registry)
 register_submit_command(app)  # submit to jobflow-remote / FireWorks (frostline.submit.cli)
 register_alloy_commands(app)  # alloys run | summary (frostline.alloys.cli)
-console = Console()
-err = Console(stderr=True)
+quiet_third_party()
+console = make_console()
+err = make_console(stderr=True)
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 DEMO_CONFIG = PACKAGE_DATA / "demo_h2_cu111.yaml"
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def _run(config_path: Path, campaign_dir: Path | None, wait_s: float = 0.0) -> dict:
     from frostline.config import ConfigError, load_config
-    from frostline.finetune.foundation import FoundationError
-    from frostline.flows.campaign import run_campaign
-    from frostline.reliability.errors import CampaignError
-    from frostline.store import StoreError
+
+    def named(exc: Exception) -> str:  # name the config file in every input error
+        message = str(exc)
+        return message if str(config_path) in message else f"{config_path}: {message}"
 
     try:
         config = load_config(config_path)
-        campaign_dir = campaign_dir or Path("campaigns") / config.name
-        return run_campaign(config, campaign_dir, wait_s=wait_s)
-    except (ConfigError, FoundationError) as exc:  # name the config file in every input error
-        message = str(exc)
-        _fail(message if str(config_path) in message else f"{config_path}: {message}")
-    except (StoreError, CampaignError) as exc:
+    except ConfigError as exc:
+        _fail(named(exc))
+    campaign_dir = Path(campaign_dir or Path("campaigns") / config.name)
+    heavy_imports()  # its notices are held, then kept in DIR/frostline.log once the run ran
+    from frostline.finetune.foundation import FoundationError
+    from frostline.flows.campaign import run_campaign
+    from frostline.reliability.errors import CampaignError
+    from frostline.reliability.locking import CampaignLockedError
+    from frostline.store import StoreError
+
+    try:
+        result = run_campaign(config, campaign_dir, wait_s=wait_s)
+    except (ConfigError, FoundationError) as exc:
+        _fail(named(exc))
+    except CampaignLockedError as exc:  # another run owns the directory: write nothing there
         _fail(str(exc))
-    raise AssertionError("unreachable")
+    except (StoreError, CampaignError) as exc:
+        keep_quiet_in(campaign_dir / LOG_FILE)
+        _fail(str(exc))
+    keep_quiet_in(campaign_dir / LOG_FILE)
+    return result
 
 
 def _print_status(
-    campaign_dir: Path, as_json: bool = False, campaign: str | None = None, plots: bool = False
+    campaign_dir: Path,
+    as_json: bool = False,
+    campaign: str | None = None,
+    plots: bool = False,
+    wide: bool = False,
 ) -> dict:
     from frostline.registry.queries import campaign_status, open_campaign_dir
     from frostline.report.tables import (
         fates_table,
         status_table,
+        surrogate_line,
         timing_table,
         training_hints,
     )
@@ -78,13 +93,15 @@ def _print_status(
     if as_json:
         print(json.dumps(status, default=str))
     else:
-        console.print(status_table(status))
+        out = make_console(wide=wide)
+        out.print(status_table(status, wide))
         if any(it.get("fates") for it in status["iterations"]):
-            console.print(fates_table(status))
+            out.print(fates_table(status, wide))
         if any("total" in (it.get("wall_time_s") or {}) for it in status["iterations"]):
-            console.print(timing_table(status))
-        for hint in training_hints(status):
-            console.print(f"[yellow]{hint}[/]")
+            out.print(timing_table(status))
+        for line in (surrogate_line(status), *training_hints(status)):
+            if line:
+                out.print(f"[yellow]{line}[/]" if "members" in line else line)
     if plots:
         from frostline.report.plots import write_campaign_plots
 
@@ -110,6 +127,68 @@ def run(
     faults = result.get("faults") or []
     note = f"; {len(faults)} failed job(s) recorded, see faults.log" if faults else ""
     console.print(f"[bold green]done[/]: {result['state']} ({result['stop_reason']}){note}")
+
+
+def _ask(value, flag: str, question: str, no_input: bool, default=None):
+    """``value`` if given, else the answer to ``question`` (``--no-input``: an error naming
+    ``flag``, unless there is a default)."""
+    if value is not None:
+        return value
+    if no_input:
+        if default is not None:
+            return default
+        _fail(f"{flag} is required with --no-input")
+    return typer.prompt(question, default=default)
+
+
+@app.command()
+def init(
+    config: Annotated[Path, typer.Argument(help="campaign YAML file to write")],
+    name: Annotated[str | None, typer.Option(help="campaign name")] = None,
+    elements: Annotated[
+        str | None, typer.Option(help="comma-separated elements, e.g. Cu,H")
+    ] = None,
+    structure: Annotated[
+        Path | None, typer.Option(help="seed structures: any ASE-readable file")
+    ] = None,
+    builder: Annotated[
+        str | None, typer.Option(help="built-in seed builder instead of --structure: h2_cu111")
+    ] = None,
+    oracle: Annotated[
+        str | None, typer.Option(help="emt, xtb, chgnet, chgnet-r2scan, cp2k or vasp")
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="labels in all (oracle calls)")] = None,
+    foundation: Annotated[str, typer.Option(help="mini, mini-64, a .model path")] = "mini",
+    force: Annotated[bool, typer.Option("--force", help="overwrite CONFIG")] = False,
+    no_input: Annotated[
+        bool, typer.Option("--no-input", help="ask nothing: every answer from the options")
+    ] = False,
+) -> None:
+    """Write a commented campaign YAML for your own system (asks for what the options omit)."""
+    from frostline.config import ConfigError
+    from frostline.init_config import ORACLES, InitAnswers, write_campaign
+
+    name = _ask(name, "--name", "campaign name", no_input, default=config.stem)
+    elements = _ask(elements, "--elements", "elements (comma-separated, e.g. Cu,H)", no_input)
+    if structure is None and builder is None:
+        source = _ask(None, "--structure", "seed structure file (or builder h2_cu111)", no_input)
+        builder, structure = (source, None) if source == "h2_cu111" else (None, Path(source))
+    oracle = _ask(oracle, "--oracle", f"oracle ({', '.join(ORACLES)})", no_input, default="xtb")
+    budget = _ask(budget, "--budget", "label budget (oracle calls in all)", no_input, default=60)
+    answers = InitAnswers(
+        name=name,
+        elements=[e.strip() for e in str(elements).split(",") if e.strip()],
+        oracle=oracle,
+        budget=int(budget),
+        structure=structure,
+        builder=builder,
+        foundation=foundation,
+    )
+    try:
+        path = write_campaign(answers, config, force=force)
+    except ConfigError as exc:
+        _fail(str(exc))
+    console.print(f"wrote {path}; run it with: frostline run {path}")
 
 
 @app.command()
@@ -146,9 +225,10 @@ def status(
     plots: Annotated[
         bool, typer.Option("--plots", help="also write PNG plots to DIR/plots")
     ] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every column (wider than 100)")] = False,
 ) -> None:
     """Per-iteration table of a campaign (labels, selection, errors, accurate fraction, time)."""
-    _print_status(dir, as_json, campaign, plots)
+    _print_status(dir, as_json, campaign, plots, wide)
 
 
 @foundation_app.command("build-mini")
@@ -166,6 +246,7 @@ def build_mini(
     ] = None,
 ) -> None:
     """Pretrain the mini MACE foundation on CHGNet-labelled broad data (about 20 min on 2 cores)."""
+    heavy_imports()
     from frostline.finetune.foundation import MINI_FOUNDATION, build_mini_foundation
 
     if dtype not in ("float64", "float32"):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from frostline.cli_common import console, heavy_imports
+from frostline.cli_common import fail as _fail
 
 if TYPE_CHECKING:
     from frostline.store import Records
@@ -40,7 +42,14 @@ StoreOpt = Annotated[
         "--store", help=f"MongoDB URI (default: ${ENV_URI})", metavar="URI", show_default=False
     ),
 ]
-DatabaseOpt = Annotated[str, typer.Option("--database", help="MongoDB database")]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="MongoDB database (default: the one the URI names, else frostline)",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
 
 
@@ -51,20 +60,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(campaigns_app, name="campaigns")
 
 
-def _out() -> Console:
-    return Console(highlight=False)
-
-
-def _fail(message: str, uri: str | None = None) -> NoReturn:
-    from frostline.registry.stores import scrub
-
-    message = " ".join(scrub(message, uri or os.environ.get(ENV_URI)).split())
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def _out(wide: bool = False) -> Console:
+    return console(wide=wide)
 
 
 @contextmanager
-def _records(campaign_dir: Path | None, uri: str | None, database: str) -> Iterator[Records]:
+def _records(campaign_dir: Path | None, uri: str | None, database: str | None) -> Iterator[Records]:
     """Connected records; store, query and write errors become one line and exit code 2."""
     from pymongo.errors import PyMongoError
 
@@ -122,7 +123,10 @@ def models_list(
     ] = "exact",
     kind: Annotated[
         str | None,
-        typer.Option(help="mace-finetuned, committee-member, mace-foundation, ace-surrogate"),
+        typer.Option(
+            help="committee-member (a campaign's fine-tuned MACE models), ace-surrogate, "
+            "mace-foundation, mace-finetuned (fine-tuned models registered by hand)"
+        ),
     ] = None,
     max_force_mae: Annotated[
         str | None,
@@ -132,11 +136,12 @@ def models_list(
     limit: Annotated[int, typer.Option(help="at most this many models (0: all)")] = 50,
     dir: DirOpt = None,
     store: StoreOpt = None,
-    database: DatabaseOpt = "frostline",
+    database: DatabaseOpt = None,
     as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option("--wide", help="more columns (wider than 100)")] = False,
 ) -> None:
     """Models matching every filter, best validation force MAE first."""
-    from frostline.registry.models import list_models, model_filter
+    from frostline.registry.models import CAMPAIGN_KINDS, list_models, model_filter
 
     mae = _max_mae(max_force_mae)
     if limit < 0:
@@ -150,13 +155,26 @@ def models_list(
     if as_json:
         _dump(docs)
         return
+    out = _out(wide)
+    out.print(_models_table(docs, wide))
+    if limit and len(docs) == limit:
+        out.print(f"(first {limit}; --limit 0 lists all)", style="dim")
+    if not docs and kind and kind not in CAMPAIGN_KINDS:
+        kinds = ", ".join(f"{k} ({v})" for k, v in CAMPAIGN_KINDS.items())
+        out.print(f"campaigns record their models as: {kinds}", style="yellow")
+
+
+def _models_table(docs: list[dict], wide: bool) -> Table:
     table = Table(
         title=f"{len(docs)} model(s)",
         caption="MAE: validation errors, forces in meV/Å, energies in meV/atom",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("model id", "kind", "campaign", "elements", "F MAE", "E MAE"):
-        numeric = col in ("F MAE", "E MAE")
+    columns = ["model id", "kind", "campaign", "elements", "F MAE", "E MAE"]
+    if wide:
+        columns += ["iter", "member", "freeze", "n train", "created"]
+    for col in columns:
+        numeric = col in ("F MAE", "E MAE", "iter", "member", "n train")
         table.add_column(
             col,
             justify="right" if numeric else "left",
@@ -166,18 +184,20 @@ def models_list(
         )
     for d in docs:
         metrics = d.get("metrics") or {}
-        table.add_row(
+        row = [
             d["model_id"],
             _fmt(d.get("kind")),
             _fmt(d.get("campaign")),
-            ",".join(d.get("elements") or []),
+            ",".join(sorted(d.get("elements") or [])),
             _fmt(metrics.get("force_mae_mev_per_a")),
             _fmt(metrics.get("energy_mae_mev_per_atom")),
-        )
-    out = _out()
-    out.print(table)
-    if limit and len(docs) == limit:
-        out.print(f"(first {limit}; --limit 0 lists all)", style="dim")
+        ]
+        if wide:
+            created = str(d.get("created") or "")[:16].replace("T", " ")
+            keys = ("iteration", "member", "freeze_level", "n_train")
+            row += [*(_fmt(d.get(k)) for k in keys), created or "–"]
+        table.add_row(*row)
+    return table
 
 
 @models_app.command("show")
@@ -185,7 +205,7 @@ def models_show(
     model_id: Annotated[str, typer.Argument(help="model id")],
     dir: DirOpt = None,
     store: StoreOpt = None,
-    database: DatabaseOpt = "frostline",
+    database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Everything recorded about one model."""
@@ -224,7 +244,7 @@ def models_export(
     ],
     dir: DirOpt = None,
     store: StoreOpt = None,
-    database: DatabaseOpt = "frostline",
+    database: DatabaseOpt = None,
 ) -> None:
     """Write a model file, after checking its sha256 against the record.
 
@@ -236,6 +256,7 @@ def models_export(
     with _records(dir, store, database) as records:
         path = export_model(records, model_id, output)
         if get_model(records, model_id).get("kind") == "ace-surrogate":
+            heavy_imports()
             from frostline.distill.jobs import write_companions
 
             companions = write_companions(records, model_id, path.parent).values()
@@ -250,7 +271,7 @@ def data_export(
     role: Annotated[str, typer.Option(help="train, validation or all")] = "train",
     dir: DirOpt = None,
     store: StoreOpt = None,
-    database: DatabaseOpt = "frostline",
+    database: DatabaseOpt = None,
 ) -> None:
     """Successfully labelled structures as extxyz (energy, forces, stress; provenance in info)."""
     from frostline.registry.data import export_labelled, labelled_filter
@@ -268,7 +289,7 @@ def data_export(
 def campaigns_list(
     dir: DirOpt = None,
     store: StoreOpt = None,
-    database: DatabaseOpt = "frostline",
+    database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Campaigns: state, iterations, labels, final validation force MAE."""

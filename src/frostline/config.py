@@ -10,6 +10,7 @@ import yaml
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+CONFIG_COPY = "campaign.yaml"  # the copy of its config a campaign directory holds
 MACE_SCHEDULER_PATIENCE = 50  # mace-torch's --scheduler_patience default (ReduceLROnPlateau)
 
 

@@ -8,24 +8,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from frostline.cli_common import LOG_FILE, heavy_imports, keep_quiet_in
+from frostline.cli_common import console as make_console
+from frostline.cli_common import fail as _fail
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 ALLOY_DEMO_CONFIG = PACKAGE_DATA / "alloys_cu_ni_au.yaml"
 DEMO_DIR = Path("campaigns/demo-alloys-cu-ni-au")
 
 alloys_app = typer.Typer(help="High-throughput alloy campaigns (many chemical systems).")
-console = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+console = make_console()
 
 
 def run_alloys(config_path: Path, campaign_dir: Path | None) -> dict:
     """Load, run and return the summary document of an alloy campaign (errors: exit 2)."""
+    heavy_imports()  # its notices are held, then kept in DIR/frostline.log after the run
     from frostline.alloys.config import load_alloy_config
     from frostline.alloys.flows import run_alloy_campaign
     from frostline.alloys.generate import GenerationError
@@ -35,7 +33,10 @@ def run_alloys(config_path: Path, campaign_dir: Path | None) -> dict:
 
     try:
         config = load_alloy_config(config_path)
-        return run_alloy_campaign(config, campaign_dir or Path("campaigns") / config.name)
+        campaign_dir = campaign_dir or Path("campaigns") / config.name
+        summary = run_alloy_campaign(config, campaign_dir)
+        keep_quiet_in(Path(campaign_dir) / LOG_FILE)
+        return summary
     except (ConfigError, FoundationError, StoreError, GenerationError) as exc:
         _fail(str(exc))
     raise AssertionError("unreachable")

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -258,8 +258,8 @@ def run_mace_training(
     for h in handlers:  # mace-torch logs DEBUG to the root logger; it adds its own console handler
         root.removeHandler(h)
     cwd = os.getcwd()
-    try:
-        with serial_early_stopping():
+    try:  # mace-torch logs every epoch to stdout and to its log file: keep only the file
+        with serial_early_stopping(), open(os.devnull, "w") as null, redirect_stdout(null):
             run(args)
     finally:
         os.chdir(cwd)

@@ -7,12 +7,10 @@ from pathlib import Path
 import yaml
 from jobflow import OnMissing, run_locally
 
-from frostline.config import CampaignConfig, ConfigError
+from frostline.config import CONFIG_COPY, CampaignConfig, ConfigError
 from frostline.finetune.foundation import FoundationError, foundation_elements, resolve_foundation
 from frostline.flows.active_learning import ActiveLearningMaker
 from frostline.store import Records, make_job_store
-
-CONFIG_COPY = "campaign.yaml"
 
 
 def validate_campaign(config: CampaignConfig, base_dir: Path | None = None) -> str:
@@ -113,7 +111,8 @@ def run_campaign(
         Records(store).connect().close()
         safe = without_secrets(config)
         flow = ActiveLearningMaker.from_config(safe, foundation).make(safe)
-        faults = FaultLog(campaign_dir / "faults.log", console=log)
+        iterations = config.convergence.max_iterations
+        faults = FaultLog(campaign_dir / "faults.log", console=log, iterations=iterations)
         with faults:
             try:
                 jobs_dir = campaign_dir / "jobs"

@@ -15,11 +15,24 @@ from typing import Any, Literal, get_args
 
 from ase.data import chemical_symbols
 
-from frostline.schemas import ModelDoc
 from frostline.store import Records, StoreError
 
 FORCE_MAE = "metrics.force_mae_mev_per_a"
-MODEL_KINDS: tuple[str, ...] = get_args(ModelDoc.model_fields["kind"].annotation)
+CAMPAIGN_KINDS = {
+    "committee-member": "a fine-tuned MACE member of a campaign's committee",
+    "ace-surrogate": "the linear ACE surrogate distilled at a campaign's end",
+}
+"""The kinds campaigns record (the other kinds, ``mace-finetuned`` and ``mace-foundation``, are
+for models registered otherwise)."""
+
+
+def model_kinds() -> tuple[str, ...]:
+    """Every model kind a ``ModelDoc`` may have (imports the schemas: call when needed)."""
+    from frostline.schemas import ModelDoc
+
+    return get_args(ModelDoc.model_fields["kind"].annotation)
+
+
 ELEMENT_MODES = ("exact", "subset")
 LIST_EXCLUDE = {"_id": 0, "training_set_hashes": 0}
 """Fields left out of listings (a training-set hash list can hold thousands of entries)."""
@@ -54,15 +67,15 @@ def model_filter(
     criteria: dict[str, Any] = {}
     if elements is not None:
         symbols = parse_elements(elements)
-        if elements_mode == "exact":  # trained on exactly these (stored sorted, as written)
-            criteria["elements"] = symbols
+        if elements_mode == "exact":  # trained on exactly these, in any stored order
+            criteria["elements"] = {"$all": symbols, "$size": len(symbols)}
         elif elements_mode == "subset":  # trained on (at least) these elements
             criteria["elements"] = {"$all": symbols}
         else:
             raise ValueError(f"elements mode must be exact or subset, not {elements_mode!r}")
     if kind is not None:
-        if kind not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {kind!r} (one of {', '.join(MODEL_KINDS)})")
+        if kind not in (kinds := model_kinds()):
+            raise ValueError(f"unknown model kind {kind!r} (one of {', '.join(kinds)})")
         criteria["kind"] = kind
     if max_force_mae is not None:
         if not math.isfinite(max_force_mae) or max_force_mae < 0:
@@ -87,7 +100,7 @@ def list_models(
     """Model documents matching every filter given, best validation force MAE first.
 
     ``elements`` with ``elements_mode="exact"`` keeps models trained on exactly these elements
-    (the stored list equals the sorted symbols: frostline writes model elements sorted),
+    (in whatever order the model's record lists them),
     ``"subset"`` those trained on at least these. ``max_force_mae`` (meV/Å) is inclusive and
     drops models without metrics; otherwise those come last. ``limit`` (None or 0: all) caps the
     number returned. Documents are returned as stored, without ``training_set_hashes``.
@@ -146,7 +159,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the user's usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from frostline.config import CampaignConfig, StoreConfig
-from frostline.flows.campaign import CONFIG_COPY
+from frostline.config import CONFIG_COPY, CampaignConfig, StoreConfig
 from frostline.schemas import ModelDoc, TrainingOutcome
 from frostline.store import Records, StoreError, make_job_store
 
@@ -96,10 +95,32 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
         members_by_iteration.setdefault(d.get("iteration"), []).append(d)
     for it in status["iterations"]:
         it["training"] = training_summary(members_by_iteration.get(it["index"], []))
+    status["surrogate"] = surrogate_summary(records, name)
     from frostline.report.tables import orchestration_share
 
     status["orchestration_share"] = orchestration_share(status)
     return status
+
+
+def surrogate_summary(records: Records, campaign: str) -> dict | None:
+    """The campaign's newest ACE surrogate: id, validation errors vs the oracle, error vs the
+    teacher, speed-up, MD stability (None: not distilled)."""
+    docs = records.find("model_docs", {"campaign": campaign, "kind": "ace-surrogate"})
+    if not docs:
+        return None
+    doc = max(docs, key=lambda d: str(d.get("created") or ""))
+    metrics = doc.get("metrics") or {}
+    extra = doc.get("surrogate") or {}
+    return {
+        "model_id": doc["model_id"],
+        "force_mae_mev_per_a": metrics.get("force_mae_mev_per_a"),
+        "energy_mae_mev_per_atom": metrics.get("energy_mae_mev_per_atom"),
+        "vs_teacher_force_mae_mev_per_a": (extra.get("vs_teacher") or {}).get(
+            "force_mae_mev_per_a"
+        ),
+        "speedup_vs_teacher": extra.get("speedup_vs_teacher"),
+        "stable": (extra.get("stability") or {}).get("stable", True),
+    }
 
 
 def training_summary(member_docs: list[dict]) -> dict | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import ValidationError
 
-from frostline.config import CampaignConfig, StoreConfig
+from frostline.config import CONFIG_COPY, CampaignConfig, StoreConfig
 from frostline.store import ENV_URI, Records, StoreError, make_job_store, redact_uri
 
 DEFAULT_DATABASE = "frostline"
@@ -20,15 +20,18 @@ DEFAULT_TIMEOUT_MS = 2000
 def open_store(
     campaign_dir: Path | str | None = None,
     uri: str | None = None,
-    database: str = DEFAULT_DATABASE,
+    database: str | None = None,
     timeout_ms: int | None = DEFAULT_TIMEOUT_MS,
 ) -> Records:
     """Connected records of a campaign directory, a MongoDB URI, or ``$FROSTLINE_MONGODB_URI``.
 
     A campaign directory is opened with the store its campaign was run with (embedded by
     default, or the MongoDB of its ``store`` section). Otherwise ``uri`` (or the environment
-    variable) must be a ``mongodb://`` / ``mongodb+srv://`` URI; ``database`` names the database.
-    Raises ``StoreError`` with a one-line message that never contains credentials.
+    variable) must be a ``mongodb://`` / ``mongodb+srv://`` URI; ``database`` names the database
+    (None: the one the URI's path names, else ``frostline``). A database without any frostline
+    record is an error naming the databases of that server that hold some (a wrong or missing
+    database name would otherwise list nothing, silently). Raises ``StoreError`` with a one-line
+    message that never contains credentials.
     """
     if campaign_dir is not None and uri is not None:
         raise StoreError("give either a campaign directory or a MongoDB URI, not both")
@@ -39,20 +42,51 @@ def open_store(
         raise StoreError(f"no store given: pass --dir DIR or --store URI, or set {ENV_URI}")
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise StoreError(f"not a MongoDB URI: {redact_uri(uri)!r} (mongodb://host:port/ expected)")
+    database = database if database is not None else uri_database(uri) or DEFAULT_DATABASE
     if not database:
         raise StoreError("the database name must not be empty")
     config = StoreConfig(kind="mongodb", uri=uri, database=database)
     try:
-        records = Records(make_job_store(config, timeout_ms=timeout_ms))
-        return records.connect()
+        records = Records(make_job_store(config, timeout_ms=timeout_ms)).connect()
     except StoreError as exc:
         raise StoreError(scrub(f"MongoDB at {redact_uri(uri)}: {exc}", uri)) from None
     except Exception as exc:  # pymongo rejects a malformed URI when the client is built
         raise StoreError(scrub(f"invalid MongoDB URI {redact_uri(uri)}: {exc}", uri)) from None
+    if not any(records[name].count({}) for name in RECORD_COLLECTIONS):
+        others = [d for d in _databases_with_records(records) if d != database]
+        records.close()
+        where = f"; databases there that hold some: {', '.join(others)}" if others else ""
+        raise StoreError(
+            f"database {database!r} at {redact_uri(uri)} holds no frostline records{where} "
+            "(name the database with --database or in the URI: mongodb://host:port/NAME)"
+        )
+    return records
+
+
+RECORD_COLLECTIONS = ("campaigns", "model_docs", "labelled")
+"""Collections a store used by frostline has documents in (one suffices)."""
+
+
+def uri_database(uri: str) -> str | None:
+    """The database a MongoDB URI names in its path (``mongodb://host/NAME?opts``), if any."""
+    path = urlsplit(uri).path.lstrip("/")
+    return unquote(path) or None
+
+
+def _databases_with_records(records: Records) -> list[str]:
+    """Databases of the records' server holding any frostline record (best effort: [])."""
+    try:
+        client = records["campaigns"]._collection.database.client
+        return sorted(
+            name
+            for name in client.list_database_names()
+            if any(client[name][c].estimated_document_count() for c in RECORD_COLLECTIONS)
+        )
+    except Exception:  # no right to list databases, or a server without the command
+        return []
 
 
 def _open_campaign_dir(campaign_dir: Path, timeout_ms: int | None) -> Records:
-    from frostline.flows.campaign import CONFIG_COPY
 
     cfg_path = campaign_dir / CONFIG_COPY
     if not cfg_path.is_file():

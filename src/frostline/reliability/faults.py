@@ -10,6 +10,7 @@ console only the one-line form.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from frostline.store import redact_uri
 
 MARK = " failed with exception:"
-JOBFLOW_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+PROGRESS_FORMAT = "%(asctime)s %(message)s"
 
 
 @dataclass
@@ -51,11 +52,69 @@ class _OneLine(logging.Filter):
         return True
 
 
+# jobs worth a progress line (the per-structure oracle and bookkeeping jobs are not)
+STAGE_JOB = re.compile(
+    r"^(setup_campaign|zero_shot_baseline|(finetune|explore|select|calibrate|advance) \d+|"
+    r"distill)$"
+)
+RECORD_JOB = "record label"  # one per labelled structure, right after its oracle job
+_JOB = re.compile(r"^(Starting|Finished) job - (.+?) \(([0-9a-f-]+)")
+
+
+class _Progress(logging.Filter):
+    """Console lines of ``run_locally``: failures in one line, one line per finished stage
+    (``iteration 2/3: finetune done in 73 s``) and per batch of labels (``10 labels stored
+    in 19 s``, shown when the next stage starts); other jobs' start and end are dropped."""
+
+    def __init__(self, iterations: int | None = None) -> None:
+        super().__init__()
+        self._started: dict[str, float] = {}
+        self.iterations = iterations  # "iteration 2/3: finetune done in 73 s" when known
+        self._labels: list[float] = []  # when each label of the current batch was stored
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if MARK in message:
+            return True
+        match = _JOB.match(message)
+        if match is None:
+            return False
+        what, name, uuid = match.groups()
+        if name.startswith(RECORD_JOB):
+            self._started.setdefault("labels", record.created)
+            if what == "Finished":
+                self._labels.append(record.created)
+            return False
+        if not STAGE_JOB.match(name):
+            return False
+        if what == "Starting":
+            self._started[uuid] = record.created
+            return self._label_batch(record)
+        took = record.created - self._started.pop(uuid, record.created)
+        stage, _, index = name.rpartition(" ")
+        if self.iterations and stage and index.isdigit():
+            name = f"iteration {int(index) + 1}/{self.iterations}: {stage}"
+        record.msg, record.args = f"{name} done in {took:.0f} s", ()
+        return True
+
+    def _label_batch(self, record: logging.LogRecord) -> bool:
+        """Turn a stage's start into the line of the labels stored before it (if any)."""
+        if not self._labels:
+            return False
+        took = self._labels[-1] - self._started.pop("labels", self._labels[0])
+        record.msg, record.args = f"{len(self._labels)} labels stored in {took:.0f} s", ()
+        self._labels = []
+        return True
+
+
 class FaultLog(logging.Handler):
     """Collect failed jobs of ``run_locally`` (use as a context manager around it)."""
 
-    def __init__(self, log_file: Path | None = None, console: bool = True):
+    def __init__(
+        self, log_file: Path | None = None, console: bool = True, iterations: int | None = None
+    ):
         super().__init__(level=logging.INFO)
+        self.iterations = iterations
         self.faults: list[Fault] = []
         self.log_file = log_file
         self.console = console
@@ -87,7 +146,8 @@ class FaultLog(logging.Handler):
         log.addHandler(self)
         if self.console:
             self._stream = logging.StreamHandler(sys.stderr)
-            self._stream.setFormatter(logging.Formatter(JOBFLOW_FORMAT))
+            self._stream.setFormatter(logging.Formatter(PROGRESS_FORMAT, "%H:%M:%S"))
+            self._stream.addFilter(_Progress(self.iterations))
             self._stream.addFilter(_OneLine())
             log.addHandler(self._stream)
         return self

@@ -29,11 +29,22 @@ def _pyplot():
 
 def learning_curve(status: dict, path: Path) -> Path | None:
     """Validation errors against training labels; None when no iteration has errors yet."""
+    fig = learning_curve_figure(status)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def learning_curve_figure(status: dict):
+    """The learning-curve figure: force (left axis) and energy (right axis) MAE with the
+    foundation's zero-shot errors as dashed lines; the legend below the axes, off the points."""
     its = [it for it in status["iterations"] if it.get("force_mae_mev_per_a") is not None]
     if not its:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4.6))
     n = [it["n_labelled"] for it in its]
     ax.plot(n, [it["force_mae_mev_per_a"] for it in its], "o-", color="C0", label="force")
     zero = status.get("zero_shot_force_mae_mev_per_a")
@@ -41,17 +52,21 @@ def learning_curve(status: dict, path: Path) -> Path | None:
         ax.axhline(zero, color="C0", ls="--", lw=1, label="force, foundation zero-shot")
     ax.set_xlabel("training labels")
     ax.set_ylabel("validation force MAE (meV/Å)", color="C0")
+    handles, labels = ax.get_legend_handles_labels()
     energies = [it.get("energy_mae_mev_per_atom") for it in its]
-    if any(e is not None for e in energies):
+    zero_e = status.get("zero_shot_energy_mae_mev_per_atom")
+    if any(e is not None for e in energies) or zero_e is not None:
         ax2 = ax.twinx()
         ax2.plot(n, energies, "s-", color="C1", label="energy")
+        if zero_e is not None:
+            ax2.axhline(zero_e, color="C1", ls=":", lw=1, label="energy, foundation zero-shot")
         ax2.set_ylabel("validation energy MAE (meV/atom)", color="C1")
+        more = ax2.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
     ax.set_title(f"{status['campaign']}: learning curve")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    fig.tight_layout(rect=(0, 0.14, 1, 1))  # room below the axes for the legend
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    return fig
 
 
 def calibration_title(campaign: str, cals: list[dict]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 
 from frostline.schemas import LOSS_OVERRULE_FACTOR
@@ -15,58 +16,118 @@ def _fmt(x, digits: int = 1) -> str:
     return str(x)
 
 
-def status_table(status: dict) -> Table:
-    """One row per iteration: labels, selection, validation errors, accurate fraction, time."""
+# columns of the status table shown without --wide (100 columns), with their two-line headers
+COMPACT_STATUS = {
+    "iter": "iter",
+    "labelled": "labelled",
+    "selected": "selected",
+    "frames (acc/unc/fail)": "frames\nacc/unc/fail",
+    "accurate": "accurate",
+    "E MAE meV/atom": "E MAE\nmeV/atom",
+    "F MAE meV/Å": "F MAE\nmeV/Å",
+    "freeze": "freeze",
+    "freeze, lr": "freeze, lr",
+    "wall time s": "wall\ntime s",
+}
+
+
+def status_table(status: dict, wide: bool = True) -> Table:
+    """One row per iteration: labels, selection, validation errors, accurate fraction, time.
+
+    ``wide=False``: the columns of ``COMPACT_STATUS`` only (fits 100 columns of a log or pipe).
+    """
     title = f"campaign {status['campaign']} — {status['state']}" + (
         f" ({status['stop_reason']})" if status.get("stop_reason") else ""
     )
-    table = Table(title=title)
     by_element = any(len(it.get("force_mae_by_element") or {}) > 1 for it in status["iterations"])
     rates = any(len(_swept_rates(it)) > 1 for it in status["iterations"])  # a rate sweep ran
-    for col in (
-        "iter",
-        "labelled",
-        "selected",
-        "new labels",
-        "frames (acc/unc/fail)",
-        "accurate",
-        "E MAE meV/atom",
-        "F MAE meV/Å",
-        *(["F MAE by element"] if by_element else []),
-        "freeze, lr" if rates else "freeze",
-        "improving at cap",
-        "wall time s",
-    ):
-        table.add_column(col, justify="right")
+    columns = {}
     for it in status["iterations"]:
         times = it.get("wall_time_s") or {}
-        wall = times.get("total", sum(times.values()))
-        table.add_row(
-            str(it["index"]),
-            _fmt(it["n_labelled"]),
-            _fmt(it["n_selected"]),
-            _fmt(it["n_new_labels"]),
-            f"{it['n_accurate']}/{it['n_uncertain']}/{it['n_failed_frames']}",
-            f"{100 * it['accurate_fraction']:.0f} %",
-            _fmt(it["energy_mae_mev_per_atom"]),
-            _fmt(it["force_mae_mev_per_a"]),
-            *([element_cell(it.get("force_mae_by_element"))] if by_element else []),
-            _freeze_cell(it, rates),
-            _training_cell(it.get("training")),
-            _fmt(wall, 0),
-        )
-    zs = status.get("zero_shot_force_mae_mev_per_a")
-    if zs is not None:
-        table.caption = (
-            f"foundation zero-shot on the same validation set: F MAE {zs:.1f} meV/Å, "
-            f"E MAE {_fmt(status.get('zero_shot_energy_mae_mev_per_atom'))} meV/atom "
-            "(per-element shift)"
-        )
-    note = status["iterations"][-1].get("convergence_note") if status["iterations"] else None
-    if note:  # the uncertainty calls the frames accurate, the validation errors do not agree
-        warning = f"not converged: {note}"
-        table.caption = f"{table.caption}\n{warning}" if table.caption else warning
+        row = {
+            "iter": str(it["index"]),
+            "labelled": _fmt(it["n_labelled"]),
+            "selected": _fmt(it["n_selected"]),
+            "new labels": _fmt(it["n_new_labels"]),
+            "frames (acc/unc/fail)": f"{it['n_accurate']}/{it['n_uncertain']}/"
+            f"{it['n_failed_frames']}",
+            "accurate": f"{100 * it['accurate_fraction']:.0f} %",
+            "E MAE meV/atom": _fmt(it["energy_mae_mev_per_atom"]),
+            "F MAE meV/Å": _fmt(it["force_mae_mev_per_a"]),
+            **(
+                {"F MAE by element": element_cell(it.get("force_mae_by_element"))}
+                if by_element
+                else {}
+            ),
+            ("freeze, lr" if rates else "freeze"): _freeze_cell(it, rates),
+            "improving at cap": _training_cell(it.get("training")),
+            "wall time s": _fmt(times.get("total", sum(times.values())), 0),
+        }
+        for key, cell in row.items():
+            columns.setdefault(key, []).append(cell)
+    if not columns:  # no iteration yet: the headers only
+        columns = dict.fromkeys(COMPACT_STATUS if not wide else _STATUS_HEADERS, [])
+    return _table(title, columns, wide, COMPACT_STATUS, _status_caption(status))
+
+
+_STATUS_HEADERS = (
+    "iter", "labelled", "selected", "new labels", "frames (acc/unc/fail)", "accurate",
+    "E MAE meV/atom", "F MAE meV/Å", "freeze", "improving at cap", "wall time s",
+)  # fmt: skip
+
+
+TEXT_COLUMNS = ("F MAE by element", "filter reasons", "calibration (err = a + b·std)")
+
+
+def _table(
+    title: str, columns: dict[str, list[str]], wide: bool, compact: dict, caption: str | None
+) -> Table:
+    """A right-aligned table of ``columns``; not ``wide``: only those in ``compact``, renamed."""
+    table = Table(title=title, caption=caption, box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
+    keys = [k for k in columns if wide or k in compact]
+    for key in keys:
+        justify = "left" if key in TEXT_COLUMNS else "right"
+        table.add_column(key if wide else compact[key], justify=justify, overflow="fold")
+    n_rows = max((len(v) for v in columns.values()), default=0)
+    for i in range(n_rows):
+        table.add_row(*(columns[k][i] for k in keys))
     return table
+
+
+def _status_caption(status: dict) -> str | None:
+    """The zero-shot line, and why the campaign is not converged when its uncertainty calls
+    the frames accurate but the validation errors do not agree."""
+    lines = [_zero_shot_caption(status)]
+    note = status["iterations"][-1].get("convergence_note") if status["iterations"] else None
+    if note:
+        lines.append(f"not converged: {note}")
+    return "\n".join(x for x in lines if x) or None
+
+
+def _zero_shot_caption(status: dict) -> str | None:
+    zs = status.get("zero_shot_force_mae_mev_per_a")
+    if zs is None:
+        return None
+    return (
+        f"foundation zero-shot on the same validation set: F MAE {zs:.1f} meV/Å, "
+        f"E MAE {_fmt(status.get('zero_shot_energy_mae_mev_per_atom'))} meV/atom "
+        "(per-element shift)"
+    )
+
+
+def surrogate_line(status: dict) -> str | None:
+    """One line on the campaign's ACE surrogate (None: not distilled)."""
+    sur = status.get("surrogate")
+    if not sur:
+        return None
+    speed = sur.get("speedup_vs_teacher")
+    return (
+        f"ACE surrogate {sur['model_id']}: validation F MAE {_fmt(sur.get('force_mae_mev_per_a'))}"
+        f" meV/Å, E MAE {_fmt(sur.get('energy_mae_mev_per_atom'))} meV/atom; vs the teacher "
+        f"{_fmt(sur.get('vs_teacher_force_mae_mev_per_a'))} meV/Å"
+        + (f"; {speed:.0f}x faster than the teacher" if speed else "")
+        + ("" if sur.get("stable", True) else "; UNSTABLE in the MD check")
+    )
 
 
 def element_cell(by_element: dict[str, float] | None) -> str:
@@ -155,41 +216,53 @@ FATE_COLUMNS = (
 )
 
 
-def fates_table(status: dict) -> Table:
-    """One row per iteration: the fate of every explored frame, trust window, calibration."""
-    table = Table(title="explored frames by fate")
-    table.add_column("iter", justify="right")
-    table.add_column("trust window", justify="right")
-    for col in FATE_COLUMNS:
-        table.add_column(col, justify="right")
-    table.add_column("filter reasons")
-    table.add_column("calibration (err = a + b·std)")
+COMPACT_FATES = {
+    "iter": "iter",
+    "trust window": "trust window",
+    "selected": "sel.",
+    "accurate": "accur.",
+    "duplicate": "dupl.",
+    "over budget": "over\nbudget",
+    "too uncertain": "too\nuncert.",
+    "failed filter": "failed\nfilter",
+    "not needed": "not\nneeded",
+}
+
+
+def fates_table(status: dict, wide: bool = True) -> Table:
+    """One row per iteration: the fate of every explored frame, trust window, calibration.
+
+    ``wide=False``: the fates and the window only (filter reasons and the calibration fit are in
+    ``--wide`` and ``--json``).
+    """
+    columns: dict[str, list[str]] = {}
     for it in status["iterations"]:
         fates = it.get("fates") or {}
         window = it.get("trust_window")
-        cal = it.get("calibration") or {}
-        if cal.get("slope") is not None:
-            cal_text = (
-                f"a={cal['intercept']:.2f} b={cal['slope']:.2f} R²={cal['r2']:.2f} "
-                f"(n={cal['n_points']})"
-            )
-            if cal.get("trust_lo") is not None:
-                cal_text += f" → lo {cal['trust_lo']:.3f}"
-        else:
-            cal_text = cal.get("note") or "–"
-        reasons = ", ".join(f"{k} {v}" for k, v in (it.get("filter_reasons") or {}).items())
         unit = _WINDOW_UNIT[it.get("uncertainty") or "committee"]  # None: recorded before the key
         cells = {col: str(fates.get(col, 0)) for col in FATE_COLUMNS}
         if it.get("n_topped_up"):  # stratify: a quota filled from its stratum's accurate frames
             cells["selected"] += f" ({it['n_topped_up']} topped up)"
-        table.add_row(
-            str(it["index"]),
-            f"{window[0]:.3f}–{window[1]:.3f} {unit}" if window else "–",
-            *cells.values(),
-            reasons or "–",
-            cal_text,
-        )
-    return table
+        reasons = ", ".join(f"{k} {v}" for k, v in (it.get("filter_reasons") or {}).items())
+        row = {
+            "iter": str(it["index"]),
+            "trust window": f"{window[0]:.3f}–{window[1]:.3f} {unit}" if window else "–",
+            **cells,
+            "filter reasons": reasons or "–",
+            "calibration (err = a + b·std)": _calibration_cell(it.get("calibration") or {}),
+        }
+        for key, cell in row.items():
+            columns.setdefault(key, []).append(cell)
+    return _table("explored frames by fate", columns, wide, COMPACT_FATES, None)
+
+
+def _calibration_cell(cal: dict) -> str:
+    if cal.get("slope") is None:
+        return cal.get("note") or "–"
+    text = f"a={cal['intercept']:.2f} b={cal['slope']:.2f} R²={cal['r2']:.2f} (n={cal['n_points']})"
+    if cal.get("trust_lo") is not None:
+        text += f" → lo {cal['trust_lo']:.3f}"
+    return text
 
 
 STAGES = ("finetune", "explore", "select", "label", "calibrate", "orchestration")

@@ -8,20 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-err = Console(stderr=True)
+from frostline.cli_common import LOG_FILE, heavy_imports, keep_quiet_in
+from frostline.cli_common import console as make_console
+from frostline.cli_common import fail as _fail
+
+console = make_console()
 
 
 class Manager(StrEnum):
     jobflow_remote = "jobflow-remote"
     fireworks = "fireworks"
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def submit(
@@ -53,6 +50,7 @@ def submit(
     ``jf -p NAME flow list`` and ``frostline status DIR``. FireWorks: ``rlaunch`` / ``qlaunch``
     with FWorkers whose ``category`` matches the routes.
     """
+    heavy_imports()  # its notices are held, then kept in DIR/frostline.log
     from pymongo.errors import PyMongoError
 
     from frostline.config import ConfigError, load_config
@@ -77,16 +75,25 @@ def submit(
         _fail(str(exc))
     except PyMongoError as exc:
         _fail(f"database error: {short_error(exc)}")
+    keep_quiet_in(Path(result.campaign_dir) / LOG_FILE)
     if as_json:
         print(json.dumps(result.as_dict()))
         return
+    for line in submitted_lines(cfg.name, result, cfg.convergence.max_iterations):
+        console.print(line, highlight=False)
+
+
+def submitted_lines(name: str, result, max_iterations: int) -> list[str]:
+    """What ``frostline submit`` prints: the flow, the jobs it starts with and that it grows."""
     routes = ", ".join(f"{k}→{v or 'any'}" for k, v in result.workers.items())
-    console.print(
-        f"[bold green]submitted[/] {cfg.name}: flow {result.flow_uuid}, {result.n_jobs} jobs "
-        f"to {result.manager} ({result.project}); {routes}",
-        highlight=False,
-    )
-    console.print(f"status: frostline status {result.campaign_dir}", highlight=False)
+    return [
+        f"[bold green]submitted[/] {name}: flow {result.flow_uuid} to {result.manager} "
+        f"({result.project}); {routes}",
+        f"{result.n_jobs} jobs to start with: the flow grows as it runs (each iteration adds its "
+        f"fine-tuning, exploration, selection and one labelling job per structure; up to "
+        f"{max_iterations} iterations), so `jf flow list` / `jf job list` will show more",
+        f"status: frostline status {result.campaign_dir}",
+    ]
 
 
 def register(app: typer.Typer) -> None:

@@ -301,7 +301,7 @@ def _check_queue(project) -> None:
     if jc.auxiliary.find_one({"next_id": {"$exists": True}}) is None:
         raise SubmitError(
             f"the queue of project '{project.name}' is not initialised: run "
-            f"`jf -p {project.name} admin reset` once (it deletes that project's jobs)"
+            f"`jf -p {project.name} admin reset --yes` once (it deletes that project's jobs)"
         )
 
 
