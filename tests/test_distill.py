@@ -112,6 +112,37 @@ def test_yace_loads_in_pyace_calculator(built):
     assert abs(energy - teacher_e) / len(atoms) < 0.05
 
 
+def test_exported_files_give_frostline_energies_in_pyace(built):
+    """A 14-atom cell: pyace on the exported .yace gives frostline's energy (E0s inside); the
+    .yaml + .asi give the same forces and grades, and the energy relative to the E0s recorded
+    in the .yaml (ML-PACE's B-basis applies no E0), which ``reference_energies`` reads back."""
+    from pyace import PyACECalculator
+
+    from frostline.distill.ace import reference_energies
+
+    atoms = built.samples[built.train[0]].atoms.copy()
+    assert len(atoms) == 14 and atoms.pbc.all()
+    ours = SurrogateCalculator(
+        built.files["yace"], active_set=built.files["asi"], bbasis=built.files["yaml"]
+    )
+    atoms.calc = ours
+    e_ours, f_ours = atoms.get_potential_energy(), atoms.get_forces()
+    gamma_ours = ours.results["gamma"]
+    assert abs(e_ours - built.samples[built.train[0]].energy) / len(atoms) < 0.05
+    atoms.calc = PyACECalculator(str(built.files["yace"]))
+    assert atoms.get_potential_energy() == pytest.approx(e_ours, abs=1e-6)
+    assert np.allclose(atoms.get_forces(), f_ours, atol=1e-8)
+    bbasis = PyACECalculator(str(built.files["yaml"]))
+    bbasis.set_active_set(str(built.files["asi"]))
+    atoms.calc = bbasis
+    e0 = reference_energies(built.files["yaml"])
+    assert set(e0) == {"Cu", "H"} and abs(sum(e0.values())) > 1.0
+    shift = sum(e0[s] for s in atoms.get_chemical_symbols())
+    assert atoms.get_potential_energy() + shift == pytest.approx(e_ours, abs=1e-6)
+    assert np.allclose(atoms.get_forces(), f_ours, atol=1e-8)
+    assert np.allclose(bbasis.results["gamma"], gamma_ours)
+
+
 def test_active_set_gives_extrapolation_grades(built):
     assert built.files["asi"].exists()
     calc = SurrogateCalculator(
@@ -189,8 +220,12 @@ def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     assert [m["model_id"] for m in list_models(records, kind="ace-surrogate")] == [doc.model_id]
     out = export_model(records, doc.model_id, tmp_path)
     assert out.suffix == ".yace" and out.read_bytes() == built.files["yace"].read_bytes()
-    files = export_surrogate(records, doc.model_id, tmp_path / ".")
+    with pytest.raises(FileExistsError, match="--force"):  # never silently over a file
+        export_surrogate(records, doc.model_id, tmp_path / ".")
+    assert not (tmp_path / f"{doc.model_id}.yaml").exists()  # nothing half-written
+    files = export_surrogate(records, doc.model_id, tmp_path / ".", force=True)
     assert set(files) == {"yace", "yaml", "asi"}
+    assert {p.stat().st_mode & 0o777 for p in files.values()} == {0o644}
     atoms = built.samples[0].atoms.copy()
     atoms.calc = SurrogateCalculator(files["yace"], active_set=files["asi"], bbasis=files["yaml"])
     assert np.isfinite(atoms.get_potential_energy())

@@ -225,21 +225,31 @@ def models_export(
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = "frostline",
+    force: Annotated[
+        bool, typer.Option("--force", help="ACE surrogate: overwrite existing files")
+    ] = False,
+    allow_failed: Annotated[
+        bool,
+        typer.Option("--allow-failed", help="ACE surrogate: export one that failed its checks"),
+    ] = False,
 ) -> None:
     """Write a model file, after checking its sha256 against the record.
 
     For an ACE surrogate the B-basis ``.yaml`` and active set ``.asi`` (extrapolation grades)
-    are written next to the ``.yace``.
+    are written next to the ``.yace`` (mode 644, never over existing files without
+    ``--force``); a surrogate that failed its MD stability check is refused unless
+    ``--allow-failed`` (then exported with a warning).
     """
     from frostline.registry.models import export_model, get_model
 
     with _records(dir, store, database) as records:
-        path = export_model(records, model_id, output)
         if get_model(records, model_id).get("kind") == "ace-surrogate":
-            from frostline.distill.jobs import write_companions
+            from frostline.distill.jobs import export_surrogate
 
-            companions = write_companions(records, model_id, path.parent).values()
-            path = ", ".join(str(p) for p in (path, *companions))
+            files = export_surrogate(records, model_id, output, force, allow_failed)
+            path = ", ".join(str(p) for p in files.values())
+        else:
+            path = export_model(records, model_id, output)
     _out().print(f"{model_id} -> {path} (sha256 verified)")
 
 

@@ -266,32 +266,76 @@ def store_surrogate(
     return doc, companions
 
 
-def export_surrogate(records: Records, model_id: str, folder: Path | str) -> dict[str, Path]:
-    """Write a surrogate's ``.yace`` and companions (``.yaml``, ``.asi``) into ``folder``.
+EXPORT_MODE = 0o644
+"""Permissions of exported surrogate files (readable by all, as a normal file)."""
 
-    Every file's sha256 is checked before it is written.
+
+def export_surrogate(
+    records: Records,
+    model_id: str,
+    output: Path | str,
+    force: bool = False,
+    allow_failed: bool = False,
+) -> dict[str, Path]:
+    """Write a surrogate's ``.yace`` and companions (``.yaml``, ``.asi``), mode 644.
+
+    ``output`` is a directory (files named ``MODEL_ID.yace`` etc.) or the ``.yace`` path (the
+    companions go next to it). Every file's sha256 is checked before anything is written; an
+    existing file is never replaced unless ``force`` (``FileExistsError`` naming it, nothing
+    written); a surrogate that failed its checks raises ``SurrogateRejected`` unless
+    ``allow_failed``. Warnings (exported anyway, target missed) are printed to stderr.
     """
-    from frostline.registry.models import export_model
+    from frostline.distill.status import check_exportable
+    from frostline.registry.models import get_model
 
-    companions = write_companions(records, model_id, folder)  # checks the kind first
-    return {"yace": export_model(records, model_id, folder), **companions}
+    doc = get_model(records, model_id)
+    if doc.get("kind") != "ace-surrogate":
+        raise ValueError(f"model {model_id} is a {doc.get('kind')}, not an ace-surrogate")
+    warning = check_exportable(doc, allow_failed)
+    output = Path(output)
+    yace = output / f"{model_id}.yace" if output.is_dir() else output
+    blobs = {"yace": (model_id, doc["file"]["sha256"], yace)}
+    for key, comp in (doc.get("surrogate") or {}).get("companions", {}).items():
+        blobs[key] = (comp["blob_id"], comp["sha256"], yace.parent / comp["filename"])
+    _write_checked(records, blobs, force)
+    if warning:
+        console.print(f"[yellow]warning: {warning}[/]")
+    return {key: path for key, (_, _, path) in blobs.items()}
 
 
-def write_companions(records: Records, model_id: str, folder: Path | str) -> dict[str, Path]:
-    """Write a surrogate's ``.yaml`` B-basis and ``.asi`` active set (sha256-checked)."""
-    from frostline.registry.models import atomic_write, get_model
+def write_companions(
+    records: Records, model_id: str, folder: Path | str, force: bool = False
+) -> dict[str, Path]:
+    """Write a surrogate's ``.yaml`` B-basis and ``.asi`` active set (sha256-checked, mode 644;
+    existing files only replaced with ``force``)."""
+    from frostline.registry.models import get_model
 
     folder = Path(folder)
     doc = get_model(records, model_id)
     if doc.get("kind") != "ace-surrogate":
         raise ValueError(f"model {model_id} is a {doc.get('kind')}, not an ace-surrogate")
-    out = {}
-    for key, comp in (doc.get("surrogate") or {}).get("companions", {}).items():
-        data = records.get_model_file(comp["blob_id"], expected_sha256=comp["sha256"])
-        path = folder / comp["filename"]
-        atomic_write(path, data)
-        out[key] = path
-    return out
+    blobs = {
+        key: (comp["blob_id"], comp["sha256"], folder / comp["filename"])
+        for key, comp in (doc.get("surrogate") or {}).get("companions", {}).items()
+    }
+    _write_checked(records, blobs, force)
+    return {key: path for key, (_, _, path) in blobs.items()}
+
+
+def _write_checked(records: Records, blobs: dict[str, tuple[str, str, Path]], force: bool) -> None:
+    """Read and verify every blob, refuse existing targets (unless ``force``), then write all."""
+    from frostline.registry.models import atomic_write
+
+    existing = [str(path) for _, _, path in blobs.values() if path.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    data = {
+        key: records.get_model_file(blob, expected_sha256=sha)
+        for key, (blob, sha, _) in blobs.items()
+    }
+    for key, (_, _, path) in blobs.items():
+        atomic_write(path, data[key])
+        path.chmod(EXPORT_MODE)
 
 
 @dataclass
