@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.morse import MorsePotential
 from conftest import tiny_campaign
 
 from frostline.config import ConfigError, DistillConfig, parse_config
@@ -193,12 +195,47 @@ def test_slab_padding_keeps_energy_and_forces(built):
     assert ace_ready(bulk_like, 5.0) is bulk_like
 
 
+class NoisyForces(Calculator):
+    """A surrogate whose forces get random kicks: not conservative, MD overheats."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, inner, kick: float, seed: int = 0):
+        super().__init__()
+        self.inner, self.kick = inner, kick
+        self.rng = np.random.default_rng(seed)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        work.calc = self.inner
+        forces = work.get_forces() + self.rng.normal(0, self.kick, (len(work), 3))
+        self.results = {"energy": work.get_potential_energy(), "forces": forces}
+        self.results["free_energy"] = self.results["energy"]
+
+
 def test_md_stability_check(built):
+    """A sane surrogate passes; one that overheats and one that collapses fail, with reasons."""
+    from frostline.distill.validate import shortest_contacts, supercell
+
     calc = SurrogateCalculator(built.files["yace"])
-    atoms = cu111_slab()
-    report = md_stability(calc, atoms, 300.0, steps=20)
+    cell = supercell(cu111_slab(), 48)
+    refs = shortest_contacts([s.atoms for s in built.samples])
+    assert set(refs) == {"Cu-Cu", "Cu-H", "H-H"}
+    report = md_stability(calc, cell, 300.0, steps=100, friction=0.1, reference_contacts=refs)
+    print(report)
     assert report.stable, report
-    assert report.min_distance_a > 1.5 and abs(report.nve_drift_mev_per_atom) < 10
+    assert abs(report.mean_temperature_k - 300) < 75 and report.min_distance_a > 1.5
+    assert abs(report.nve_drift_mev_per_atom_per_ps) < 20
+    hot = md_stability(NoisyForces(calc, 6.0), cell, 300.0, steps=100, friction=0.1)
+    print(hot)
+    assert not hot.stable and hot.mean_temperature_k > 375
+    assert any("temperature" in f for f in hot.failures), hot.failures
+    morse = MorsePotential(epsilon=10.0, r0=1.2, rho0=1.5, rcut1=4.0, rcut2=5.0)  # Cu-Cu at 1.2 Å
+    collapsed = md_stability(morse, cell, 300.0, steps=100, friction=0.1, reference_contacts=refs)
+    print(collapsed)
+    assert not collapsed.stable and collapsed.min_contacts_a["Cu-Cu"] < 0.75 * refs["Cu-Cu"]
+    assert any("Cu-Cu contact" in f for f in collapsed.failures), collapsed.failures
 
 
 def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
@@ -253,6 +290,76 @@ def test_cli_exports_surrogate(built, tmp_path):
         if key in built.files:
             written = tmp_path / f"{doc.model_id}.{key}"
             assert written.read_bytes() == built.files[key].read_bytes()
+            assert written.stat().st_mode & 0o777 == 0o644
+    again = ["models", "export", doc.model_id, "-o", str(out), "--dir", str(tmp_path)]
+    res = CliRunner().invoke(app, again)
+    assert res.exit_code == 2 and "--force" in res.output
+    assert CliRunner().invoke(app, [*again, "--force"]).exit_code == 0
+
+
+def test_demo_surrogate_md_fails_the_check():
+    """The issue's demo run (1,413 K mean, 2,399 K max at 800 K, 0.55 Å H-H) is not stable."""
+    from frostline.distill.schemas import StabilityReport
+    from frostline.distill.validate import StabilityCriteria, stability_failures
+
+    crit = StabilityCriteria()
+    report = StabilityReport(
+        temperature_k=800.0,
+        steps=200,
+        timestep_fs=0.5,
+        n_atoms=14,
+        mean_temperature_k=1413.0,
+        max_temperature_k=2399.0,
+        max_temperature_bound_k=crit.max_temperature(800.0, 14),
+        min_distance_a=0.55,
+        min_contacts_a={"H-H": 0.55, "Cu-H": 1.5, "Cu-Cu": 2.3},
+        reference_contacts_a={"H-H": 0.74, "Cu-H": 1.55, "Cu-Cu": 2.25},
+        nve_drift_mev_per_atom=0.5,
+        nve_drift_mev_per_atom_per_ps=5.0,
+        stable=True,
+    )
+    failures = stability_failures(report, True, crit)
+    assert len(failures) == 3, failures  # mean T, max T, H-H contact; drift and Cu fine
+    assert "1413 K" in failures[0] and "2399 K" in failures[1] and "H-H contact 0.55" in failures[2]
+
+
+def test_failed_surrogate_is_marked_and_not_exported(built, tmp_path):
+    """A surrogate whose MD check failed: 'failed' in models list, refused by models export
+    unless --allow-failed (then a warning)."""
+    from typer.testing import CliRunner
+
+    from frostline.cli import app
+    from frostline.config import StoreConfig
+    from frostline.distill.status import surrogate_line, surrogate_summary
+    from frostline.flows.campaign import write_config_copy
+    from frostline.registry.models import get_model
+    from frostline.store import Records, make_job_store
+
+    write_config_copy(parse_config(tiny_campaign()), tmp_path)
+    records = Records(make_job_store(StoreConfig(), tmp_path)).connect()
+    stability = md_stability(
+        MorsePotential(epsilon=10.0, r0=1.2, rho0=1.5, rcut1=4.0, rcut2=5.0),
+        cu111_slab(),
+        300.0,
+        steps=40,
+    ).model_dump(mode="json")
+    assert not stability["stable"]
+    doc, _ = store_surrogate(
+        records, "cli", built.files, {"elements": ["Cu", "H"]}, {"stability": stability}
+    )
+    summary = surrogate_summary(get_model(records, doc.model_id))
+    records.close()
+    assert summary["verdict"] == "failed" and "FAILED" not in surrogate_line(summary)
+    assert "failed" in surrogate_line(summary) and "contact" in surrogate_line(summary)
+    listed = CliRunner().invoke(app, ["models", "list", "--dir", str(tmp_path)])
+    assert listed.exit_code == 0 and "FAILED" in listed.output, listed.output
+    export = ["models", "export", doc.model_id, "-o", str(tmp_path), "--dir", str(tmp_path)]
+    res = CliRunner().invoke(app, export)
+    assert res.exit_code == 2 and "--allow-failed" in res.output
+    assert not list(tmp_path.glob(f"{doc.model_id}.*"))  # nothing written
+    res = CliRunner().invoke(app, [*export, "--allow-failed"])
+    assert res.exit_code == 0 and "FAILED" in res.output
+    assert (tmp_path / f"{doc.model_id}.yace").exists()
 
 
 @pytest.mark.parametrize(
@@ -320,5 +427,13 @@ def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
     docs = records.find("model_docs", {"kind": "ace-surrogate"})
     assert [d["model_id"] for d in docs] == [surrogate["model_id"]]
     assert docs[0]["campaign"] == "dist" and docs[0]["metrics"]["force_mae_mev_per_a"] > 0
+    stability = surrogate["stability"]
+    assert stability["n_atoms"] >= 100 and stability["reference_contacts_a"]
+    assert stability["stable"] == (not stability["failures"])
+    from frostline.registry.queries import campaign_status
+
+    shown = campaign_status(records)["surrogates"]
+    assert [s["model_id"] for s in shown] == [surrogate["model_id"]]
+    assert (shown[0]["verdict"] == "failed") == (not stability["stable"])
     data = records.get_model_file(docs[0]["model_id"], docs[0]["file"]["sha256"])
     assert data.startswith(b"elements:")

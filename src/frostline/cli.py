@@ -85,6 +85,10 @@ def _print_status(
             console.print(timing_table(status))
         for hint in training_hints(status):
             console.print(f"[yellow]{hint}[/]")
+        from frostline.distill.status import surrogate_line
+
+        for surrogate in status.get("surrogates") or []:
+            console.print(surrogate_line(surrogate))
     if plots:
         from frostline.report.plots import write_campaign_plots
 

@@ -155,7 +155,12 @@ def models_list(
         caption="MAE: validation errors, forces in meV/Å, energies in meV/atom",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("model id", "kind", "campaign", "elements", "F MAE", "E MAE"):
+    from frostline.distill.status import surrogate_verdict
+
+    verdicts = [surrogate_verdict(d) for d in docs]
+    status_col = any(verdicts)  # an ACE surrogate's checks: ok / target missed / failed
+    columns = ("model id", "kind", "campaign", "elements", "F MAE", "E MAE")
+    for col in (*columns, *(["status"] if status_col else [])):
         numeric = col in ("F MAE", "E MAE")
         table.add_column(
             col,
@@ -164,7 +169,7 @@ def models_list(
             overflow="fold",
             min_width=5 if numeric else None,
         )
-    for d in docs:
+    for d, verdict in zip(docs, verdicts, strict=True):
         metrics = d.get("metrics") or {}
         table.add_row(
             d["model_id"],
@@ -173,11 +178,21 @@ def models_list(
             ",".join(d.get("elements") or []),
             _fmt(metrics.get("force_mae_mev_per_a")),
             _fmt(metrics.get("energy_mae_mev_per_atom")),
+            *([_verdict_cell(verdict)] if status_col else []),
         )
     out = _out()
     out.print(table)
     if limit and len(docs) == limit:
         out.print(f"(first {limit}; --limit 0 lists all)", style="dim")
+
+
+def _verdict_cell(verdict: str | None) -> str:
+    colours = {"failed": "bold red", "target missed": "yellow", "unchecked": "yellow"}
+    if verdict is None:
+        return ""
+    return (
+        f"[{colours.get(verdict, 'green')}]{verdict.upper() if verdict == 'failed' else verdict}[/]"
+    )
 
 
 @models_app.command("show")

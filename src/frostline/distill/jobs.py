@@ -45,6 +45,7 @@ from frostline.distill.teacher import TeacherSample, generate_teacher_data, spli
 from frostline.distill.validate import (
     error_metrics,
     md_stability,
+    shortest_contacts,
     supercell,
     teacher_errors,
     time_per_atom_step,
@@ -58,6 +59,9 @@ console = Console(stderr=True)
 SETTINGS = tuple(f for f in DistillConfig.model_fields if f != "enabled")
 """DistillMaker fields validated by ``DistillConfig`` (same names, same rules)."""
 STABILITY_TIMESTEP_FS = 0.5
+STABILITY_MIN_ATOMS = 100
+"""The stability MD runs on the biggest seed repeated to at least this many atoms (small cells
+fluctuate too much in temperature for a ±25 % check)."""
 
 
 def _progress() -> Progress:
@@ -453,13 +457,21 @@ class DistillMaker(Maker):
         if settings.stability_steps:
             stability = md_stability(
                 calc,
-                biggest,
+                supercell(biggest, STABILITY_MIN_ATOMS),
                 max(self.temperatures),
                 settings.stability_steps,
                 STABILITY_TIMESTEP_FS,
                 self.friction,
                 self.seed,
+                reference_contacts=shortest_contacts(
+                    seeds + [labelled_atoms(lab) for lab in val_labels]
+                ),
             )
+            if not stability.stable:
+                console.print(
+                    "[bold red]distill: surrogate FAILED its MD stability check:[/] "
+                    + "; ".join(stability.failures)
+                )
         cell = supercell(biggest, settings.speed_atoms)
         speed = time_per_atom_step(calc, cell)
         teacher_speed = time_per_atom_step(teacher, cell, repeats=2)

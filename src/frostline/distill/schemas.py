@@ -20,7 +20,12 @@ class SweepPoint(BaseModel):
 
 
 class StabilityReport(BaseModel):
-    """Short MD with the surrogate: Langevin at the highest temperature, then NVE."""
+    """Short MD with the surrogate: Langevin at the highest temperature, then NVE.
+
+    ``stable`` is False when any of ``failures`` (temperature not held, a contact below
+    ``contact_fraction`` of the shortest labelled one for its element pair, NVE drift above its
+    bound, non-finite energies) occurred.
+    """
 
     temperature_k: float
     steps: int
@@ -28,9 +33,17 @@ class StabilityReport(BaseModel):
     n_atoms: int
     mean_temperature_k: float
     max_temperature_k: float
+    max_temperature_bound_k: float | None = None
+    temperature_tolerance: float | None = None
     min_distance_a: float
+    min_contacts_a: dict[str, float] = Field(default_factory=dict)
+    reference_contacts_a: dict[str, float] = Field(default_factory=dict)
+    contact_fraction: float | None = None
     nve_drift_mev_per_atom: float
+    nve_drift_mev_per_atom_per_ps: float | None = None
+    max_drift_mev_per_atom_per_ps: float | None = None
     stable: bool
+    failures: list[str] = Field(default_factory=list)
 
 
 class CompanionFile(BaseModel):

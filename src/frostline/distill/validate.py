@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms, units
@@ -16,7 +17,6 @@ from frostline.distill.schemas import StabilityReport
 from frostline.distill.teacher import TeacherSample
 from frostline.finetune.evaluate import error_metrics
 from frostline.schemas import ValidationMetrics
-from frostline.structures import min_distance
 
 
 def predict_atoms(calc: Calculator, structures: Sequence[Atoms]):
@@ -36,27 +36,62 @@ def teacher_errors(calc: Calculator, samples: Sequence[TeacherSample]) -> Valida
     return error_metrics([s.energy for s in samples], [s.forces for s in samples], energies, forces)
 
 
-def md_stability(
-    calc: Calculator,
-    atoms: Atoms,
-    temperature: float,
-    steps: int = 200,
-    timestep_fs: float = 0.5,
-    friction: float = 0.02,
-    seed: int = 0,
-    min_contact: float = 0.5,
-    max_drift_mev_per_atom: float = 10.0,
-) -> StabilityReport:
-    """Langevin MD at ``temperature`` then NVE from its last state, both ``steps`` long.
+@dataclass(frozen=True)
+class StabilityCriteria:
+    """When a surrogate's short MD counts as stable (defaults: issue 45).
 
-    Stable when every energy is finite, no two atoms come closer than ``min_contact`` Å, the
-    Langevin temperature of the second half averages below ``2 T + 100 K``, and the NVE total
-    energy drifts by less than ``max_drift_mev_per_atom`` (last minus first).
+    ``temperature_tolerance``: the mean Langevin temperature of the second half within this
+    fraction of the target; ``excursion``: no instantaneous temperature above
+    ``T (1 + max(excursion_floor, excursion * sqrt(2 / (3 N))))`` (``sqrt(2/3N)`` is the
+    canonical relative spread of the kinetic temperature of N atoms); ``contact_fraction``: no
+    contact of an element pair below this fraction of the shortest one labelled for that pair;
+    ``max_drift_mev_per_atom_per_ps``: the NVE total energy's fitted slope.
     """
-    work = atoms.copy()
-    work.calc = calc
-    rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(work, temperature_K=temperature, rng=rng)
+
+    temperature_tolerance: float = 0.25
+    excursion: float = 5.0
+    excursion_floor: float = 0.5
+    contact_fraction: float = 0.75
+    max_drift_mev_per_atom_per_ps: float = 20.0
+    collapse_a: float = 0.3
+    """MD stops early when two atoms come closer than this (Å)."""
+
+    def max_temperature(self, temperature: float, n_atoms: int) -> float:
+        """The excursion bound (K) for ``n_atoms`` at ``temperature``."""
+        spread = float(np.sqrt(2.0 / (3.0 * max(n_atoms, 1))))
+        return temperature * (1.0 + max(self.excursion_floor, self.excursion * spread))
+
+
+def pair_key(a: str, b: str) -> str:
+    """``"Cu-H"``: an element pair in alphabetical order."""
+    return "-".join(sorted((a, b)))
+
+
+def pair_contacts(atoms: Atoms) -> dict[str, float]:
+    """Shortest distance (Å, minimum image) of every element pair present in ``atoms``."""
+    if len(atoms) < 2:
+        return {}
+    d = atoms.get_all_distances(mic=True)
+    symbols = atoms.get_chemical_symbols()
+    i, j = np.triu_indices(len(atoms), 1)
+    out: dict[str, float] = {}
+    for a, b, dist in zip(i, j, d[i, j], strict=True):
+        key = pair_key(symbols[a], symbols[b])
+        out[key] = min(out.get(key, float("inf")), float(dist))
+    return out
+
+
+def shortest_contacts(structures: Sequence[Atoms]) -> dict[str, float]:
+    """Shortest distance of every element pair over ``structures`` (e.g. the labelled ones)."""
+    out: dict[str, float] = {}
+    for atoms in structures:
+        for key, dist in pair_contacts(atoms).items():
+            out[key] = min(out.get(key, float("inf")), dist)
+    return out
+
+
+def _langevin(work: Atoms, temperature, steps, timestep_fs, friction, rng, collapse):
+    """Langevin steps; temperatures, pair contacts and whether energies stayed finite."""
     dyn = Langevin(
         work,
         timestep=timestep_fs * units.fs,
@@ -67,43 +102,128 @@ def md_stability(
     temps, contacts, finite = [], [], True
     for _ in range(steps):
         dyn.run(1)
-        e = work.get_potential_energy()
-        finite &= bool(np.isfinite(e))
+        finite &= bool(np.isfinite(work.get_potential_energy()))
         temps.append(float(work.get_temperature()))
-        contacts.append(min_distance(work))
-        if not finite or contacts[-1] < min_contact:
+        contacts.append(pair_contacts(work))
+        if not finite or min(contacts[-1].values(), default=np.inf) < collapse:
             break
+    return temps, contacts, finite
+
+
+def _nve(work: Atoms, steps, timestep_fs, collapse):
+    """Velocity Verlet steps; total energies (eV) and pair contacts."""
     nve = VelocityVerlet(work, timestep=timestep_fs * units.fs)
-    totals = [work.get_total_energy()]
-    if finite and contacts[-1] >= min_contact:
-        for _ in range(steps):
-            nve.run(1)
-            totals.append(work.get_total_energy())
-            contacts.append(min_distance(work))
-            if not np.isfinite(totals[-1]) or contacts[-1] < min_contact:
-                break
-    finite &= bool(np.all(np.isfinite(totals)))
-    n = len(work)
-    drift = float((totals[-1] - totals[0]) / n * 1000) if finite else float("inf")
-    mean_t = float(np.mean(temps[len(temps) // 2 :])) if temps else float("nan")
-    closest = float(np.min(contacts)) if contacts else float("nan")
-    stable = (
-        finite
-        and closest >= min_contact
-        and mean_t <= 2 * temperature + 100
-        and abs(drift) <= max_drift_mev_per_atom
+    totals, contacts = [work.get_total_energy()], []
+    for _ in range(steps):
+        nve.run(1)
+        totals.append(work.get_total_energy())
+        contacts.append(pair_contacts(work))
+        if not np.isfinite(totals[-1]) or min(contacts[-1].values(), default=np.inf) < collapse:
+            break
+    return totals, contacts
+
+
+def md_stability(
+    calc: Calculator,
+    atoms: Atoms,
+    temperature: float,
+    steps: int = 200,
+    timestep_fs: float = 0.5,
+    friction: float = 0.02,
+    seed: int = 0,
+    reference_contacts: dict[str, float] | None = None,
+    criteria: StabilityCriteria | None = None,
+) -> StabilityReport:
+    """Langevin MD at ``temperature`` then NVE from its last state, both ``steps`` long.
+
+    Stable when every energy is finite and the ``criteria`` hold (temperature held, no contact
+    below a fraction of ``reference_contacts`` — the shortest labelled distance per element
+    pair, by default those of ``atoms`` itself — and a small NVE drift); ``failures`` says which
+    did not. The MD stops early on a collapse (two atoms closer than ``criteria.collapse_a``).
+    """
+    crit = criteria or StabilityCriteria()
+    refs = dict(reference_contacts or pair_contacts(atoms))
+    work = atoms.copy()
+    work.calc = calc
+    rng = np.random.default_rng(seed)
+    MaxwellBoltzmannDistribution(work, temperature_K=temperature, rng=rng)
+    temps, contacts, finite = _langevin(
+        work, temperature, steps, timestep_fs, friction, rng, crit.collapse_a
     )
-    return StabilityReport(
+    totals = [work.get_total_energy()]
+    if finite and len(temps) == steps:
+        totals, more = _nve(work, steps, timestep_fs, crit.collapse_a)
+        contacts += more
+    finite &= bool(np.all(np.isfinite(totals))) and len(totals) == steps + 1
+    n = len(work)
+    per_atom = np.asarray(totals) / n * 1000  # meV/atom
+    drift = float(per_atom[-1] - per_atom[0]) if finite else float("inf")
+    slope = float("inf")
+    if finite and len(per_atom) > 2:
+        slope = float(np.polyfit(np.arange(len(per_atom)) * timestep_fs / 1000, per_atom, 1)[0])
+    closest = shortest_contacts_of(contacts)
+    report = StabilityReport(
         temperature_k=temperature,
         steps=steps,
         timestep_fs=timestep_fs,
         n_atoms=n,
-        mean_temperature_k=mean_t,
+        mean_temperature_k=float(np.mean(temps[len(temps) // 2 :])) if temps else float("nan"),
         max_temperature_k=float(np.max(temps)) if temps else float("nan"),
-        min_distance_a=closest,
+        max_temperature_bound_k=crit.max_temperature(temperature, n),
+        temperature_tolerance=crit.temperature_tolerance,
+        min_distance_a=min(closest.values(), default=float("nan")),
+        min_contacts_a=closest,
+        reference_contacts_a=refs,
+        contact_fraction=crit.contact_fraction,
         nve_drift_mev_per_atom=drift,
-        stable=bool(stable),
+        nve_drift_mev_per_atom_per_ps=slope,
+        max_drift_mev_per_atom_per_ps=crit.max_drift_mev_per_atom_per_ps,
+        stable=False,
     )
+    report.failures = stability_failures(report, finite, crit)
+    report.stable = not report.failures
+    return report
+
+
+def shortest_contacts_of(contacts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per element pair, the shortest of a sequence of :func:`pair_contacts` results."""
+    out: dict[str, float] = {}
+    for step in contacts:
+        for key, dist in step.items():
+            out[key] = min(out.get(key, float("inf")), dist)
+    return out
+
+
+def stability_failures(report: StabilityReport, finite: bool, crit: StabilityCriteria):
+    """Human-readable reasons ``report`` fails ``crit`` (empty: stable)."""
+    t = report.temperature_k
+    out = []
+    if not finite:
+        out.append("MD stopped: non-finite energy or a collapse")
+    if not abs(report.mean_temperature_k - t) <= crit.temperature_tolerance * t:
+        out.append(
+            f"mean temperature {report.mean_temperature_k:.0f} K outside "
+            f"{t:.0f} K ± {100 * crit.temperature_tolerance:.0f} %"
+        )
+    if not report.max_temperature_k <= report.max_temperature_bound_k:
+        out.append(
+            f"temperature reached {report.max_temperature_k:.0f} K "
+            f"(bound {report.max_temperature_bound_k:.0f} K)"
+        )
+    refs = report.reference_contacts_a
+    for key, dist in sorted(report.min_contacts_a.items()):
+        ref = refs.get(key, min(refs.values(), default=0.0))
+        if dist < crit.contact_fraction * ref:
+            out.append(
+                f"{key} contact {dist:.2f} Å below {crit.contact_fraction:g} x the shortest "
+                f"labelled {ref:.2f} Å"
+            )
+    drift = report.nve_drift_mev_per_atom_per_ps
+    if finite and not abs(drift) <= crit.max_drift_mev_per_atom_per_ps:
+        out.append(
+            f"NVE drift {drift:.1f} meV/atom/ps (bound {crit.max_drift_mev_per_atom_per_ps:g})"
+        )
+    return out
 
 
 def supercell(atoms: Atoms, n_atoms: int) -> Atoms:

@@ -95,9 +95,14 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
         members_by_iteration.setdefault(d.get("iteration"), []).append(d)
     for it in status["iterations"]:
         it["training"] = training_summary(members_by_iteration.get(it["index"], []))
+    from frostline.distill.status import surrogate_summary
     from frostline.report.tables import orchestration_share
 
     status["orchestration_share"] = orchestration_share(status)
+    status["surrogates"] = [
+        surrogate_summary(d)
+        for d in records.find("model_docs", {"campaign": name, "kind": "ace-surrogate"})
+    ]
     return status
 
 
