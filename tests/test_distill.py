@@ -165,6 +165,39 @@ def test_active_set_gives_extrapolation_grades(built):
     assert calc.results["gamma"].max() > 2 * gamma_in.max()
 
 
+def test_grade_separates_training_from_extrapolation(built):
+    """Calibrated descriptor-distance grade: training frames below the threshold, compressed
+    cells and a squeezed H above; false-alarm and miss rates recorded with the model."""
+    from frostline.distill.grade import GradeModel, extrapolative_probes
+
+    model = GradeModel.load(built.files["grade"])
+    c = model.calibration
+    assert c["threshold"] == model.threshold and 0 < model.threshold < np.inf
+    # leave-one-out on 8 held-out frames: at least 1/8 false alarms; probes mostly caught
+    assert c["n_held_in"] == len(built.holdout) and c["false_alarm_rate"] <= 0.25
+    assert c["n_extrapolative"] >= 20 and c["miss_rate"] <= 0.2
+    assert c["extrapolative_median"] > 3 * c["held_in_median"]
+    train = [built.samples[i].atoms for i in built.train]
+    basis = built.fit.basis
+    assert model.frame_grades(basis, train).max() <= model.threshold
+    held_out = model.frame_grades(basis, [s.atoms for s in built.holdout_samples()])
+    assert np.mean(held_out <= model.threshold) >= 0.9
+    seed = built.samples[built.train[0]].atoms
+    compressed, stretched, squeezed, lone = extrapolative_probes([seed])
+    grades = model.frame_grades(basis, [compressed, stretched, squeezed, lone])
+    assert (grades > model.threshold).all(), (grades, model.threshold)
+    calc = SurrogateCalculator(
+        built.files["yace"], bbasis=built.files["yaml"], grade=built.files["grade"]
+    )
+    probe = squeezed.copy()
+    probe.calc = calc
+    probe.get_potential_energy()
+    assert calc.results["grade"].max() > calc.grade_threshold
+    moved = int(np.flatnonzero(np.any(squeezed.positions != seed.positions, axis=1))[0])
+    worst = int(np.argmax(calc.results["grade"]))  # the squeezed pair is flagged
+    assert probe.get_distance(moved, worst, mic=True) < 2.5  # it or a neighbour
+
+
 def test_slab_padding_keeps_energy_and_forces(built):
     """A slab periodic in x, y only: padded cell ≡ the same slab in a wide periodic box."""
     from pyace import PyACECalculator
@@ -253,7 +286,7 @@ def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     assert doc.kind == "ace-surrogate" and doc.file.filename.endswith(".yace")
     stored = get_model(records, doc.model_id)
     assert stored["parent_model_ids"] == ["t-it001-m0-abc"]
-    assert set(stored["surrogate"]["companions"]) == {"yaml", "asi"}
+    assert set(stored["surrogate"]["companions"]) == {"yaml", "asi", "grade"}
     assert [m["model_id"] for m in list_models(records, kind="ace-surrogate")] == [doc.model_id]
     out = export_model(records, doc.model_id, tmp_path)
     assert out.suffix == ".yace" and out.read_bytes() == built.files["yace"].read_bytes()
@@ -261,7 +294,7 @@ def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
         export_surrogate(records, doc.model_id, tmp_path / ".")
     assert not (tmp_path / f"{doc.model_id}.yaml").exists()  # nothing half-written
     files = export_surrogate(records, doc.model_id, tmp_path / ".", force=True)
-    assert set(files) == {"yace", "yaml", "asi"}
+    assert set(files) == {"yace", "yaml", "asi", "grade"}
     assert {p.stat().st_mode & 0o777 for p in files.values()} == {0o644}
     atoms = built.samples[0].atoms.copy()
     atoms.calc = SurrogateCalculator(files["yace"], active_set=files["asi"], bbasis=files["yaml"])

@@ -367,7 +367,10 @@ class SurrogateCalculator(Calculator):
 
     With ``active_set`` (an ``.asi``) and ``bbasis`` (the B-basis ``.yaml``), ``results["gamma"]``
     holds each atom's extrapolation grade (pyace's MaxVol criterion: > 1 extrapolates, > ~5 is
-    unreliable); energies then come from the B-basis plus its recorded E0s.
+    unreliable); energies then come from the B-basis plus its recorded E0s. With ``grade`` (a
+    ``.grade.npz``, :mod:`frostline.distill.grade`) and ``bbasis``, ``results["grade"]`` holds
+    each atom's calibrated descriptor-distance grade; the frame extrapolates when its largest
+    exceeds ``grade_threshold``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -377,6 +380,7 @@ class SurrogateCalculator(Calculator):
         potential: Path | str,
         active_set: Path | str | None = None,
         bbasis: Path | str | None = None,
+        grade: Path | str | None = None,
         **kwargs,
     ):
         pyace = _pyace()
@@ -395,6 +399,17 @@ class SurrogateCalculator(Calculator):
         else:
             self._ace = pyace.PyACECalculator(str(self.potential))
         self.cutoff = float(self._ace.cutoff)
+        self._grade = None
+        self.grade_threshold = float("inf")
+        if grade is not None:
+            from frostline.distill.grade import GradeModel, Projector
+
+            if bbasis is None:
+                raise ACEError("a grade model needs the B-basis .yaml (argument 'bbasis')")
+            self._grade = GradeModel.load(grade)
+            self._grade_basis = Projector(pyace.ACEBBasisSet(str(bbasis)))
+            self.grade_threshold = self._grade.threshold
+            self.implemented_properties = [*self.implemented_properties, "grade"]
 
     def calculate(self, atoms=None, properties=("energy", "forces"), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -406,4 +421,6 @@ class SurrogateCalculator(Calculator):
             results["energy"] = results["free_energy"] = results["energy"] + shift
         if padded is not self.atoms:  # stress of a padded cell is not the slab's
             results.pop("stress", None)
+        if self._grade is not None:
+            results["grade"] = self._grade.atom_grades(self._grade_basis, self.atoms)
         self.results = results

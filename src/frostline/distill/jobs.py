@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from ase import Atoms
 from jobflow import Maker, job
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ from frostline.distill.ace import (
     write_bbasis_yaml,
     write_yace,
 )
+from frostline.distill.grade import GradeModel, fit_grade
 from frostline.distill.schemas import CompanionFile, DistillResult, SweepPoint
 from frostline.distill.teacher import TeacherSample, generate_teacher_data, split_by_group
 from frostline.distill.validate import (
@@ -59,6 +61,8 @@ console = Console(stderr=True)
 SETTINGS = tuple(f for f in DistillConfig.model_fields if f != "enabled")
 """DistillMaker fields validated by ``DistillConfig`` (same names, same rules)."""
 STABILITY_TIMESTEP_FS = 0.5
+COMPANION_SUFFIXES = {"yaml": ".yaml", "asi": ".asi", "grade": ".grade.npz"}
+"""Files stored with a surrogate's ``.yace`` (B-basis, MaxVol active set, grade model)."""
 STABILITY_MIN_ATOMS = 100
 """The stability MD runs on the biggest seed repeated to at least this many atoms (small cells
 fluctuate too much in temperature for a ±25 % check)."""
@@ -217,8 +221,37 @@ def build_surrogate(
             )
         except (ACEError, ValueError) as exc:
             console.print(f"[yellow]distill: no active set written: {exc}[/]")
+        grade = fit_grade(
+            fit.basis,
+            [samples[i].atoms for i in train],
+            [samples[i].atoms for i in holdout],
+            seeds,
+        )
+        files["grade"] = grade.save(workdir / "surrogate.grade.npz")
+        c = grade.calibration
+        console.print(
+            f"[bold]distill[/] extrapolation grade: threshold {c['threshold']:.2f}, false alarms "
+            f"{100 * c['false_alarm_rate']:.0f} % of {c['n_held_in']} held-out frames, misses "
+            f"{100 * c['miss_rate']:.0f} % of {c['n_extrapolative']} extrapolative probes"
+        )
     padded = any(is_padded(s.atoms) for s in samples)
     return SurrogateBuild(fit, samples, list(train), list(holdout), points, chosen, files, padded)
+
+
+def grade_report(
+    build: SurrogateBuild, train: Sequence[Atoms], validation: Sequence[Atoms]
+) -> dict[str, float] | None:
+    """The grade model's calibration plus the share of the campaign's own labelled frames
+    (training seeds, validation cells) above its threshold (``None``: no grade model)."""
+    if "grade" not in build.files:
+        return None
+    model = GradeModel.load(build.files["grade"])
+    report = dict(model.calibration)
+    for name, frames in (("campaign_train", train), ("campaign_validation", validation)):
+        if frames:
+            grades = model.frame_grades(build.fit.basis, frames)
+            report[f"{name}_above_threshold"] = float(np.mean(grades > model.threshold))
+    return report
 
 
 def labelled_atoms(lab: LabelledStructure) -> Atoms:
@@ -243,13 +276,13 @@ def store_surrogate(
     model_id = f"{campaign}-ace-{sha[:8]}"
     records.put_model_file(model_id, data)
     companions: dict[str, CompanionFile] = {}
-    for key in ("yaml", "asi"):
+    for key, suffix in COMPANION_SUFFIXES.items():
         if key in files:
             blob = files[key].read_bytes()
             blob_id = f"{model_id}.{key}"
             companions[key] = CompanionFile(
                 blob_id=blob_id,
-                filename=f"{model_id}.{key}",
+                filename=f"{model_id}{suffix}",
                 sha256=records.put_model_file(blob_id, blob),
                 size_bytes=len(blob),
             )
@@ -472,6 +505,7 @@ class DistillMaker(Maker):
                     "[bold red]distill: surrogate FAILED its MD stability check:[/] "
                     + "; ".join(stability.failures)
                 )
+        grade = grade_report(build, seeds, [labelled_atoms(lab) for lab in val_labels])
         cell = supercell(biggest, settings.speed_atoms)
         speed = time_per_atom_step(calc, cell)
         teacher_speed = time_per_atom_step(teacher, cell, repeats=2)
@@ -493,6 +527,7 @@ class DistillMaker(Maker):
             vs_oracle_train=vs_train,
             teacher_vs_oracle_validation=teacher_val,
             stability=stability,
+            grade=grade,
             speed_us_per_atom_step=speed,
             teacher_speed_us_per_atom_step=teacher_speed,
             speed_n_atoms=len(cell),

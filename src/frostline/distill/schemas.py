@@ -75,6 +75,10 @@ class DistillResult(BaseModel):
     vs_oracle_train: ValidationMetrics | None = None
     teacher_vs_oracle_validation: ValidationMetrics | None = None
     stability: StabilityReport | None = None
+    grade: dict[str, float] | None = Field(
+        default=None,
+        description="extrapolation grade: threshold, false-alarm and miss rates (distill.grade)",
+    )
     speed_us_per_atom_step: float
     teacher_speed_us_per_atom_step: float | None = None
     speed_n_atoms: int

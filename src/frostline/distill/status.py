@@ -58,6 +58,7 @@ def surrogate_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "target_temperature_k": stability.get("temperature_k"),
         "min_distance_a": stability.get("min_distance_a"),
         "speedup_vs_teacher": section.get("speedup_vs_teacher"),
+        "grade": section.get("grade"),
     }
 
 
@@ -75,6 +76,12 @@ def surrogate_line(summary: dict[str, Any]) -> str:
         figures.append(
             f"MD {summary['mean_temperature_k']:.0f} K at {summary['target_temperature_k']:.0f} K"
             f" target, closest {summary['min_distance_a']:.2f} Å"
+        )
+    grade = summary.get("grade") or {}
+    if grade.get("threshold") is not None:
+        figures.append(
+            f"grade threshold {grade['threshold']:.1f} (false alarms "
+            f"{100 * grade['false_alarm_rate']:.0f} %, misses {100 * grade['miss_rate']:.0f} %)"
         )
     if summary.get("speedup_vs_teacher"):
         figures.append(f"{summary['speedup_vs_teacher']:.0f}x the teacher")
