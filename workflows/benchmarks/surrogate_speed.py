@@ -74,8 +74,16 @@ def slab_cell(size: tuple[int, int, int], seed: int = 0):
 def surrogate(teacher, settings: DistillConfig, seeds) -> tuple[dict[str, Path], dict]:
     """The surrogate's files and build summary: reused when its inputs are unchanged."""
     folder = RESULTS / "surrogate"
+    import frostline.distill as distill
+
+    code = [p.read_text() for p in sorted(Path(distill.__file__).parent.glob("*.py"))]
     key = digest(
-        [settings.model_dump(), [frame_digest(a) for a in seeds], MINI_FOUNDATION.stat().st_size]
+        [
+            settings.model_dump(),
+            [frame_digest(a) for a in seeds],
+            MINI_FOUNDATION.stat().st_size,
+            digest(code),  # the distillation code itself
+        ]
     )
     info_path = RESULTS / "surrogate_build.json"
     files = {k: folder / f"surrogate{SUFFIX[k]}" for k in SURROGATE_FILES}
@@ -143,8 +151,9 @@ def oracle_labels(frames: list) -> tuple[list[float], list[np.ndarray]]:
     return [d["energy"] for d in labels], [np.asarray(d["forces"]) for d in labels]
 
 
-def fidelity(teacher, ace, frames: dict[str, list]) -> dict:
-    """Errors of teacher and ACE vs the oracle, and ACE vs teacher, per category and overall."""
+def fidelity(teacher, ace, frames: dict[str, list], grade=None) -> dict:
+    """Errors of teacher and ACE vs the oracle, and ACE vs teacher, per category and overall;
+    with ``grade`` (``(GradeModel, basis)``) the share of frames its threshold flags."""
     out = {}
     everything = [a for group in frames.values() for a in group]
     for name, group in [*frames.items(), ("all", everything)]:
@@ -158,6 +167,10 @@ def fidelity(teacher, ace, frames: dict[str, list]) -> dict:
             "ace_vs_oracle": error_metrics(ref_e, ref_f, a_e, a_f, symbols).model_dump(),
             "ace_vs_teacher": error_metrics(t_e, t_f, a_e, a_f, symbols).model_dump(),
         }
+        if grade is not None:
+            model, basis = grade
+            flagged = model.frame_grades(basis, group) > model.threshold
+            out[name]["grade_flagged_fraction"] = float(np.mean(flagged))
     return out
 
 
@@ -205,8 +218,17 @@ def print_report(report: dict) -> None:
             f"{f['ace_vs_oracle']['force_mae_mev_per_a']:.1f}",
             f"{f['ace_vs_teacher']['force_mae_mev_per_a']:.1f}",
             " · ".join(f"{k} {v:.1f}" for k, v in by_el.items()),
+            f"{100 * f['grade_flagged_fraction']:.0f} %" if "grade_flagged_fraction" in f else "–",
         )
     console.print(err)
+    g = report["build"].get("grade")
+    if g:
+        console.print(
+            f"extrapolation grade: threshold {g['threshold']:.2f} (99 % of held-out teacher "
+            f"frames); false alarms {100 * g['false_alarm_rate']:.1f} % of {g['n_held_in']:.0f} "
+            f"held-out teacher frames, misses {100 * g['miss_rate']:.1f} % of "
+            f"{g['n_extrapolative']:.0f} probes (compressed, stretched, squeezed or lone H)"
+        )
     b, chosen = report["build"], report["build"]["chosen"]
     console.print(
         f"surrogate: {chosen['n_functions_per_element']} functions/element, rc "
@@ -257,7 +279,13 @@ def main() -> None:
     files, build = surrogate(teacher, settings, seeds)
     ace = SurrogateCalculator(files["yace"])
     frames = held_out_frames(teacher, args.quick)
-    fid = fidelity(teacher, ace, frames)
+    from pyace import ACEBBasisSet
+
+    from frostline.distill.grade import GradeModel
+
+    grade = GradeModel.load(files["grade"])
+    build["grade"] = grade.calibration
+    fid = fidelity(teacher, ace, frames, (grade, ACEBBasisSet(str(files["yaml"]))))
     sizes = {"small": (3, 3, 3), "large": (4, 4, 4)} if args.quick else {}
     cells = {
         c: slab_cell(sizes.get(c, s)) for c, s in {"small": (4, 4, 6), "large": (12, 12, 7)}.items()

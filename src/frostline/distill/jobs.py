@@ -43,7 +43,12 @@ from frostline.distill.ace import (
 )
 from frostline.distill.grade import GradeModel, fit_grade
 from frostline.distill.schemas import CompanionFile, DistillResult, SweepPoint
-from frostline.distill.teacher import TeacherSample, generate_teacher_data, split_by_group
+from frostline.distill.teacher import (
+    TeacherSample,
+    beyond_samples,
+    generate_teacher_data,
+    split_by_group,
+)
 from frostline.distill.validate import (
     error_metrics,
     md_stability,
@@ -61,6 +66,10 @@ console = Console(stderr=True)
 SETTINGS = tuple(f for f in DistillConfig.model_fields if f != "enabled")
 """DistillMaker fields validated by ``DistillConfig`` (same names, same rules)."""
 STABILITY_TIMESTEP_FS = 0.5
+HOT_FACTOR = 1.5
+"""Teacher MD also runs at this multiple of the highest distillation temperature."""
+BEYOND_FACTOR = 2.0
+"""The fidelity check's MD frames: this multiple of the highest distillation temperature."""
 COMPANION_SUFFIXES = {"yaml": ".yaml", "asi": ".asi", "grade": ".grade.npz"}
 """Files stored with a surrogate's ``.yace`` (B-basis, MaxVol active set, grade model)."""
 STABILITY_MIN_ATOMS = 100
@@ -91,6 +100,8 @@ class SurrogateBuild:
     chosen: SweepPoint
     files: dict[str, Path]
     padded: bool
+    beyond: list[TeacherSample] = field(default_factory=list)
+    """Teacher-labelled frames outside the teacher data (stronger strains, hotter MD)."""
 
     def holdout_samples(self) -> list[TeacherSample]:
         return [self.samples[i] for i in self.holdout]
@@ -172,8 +183,14 @@ def build_surrogate(
     friction: float = 0.02,
     seed: int = 0,
 ) -> SurrogateBuild:
-    """Teacher data → basis sweep → linear ACE files (``surrogate.yace``/``.yaml``/``.asi``)."""
+    """Teacher data → basis sweep → linear ACE files (``surrogate.yace``/``.yaml``/``.asi``/
+    ``.grade.npz``), plus teacher-labelled frames beyond the teacher data for the fidelity check.
+
+    The teacher MD runs at ``temperatures`` and at ``HOT_FACTOR`` x the highest (users run
+    hotter than the campaign explored); the fidelity frames at ``BEYOND_FACTOR`` x the highest.
+    """
     workdir = Path(workdir)
+    md_temperatures = [*temperatures, HOT_FACTOR * max(temperatures)]
     workdir.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
         task = progress.add_task("teacher labels", total=settings.n_teacher_structures)
@@ -181,7 +198,7 @@ def build_surrogate(
             seeds,
             teacher,
             settings.n_teacher_structures,
-            temperatures,
+            md_temperatures,
             md_steps=settings.md_steps,
             sample_every=settings.sample_every,
             rattle_stdev=settings.rattle,
@@ -235,7 +252,18 @@ def build_surrogate(
             f"{100 * c['miss_rate']:.0f} % of {c['n_extrapolative']} extrapolative probes"
         )
     padded = any(is_padded(s.atoms) for s in samples)
-    return SurrogateBuild(fit, samples, list(train), list(holdout), points, chosen, files, padded)
+    beyond = beyond_samples(
+        seeds,
+        teacher,
+        BEYOND_FACTOR * max(temperatures),
+        settings.max_strain,
+        timestep_fs=timestep_fs,
+        friction=friction,
+        seed=seed,
+    )
+    return SurrogateBuild(
+        fit, samples, list(train), list(holdout), points, chosen, files, padded, beyond
+    )
 
 
 def grade_report(
@@ -482,6 +510,7 @@ class DistillMaker(Maker):
         files = build.files
         calc = SurrogateCalculator(files["yace"])
         vs_teacher = teacher_errors(calc, build.holdout_samples())
+        beyond = teacher_errors(calc, build.beyond) if build.beyond else None
         vs_val = evaluate(calc, val_labels) if val_labels else None
         vs_train = evaluate(calc, train_labels)
         teacher_val = evaluate(teacher, val_labels) if val_labels else None
@@ -523,6 +552,7 @@ class DistillMaker(Maker):
             target_force_mae_mev_per_a=settings.target_force_mae_mev_per_a,
             target_met=build.chosen.meets_target,
             vs_teacher=vs_teacher,
+            vs_teacher_beyond=beyond,
             vs_oracle_validation=vs_val,
             vs_oracle_train=vs_train,
             teacher_vs_oracle_validation=teacher_val,
@@ -556,7 +586,8 @@ class DistillMaker(Maker):
         result.wall_time_s = time.perf_counter() - t0
         console.print(
             f"[bold]distill[/] {doc.model_id}: F MAE vs teacher "
-            f"{vs_teacher.force_mae_mev_per_a:.1f} meV/Å, "
+            f"{vs_teacher.force_mae_mev_per_a:.1f} meV/Å held out"
+            + (f", {beyond.force_mae_mev_per_a:.1f} beyond the teacher data, " if beyond else ", ")
             + (f"vs oracle {vs_val.force_mae_mev_per_a:.1f} meV/Å, " if vs_val else "")
             + f"{speed:.1f} µs/atom/step ({teacher_speed / speed:.0f}x the teacher)"
         )

@@ -71,6 +71,11 @@ class DistillResult(BaseModel):
     target_force_mae_mev_per_a: float
     target_met: bool
     vs_teacher: ValidationMetrics = Field(description="surrogate vs teacher, held-out teacher data")
+    vs_teacher_beyond: ValidationMetrics | None = Field(
+        default=None,
+        description="surrogate vs teacher on frames outside the teacher data (stronger strains, "
+        "hotter MD; force MAE per element)",
+    )
     vs_oracle_validation: ValidationMetrics | None = None
     vs_oracle_train: ValidationMetrics | None = None
     teacher_vs_oracle_validation: ValidationMetrics | None = None

@@ -53,6 +53,9 @@ def surrogate_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "failures": surrogate_failures(doc),
         "target_met": section.get("target_met"),
         "force_mae_vs_teacher_mev_per_a": vs_teacher.get("force_mae_mev_per_a"),
+        "force_mae_beyond_teacher_data_mev_per_a": (section.get("vs_teacher_beyond") or {}).get(
+            "force_mae_mev_per_a"
+        ),
         "force_mae_vs_oracle_mev_per_a": (doc.get("metrics") or {}).get("force_mae_mev_per_a"),
         "mean_temperature_k": stability.get("mean_temperature_k"),
         "target_temperature_k": stability.get("temperature_k"),
@@ -72,6 +75,9 @@ def surrogate_line(summary: dict[str, Any]) -> str:
     figures = []
     if summary.get("force_mae_vs_teacher_mev_per_a") is not None:
         figures.append(f"F MAE vs teacher {summary['force_mae_vs_teacher_mev_per_a']:.1f} meV/Å")
+    if summary.get("force_mae_beyond_teacher_data_mev_per_a") is not None:
+        beyond = summary["force_mae_beyond_teacher_data_mev_per_a"]
+        figures.append(f"{beyond:.1f} beyond the teacher data")
     if summary.get("mean_temperature_k") is not None:
         figures.append(
             f"MD {summary['mean_temperature_k']:.0f} K at {summary['target_temperature_k']:.0f} K"

@@ -31,9 +31,12 @@ def predict_atoms(calc: Calculator, structures: Sequence[Atoms]):
 
 
 def teacher_errors(calc: Calculator, samples: Sequence[TeacherSample]) -> ValidationMetrics:
-    """Errors of ``calc`` against the teacher's labels of ``samples``."""
+    """Errors of ``calc`` against the teacher's labels of ``samples`` (force MAE per element)."""
     energies, forces = predict_atoms(calc, [s.atoms for s in samples])
-    return error_metrics([s.energy for s in samples], [s.forces for s in samples], energies, forces)
+    symbols = [s.atoms.get_chemical_symbols() for s in samples]
+    return error_metrics(
+        [s.energy for s in samples], [s.forces for s in samples], energies, forces, symbols
+    )
 
 
 @dataclass(frozen=True)
