@@ -42,7 +42,7 @@ from frostline.distill.ace import (
     write_yace,
 )
 from frostline.distill.grade import GradeModel, fit_grade
-from frostline.distill.schemas import CompanionFile, DistillResult, SweepPoint
+from frostline.distill.schemas import CompanionFile, DistillResult, StabilityReport, SweepPoint
 from frostline.distill.teacher import (
     TeacherSample,
     beyond_samples,
@@ -227,30 +227,7 @@ def build_surrogate(
             f"with {chosen.n_functions_per_element} functions/element, rc {chosen.cutoff} Å); "
             "add larger distill.basis_sizes or set distill.require_target false"
         )
-    files = {
-        "yace": write_yace(fit, workdir / "surrogate.yace"),
-        "yaml": write_bbasis_yaml(fit, workdir / "surrogate.yaml"),
-    }
-    if settings.active_set:
-        try:
-            files["asi"] = write_active_set(
-                fit, [samples[i].atoms for i in train], workdir / "surrogate.asi"
-            )
-        except (ACEError, ValueError) as exc:
-            console.print(f"[yellow]distill: no active set written: {exc}[/]")
-        grade = fit_grade(
-            fit.basis,
-            [samples[i].atoms for i in train],
-            [samples[i].atoms for i in holdout],
-            seeds,
-        )
-        files["grade"] = grade.save(workdir / "surrogate.grade.npz")
-        c = grade.calibration
-        console.print(
-            f"[bold]distill[/] extrapolation grade: threshold {c['threshold']:.2f}, false alarms "
-            f"{100 * c['false_alarm_rate']:.0f} % of {c['n_held_in']} held-out frames, misses "
-            f"{100 * c['miss_rate']:.0f} % of {c['n_extrapolative']} extrapolative probes"
-        )
+    files = write_files(fit, samples, train, holdout, seeds, workdir, settings.active_set)
     padded = any(is_padded(s.atoms) for s in samples)
     beyond = beyond_samples(
         seeds,
@@ -264,6 +241,39 @@ def build_surrogate(
     return SurrogateBuild(
         fit, samples, list(train), list(holdout), points, chosen, files, padded, beyond
     )
+
+
+def write_files(
+    fit: LinearACEFit,
+    samples: Sequence[TeacherSample],
+    train: Sequence[int],
+    holdout: Sequence[int],
+    seeds: Sequence[Atoms],
+    workdir: Path,
+    active_set: bool = True,
+) -> dict[str, Path]:
+    """``surrogate.yace`` and ``.yaml``; with ``active_set`` also the MaxVol ``.asi`` (when the
+    data allows) and the calibrated grade model ``.grade.npz`` (``frostline.distill.grade``)."""
+    files = {
+        "yace": write_yace(fit, workdir / "surrogate.yace"),
+        "yaml": write_bbasis_yaml(fit, workdir / "surrogate.yaml"),
+    }
+    if not active_set:
+        return files
+    train_atoms = [samples[i].atoms for i in train]
+    try:
+        files["asi"] = write_active_set(fit, train_atoms, workdir / "surrogate.asi")
+    except (ACEError, ValueError) as exc:
+        console.print(f"[yellow]distill: no active set written: {exc}[/]")
+    grade = fit_grade(fit.basis, train_atoms, [samples[i].atoms for i in holdout], seeds)
+    files["grade"] = grade.save(workdir / "surrogate.grade.npz")
+    c = grade.calibration
+    console.print(
+        f"[bold]distill[/] extrapolation grade: threshold {c['threshold']:.2f}, false alarms "
+        f"{100 * c['false_alarm_rate']:.0f} % of {c['n_held_in']} held-out frames, misses "
+        f"{100 * c['miss_rate']:.0f} % of {c['n_extrapolative']} extrapolative probes"
+    )
+    return files
 
 
 def grade_report(
@@ -467,6 +477,36 @@ class DistillMaker(Maker):
             **values,
         )
 
+    def stability(
+        self,
+        calc: SurrogateCalculator,
+        seeds: Sequence[Atoms],
+        val_labels: Sequence[LabelledStructure],
+        settings: DistillConfig,
+    ) -> StabilityReport | None:
+        """MD check on the biggest seed repeated to ``STABILITY_MIN_ATOMS`` at the highest
+        temperature; contacts judged against the shortest labelled ones (``None``: no steps)."""
+        if not settings.stability_steps:
+            return None
+        report = md_stability(
+            calc,
+            supercell(max(seeds, key=len), STABILITY_MIN_ATOMS),
+            max(self.temperatures),
+            settings.stability_steps,
+            STABILITY_TIMESTEP_FS,
+            self.friction,
+            self.seed,
+            reference_contacts=shortest_contacts(
+                [*seeds, *(labelled_atoms(lab) for lab in val_labels)]
+            ),
+        )
+        if not report.stable:
+            console.print(
+                "[bold red]distill: surrogate FAILED its MD stability check:[/] "
+                + "; ".join(report.failures)
+            )
+        return report
+
     @job(config=EXPOSE_STORE)
     def make(self, summary: dict) -> dict:
         """Distil the models of ``summary["final_model_ids"]``; return the summary with a
@@ -514,26 +554,8 @@ class DistillMaker(Maker):
         vs_val = evaluate(calc, val_labels) if val_labels else None
         vs_train = evaluate(calc, train_labels)
         teacher_val = evaluate(teacher, val_labels) if val_labels else None
-        stability = None
         biggest = max(seeds, key=len)
-        if settings.stability_steps:
-            stability = md_stability(
-                calc,
-                supercell(biggest, STABILITY_MIN_ATOMS),
-                max(self.temperatures),
-                settings.stability_steps,
-                STABILITY_TIMESTEP_FS,
-                self.friction,
-                self.seed,
-                reference_contacts=shortest_contacts(
-                    seeds + [labelled_atoms(lab) for lab in val_labels]
-                ),
-            )
-            if not stability.stable:
-                console.print(
-                    "[bold red]distill: surrogate FAILED its MD stability check:[/] "
-                    + "; ".join(stability.failures)
-                )
+        stability = self.stability(calc, seeds, val_labels, settings)
         grade = grade_report(build, seeds, [labelled_atoms(lab) for lab in val_labels])
         cell = supercell(biggest, settings.speed_atoms)
         speed = time_per_atom_step(calc, cell)
