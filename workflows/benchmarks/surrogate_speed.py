@@ -227,7 +227,7 @@ def print_report(report: dict) -> None:
             f"extrapolation grade: threshold {g['threshold']:.2f} (99 % of held-out teacher "
             f"frames); false alarms {100 * g['false_alarm_rate']:.1f} % of {g['n_held_in']:.0f} "
             f"held-out teacher frames, misses {100 * g['miss_rate']:.1f} % of "
-            f"{g['n_extrapolative']:.0f} probes (compressed, stretched, squeezed or lone H)"
+            f"{g['n_extrapolative']:.0f} probes (distill.grade.extrapolative_probes)"
         )
     b, chosen = report["build"], report["build"]["chosen"]
     console.print(

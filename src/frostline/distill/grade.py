@@ -236,16 +236,19 @@ class GradeModel:
 
 
 def extrapolative_probes(seeds: Sequence[Atoms], squeeze: float = 0.6) -> list[Atoms]:
-    """Frames clearly outside teacher data built around ``seeds``: each seed compressed by 20 %
-    and stretched by 25 % (cell and positions), with the first atom of its rarest element
-    moved to ``squeeze`` x the shortest distance of that element pair in ``seeds`` from its
-    nearest atom of another element, and with that atom moved 8 Å away from every other atom
-    (vacuum added along z)."""
+    """Frames clearly outside teacher data built around ``seeds`` (seeds of three or more atoms):
+    each compressed by 20 % and stretched by 25 % (cell and positions), and one with the first
+    atom of its rarest element moved to ``squeeze`` x the shortest distance of that element pair
+    in ``seeds`` from its nearest atom of another element.
+
+    Not probes: a molecule in a box (scaling the box only changes a bond, often within the
+    labelled range) and a lone atom (the teacher data's ``defect`` source makes those).
+    """
     from frostline.distill.validate import pair_key, shortest_contacts
 
     shortest = shortest_contacts(seeds)
     out = []
-    for atoms in seeds:
+    for atoms in (a for a in seeds if len(a) > 2):
         for factor in (0.8, 1.25):
             probe = atoms.copy()
             probe.set_cell(probe.cell * factor, scale_atoms=True)
@@ -263,10 +266,6 @@ def extrapolative_probes(seeds: Sequence[Atoms], squeeze: float = 0.6) -> list[A
         unit = vectors[k] / np.linalg.norm(vectors[k])
         probe.positions[i] = atoms.positions[others[k]] - target * unit
         out.append(probe)
-        lone = atoms.copy()
-        lone.cell[2] = [0.0, 0.0, np.ptp(atoms.positions[:, 2]) + 16.0]
-        lone.positions[i] = [*atoms.positions[i, :2], atoms.positions[:, 2].max() + 8.0]
-        out.append(lone)
     return out
 
 
