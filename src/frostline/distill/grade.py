@@ -244,7 +244,7 @@ def extrapolative_probes(seeds: Sequence[Atoms], squeeze: float = 0.6) -> list[A
     Not probes: a molecule in a box (scaling the box only changes a bond, often within the
     labelled range) and a lone atom (the teacher data's ``defect`` source makes those).
     """
-    from frostline.distill.validate import pair_key, shortest_contacts
+    from frostline.distill.validate import shortest_contacts
 
     shortest = shortest_contacts(seeds)
     out = []
@@ -261,7 +261,8 @@ def extrapolative_probes(seeds: Sequence[Atoms], squeeze: float = 0.6) -> list[A
         others = np.flatnonzero(symbols != symbols[i])
         vectors = atoms.get_distances(i, others, mic=True, vector=True)
         k = int(np.argmin(np.linalg.norm(vectors, axis=1)))
-        target = squeeze * shortest[pair_key(symbols[i], symbols[others[k]])]
+        pair = "-".join(sorted((symbols[i], symbols[others[k]])))
+        target = squeeze * shortest.get(pair, float(np.linalg.norm(vectors[k])))
         probe = atoms.copy()
         unit = vectors[k] / np.linalg.norm(vectors[k])
         probe.positions[i] = atoms.positions[others[k]] - target * unit

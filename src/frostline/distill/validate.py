@@ -17,6 +17,8 @@ from frostline.distill.schemas import StabilityReport
 from frostline.distill.teacher import TeacherSample
 from frostline.finetune.evaluate import error_metrics
 from frostline.schemas import ValidationMetrics
+from frostline.select.contacts import ContactIndex
+from frostline.select.contacts import shortest_contacts as atom_contacts
 
 
 def predict_atoms(calc: Calculator, structures: Sequence[Atoms]):
@@ -65,36 +67,26 @@ class StabilityCriteria:
         return temperature * (1.0 + max(self.excursion_floor, self.excursion * spread))
 
 
-def pair_key(a: str, b: str) -> str:
-    """``"Cu-H"``: an element pair in alphabetical order."""
-    return "-".join(sorted((a, b)))
-
-
-def pair_contacts(atoms: Atoms) -> dict[str, float]:
-    """Shortest distance (Å, minimum image) of every element pair present in ``atoms``."""
-    if len(atoms) < 2:
-        return {}
-    d = atoms.get_all_distances(mic=True)
-    symbols = atoms.get_chemical_symbols()
-    i, j = np.triu_indices(len(atoms), 1)
-    out: dict[str, float] = {}
-    for a, b, dist in zip(i, j, d[i, j], strict=True):
-        key = pair_key(symbols[a], symbols[b])
-        out[key] = min(out.get(key, float("inf")), float(dist))
-    return out
+def pair_label(pair: tuple[str, str]) -> str:
+    """``"Cu-H"``: how reports name an element pair (``frostline.select.contacts`` sorts it)."""
+    return "-".join(pair)
 
 
 def shortest_contacts(structures: Sequence[Atoms]) -> dict[str, float]:
-    """Shortest distance of every element pair over ``structures`` (e.g. the labelled ones)."""
-    out: dict[str, float] = {}
-    for atoms in structures:
-        for key, dist in pair_contacts(atoms).items():
-            out[key] = min(out.get(key, float("inf")), dist)
-    return out
+    """Shortest distance of every element pair within 3 Å over ``structures`` (e.g. the
+    labelled ones): ``frostline.select.contacts.ContactIndex``, keyed ``"A-B"``."""
+    return {pair_label(p): d for p, d in ContactIndex(structures).shortest.items()}
 
 
-def _langevin(work: Atoms, temperature, steps, timestep_fs, friction, rng, collapse):
-    """Langevin steps; temperatures, pair contacts and whether energies stayed finite."""
+def _step_contacts(work: Atoms, seen: ContactIndex, collapse: float) -> bool:
+    """Count this step's contacts in ``seen``; True when two atoms are closer than ``collapse``."""
+    contacts = atom_contacts(work)
+    seen.add(contacts)
+    return min(contacts.values(), default=np.inf) < collapse
+
+
+def _langevin(work: Atoms, temperature, steps, timestep_fs, friction, rng, seen, collapse):
+    """Langevin steps; temperatures and whether energies stayed finite (contacts in ``seen``)."""
     dyn = Langevin(
         work,
         timestep=timestep_fs * units.fs,
@@ -102,28 +94,26 @@ def _langevin(work: Atoms, temperature, steps, timestep_fs, friction, rng, colla
         friction=friction / units.fs,
         rng=rng,
     )
-    temps, contacts, finite = [], [], True
+    temps, finite = [], True
     for _ in range(steps):
         dyn.run(1)
         finite &= bool(np.isfinite(work.get_potential_energy()))
         temps.append(float(work.get_temperature()))
-        contacts.append(pair_contacts(work))
-        if not finite or min(contacts[-1].values(), default=np.inf) < collapse:
+        if _step_contacts(work, seen, collapse) or not finite:
             break
-    return temps, contacts, finite
+    return temps, finite
 
 
-def _nve(work: Atoms, steps, timestep_fs, collapse):
-    """Velocity Verlet steps; total energies (eV) and pair contacts."""
+def _nve(work: Atoms, steps, timestep_fs, seen, collapse):
+    """Velocity Verlet steps; total energies (eV), contacts in ``seen``."""
     nve = VelocityVerlet(work, timestep=timestep_fs * units.fs)
-    totals, contacts = [work.get_total_energy()], []
+    totals = [work.get_total_energy()]
     for _ in range(steps):
         nve.run(1)
         totals.append(work.get_total_energy())
-        contacts.append(pair_contacts(work))
-        if not np.isfinite(totals[-1]) or min(contacts[-1].values(), default=np.inf) < collapse:
+        if _step_contacts(work, seen, collapse) or not np.isfinite(totals[-1]):
             break
-    return totals, contacts
+    return totals
 
 
 def md_stability(
@@ -145,18 +135,18 @@ def md_stability(
     did not. The MD stops early on a collapse (two atoms closer than ``criteria.collapse_a``).
     """
     crit = criteria or StabilityCriteria()
-    refs = dict(reference_contacts or pair_contacts(atoms))
+    refs = dict(reference_contacts or shortest_contacts([atoms]))
     work = atoms.copy()
     work.calc = calc
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(work, temperature_K=temperature, rng=rng)
-    temps, contacts, finite = _langevin(
-        work, temperature, steps, timestep_fs, friction, rng, crit.collapse_a
+    seen = ContactIndex()
+    temps, finite = _langevin(
+        work, temperature, steps, timestep_fs, friction, rng, seen, crit.collapse_a
     )
     totals = [work.get_total_energy()]
     if finite and len(temps) == steps:
-        totals, more = _nve(work, steps, timestep_fs, crit.collapse_a)
-        contacts += more
+        totals = _nve(work, steps, timestep_fs, seen, crit.collapse_a)
     finite &= bool(np.all(np.isfinite(totals))) and len(totals) == steps + 1
     n = len(work)
     per_atom = np.asarray(totals) / n * 1000  # meV/atom
@@ -164,7 +154,7 @@ def md_stability(
     slope = float("inf")
     if finite and len(per_atom) > 2:
         slope = float(np.polyfit(np.arange(len(per_atom)) * timestep_fs / 1000, per_atom, 1)[0])
-    closest = shortest_contacts_of(contacts)
+    closest = {pair_label(p): d for p, d in seen.shortest.items()}
     report = StabilityReport(
         temperature_k=temperature,
         steps=steps,
@@ -186,15 +176,6 @@ def md_stability(
     report.failures = stability_failures(report, finite, crit)
     report.stable = not report.failures
     return report
-
-
-def shortest_contacts_of(contacts: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Per element pair, the shortest of a sequence of :func:`pair_contacts` results."""
-    out: dict[str, float] = {}
-    for step in contacts:
-        for key, dist in step.items():
-            out[key] = min(out.get(key, float("inf")), dist)
-    return out
 
 
 def stability_failures(report: StabilityReport, finite: bool, crit: StabilityCriteria):
