@@ -43,6 +43,7 @@ from rich.table import Table
 from frostline.config import DistillConfig
 from frostline.distill.ace import SurrogateCalculator
 from frostline.distill.jobs import build_surrogate
+from frostline.distill.teacher import principal_strain
 from frostline.distill.validate import error_metrics, predict_atoms, time_per_atom_step
 from frostline.explore.samplers import langevin_frames
 from frostline.finetune.committee import committee_calculator
@@ -114,23 +115,13 @@ def held_out_frames(teacher, quick: bool) -> dict[str, list]:
     facet.pbc = True
     frames = {"Cu(100)+H2": [h2_on_slab(rattle(facet, rng, 0.05), rng) for _ in range(n)]}
     frames["strained 5-8 %"] = [
-        strained(atoms, rng) for atoms in h2_cu111_structures(n, rng, include_references=False)
+        principal_strain(atoms, rng, 0.05, 0.08)
+        for atoms in h2_cu111_structures(n, rng, include_references=False)
     ]
     start = h2_cu111_structures(1, np.random.default_rng(7), include_references=False)[0]
     md = langevin_frames(start, teacher, 1500.0, 40 * n, 20, timestep_fs=0.5, seed=3)
     frames["MD 1500 K"] = [f.atoms for f in md][: 2 * n]
     return frames
-
-
-def strained(atoms, rng: np.random.Generator, low: float = 0.05, high: float = 0.08):
-    """``atoms`` under a random symmetric strain whose largest principal value is 5-8 % (the
-    teacher data has at most 3 %)."""
-    eps = rng.uniform(-1, 1, size=(3, 3))
-    eps = 0.5 * (eps + eps.T)
-    eps *= rng.uniform(low, high) / np.abs(np.linalg.eigvalsh(eps)).max()
-    out = atoms.copy()
-    out.set_cell(out.cell @ (np.eye(3) + eps), scale_atoms=True)
-    return out
 
 
 def oracle_labels(frames: list) -> tuple[list[float], list[np.ndarray]]:

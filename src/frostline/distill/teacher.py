@@ -191,6 +191,17 @@ def split_by_group(
     return train, holdout
 
 
+def principal_strain(atoms: Atoms, rng: np.random.Generator, low: float, high: float) -> Atoms:
+    """``atoms`` under a random symmetric strain whose largest principal value (in magnitude)
+    is uniform in [``low``, ``high``] (positions scaled with the cell)."""
+    eps = rng.uniform(-1, 1, size=(3, 3))
+    eps = 0.5 * (eps + eps.T)
+    eps *= rng.uniform(low, high) / np.abs(np.linalg.eigvalsh(eps)).max()
+    out = atoms.copy()
+    out.set_cell(out.cell @ (np.eye(3) + eps), scale_atoms=True)
+    return out
+
+
 def beyond_samples(
     seeds: Sequence[Atoms],
     calc: Calculator,
@@ -209,12 +220,8 @@ def beyond_samples(
     reach = max(STRAIN_REACH * max_strain, 0.04)
     for k in range(n // 2):
         base = seeds[int(rng.integers(len(seeds)))]
-        for _ in range(50):  # a strain whose largest principal value is 1.25-1.5 x ``reach``
-            eps = rng.uniform(-1, 1, size=(3, 3))
-            eps = 0.5 * (eps + eps.T)
-            eps *= rng.uniform(1.25, 1.5) * reach / np.abs(np.linalg.eigvalsh(eps)).max()
-            atoms = base.copy()
-            atoms.set_cell(atoms.cell @ (np.eye(3) + eps), scale_atoms=True)
+        for _ in range(50):
+            atoms = principal_strain(base, rng, 1.25 * reach, 1.5 * reach)
             if min_distance(atoms) >= MIN_DISTANCE:
                 break
         energy, forces = label(calc, atoms)
