@@ -84,9 +84,9 @@ def test_status_shows_the_surrogate(embedded):
     embedded.records.upsert("model_docs", [doc], ["model_id"])
     res = invoke(["status", embedded.args[1], "--campaign", "alpha"])
     assert res.exit_code == 0, res.output
-    assert "ACE surrogate alpha-ace-1234" in res.stdout and "187.6" in res.stdout
+    assert "surrogate alpha-ace-1234" in res.stdout and "187.6" in res.stdout
     res = invoke(["status", embedded.args[1], "--campaign", "alpha", "--json"])
-    assert json.loads(res.stdout)["surrogate"]["speedup_vs_teacher"] == 32.0
+    assert json.loads(res.stdout)["surrogates"][0]["speedup_vs_teacher"] == 32.0
 
 
 def test_one_error_helper_for_every_cli_module():

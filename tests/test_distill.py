@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.morse import MorsePotential
 from conftest import tiny_campaign
 
 from frostline.config import ConfigError, DistillConfig, parse_config
@@ -84,6 +86,7 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     holdout = built.holdout_samples()
     assert holdout and len(built.train) > len(holdout)
     assert {s.source for s in built.samples} == {"seed", "strain", "defect", "md"}
+    assert {s.temperature for s in built.samples if s.source == "md"} == {300.0, 800.0, 1200.0}
     calc = SurrogateCalculator(built.files["yace"])
     m = teacher_errors(calc, holdout)
     scale = np.mean(np.abs(np.concatenate([s.forces.ravel() for s in holdout]))) * 1000
@@ -98,6 +101,19 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     assert m.force_mae_mev_per_a == pytest.approx(built.chosen.force_mae_mev_per_a, rel=1e-6)
 
 
+def test_fidelity_beyond_the_teacher_data(built):
+    """Teacher-labelled frames outside the teacher data (stronger strains, MD at 2 x the top
+    temperature): the surrogate is checked against them per element."""
+    sources = [s.source for s in built.beyond]
+    assert sources.count("beyond-strain") == 8 and sources.count("beyond-md") >= 4
+    assert {s.temperature for s in built.beyond if s.source == "beyond-md"} == {1600.0}
+    calc = SurrogateCalculator(built.files["yace"])
+    beyond = teacher_errors(calc, built.beyond)
+    held = teacher_errors(calc, built.holdout_samples())
+    assert set(beyond.force_mae_by_element) == {"Cu", "H"}
+    assert beyond.force_mae_mev_per_a > 0 and held.force_mae_by_element["H"] > 0
+
+
 def test_yace_loads_in_pyace_calculator(built):
     from pyace import PyACECalculator
 
@@ -110,6 +126,38 @@ def test_yace_loads_in_pyace_calculator(built):
     # E0s are in the file: total energies are on the teacher's scale, not near zero
     teacher_e = built.samples[built.train[0]].energy
     assert abs(energy - teacher_e) / len(atoms) < 0.05
+
+
+def test_exported_files_give_frostline_energies_in_pyace(built):
+    """A 14-atom cell: pyace on the exported .yace gives frostline's energy (E0s inside); the
+    .yaml + .asi give the same forces and grades, and the energy relative to the E0s recorded
+    in the .yaml (ML-PACE's B-basis applies no E0), which ``reference_energies`` reads back."""
+    from pyace import PyACECalculator
+
+    from frostline.distill.ace import reference_energies
+
+    atoms = built.samples[built.train[0]].atoms.copy()
+    assert len(atoms) == 14 and atoms.pbc.all()
+    ours = SurrogateCalculator(
+        built.files["yace"], active_set=built.files["asi"], bbasis=built.files["yaml"]
+    )
+    atoms.calc = ours
+    e_ours, f_ours = atoms.get_potential_energy(), atoms.get_forces()
+    gamma_ours = ours.results["gamma"]
+    assert abs(e_ours - built.samples[built.train[0]].energy) / len(atoms) < 0.05
+    atoms.calc = PyACECalculator(str(built.files["yace"]))
+    assert atoms.get_potential_energy() == pytest.approx(e_ours, abs=1e-6)
+    assert np.allclose(atoms.get_forces(), f_ours, atol=1e-8)
+    bbasis = PyACECalculator(str(built.files["yaml"]))
+    bbasis.set_active_set(str(built.files["asi"]))
+    atoms.calc = bbasis
+    e0 = reference_energies(built.files["yaml"])
+    assert set(e0) == {"Cu", "H"}
+    shift = sum(e0[s] for s in atoms.get_chemical_symbols())
+    assert abs(shift) > 1.0  # what a user of the bare .yaml would miss
+    assert atoms.get_potential_energy() + shift == pytest.approx(e_ours, abs=1e-6)
+    assert np.allclose(atoms.get_forces(), f_ours, atol=1e-8)
+    assert np.allclose(bbasis.results["gamma"], gamma_ours)
 
 
 def test_active_set_gives_extrapolation_grades(built):
@@ -130,6 +178,39 @@ def test_active_set_gives_extrapolation_grades(built):
     far.get_potential_energy()
     assert gamma_in.max() <= 1.5
     assert calc.results["gamma"].max() > 2 * gamma_in.max()
+
+
+def test_grade_separates_training_from_extrapolation(built):
+    """Calibrated descriptor-distance grade: training frames below the threshold, compressed
+    cells and a squeezed H above; false-alarm and miss rates recorded with the model."""
+    from frostline.distill.grade import GradeModel, extrapolative_probes
+
+    model = GradeModel.load(built.files["grade"])
+    c = model.calibration
+    assert c["threshold"] == model.threshold and 0 < model.threshold < np.inf
+    # leave-one-out on 8 held-out frames: at least 1/8 false alarms; probes mostly caught
+    assert c["n_held_in"] == len(built.holdout) and c["false_alarm_rate"] <= 0.25
+    assert c["n_extrapolative"] == 17 and c["miss_rate"] <= 0.2  # 5 H2/Cu x 3 + clean slab x 2
+    assert c["extrapolative_median"] > 3 * c["held_in_median"]
+    train = [built.samples[i].atoms for i in built.train]
+    basis = built.fit.basis
+    assert model.frame_grades(basis, train).max() <= model.threshold
+    held_out = model.frame_grades(basis, [s.atoms for s in built.holdout_samples()])
+    assert np.mean(held_out <= model.threshold) >= 0.9
+    seed = built.samples[built.train[0]].atoms
+    compressed, stretched, squeezed = extrapolative_probes([seed])
+    grades = model.frame_grades(basis, [compressed, stretched, squeezed])
+    assert (grades > model.threshold).all(), (grades, model.threshold)
+    calc = SurrogateCalculator(
+        built.files["yace"], bbasis=built.files["yaml"], grade=built.files["grade"]
+    )
+    probe = squeezed.copy()
+    probe.calc = calc
+    probe.get_potential_energy()
+    assert calc.results["grade"].max() > calc.grade_threshold
+    moved = int(np.flatnonzero(np.any(squeezed.positions != seed.positions, axis=1))[0])
+    worst = int(np.argmax(calc.results["grade"]))  # the squeezed pair is flagged
+    assert probe.get_distance(moved, worst, mic=True) < 2.5  # it or a neighbour
 
 
 def test_slab_padding_keeps_energy_and_forces(built):
@@ -162,12 +243,47 @@ def test_slab_padding_keeps_energy_and_forces(built):
     assert ace_ready(bulk_like, 5.0) is bulk_like
 
 
+class NoisyForces(Calculator):
+    """A surrogate whose forces get random kicks: not conservative, MD overheats."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, inner, kick: float, seed: int = 0):
+        super().__init__()
+        self.inner, self.kick = inner, kick
+        self.rng = np.random.default_rng(seed)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        work.calc = self.inner
+        forces = work.get_forces() + self.rng.normal(0, self.kick, (len(work), 3))
+        self.results = {"energy": work.get_potential_energy(), "forces": forces}
+        self.results["free_energy"] = self.results["energy"]
+
+
 def test_md_stability_check(built):
+    """A sane surrogate passes; one that overheats and one that collapses fail, with reasons."""
+    from frostline.distill.validate import shortest_contacts, supercell
+
     calc = SurrogateCalculator(built.files["yace"])
-    atoms = cu111_slab()
-    report = md_stability(calc, atoms, 300.0, steps=20)
+    cell = supercell(cu111_slab(), 48)
+    refs = shortest_contacts([s.atoms for s in built.samples])
+    assert set(refs) == {"Cu-Cu", "Cu-H", "H-H"}
+    report = md_stability(calc, cell, 300.0, steps=100, friction=0.1, reference_contacts=refs)
+    print(report)
     assert report.stable, report
-    assert report.min_distance_a > 1.5 and abs(report.nve_drift_mev_per_atom) < 10
+    assert abs(report.mean_temperature_k - 300) < 75 and report.min_distance_a > 1.5
+    assert abs(report.nve_drift_mev_per_atom_per_ps) < 20
+    hot = md_stability(NoisyForces(calc, 6.0), cell, 300.0, steps=100, friction=0.1)
+    print(hot)
+    assert not hot.stable and hot.mean_temperature_k > 375
+    assert any("temperature" in f for f in hot.failures), hot.failures
+    morse = MorsePotential(epsilon=10.0, r0=1.2, rho0=1.5, rcut1=4.0, rcut2=5.0)  # Cu-Cu at 1.2 Å
+    collapsed = md_stability(morse, cell, 300.0, steps=100, friction=0.1, reference_contacts=refs)
+    print(collapsed)
+    assert not collapsed.stable and collapsed.min_contacts_a["Cu-Cu"] < 0.75 * refs["Cu-Cu"]
+    assert any("Cu-Cu contact" in f for f in collapsed.failures), collapsed.failures
 
 
 def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
@@ -185,12 +301,16 @@ def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     assert doc.kind == "ace-surrogate" and doc.file.filename.endswith(".yace")
     stored = get_model(records, doc.model_id)
     assert stored["parent_model_ids"] == ["t-it001-m0-abc"]
-    assert set(stored["surrogate"]["companions"]) == {"yaml", "asi"}
+    assert set(stored["surrogate"]["companions"]) == {"yaml", "asi", "grade"}
     assert [m["model_id"] for m in list_models(records, kind="ace-surrogate")] == [doc.model_id]
     out = export_model(records, doc.model_id, tmp_path)
     assert out.suffix == ".yace" and out.read_bytes() == built.files["yace"].read_bytes()
-    files = export_surrogate(records, doc.model_id, tmp_path / ".")
-    assert set(files) == {"yace", "yaml", "asi"}
+    with pytest.raises(FileExistsError, match="--force"):  # never silently over a file
+        export_surrogate(records, doc.model_id, tmp_path / ".")
+    assert not (tmp_path / f"{doc.model_id}.yaml").exists()  # nothing half-written
+    files = export_surrogate(records, doc.model_id, tmp_path / ".", force=True)
+    assert set(files) == {"yace", "yaml", "asi", "grade"}
+    assert {p.stat().st_mode & 0o777 for p in files.values()} == {0o644}
     atoms = built.samples[0].atoms.copy()
     atoms.calc = SurrogateCalculator(files["yace"], active_set=files["asi"], bbasis=files["yaml"])
     assert np.isfinite(atoms.get_potential_energy())
@@ -218,6 +338,76 @@ def test_cli_exports_surrogate(built, tmp_path):
         if key in built.files:
             written = tmp_path / f"{doc.model_id}.{key}"
             assert written.read_bytes() == built.files[key].read_bytes()
+            assert written.stat().st_mode & 0o777 == 0o644
+    again = ["models", "export", doc.model_id, "-o", str(out), "--dir", str(tmp_path)]
+    res = CliRunner().invoke(app, again)
+    assert res.exit_code == 2 and "--force" in res.output
+    assert CliRunner().invoke(app, [*again, "--force"]).exit_code == 0
+
+
+def test_demo_surrogate_md_fails_the_check():
+    """The issue's demo run (1,413 K mean, 2,399 K max at 800 K, 0.55 Å H-H) is not stable."""
+    from frostline.distill.schemas import StabilityReport
+    from frostline.distill.validate import StabilityCriteria, stability_failures
+
+    crit = StabilityCriteria()
+    report = StabilityReport(
+        temperature_k=800.0,
+        steps=200,
+        timestep_fs=0.5,
+        n_atoms=14,
+        mean_temperature_k=1413.0,
+        max_temperature_k=2399.0,
+        max_temperature_bound_k=crit.max_temperature(800.0, 14),
+        min_distance_a=0.55,
+        min_contacts_a={"H-H": 0.55, "Cu-H": 1.5, "Cu-Cu": 2.3},
+        reference_contacts_a={"H-H": 0.74, "Cu-H": 1.55, "Cu-Cu": 2.25},
+        nve_drift_mev_per_atom=0.5,
+        nve_drift_mev_per_atom_per_ps=5.0,
+        stable=True,
+    )
+    failures = stability_failures(report, True, crit)
+    assert len(failures) == 3, failures  # mean T, max T, H-H contact; drift and Cu fine
+    assert "1413 K" in failures[0] and "2399 K" in failures[1] and "H-H contact 0.55" in failures[2]
+
+
+def test_failed_surrogate_is_marked_and_not_exported(built, tmp_path):
+    """A surrogate whose MD check failed: 'failed' in models list, refused by models export
+    unless --allow-failed (then a warning)."""
+    from typer.testing import CliRunner
+
+    from frostline.cli import app
+    from frostline.config import StoreConfig
+    from frostline.distill.status import surrogate_line, surrogate_summary
+    from frostline.flows.campaign import write_config_copy
+    from frostline.registry.models import get_model
+    from frostline.store import Records, make_job_store
+
+    write_config_copy(parse_config(tiny_campaign()), tmp_path)
+    records = Records(make_job_store(StoreConfig(), tmp_path)).connect()
+    stability = md_stability(
+        MorsePotential(epsilon=10.0, r0=1.2, rho0=1.5, rcut1=4.0, rcut2=5.0),
+        cu111_slab(),
+        300.0,
+        steps=40,
+    ).model_dump(mode="json")
+    assert not stability["stable"]
+    doc, _ = store_surrogate(
+        records, "cli", built.files, {"elements": ["Cu", "H"]}, {"stability": stability}
+    )
+    summary = surrogate_summary(get_model(records, doc.model_id))
+    records.close()
+    assert summary["verdict"] == "failed" and "FAILED" not in surrogate_line(summary)
+    assert "failed" in surrogate_line(summary) and "contact" in surrogate_line(summary)
+    listed = CliRunner().invoke(app, ["models", "list", "--dir", str(tmp_path)])
+    assert listed.exit_code == 0 and "FAILED" in listed.output, listed.output
+    export = ["models", "export", doc.model_id, "-o", str(tmp_path), "--dir", str(tmp_path)]
+    res = CliRunner().invoke(app, export)
+    assert res.exit_code == 2 and "--allow-failed" in res.output
+    assert not list(tmp_path.glob(f"{doc.model_id}.*"))  # nothing written
+    res = CliRunner().invoke(app, [*export, "--allow-failed"])
+    assert res.exit_code == 0 and "FAILED" in res.output
+    assert (tmp_path / f"{doc.model_id}.yace").exists()
 
 
 @pytest.mark.parametrize(
@@ -285,5 +475,15 @@ def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
     docs = records.find("model_docs", {"kind": "ace-surrogate"})
     assert [d["model_id"] for d in docs] == [surrogate["model_id"]]
     assert docs[0]["campaign"] == "dist" and docs[0]["metrics"]["force_mae_mev_per_a"] > 0
+    assert set(surrogate["vs_teacher_beyond"]["force_mae_by_element"]) == {"Cu", "H"}
+    assert surrogate["grade"]["threshold"] > 0
+    stability = surrogate["stability"]
+    assert stability["n_atoms"] >= 100 and stability["reference_contacts_a"]
+    assert stability["stable"] == (not stability["failures"])
+    from frostline.registry.queries import campaign_status
+
+    shown = campaign_status(records)["surrogates"]
+    assert [s["model_id"] for s in shown] == [surrogate["model_id"]]
+    assert (shown[0]["verdict"] == "failed") == (not stability["stable"])
     data = records.get_model_file(docs[0]["model_id"], docs[0]["file"]["sha256"])
     assert data.startswith(b"elements:")

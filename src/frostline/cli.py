@@ -74,11 +74,11 @@ def _print_status(
     plots: bool = False,
     wide: bool = False,
 ) -> dict:
+    from frostline.distill.status import surrogate_line
     from frostline.registry.queries import campaign_status, open_campaign_dir
     from frostline.report.tables import (
         fates_table,
         status_table,
-        surrogate_line,
         timing_table,
         training_hints,
     )
@@ -99,9 +99,10 @@ def _print_status(
             out.print(fates_table(status, wide))
         if any("total" in (it.get("wall_time_s") or {}) for it in status["iterations"]):
             out.print(timing_table(status))
-        for line in (surrogate_line(status), *training_hints(status)):
-            if line:
-                out.print(f"[yellow]{line}[/]" if "members" in line else line)
+        for hint in training_hints(status):
+            out.print(f"[yellow]{hint}[/]")
+        for surrogate in status.get("surrogates") or []:
+            out.print(surrogate_line(surrogate))
     if plots:
         from frostline.report.plots import write_campaign_plots
 

@@ -170,10 +170,14 @@ def _models_table(docs: list[dict], wide: bool) -> Table:
         caption="MAE: validation errors, forces in meV/Å, energies in meV/atom",
         box=box.SIMPLE_HEAD,
     )
+    from frostline.distill.status import surrogate_verdict
+
+    verdicts = [surrogate_verdict(d) for d in docs]
+    status_col = any(verdicts)  # an ACE surrogate's checks: ok / target missed / failed
     columns = ["model id", "kind", "campaign", "elements", "F MAE", "E MAE"]
     if wide:
         columns += ["iter", "member", "freeze", "n train", "created"]
-    for col in columns:
+    for col in (*columns, *(["status"] if status_col else [])):
         numeric = col in ("F MAE", "E MAE", "iter", "member", "n train")
         table.add_column(
             col,
@@ -182,7 +186,7 @@ def _models_table(docs: list[dict], wide: bool) -> Table:
             overflow="fold",
             min_width=5 if numeric else None,
         )
-    for d in docs:
+    for d, verdict in zip(docs, verdicts, strict=True):
         metrics = d.get("metrics") or {}
         row = [
             d["model_id"],
@@ -196,8 +200,17 @@ def _models_table(docs: list[dict], wide: bool) -> Table:
             created = str(d.get("created") or "")[:16].replace("T", " ")
             keys = ("iteration", "member", "freeze_level", "n_train")
             row += [*(_fmt(d.get(k)) for k in keys), created or "–"]
-        table.add_row(*row)
+        table.add_row(*row, *([_verdict_cell(verdict)] if status_col else []))
     return table
+
+
+def _verdict_cell(verdict: str | None) -> str:
+    colours = {"failed": "bold red", "target missed": "yellow", "unchecked": "yellow"}
+    if verdict is None:
+        return ""
+    return (
+        f"[{colours.get(verdict, 'green')}]{verdict.upper() if verdict == 'failed' else verdict}[/]"
+    )
 
 
 @models_app.command("show")
@@ -245,22 +258,32 @@ def models_export(
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="ACE surrogate: overwrite existing files")
+    ] = False,
+    allow_failed: Annotated[
+        bool,
+        typer.Option("--allow-failed", help="ACE surrogate: export one that failed its checks"),
+    ] = False,
 ) -> None:
     """Write a model file, after checking its sha256 against the record.
 
     For an ACE surrogate the B-basis ``.yaml`` and active set ``.asi`` (extrapolation grades)
-    are written next to the ``.yace``.
+    are written next to the ``.yace`` (mode 644, never over existing files without
+    ``--force``); a surrogate that failed its MD stability check is refused unless
+    ``--allow-failed`` (then exported with a warning).
     """
     from frostline.registry.models import export_model, get_model
 
     with _records(dir, store, database) as records:
-        path = export_model(records, model_id, output)
         if get_model(records, model_id).get("kind") == "ace-surrogate":
             heavy_imports()
-            from frostline.distill.jobs import write_companions
+            from frostline.distill.jobs import export_surrogate
 
-            companions = write_companions(records, model_id, path.parent).values()
-            path = ", ".join(str(p) for p in (path, *companions))
+            files = export_surrogate(records, model_id, output, force, allow_failed)
+            path = ", ".join(str(p) for p in files.values())
+        else:
+            path = export_model(records, model_id, output)
     _out().print(f"{model_id} -> {path} (sha256 verified)")
 
 

@@ -1,10 +1,7 @@
 """Surrogate distillation: the final fine-tuned MACE teaches a fast linear ACE (pyace, ``.yace``).
 
-``DistillMaker`` (jobs), the linear-ACE fit and slab padding (``ace``), teacher data (``teacher``),
-checks (``validate``) and documents (``schemas``).
+``DistillMaker`` (``jobs``), the linear-ACE fit and slab padding (``ace``), teacher data
+(``teacher``), checks (``validate``), the verdict shown by ``status`` and ``models list``
+(``status``) and documents (``schemas``). Nothing is imported here, so that the CLI can read a
+surrogate's verdict without loading torch or pyace.
 """
-
-from frostline.distill.ace import SurrogateCalculator, ace_ready
-from frostline.distill.jobs import DistillMaker, export_surrogate
-
-__all__ = ["DistillMaker", "SurrogateCalculator", "ace_ready", "export_surrogate"]

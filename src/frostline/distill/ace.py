@@ -9,6 +9,12 @@ computed in-process instead of in forked workers).
 
 Per-element reference energies (E0) are fitted as extra columns and written into the ``.yace``
 (its ``E0`` entry), so energies of the exported file are total energies on the teacher's scale.
+The B-basis ``.yaml`` (needed with an ``.asi`` for extrapolation grades) has no field pyace or
+LAMMPS apply as E0: ML-PACE's ``ACEBBasisSet::initialize_basis`` sets every E0 to zero, so a
+``.yaml`` evaluated directly gives the energy *relative to* the reference energies (pacemaker's
+convention for its own ``.yaml`` files), with the same forces, stress and grades. The E0s are
+recorded in it twice (``metadata[frostline_E0]`` as JSON by element, ``auxdata`` ``E0`` in basis
+order); :func:`reference_energies` reads them and :class:`SurrogateCalculator` adds them back.
 
 pyace (and LAMMPS ``pair_style pace``) only handle cells that are periodic in all three directions
 or in none. :func:`ace_ready` pads the non-periodic directions of a partly periodic cell (a slab)
@@ -33,6 +39,8 @@ PADDING_MARGIN = 1.0
 """Å of vacuum beyond the cutoff between periodic images along a padded axis."""
 E0_METADATA_KEY = "frostline_E0"
 """Key of the per-element reference energies in the B-basis ``.yaml`` metadata (JSON)."""
+E0_AUXDATA_KEY = "E0"
+"""Key of the reference energies (basis element order) in the B-basis ``.yaml`` auxdata."""
 
 
 class ACEError(ValueError):
@@ -286,18 +294,43 @@ def write_yace(fit: LinearACEFit, path: Path | str) -> Path:
 
 
 def write_bbasis_yaml(fit: LinearACEFit, path: Path | str) -> Path:
-    """The B-basis ``.yaml`` (needed with an ``.asi`` for extrapolation grades); E0s in metadata."""
+    """The B-basis ``.yaml`` (needed with an ``.asi`` for extrapolation grades).
+
+    Its E0s go into ``metadata`` (JSON by element) and ``auxdata`` (``E0``, basis element order):
+    pyace does not apply them (see the module docstring); :func:`reference_energies` reads them.
+    """
     path = Path(path)
     basis = fit.basis
     basis.basis_coeffs = [float(c) for c in fit.coefficients]
     config = basis.to_BBasisConfiguration()
+    by_element = dict(zip(fit.spec.elements, map(float, fit.e0), strict=True))
     meta = config.metadata
-    meta[E0_METADATA_KEY] = json.dumps(
-        dict(zip(fit.spec.elements, map(float, fit.e0), strict=True))
-    )
+    meta[E0_METADATA_KEY] = json.dumps(by_element)
     config.metadata = meta
+    aux = config.auxdata
+    arrays = dict(aux.double_arr_data)
+    arrays[E0_AUXDATA_KEY] = [by_element[e] for e in basis.elements_name]
+    aux.double_arr_data = arrays
+    config.auxdata = aux
     config.save(str(path))
     return path
+
+
+def reference_energies(bbasis: Path | str) -> dict[str, float]:
+    """Per-element reference energies (eV) recorded in a frostline B-basis ``.yaml``.
+
+    ``ACEError`` naming the file when it has none (not written by :func:`write_bbasis_yaml`).
+    """
+    pyace = _pyace()
+    config = pyace.BBasisConfiguration(str(bbasis))
+    meta = dict(config.metadata)
+    if E0_METADATA_KEY in meta:
+        return {k: float(v) for k, v in json.loads(meta[E0_METADATA_KEY]).items()}
+    values = dict(config.auxdata.double_arr_data).get(E0_AUXDATA_KEY)
+    if values is None:
+        raise ACEError(f"{bbasis}: no reference energies (metadata '{E0_METADATA_KEY}')")
+    elements = list(pyace.ACEBBasisSet(config).elements_name)
+    return dict(zip(elements, map(float, values), strict=True))
 
 
 def write_active_set(fit: LinearACEFit, structures: Sequence[Atoms], path: Path | str) -> Path:
@@ -334,7 +367,10 @@ class SurrogateCalculator(Calculator):
 
     With ``active_set`` (an ``.asi``) and ``bbasis`` (the B-basis ``.yaml``), ``results["gamma"]``
     holds each atom's extrapolation grade (pyace's MaxVol criterion: > 1 extrapolates, > ~5 is
-    unreliable); energies then come from the B-basis plus its recorded E0s.
+    unreliable); energies then come from the B-basis plus its recorded E0s. With ``grade`` (a
+    ``.grade.npz``, :mod:`frostline.distill.grade`) and ``bbasis``, ``results["grade"]`` holds
+    each atom's calibrated descriptor-distance grade; the frame extrapolates when its largest
+    exceeds ``grade_threshold``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -344,6 +380,7 @@ class SurrogateCalculator(Calculator):
         potential: Path | str,
         active_set: Path | str | None = None,
         bbasis: Path | str | None = None,
+        grade: Path | str | None = None,
         **kwargs,
     ):
         pyace = _pyace()
@@ -357,13 +394,22 @@ class SurrogateCalculator(Calculator):
                 raise ACEError("an active set needs the B-basis .yaml (argument 'bbasis')")
             self._ace = pyace.PyACECalculator(str(bbasis))
             self._ace.set_active_set(str(active_set))
-            config = pyace.BBasisConfiguration(str(bbasis))
-            meta = dict(config.metadata)
-            self._e0 = json.loads(meta.get(E0_METADATA_KEY, "{}"))
+            self._e0 = reference_energies(bbasis)
             self.implemented_properties = [*self.implemented_properties, "gamma"]
         else:
             self._ace = pyace.PyACECalculator(str(self.potential))
         self.cutoff = float(self._ace.cutoff)
+        self._grade = None
+        self.grade_threshold = float("inf")
+        if grade is not None:
+            from frostline.distill.grade import GradeModel, Projector
+
+            if bbasis is None:
+                raise ACEError("a grade model needs the B-basis .yaml (argument 'bbasis')")
+            self._grade = GradeModel.load(grade)
+            self._grade_basis = Projector(pyace.ACEBBasisSet(str(bbasis)))
+            self.grade_threshold = self._grade.threshold
+            self.implemented_properties = [*self.implemented_properties, "grade"]
 
     def calculate(self, atoms=None, properties=("energy", "forces"), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -375,4 +421,6 @@ class SurrogateCalculator(Calculator):
             results["energy"] = results["free_energy"] = results["energy"] + shift
         if padded is not self.atoms:  # stress of a padded cell is not the slab's
             results.pop("stress", None)
+        if self._grade is not None:
+            results["grade"] = self._grade.atom_grades(self._grade_basis, self.atoms)
         self.results = results

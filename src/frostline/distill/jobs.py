@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from ase import Atoms
 from jobflow import Maker, job
 from pydantic import ValidationError
@@ -40,11 +41,18 @@ from frostline.distill.ace import (
     write_bbasis_yaml,
     write_yace,
 )
-from frostline.distill.schemas import CompanionFile, DistillResult, SweepPoint
-from frostline.distill.teacher import TeacherSample, generate_teacher_data, split_by_group
+from frostline.distill.grade import GradeModel, fit_grade
+from frostline.distill.schemas import CompanionFile, DistillResult, StabilityReport, SweepPoint
+from frostline.distill.teacher import (
+    TeacherSample,
+    beyond_samples,
+    generate_teacher_data,
+    split_by_group,
+)
 from frostline.distill.validate import (
     error_metrics,
     md_stability,
+    shortest_contacts,
     supercell,
     teacher_errors,
     time_per_atom_step,
@@ -58,6 +66,15 @@ console = Console(stderr=True)
 SETTINGS = tuple(f for f in DistillConfig.model_fields if f != "enabled")
 """DistillMaker fields validated by ``DistillConfig`` (same names, same rules)."""
 STABILITY_TIMESTEP_FS = 0.5
+HOT_FACTOR = 1.5
+"""Teacher MD also runs at this multiple of the highest distillation temperature."""
+BEYOND_FACTOR = 2.0
+"""The fidelity check's MD frames: this multiple of the highest distillation temperature."""
+COMPANION_SUFFIXES = {"yaml": ".yaml", "asi": ".asi", "grade": ".grade.npz"}
+"""Files stored with a surrogate's ``.yace`` (B-basis, MaxVol active set, grade model)."""
+STABILITY_MIN_ATOMS = 100
+"""The stability MD runs on the biggest seed repeated to at least this many atoms (small cells
+fluctuate too much in temperature for a ±25 % check)."""
 
 
 def _progress() -> Progress:
@@ -83,6 +100,8 @@ class SurrogateBuild:
     chosen: SweepPoint
     files: dict[str, Path]
     padded: bool
+    beyond: list[TeacherSample] = field(default_factory=list)
+    """Teacher-labelled frames outside the teacher data (stronger strains, hotter MD)."""
 
     def holdout_samples(self) -> list[TeacherSample]:
         return [self.samples[i] for i in self.holdout]
@@ -164,8 +183,14 @@ def build_surrogate(
     friction: float = 0.02,
     seed: int = 0,
 ) -> SurrogateBuild:
-    """Teacher data → basis sweep → linear ACE files (``surrogate.yace``/``.yaml``/``.asi``)."""
+    """Teacher data → basis sweep → linear ACE files (``surrogate.yace``/``.yaml``/``.asi``/
+    ``.grade.npz``), plus teacher-labelled frames beyond the teacher data for the fidelity check.
+
+    The teacher MD runs at ``temperatures`` and at ``HOT_FACTOR`` x the highest (users run
+    hotter than the campaign explored); the fidelity frames at ``BEYOND_FACTOR`` x the highest.
+    """
     workdir = Path(workdir)
+    md_temperatures = [*temperatures, HOT_FACTOR * max(temperatures)]
     workdir.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
         task = progress.add_task("teacher labels", total=settings.n_teacher_structures)
@@ -173,7 +198,7 @@ def build_surrogate(
             seeds,
             teacher,
             settings.n_teacher_structures,
-            temperatures,
+            md_temperatures,
             md_steps=settings.md_steps,
             sample_every=settings.sample_every,
             rattle_stdev=settings.rattle,
@@ -202,19 +227,69 @@ def build_surrogate(
             f"with {chosen.n_functions_per_element} functions/element, rc {chosen.cutoff} Å); "
             "add larger distill.basis_sizes or set distill.require_target false"
         )
+    files = write_files(fit, samples, train, holdout, seeds, workdir, settings.active_set)
+    padded = any(is_padded(s.atoms) for s in samples)
+    beyond = beyond_samples(
+        seeds,
+        teacher,
+        BEYOND_FACTOR * max(temperatures),
+        settings.max_strain,
+        timestep_fs=timestep_fs,
+        friction=friction,
+        seed=seed,
+    )
+    return SurrogateBuild(
+        fit, samples, list(train), list(holdout), points, chosen, files, padded, beyond
+    )
+
+
+def write_files(
+    fit: LinearACEFit,
+    samples: Sequence[TeacherSample],
+    train: Sequence[int],
+    holdout: Sequence[int],
+    seeds: Sequence[Atoms],
+    workdir: Path,
+    active_set: bool = True,
+) -> dict[str, Path]:
+    """``surrogate.yace`` and ``.yaml``; with ``active_set`` also the MaxVol ``.asi`` (when the
+    data allows) and the calibrated grade model ``.grade.npz`` (``frostline.distill.grade``)."""
     files = {
         "yace": write_yace(fit, workdir / "surrogate.yace"),
         "yaml": write_bbasis_yaml(fit, workdir / "surrogate.yaml"),
     }
-    if settings.active_set:
-        try:
-            files["asi"] = write_active_set(
-                fit, [samples[i].atoms for i in train], workdir / "surrogate.asi"
-            )
-        except (ACEError, ValueError) as exc:
-            console.print(f"[yellow]distill: no active set written: {exc}[/]")
-    padded = any(is_padded(s.atoms) for s in samples)
-    return SurrogateBuild(fit, samples, list(train), list(holdout), points, chosen, files, padded)
+    if not active_set:
+        return files
+    train_atoms = [samples[i].atoms for i in train]
+    try:
+        files["asi"] = write_active_set(fit, train_atoms, workdir / "surrogate.asi")
+    except (ACEError, ValueError) as exc:
+        console.print(f"[yellow]distill: no active set written: {exc}[/]")
+    grade = fit_grade(fit.basis, train_atoms, [samples[i].atoms for i in holdout], seeds)
+    files["grade"] = grade.save(workdir / "surrogate.grade.npz")
+    c = grade.calibration
+    console.print(
+        f"[bold]distill[/] extrapolation grade: threshold {c['threshold']:.2f}, false alarms "
+        f"{100 * c['false_alarm_rate']:.0f} % of {c['n_held_in']} held-out frames, misses "
+        f"{100 * c['miss_rate']:.0f} % of {c['n_extrapolative']} extrapolative probes"
+    )
+    return files
+
+
+def grade_report(
+    build: SurrogateBuild, train: Sequence[Atoms], validation: Sequence[Atoms]
+) -> dict[str, float] | None:
+    """The grade model's calibration plus the share of the campaign's own labelled frames
+    (training seeds, validation cells) above its threshold (``None``: no grade model)."""
+    if "grade" not in build.files:
+        return None
+    model = GradeModel.load(build.files["grade"])
+    report = dict(model.calibration)
+    for name, frames in (("campaign_train", train), ("campaign_validation", validation)):
+        if frames:
+            grades = model.frame_grades(build.fit.basis, frames)
+            report[f"{name}_above_threshold"] = float(np.mean(grades > model.threshold))
+    return report
 
 
 def labelled_atoms(lab: LabelledStructure) -> Atoms:
@@ -239,13 +314,13 @@ def store_surrogate(
     model_id = f"{campaign}-ace-{sha[:8]}"
     records.put_model_file(model_id, data)
     companions: dict[str, CompanionFile] = {}
-    for key in ("yaml", "asi"):
+    for key, suffix in COMPANION_SUFFIXES.items():
         if key in files:
             blob = files[key].read_bytes()
             blob_id = f"{model_id}.{key}"
             companions[key] = CompanionFile(
                 blob_id=blob_id,
-                filename=f"{model_id}.{key}",
+                filename=f"{model_id}{suffix}",
                 sha256=records.put_model_file(blob_id, blob),
                 size_bytes=len(blob),
             )
@@ -266,32 +341,76 @@ def store_surrogate(
     return doc, companions
 
 
-def export_surrogate(records: Records, model_id: str, folder: Path | str) -> dict[str, Path]:
-    """Write a surrogate's ``.yace`` and companions (``.yaml``, ``.asi``) into ``folder``.
+EXPORT_MODE = 0o644
+"""Permissions of exported surrogate files (readable by all, as a normal file)."""
 
-    Every file's sha256 is checked before it is written.
+
+def export_surrogate(
+    records: Records,
+    model_id: str,
+    output: Path | str,
+    force: bool = False,
+    allow_failed: bool = False,
+) -> dict[str, Path]:
+    """Write a surrogate's ``.yace`` and companions (``.yaml``, ``.asi``), mode 644.
+
+    ``output`` is a directory (files named ``MODEL_ID.yace`` etc.) or the ``.yace`` path (the
+    companions go next to it). Every file's sha256 is checked before anything is written; an
+    existing file is never replaced unless ``force`` (``FileExistsError`` naming it, nothing
+    written); a surrogate that failed its checks raises ``SurrogateRejected`` unless
+    ``allow_failed``. Warnings (exported anyway, target missed) are printed to stderr.
     """
-    from frostline.registry.models import export_model
+    from frostline.distill.status import check_exportable
+    from frostline.registry.models import get_model
 
-    companions = write_companions(records, model_id, folder)  # checks the kind first
-    return {"yace": export_model(records, model_id, folder), **companions}
+    doc = get_model(records, model_id)
+    if doc.get("kind") != "ace-surrogate":
+        raise ValueError(f"model {model_id} is a {doc.get('kind')}, not an ace-surrogate")
+    warning = check_exportable(doc, allow_failed)
+    output = Path(output)
+    yace = output / f"{model_id}.yace" if output.is_dir() else output
+    blobs = {"yace": (model_id, doc["file"]["sha256"], yace)}
+    for key, comp in (doc.get("surrogate") or {}).get("companions", {}).items():
+        blobs[key] = (comp["blob_id"], comp["sha256"], yace.parent / comp["filename"])
+    _write_checked(records, blobs, force)
+    if warning:
+        console.print(f"[yellow]warning: {warning}[/]")
+    return {key: path for key, (_, _, path) in blobs.items()}
 
 
-def write_companions(records: Records, model_id: str, folder: Path | str) -> dict[str, Path]:
-    """Write a surrogate's ``.yaml`` B-basis and ``.asi`` active set (sha256-checked)."""
-    from frostline.registry.models import atomic_write, get_model
+def write_companions(
+    records: Records, model_id: str, folder: Path | str, force: bool = False
+) -> dict[str, Path]:
+    """Write a surrogate's ``.yaml`` B-basis and ``.asi`` active set (sha256-checked, mode 644;
+    existing files only replaced with ``force``)."""
+    from frostline.registry.models import get_model
 
     folder = Path(folder)
     doc = get_model(records, model_id)
     if doc.get("kind") != "ace-surrogate":
         raise ValueError(f"model {model_id} is a {doc.get('kind')}, not an ace-surrogate")
-    out = {}
-    for key, comp in (doc.get("surrogate") or {}).get("companions", {}).items():
-        data = records.get_model_file(comp["blob_id"], expected_sha256=comp["sha256"])
-        path = folder / comp["filename"]
-        atomic_write(path, data)
-        out[key] = path
-    return out
+    blobs = {
+        key: (comp["blob_id"], comp["sha256"], folder / comp["filename"])
+        for key, comp in (doc.get("surrogate") or {}).get("companions", {}).items()
+    }
+    _write_checked(records, blobs, force)
+    return {key: path for key, (_, _, path) in blobs.items()}
+
+
+def _write_checked(records: Records, blobs: dict[str, tuple[str, str, Path]], force: bool) -> None:
+    """Read and verify every blob, refuse existing targets (unless ``force``), then write all."""
+    from frostline.registry.models import atomic_write
+
+    existing = [str(path) for _, _, path in blobs.values() if path.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    data = {
+        key: records.get_model_file(blob, expected_sha256=sha)
+        for key, (blob, sha, _) in blobs.items()
+    }
+    for key, (_, _, path) in blobs.items():
+        atomic_write(path, data[key])
+        path.chmod(EXPORT_MODE)
 
 
 @dataclass
@@ -358,6 +477,36 @@ class DistillMaker(Maker):
             **values,
         )
 
+    def stability(
+        self,
+        calc: SurrogateCalculator,
+        seeds: Sequence[Atoms],
+        val_labels: Sequence[LabelledStructure],
+        settings: DistillConfig,
+    ) -> StabilityReport | None:
+        """MD check on the biggest seed repeated to ``STABILITY_MIN_ATOMS`` at the highest
+        temperature; contacts judged against the shortest labelled ones (``None``: no steps)."""
+        if not settings.stability_steps:
+            return None
+        report = md_stability(
+            calc,
+            supercell(max(seeds, key=len), STABILITY_MIN_ATOMS),
+            max(self.temperatures),
+            settings.stability_steps,
+            STABILITY_TIMESTEP_FS,
+            self.friction,
+            self.seed,
+            reference_contacts=shortest_contacts(
+                [*seeds, *(labelled_atoms(lab) for lab in val_labels)]
+            ),
+        )
+        if not report.stable:
+            console.print(
+                "[bold red]distill: surrogate FAILED its MD stability check:[/] "
+                + "; ".join(report.failures)
+            )
+        return report
+
     @job(config=EXPOSE_STORE)
     def make(self, summary: dict) -> dict:
         """Distil the models of ``summary["final_model_ids"]``; return the summary with a
@@ -401,21 +550,13 @@ class DistillMaker(Maker):
         files = build.files
         calc = SurrogateCalculator(files["yace"])
         vs_teacher = teacher_errors(calc, build.holdout_samples())
+        beyond = teacher_errors(calc, build.beyond) if build.beyond else None
         vs_val = evaluate(calc, val_labels) if val_labels else None
         vs_train = evaluate(calc, train_labels)
         teacher_val = evaluate(teacher, val_labels) if val_labels else None
-        stability = None
         biggest = max(seeds, key=len)
-        if settings.stability_steps:
-            stability = md_stability(
-                calc,
-                biggest,
-                max(self.temperatures),
-                settings.stability_steps,
-                STABILITY_TIMESTEP_FS,
-                self.friction,
-                self.seed,
-            )
+        stability = self.stability(calc, seeds, val_labels, settings)
+        grade = grade_report(build, seeds, [labelled_atoms(lab) for lab in val_labels])
         cell = supercell(biggest, settings.speed_atoms)
         speed = time_per_atom_step(calc, cell)
         teacher_speed = time_per_atom_step(teacher, cell, repeats=2)
@@ -433,10 +574,12 @@ class DistillMaker(Maker):
             target_force_mae_mev_per_a=settings.target_force_mae_mev_per_a,
             target_met=build.chosen.meets_target,
             vs_teacher=vs_teacher,
+            vs_teacher_beyond=beyond,
             vs_oracle_validation=vs_val,
             vs_oracle_train=vs_train,
             teacher_vs_oracle_validation=teacher_val,
             stability=stability,
+            grade=grade,
             speed_us_per_atom_step=speed,
             teacher_speed_us_per_atom_step=teacher_speed,
             speed_n_atoms=len(cell),
@@ -465,7 +608,8 @@ class DistillMaker(Maker):
         result.wall_time_s = time.perf_counter() - t0
         console.print(
             f"[bold]distill[/] {doc.model_id}: F MAE vs teacher "
-            f"{vs_teacher.force_mae_mev_per_a:.1f} meV/Å, "
+            f"{vs_teacher.force_mae_mev_per_a:.1f} meV/Å held out"
+            + (f", {beyond.force_mae_mev_per_a:.1f} beyond the teacher data, " if beyond else ", ")
             + (f"vs oracle {vs_val.force_mae_mev_per_a:.1f} meV/Å, " if vs_val else "")
             + f"{speed:.1f} µs/atom/step ({teacher_speed / speed:.0f}x the teacher)"
         )

@@ -20,7 +20,12 @@ class SweepPoint(BaseModel):
 
 
 class StabilityReport(BaseModel):
-    """Short MD with the surrogate: Langevin at the highest temperature, then NVE."""
+    """Short MD with the surrogate: Langevin at the highest temperature, then NVE.
+
+    ``stable`` is False when any of ``failures`` (temperature not held, a contact below
+    ``contact_fraction`` of the shortest labelled one for its element pair, NVE drift above its
+    bound, non-finite energies) occurred.
+    """
 
     temperature_k: float
     steps: int
@@ -28,9 +33,17 @@ class StabilityReport(BaseModel):
     n_atoms: int
     mean_temperature_k: float
     max_temperature_k: float
+    max_temperature_bound_k: float | None = None
+    temperature_tolerance: float | None = None
     min_distance_a: float
+    min_contacts_a: dict[str, float] = Field(default_factory=dict)
+    reference_contacts_a: dict[str, float] = Field(default_factory=dict)
+    contact_fraction: float | None = None
     nve_drift_mev_per_atom: float
+    nve_drift_mev_per_atom_per_ps: float | None = None
+    max_drift_mev_per_atom_per_ps: float | None = None
     stable: bool
+    failures: list[str] = Field(default_factory=list)
 
 
 class CompanionFile(BaseModel):
@@ -58,10 +71,19 @@ class DistillResult(BaseModel):
     target_force_mae_mev_per_a: float
     target_met: bool
     vs_teacher: ValidationMetrics = Field(description="surrogate vs teacher, held-out teacher data")
+    vs_teacher_beyond: ValidationMetrics | None = Field(
+        default=None,
+        description="surrogate vs teacher on frames outside the teacher data (stronger strains, "
+        "hotter MD; force MAE per element)",
+    )
     vs_oracle_validation: ValidationMetrics | None = None
     vs_oracle_train: ValidationMetrics | None = None
     teacher_vs_oracle_validation: ValidationMetrics | None = None
     stability: StabilityReport | None = None
+    grade: dict[str, float] | None = Field(
+        default=None,
+        description="extrapolation grade: threshold, false-alarm and miss rates (distill.grade)",
+    )
     speed_us_per_atom_step: float
     teacher_speed_us_per_atom_step: float | None = None
     speed_n_atoms: int

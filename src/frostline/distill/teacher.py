@@ -4,7 +4,8 @@ final fine-tuned MACE (committee mean).
 Sources, from the campaign's labelled (training) configurations as seeds:
 
 - ``seed``: the seeds themselves, relabelled by the teacher;
-- ``strain``: random symmetric strains (up to ``max_strain``) plus a rattle;
+- ``strain``: random symmetric strains plus a rattle, alternately up to ``max_strain`` and up to
+  ``STRAIN_REACH`` x ``max_strain`` (users strain cells beyond the campaign's labels);
 - ``defect``: one random atom removed (a vacancy, or a lone adatom from a molecule) plus a rattle;
 - ``md``: Langevin MD with the teacher at each temperature, a frame every ``sample_every`` steps.
 
@@ -27,6 +28,8 @@ from frostline.structures import min_distance, rattle, strain
 
 MIN_DISTANCE = 0.6
 """Å: generated structures with closer atoms are discarded."""
+STRAIN_REACH = 2.0
+"""Every other strained structure is strained up to this multiple of ``max_strain``."""
 
 
 @dataclass
@@ -120,7 +123,8 @@ def generate_teacher_data(
             tries += 1
             base = seeds[int(rng.integers(len(seeds)))]
             if source == "strain":
-                atoms = rattle(strain(base, rng, max_strain), rng, rattle_stdev)
+                reach = STRAIN_REACH if made % 2 else 1.0
+                atoms = rattle(strain(base, rng, reach * max_strain), rng, rattle_stdev)
             elif len(base) > 2:
                 atoms = rattle(_defect(base, rng), rng, rattle_stdev)
             else:
@@ -185,3 +189,57 @@ def split_by_group(
     train = [i for i, s in enumerate(samples) if s.group not in held]
     holdout = [i for i, s in enumerate(samples) if s.group in held]
     return train, holdout
+
+
+def principal_strain(atoms: Atoms, rng: np.random.Generator, low: float, high: float) -> Atoms:
+    """``atoms`` under a random symmetric strain whose largest principal value (in magnitude)
+    is uniform in [``low``, ``high``] (positions scaled with the cell)."""
+    eps = rng.uniform(-1, 1, size=(3, 3))
+    eps = 0.5 * (eps + eps.T)
+    eps *= rng.uniform(low, high) / np.abs(np.linalg.eigvalsh(eps)).max()
+    out = atoms.copy()
+    out.set_cell(out.cell @ (np.eye(3) + eps), scale_atoms=True)
+    return out
+
+
+def beyond_samples(
+    seeds: Sequence[Atoms],
+    calc: Calculator,
+    temperature: float,
+    max_strain: float,
+    n: int = 16,
+    timestep_fs: float = 1.0,
+    friction: float = 0.02,
+    seed: int = 0,
+) -> list[TeacherSample]:
+    """Teacher-labelled frames outside the teacher data: half the seeds strained by
+    1.25-1.5 x the largest teacher strain (``STRAIN_REACH x max_strain``, at least 5 %), half
+    teacher MD frames at ``temperature`` (pass one above the teacher data's)."""
+    rng = np.random.default_rng(seed + 104729)
+    out: list[TeacherSample] = []
+    reach = max(STRAIN_REACH * max_strain, 0.04)
+    for k in range(n // 2):
+        base = seeds[int(rng.integers(len(seeds)))]
+        for _ in range(50):
+            atoms = principal_strain(base, rng, 1.25 * reach, 1.5 * reach)
+            if min_distance(atoms) >= MIN_DISTANCE:
+                break
+        energy, forces = label(calc, atoms)
+        out.append(TeacherSample(atoms, energy, forces, "beyond-strain", k))
+    start = max(seeds, key=len)
+    frames = langevin_frames(
+        start,
+        calc,
+        temperature,
+        10 * (n - len(out)),
+        10,
+        timestep_fs,
+        friction,
+        seed,
+        abort_force_std=math.inf,
+    )
+    for frame in frames:
+        if frame.min_distance >= MIN_DISTANCE:
+            energy, forces = label(calc, frame.atoms)
+            out.append(TeacherSample(frame.atoms, energy, forces, "beyond-md", n, temperature))
+    return out

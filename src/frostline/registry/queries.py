@@ -95,32 +95,15 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
         members_by_iteration.setdefault(d.get("iteration"), []).append(d)
     for it in status["iterations"]:
         it["training"] = training_summary(members_by_iteration.get(it["index"], []))
-    status["surrogate"] = surrogate_summary(records, name)
+    from frostline.distill.status import surrogate_summary
     from frostline.report.tables import orchestration_share
 
     status["orchestration_share"] = orchestration_share(status)
+    status["surrogates"] = [
+        surrogate_summary(d)
+        for d in records.find("model_docs", {"campaign": name, "kind": "ace-surrogate"})
+    ]
     return status
-
-
-def surrogate_summary(records: Records, campaign: str) -> dict | None:
-    """The campaign's newest ACE surrogate: id, validation errors vs the oracle, error vs the
-    teacher, speed-up, MD stability (None: not distilled)."""
-    docs = records.find("model_docs", {"campaign": campaign, "kind": "ace-surrogate"})
-    if not docs:
-        return None
-    doc = max(docs, key=lambda d: str(d.get("created") or ""))
-    metrics = doc.get("metrics") or {}
-    extra = doc.get("surrogate") or {}
-    return {
-        "model_id": doc["model_id"],
-        "force_mae_mev_per_a": metrics.get("force_mae_mev_per_a"),
-        "energy_mae_mev_per_atom": metrics.get("energy_mae_mev_per_atom"),
-        "vs_teacher_force_mae_mev_per_a": (extra.get("vs_teacher") or {}).get(
-            "force_mae_mev_per_a"
-        ),
-        "speedup_vs_teacher": extra.get("speedup_vs_teacher"),
-        "stable": (extra.get("stability") or {}).get("stable", True),
-    }
 
 
 def training_summary(member_docs: list[dict]) -> dict | None:

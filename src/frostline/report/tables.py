@@ -115,21 +115,6 @@ def _zero_shot_caption(status: dict) -> str | None:
     )
 
 
-def surrogate_line(status: dict) -> str | None:
-    """One line on the campaign's ACE surrogate (None: not distilled)."""
-    sur = status.get("surrogate")
-    if not sur:
-        return None
-    speed = sur.get("speedup_vs_teacher")
-    return (
-        f"ACE surrogate {sur['model_id']}: validation F MAE {_fmt(sur.get('force_mae_mev_per_a'))}"
-        f" meV/Å, E MAE {_fmt(sur.get('energy_mae_mev_per_atom'))} meV/atom; vs the teacher "
-        f"{_fmt(sur.get('vs_teacher_force_mae_mev_per_a'))} meV/Å"
-        + (f"; {speed:.0f}x faster than the teacher" if speed else "")
-        + ("" if sur.get("stable", True) else "; UNSTABLE in the MD check")
-    )
-
-
 def element_cell(by_element: dict[str, float] | None) -> str:
     """ "Cu 139.8 · H 201.1": force MAE per element, worst first ("–": not recorded)."""
     if not by_element:
