@@ -147,10 +147,7 @@ def train_committee(args, train: list, key: str) -> list[Path]:
     from frostline.finetune.jobs import FineTuneMaker
 
     folder = OUT / "models"
-    stamp = folder / "key.txt"
     paths = [folder / f"member{k}.model" for k in range(args.committee)]
-    if stamp.exists() and stamp.read_text() == key and all(p.exists() for p in paths):
-        return paths
     work = OUT / "training"
     for d in (folder, work):
         d.mkdir(parents=True, exist_ok=True)
@@ -158,6 +155,9 @@ def train_committee(args, train: list, key: str) -> list[Path]:
                           patience=args.patience, retrain_failed=2, lr=0.01)  # fmt: skip
     foundation, cwd = resolve_foundation("mini-64"), Path.cwd()
     for k, path in enumerate(paths):
+        stamp = path.with_suffix(".key")  # a finished member is reused when its key matches
+        if path.exists() and stamp.exists() and stamp.read_text() == key:
+            continue
         console.print(f"[bold]training[/] member {k + 1}/{args.committee} on {len(train)} labels")
         data, weights = maker._member_data(train, seed=k)
         os.chdir(work)
@@ -167,7 +167,7 @@ def train_committee(args, train: list, key: str) -> list[Path]:
         finally:
             os.chdir(cwd)
         path.write_bytes(trained.path.read_bytes())
-    stamp.write_text(key)
+        stamp.write_text(key)
     return paths
 
 
@@ -245,6 +245,7 @@ def timed_cost(methods: dict, one_model: Path, frame: Atoms, repeats: int) -> di
     def call(name: str) -> None:
         if name == "one model":
             atoms = frame.copy()
+            calc.reset()  # no cached results: every call is a model call
             atoms.calc = calc
             atoms.get_forces()
         else:
@@ -376,6 +377,7 @@ def main() -> None:
     for name, method in methods.items():
         console.print(f"[bold]measuring[/] {name}")
         report["methods"][name] = measure(method, calibration, tests)
+        (OUT / "partial.json").write_text(json.dumps(report))  # figures survive a failure
     report["cost"] = timed_cost(methods, paths[0], tests["oracle-md"][0], args.repeats)
     results.write_text(json.dumps(report, indent=1))
     print_report(report)

@@ -114,6 +114,7 @@ def calculator_features(calc, frames: Sequence[Atoms]) -> list[np.ndarray]:
         out = []
         for atoms in frames:
             work = atoms.copy()
+            calc.reset()  # a new model call even for atoms the calculator has just seen
             work.calc = calc
             work.get_potential_energy()
             out.append(hooks.take())

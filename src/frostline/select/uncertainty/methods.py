@@ -47,7 +47,10 @@ class UncertaintyMethod(Protocol):
 
 
 def _forces(calc, atoms: Atoms) -> np.ndarray:
+    """``calc``'s forces on ``atoms``, always from a new model call (an ASE calculator returns
+    cached results for the same atoms, which would leave the uncertainty hooks empty)."""
     work = atoms.copy()
+    calc.reset()
     work.calc = calc
     return np.asarray(work.get_forces(), dtype=float)
 
