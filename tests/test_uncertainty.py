@@ -149,6 +149,8 @@ def test_last_layer_scores_come_with_the_models_own_forces(mini_calc, frames):
     np.testing.assert_allclose(seen.forces, plain.get_forces(), atol=1e-10)
     assert len(seen.scores.atom) == len(frames[0]) and np.isfinite(seen.scores.atom).all()
     assert far.scores.frame > seen.scores.frame
+    (again,) = method.predict([frames[0]])  # the same atoms twice: a model call each time
+    assert again.scores == seen.scores
     gold = Atoms("Au2", positions=[[0, 0, 0], [0, 0, 2.5]], cell=[10, 10, 10], pbc=True)
     assert np.isinf(method.predict([gold])[0].scores.frame)
 
