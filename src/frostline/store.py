@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,10 @@ from maggma.stores import MongoStore, MontyStore
 from maggma.stores.gridfs import GridFSStore
 
 from frostline.config import StoreConfig
+
+# store errors are defined in reliability.errors (retry raises them; no store <-> retry cycle)
+from frostline.reliability.errors import StoreError, short_error
+from frostline.reliability.errors import redact_uri as redact_uri  # re-exported
 
 COLLECTIONS = {
     "campaigns": ["campaign"],
@@ -46,15 +49,6 @@ DATA_STORE = "data"  # atomate2 jobs put trajectories here (``@job(data=...)``)
 ENV_URI = "FROSTLINE_MONGODB_URI"
 EXPOSE_STORE = JobConfig(expose_store=True)
 """Job config for jobs that write frostline records (``CURRENT_JOB.store`` is set)."""
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or a record is inconsistent."""
-
-
-def redact_uri(uri: str) -> str:
-    """Remove credentials from a MongoDB URI (or a message quoting one)."""
-    return re.sub(r"//[^/?#\s]*@", "//***@", uri)
 
 
 class EmbeddedStore(MontyStore):
@@ -150,14 +144,6 @@ def make_job_store(
     additional[BLOB_STORE] = blobs
     additional[DATA_STORE] = data
     return JobStore(docs_store=docs, additional_stores=additional)
-
-
-def short_error(exc: BaseException) -> str:
-    """One line for a store error: pymongo's topology and server-reply details cut, no secrets."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    for cut in (", full error:", " (configured timeouts", ", Timeout:", ", Topology Description:"):
-        text = text.split(cut)[0]
-    return redact_uri(text)
 
 
 class Records:

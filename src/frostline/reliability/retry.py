@@ -25,7 +25,7 @@ from maggma.stores import MongoStore
 from maggma.stores.gridfs import GridFSStore
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
-from frostline.store import StoreError, short_error
+from frostline.reliability.errors import StoreError, short_error
 
 T = TypeVar("T")
 RETRYABLE = (AutoReconnect, ConnectionFailure)
