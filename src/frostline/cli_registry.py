@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from frostline.settings import env_var, settings
+
 if TYPE_CHECKING:
     from frostline.store import Records
 
@@ -29,7 +30,7 @@ models_app = typer.Typer(
 data_app = typer.Typer(help="Labelled structures in a store: export.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="Campaigns in a store.", no_args_is_help=True)
 
-ENV_URI = "FROSTLINE_MONGODB_URI"  # as frostline.store.ENV_URI (not imported: slow to import)
+ENV_URI = env_var("mongodb_uri")
 
 DirOpt = Annotated[
     Path | None, typer.Option("--dir", help="campaign directory (its store)", show_default=False)
@@ -58,7 +59,7 @@ def _out() -> Console:
 def _fail(message: str, uri: str | None = None) -> NoReturn:
     from frostline.registry.stores import scrub
 
-    message = " ".join(scrub(message, uri or os.environ.get(ENV_URI)).split())
+    message = " ".join(scrub(message, uri or settings().mongodb_uri).split())
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from frostline.config import StoreConfig
 # store errors are defined in reliability.errors (retry raises them; no store <-> retry cycle)
 from frostline.reliability.errors import StoreError, short_error
 from frostline.reliability.errors import redact_uri as redact_uri  # re-exported
+from frostline.settings import env_var, settings
 
 COLLECTIONS = {
     "campaigns": ["campaign"],
@@ -46,7 +46,7 @@ COMPOUND_INDEXES = {
 """Compound indexes on MongoDB (registry filters + sort by force MAE; label counts)."""
 BLOB_STORE = "model_files"
 DATA_STORE = "data"  # atomate2 jobs put trajectories here (``@job(data=...)``)
-ENV_URI = "FROSTLINE_MONGODB_URI"
+ENV_URI = env_var("mongodb_uri")
 EXPOSE_STORE = JobConfig(expose_store=True)
 """Job config for jobs that write frostline records (``CURRENT_JOB.store`` is set)."""
 
@@ -109,7 +109,7 @@ def make_job_store(
     many seconds (``frostline.reliability.retry``; campaign runs); None: no retries.
     """
     kind = config.kind
-    uri = config.uri or (os.environ.get(ENV_URI) if kind == "mongodb" else None)
+    uri = config.uri or (settings().mongodb_uri if kind == "mongodb" else None)
     if kind == "mongodb":
         if not uri:
             raise StoreError(f"store.kind is mongodb but neither store.uri nor {ENV_URI} is set")
@@ -244,7 +244,7 @@ class Records:
         return docs[0] if docs else None
 
 
-ENV_JOB_STORE = "FROSTLINE_JOB_STORE"
+ENV_JOB_STORE = env_var("job_store")
 """JSON ``StoreConfig`` of the records on jobflow-remote workers (``frostline.submit.remote``)."""
 
 
@@ -265,7 +265,7 @@ def current_records() -> Records:
     if CURRENT_JOB.store is None:
         raise StoreError("no store exposed to this job (decorate it with expose_store=True)")
     if _is_transfer_store(CURRENT_JOB.store):
-        spec = os.environ.get(ENV_JOB_STORE)
+        spec = settings().job_store
         if not spec:
             raise StoreError(
                 f"running under jobflow-remote without {ENV_JOB_STORE}: export it in the "
