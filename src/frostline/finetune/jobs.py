@@ -12,7 +12,7 @@ from typing import ClassVar, NamedTuple
 import mace  # noqa: F401
 import numpy as np
 from ase.data import chemical_symbols
-from jobflow import Maker, job
+from jobflow import Maker
 from rich.console import Console
 
 from frostline.finetune.committee import committee_calculator, resolve_device
@@ -25,6 +25,7 @@ from frostline.finetune.train import (
     run_mace_training,
     training_outcome,
 )
+from frostline.jobs import frostline_job
 from frostline.reliability.memo import memo_keys, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
@@ -34,7 +35,7 @@ from frostline.schemas import (
     ModelFile,
     TrainingOutcome,
 )
-from frostline.store import EXPOSE_STORE, current_records
+from frostline.store import current_records
 
 console = Console(stderr=True)
 
@@ -161,7 +162,7 @@ class FineTuneMaker(Maker):
                     f"FineTuneMaker.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(FineTuneResult)
     def make(
         self,
         foundation: str,

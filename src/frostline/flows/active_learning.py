@@ -6,15 +6,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobflow import Flow, Maker, Response, job
+from jobflow import Flow, Maker, Response
 
 from frostline.config import CampaignConfig
 from frostline.explore.jobs import ExploreMaker
 from frostline.finetune.jobs import FineTuneMaker
 from frostline.flows.jobs import setup_campaign, update_campaign, zero_shot_baseline
+from frostline.jobs import frostline_job
 from frostline.label.jobs import LabelMaker
 from frostline.label.oracles import oracle_settings
 from frostline.schemas import (
+    CampaignSummary,
     ExploreResult,
     FineTuneResult,
     IterationDoc,
@@ -24,7 +26,7 @@ from frostline.schemas import (
 from frostline.select.calibration import Calibration
 from frostline.select.filters import SanityLimits
 from frostline.select.jobs import SelectMaker, calibrate_committee
-from frostline.store import EXPOSE_STORE, current_records
+from frostline.store import current_records
 from frostline.submit.routing import Routes, route, routing_table
 
 
@@ -221,7 +223,7 @@ class ActiveLearningMaker(Maker):
             output = surrogate.output
         return Flow(jobs, output=output, name=self.name)
 
-    @job
+    @frostline_job(CampaignSummary, enforce=False, expose_store=False)  # replaced by a flow
     def iteration(
         self,
         index: int,
@@ -290,7 +292,7 @@ class ActiveLearningMaker(Maker):
         route([lab, adv], "control", self.routing)
         return Response(replace=Flow([ft, ex, se, lab, cal, adv], output=adv.output))
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(CampaignSummary, enforce=False)  # a dict, or replaced by a flow
     def advance(
         self,
         index: int,

@@ -45,11 +45,13 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from ase.units import Bohr, GPa, Hartree
 from atomate2.cp2k.jobs.base import _DATA_OBJECTS
 from atomate2.cp2k.jobs.core import StaticMaker
+from atomate2.cp2k.schemas.task import TaskDocument
 from atomate2.cp2k.sets.core import StaticSetGenerator
-from jobflow import Response, job
+from jobflow import Response
 from pymatgen.core import Structure
 from pymatgen.io.vasp.inputs import Kpoints
 
+from frostline.jobs import frostline_job
 from frostline.settings import settings
 
 DATA_DIR_KEY = "PMG_CP2K_DATA_DIR"
@@ -269,7 +271,7 @@ class Cp2kStaticLabelMaker(StaticMaker):
 
     # atomate2's ``cp2k_job`` minus ``output_schema=TaskDocument``: a failed run returns a
     # small dict (jobflow would otherwise coerce it into an empty TaskDocument)
-    @job(data=_DATA_OBJECTS)
+    @frostline_job(TaskDocument, enforce=False, expose_store=False, data=_DATA_OBJECTS)
     def make(self, structure: Structure, prev_dir: str | Path | None = None):
         """Run one CP2K single point (``RUN_TYPE ENERGY_FORCE``) on ``structure``."""
         with cp2k_environment():

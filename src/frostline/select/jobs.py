@@ -6,12 +6,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from jobflow import Maker, job
+from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import ConvergenceConfig
 from frostline.finetune.committee import load_committee
 from frostline.finetune.evaluate import predict
+from frostline.jobs import frostline_job
 from frostline.schemas import (
     CandidateStructure,
     ExploreResult,
@@ -31,7 +32,7 @@ from frostline.select.calibration import (
 )
 from frostline.select.convergence import stop_reason
 from frostline.select.filters import SanityLimits
-from frostline.store import EXPOSE_STORE, current_records
+from frostline.store import current_records
 
 UNCERTAINTIES = ("committee", "descriptor")
 STRATIFY = ("none", "exploration")
@@ -97,7 +98,7 @@ class SelectMaker(Maker):
                 "campaigns use their foundation file)"
             )
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(SelectionResult)
     def make(
         self,
         explored: ExploreResult,
@@ -220,7 +221,7 @@ class SelectMaker(Maker):
         return [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in docs]
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(Calibration)
 def calibrate_committee(
     finetuned: FineTuneResult,
     selection: SelectionResult,
