@@ -15,6 +15,7 @@ from ase.data import chemical_symbols
 from jobflow import Maker
 from rich.console import Console
 
+from frostline.choices import CHECKPOINT_ON, MEMBER_WEIGHTS
 from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
@@ -39,8 +40,6 @@ from frostline.store import current_records
 
 console = Console(stderr=True)
 
-CHECKPOINT_ON = ("validation", "holdout")
-MEMBER_WEIGHTS = ("uniform", "dirichlet")
 # a retry's seed (member seed + 7919 k, k <= 5) never equals another member's seed
 # (seed + 1000 * iteration + member, member < 16): 7919 k mod 1000 lies in 595..919
 RETRY_SEED_STRIDE = 7919

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from frostline.choices import (
+    STRATIFY,
+    UNCERTAINTIES,
+    ContactDeficit,
+    Strategy,
+    Stratify,
+    Uncertainty,
+)
 from frostline.config import ConvergenceConfig
 from frostline.finetune.committee import load_committee
 from frostline.finetune.evaluate import predict
@@ -23,7 +32,7 @@ from frostline.schemas import (
     as_structure,
     structure_hash,
 )
-from frostline.select.batch import SCORED, Fate, plan_batch
+from frostline.select.batch import BatchPlan, Fate, SelectionSettings, select_batch
 from frostline.select.calibration import (
     Calibration,
     fit_calibration,
@@ -32,10 +41,8 @@ from frostline.select.calibration import (
 )
 from frostline.select.convergence import stop_reason
 from frostline.select.filters import SanityLimits
+from frostline.select.strategies import strategy_class
 from frostline.store import current_records
-
-UNCERTAINTIES = ("committee", "descriptor")
-STRATIFY = ("none", "exploration")
 
 
 def exploration_stratum(candidate: CandidateStructure) -> str:
@@ -62,17 +69,17 @@ class SelectMaker(Maker):
     trust_hi: float = 0.5
     max_labels_per_iteration: int = 8
     limits: SanityLimits = field(default_factory=SanityLimits)
-    strategy: str = "diverse"
+    strategy: Strategy = "diverse"
     novelty_threshold: float = 0.02
     calibration_picks: int = 0
     contact_picks: int = 0
     contact_margin: float = 0.02
-    contact_deficit: str = "absolute"
+    contact_deficit: ContactDeficit = "absolute"
     sampling_power: float = 1.0
-    stratify: str = "none"
+    stratify: Stratify = "none"
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
-    uncertainty: str = "committee"
+    uncertainty: Uncertainty = "committee"
     device: str = "cpu"
     campaign: str = "campaign"
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
@@ -116,27 +123,9 @@ class SelectMaker(Maker):
         t0 = time.perf_counter()
         explored = ExploreResult.model_validate(explored)
         lo, hi = trust if trust else (self.trust_lo, self.trust_hi)
-        descriptor, labelled = None, []
-        wants_descriptor = self.novelty_threshold > 0 or self.strategy in SCORED
-        if self.descriptor_model and (wants_descriptor or self.uncertainty == "descriptor"):
-            from frostline.select.novelty import DescriptorModel, memoized
-
-            descriptor = memoized(DescriptorModel(self.descriptor_model, device=self.device))
-            labelled = self._labelled_atoms(iteration)
+        descriptor, labelled = self._descriptor(iteration)
         trained = self._labelled_atoms(iteration, role="train") if self.contact_picks else []
-        candidates = explored.candidates
-        if self.uncertainty == "descriptor":
-            from frostline.select.novelty import descriptor_uncertainty
-
-            scores = descriptor_uncertainty(
-                [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in candidates],
-                labelled,
-                descriptor,
-            )
-            candidates = [
-                c.model_copy(update={"max_force_std": s})
-                for c, s in zip(candidates, scores, strict=True)
-            ]
+        candidates = self._scored(explored.candidates, labelled, descriptor)
         n = len(candidates)
         strata = (
             [exploration_stratum(c) for c in candidates] if self.stratify == "exploration" else None
@@ -158,29 +147,75 @@ class SelectMaker(Maker):
             )
             return reason[0] is not None
 
-        plan = plan_batch(
+        plan = select_batch(
             candidates,
-            lo,
-            hi,
+            self.settings(lo, hi, cap),
+            np.random.default_rng(self.seed + iteration),
+            labelled=labelled,
+            descriptor=descriptor,
+            stop=stop,
+            trained=trained,
+            strata=strata,
+        )
+        result = self._result(plan, candidates, lo, hi, reason[0])
+        result.wall_time_s, result.finished_at = time.perf_counter() - t0, time.time()
+        return result
+
+    def settings(self, trust_lo: float, trust_hi: float, cap: int) -> SelectionSettings:
+        """The selection rules of this maker for a trust window and a cap."""
+        return SelectionSettings(
+            trust_lo,
+            trust_hi,
             self.limits,
             cap,
             strategy=self.strategy,
-            rng=np.random.default_rng(self.seed + iteration),
-            labelled=labelled,
-            descriptor=descriptor,
             novelty_threshold=self.novelty_threshold,
             cost_exponent=self.cost_exponent,
-            stop=stop,
             calibration_picks=self.calibration_picks,
             sampling_power=self.sampling_power,
             contact_picks=self.contact_picks,
             contact_margin=self.contact_margin,
             contact_deficit=self.contact_deficit,
-            trained=trained,
-            strata=strata,
         )
+
+    def _descriptor(self, iteration: int) -> tuple[Callable | None, list]:
+        """The descriptor model and the labelled structures, where selection needs them."""
+        wants = self.novelty_threshold > 0 or strategy_class(self.strategy).scored
+        if not self.descriptor_model or not (wants or self.uncertainty == "descriptor"):
+            return None, []
+        from frostline.select.novelty import DescriptorModel, memoized
+
+        descriptor = memoized(DescriptorModel(self.descriptor_model, device=self.device))
+        return descriptor, self._labelled_atoms(iteration)
+
+    def _scored(
+        self, candidates: list[CandidateStructure], labelled: list, descriptor: Callable | None
+    ) -> list[CandidateStructure]:
+        """The candidates, with descriptor novelty as their uncertainty if so configured."""
+        if self.uncertainty != "descriptor":
+            return candidates
+        from frostline.select.novelty import descriptor_uncertainty
+
+        scores = descriptor_uncertainty(
+            [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in candidates],
+            labelled,
+            descriptor,
+        )
+        return [
+            c.model_copy(update={"max_force_std": s})
+            for c, s in zip(candidates, scores, strict=True)
+        ]
+
+    def _result(
+        self,
+        plan: BatchPlan,
+        candidates: list[CandidateStructure],
+        lo: float,
+        hi: float,
+        stop: str | None,
+    ) -> SelectionResult:
         counts = plan.counts()
-        n_acc = plan.n_accurate
+        n, n_acc = len(candidates), plan.n_accurate
         n_failed = counts.get(Fate.TOO_UNCERTAIN, 0) + counts.get(Fate.FAILED_FILTER, 0)
         return SelectionResult(
             selected=[candidates[i] for i in plan.selected],
@@ -200,9 +235,7 @@ class SelectMaker(Maker):
             trust_hi=hi,
             uncertainty=self.uncertainty,
             accurate_fraction=n_acc / n if n else 0.0,
-            stop_reason=reason[0],
-            wall_time_s=time.perf_counter() - t0,
-            finished_at=time.time(),
+            stop_reason=stop,
         )
 
     def _labelled_atoms(self, iteration: int | None = None, role: str | None = None) -> list:
