@@ -79,6 +79,7 @@ def built(teacher, tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_tiny_fit_reproduces_teacher_forces(built):
     """Held-out teacher data: force MAE far below the forces' own size; sweep grows with size."""
     holdout = built.holdout_samples()
@@ -98,6 +99,7 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     assert m.force_mae_mev_per_a == pytest.approx(built.chosen.force_mae_mev_per_a, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_yace_loads_in_pyace_calculator(built):
     from pyace import PyACECalculator
 
@@ -112,6 +114,7 @@ def test_yace_loads_in_pyace_calculator(built):
     assert abs(energy - teacher_e) / len(atoms) < 0.05
 
 
+@pytest.mark.slow
 def test_active_set_gives_extrapolation_grades(built):
     assert built.files["asi"].exists()
     calc = SurrogateCalculator(
@@ -132,6 +135,7 @@ def test_active_set_gives_extrapolation_grades(built):
     assert calc.results["gamma"].max() > 2 * gamma_in.max()
 
 
+@pytest.mark.slow
 def test_slab_padding_keeps_energy_and_forces(built):
     """A slab periodic in x, y only: padded cell ≡ the same slab in a wide periodic box."""
     from pyace import PyACECalculator
@@ -162,6 +166,7 @@ def test_slab_padding_keeps_energy_and_forces(built):
     assert ace_ready(bulk_like, 5.0) is bulk_like
 
 
+@pytest.mark.slow
 def test_md_stability_check(built):
     calc = SurrogateCalculator(built.files["yace"])
     atoms = cu111_slab()
@@ -170,6 +175,7 @@ def test_md_stability_check(built):
     assert report.min_distance_a > 1.5 and abs(report.nve_drift_mev_per_atom) < 10
 
 
+@pytest.mark.slow
 def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     from frostline.registry.models import export_model, get_model, list_models
     from frostline.store import Records
@@ -196,6 +202,7 @@ def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     assert np.isfinite(atoms.get_potential_energy())
 
 
+@pytest.mark.slow
 def test_cli_exports_surrogate(built, tmp_path):
     from typer.testing import CliRunner
 
@@ -254,6 +261,7 @@ def test_fit_errors_are_clear(teacher):
         split_by_group([], 0.0)
 
 
+@pytest.mark.slow
 def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
     """End to end: a one-iteration campaign, then distillation; the surrogate is in the store."""
     from frostline.flows.campaign import run_campaign
