@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -323,27 +324,16 @@ def plan_batch(
     cap: int,
     strategy: Strategy = "diverse",
     rng: np.random.Generator | None = None,
-    *,
-    labelled: Sequence[Atoms] = (),
-    descriptor: Callable[[Atoms], np.ndarray] | None = None,
-    stop: Callable[[int, int], bool] | None = None,
-    trained: Sequence[Atoms] = (),
-    strata: Sequence[Hashable] | None = None,
-    **rules,
+    **options: Any,
 ) -> BatchPlan:
-    """:func:`select_batch` with the settings as arguments (``rules``: the other fields of
-    :class:`SelectionSettings`, e.g. ``novelty_threshold``, ``calibration_picks``)."""
+    """:func:`select_batch` with the settings as arguments: ``options`` are the other fields of
+    :class:`SelectionSettings` (e.g. ``novelty_threshold``, ``calibration_picks``) and
+    :func:`select_batch`'s keyword arguments (``labelled``, ``descriptor``, ``stop``, ...)."""
+    names = {f.name for f in fields(SelectionSettings)}
+    rules = {k: v for k, v in options.items() if k in names}
+    inputs = {k: v for k, v in options.items() if k not in names}
     settings = SelectionSettings(trust_lo, trust_hi, limits, cap, strategy, **rules)
-    return select_batch(
-        candidates,
-        settings,
-        rng,
-        labelled=labelled,
-        descriptor=descriptor,
-        stop=stop,
-        trained=trained,
-        strata=strata,
-    )
+    return select_batch(candidates, settings, rng, **inputs)
 
 
 def stratum_quotas(keys: Sequence[Hashable], cap: int) -> dict[Hashable, int]:
