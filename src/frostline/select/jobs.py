@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from jobflow import Maker
@@ -162,21 +162,11 @@ class SelectMaker(Maker):
         return result
 
     def settings(self, trust_lo: float, trust_hi: float, cap: int) -> SelectionSettings:
-        """The selection rules of this maker for a trust window and a cap."""
-        return SelectionSettings(
-            trust_lo,
-            trust_hi,
-            self.limits,
-            cap,
-            strategy=self.strategy,
-            novelty_threshold=self.novelty_threshold,
-            cost_exponent=self.cost_exponent,
-            calibration_picks=self.calibration_picks,
-            sampling_power=self.sampling_power,
-            contact_picks=self.contact_picks,
-            contact_margin=self.contact_margin,
-            contact_deficit=self.contact_deficit,
-        )
+        """The selection rules of this maker (its fields of the same names) for a trust window
+        and a cap."""
+        window = {"trust_lo": trust_lo, "trust_hi": trust_hi, "cap": cap}
+        names = [f.name for f in fields(SelectionSettings) if f.name not in window]
+        return SelectionSettings(**window, **{name: getattr(self, name) for name in names})
 
     def _descriptor(self, iteration: int) -> tuple[Callable | None, list]:
         """The descriptor model and the labelled structures, where selection needs them."""
