@@ -244,6 +244,7 @@ def test_emt_cu_bulk_modulus_from_eos_and_from_elastic_constants_agree(emt_cu):
     assert c["C11"] > c["C12"] > 0 and c["C44"] > 0  # mechanically stable cubic crystal
 
 
+@pytest.mark.slow
 def test_emt_cu_elastic_constants_agree_with_atomate2_elastic_workflow(emt_cu, tmp_path):
     """Our clamped-ion strain–stress fit vs atomate2's forcefield ElasticMaker (relaxed ions)."""
     from atomate2.forcefields.flows.elastic import ElasticMaker
@@ -298,6 +299,7 @@ def alloy_campaign(tmp_path_factory, foundation):
     return folder, summary
 
 
+@pytest.mark.slow
 def test_fan_out_runs_one_loop_per_system_and_validates(alloy_campaign):
     from frostline.registry.queries import campaign_status, open_campaign_dir
 
@@ -342,6 +344,7 @@ def test_fan_out_runs_one_loop_per_system_and_validates(alloy_campaign):
         assert (folder / "plots" / p.rsplit("/", 1)[-1]).stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_alloys_summary_cli(alloy_campaign):
     from frostline.cli import app
 

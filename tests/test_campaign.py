@@ -39,6 +39,7 @@ def campaign(tmp_path_factory, foundation):
     return folder, result
 
 
+@pytest.mark.slow
 def test_loop_runs_two_iterations_and_stops(campaign):
     folder, result = campaign
     assert result["iterations"] == 2
@@ -47,6 +48,7 @@ def test_loop_runs_two_iterations_and_stops(campaign):
     assert result["final_metrics"]["force_mae_mev_per_a"] > 0
 
 
+@pytest.mark.slow
 def test_store_reopened_in_another_process(campaign):
     folder, _ = campaign
     code = (
@@ -63,6 +65,7 @@ def test_store_reopened_in_another_process(campaign):
     assert status["zero_shot_force_mae_mev_per_a"] > 0
 
 
+@pytest.mark.slow
 def test_every_record_is_in_the_store(campaign):
     folder, result = campaign
     records = open_campaign_dir(folder)
@@ -101,6 +104,7 @@ def test_every_record_is_in_the_store(campaign):
     assert iterations[1]["fates"] == {"not needed": iterations[1]["n_candidates"]}
 
 
+@pytest.mark.slow
 def test_status_cli_table_and_json(campaign):
     folder, _ = campaign
     runner = CliRunner()
@@ -115,6 +119,7 @@ def test_status_cli_table_and_json(campaign):
     assert "explored frames by fate" in res.stdout and "orchestration share" in res.stdout
 
 
+@pytest.mark.slow
 def test_status_plots_are_written(campaign):
     """--plots writes one PNG per view the campaign has data for (json stays parseable)."""
     folder, _ = campaign
@@ -138,6 +143,7 @@ def test_plots_skip_views_without_data(tmp_path):
     assert [p.name for p in write_campaign_plots(status, tmp_path)] == ["learning_curve.png"]
 
 
+@pytest.mark.slow
 def test_status_json_from_the_installed_command_parses(campaign):
     """stdout carries only the JSON document (mace's import notice goes to stderr)."""
     folder, _ = campaign
@@ -166,6 +172,7 @@ def test_run_cli_refuses_bad_config_before_any_work(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_empty_selection_ends_cleanly(tmp_path, foundation):
     """Every frame accurate and the validation errors agree (a loose target): the campaign
     converges after one fine-tune and buys no labels."""
@@ -178,6 +185,7 @@ def test_empty_selection_ends_cleanly(tmp_path, foundation):
     assert status["iterations"][0]["n_selected"] == 0
 
 
+@pytest.mark.slow
 def test_agreement_alone_never_reports_converged(tmp_path, foundation):
     """Every frame 'accurate' by the uncertainty but the validation error above the target:
     the campaign stops without calling itself converged and says why (status, iteration)."""
@@ -192,6 +200,7 @@ def test_agreement_alone_never_reports_converged(tmp_path, foundation):
     assert "not converged" in res.output
 
 
+@pytest.mark.slow
 def test_single_model_campaign_selects_by_descriptor_novelty(tmp_path, foundation):
     """committee_size 1 + select.uncertainty descriptor: a whole loop without a committee."""
     config = parse_config(
@@ -248,6 +257,7 @@ def test_fates_table_shows_the_picks_a_stratum_quota_topped_up():
     assert text.count("8 (3 topped up)") == 1 and text.count("topped up") == 1
 
 
+@pytest.mark.slow
 def test_a_learning_rate_chosen_by_the_first_sweep_is_kept_and_shown(tmp_path, foundation):
     """lr_sweep with sweep: first — iteration 0 tries both rates, iteration 1 trains at the
     chosen one without sweeping; status --json and the table show the rate."""
@@ -273,6 +283,7 @@ def test_a_learning_rate_chosen_by_the_first_sweep_is_kept_and_shown(tmp_path, f
     assert text.count(f"f6 lr {chosen['lr']:g}") == 2
 
 
+@pytest.mark.slow
 def test_doubled_policy_sweeps_again_once_the_training_set_has_doubled(tmp_path, foundation):
     """sweep: doubled, 4 labels + 4 per iteration: sweeps at 4 and 8 labels, not at 12."""
     config = parse_config(

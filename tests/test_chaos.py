@@ -19,6 +19,8 @@ from frostline.reliability.chaos import audit, chaos_campaign, kill_and_resume, 
 from frostline.reliability.locking import LOCK_NAME
 from frostline.store import BLOB_STORE
 
+pytestmark = pytest.mark.slow  # the whole module (see pyproject.toml, tool.pytest)
+
 KILLS = 4
 SEED = 20261124
 CAMPAIGN = "chaos"

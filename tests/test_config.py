@@ -209,3 +209,18 @@ def test_stratify_reaches_the_select_maker():
     assert ActiveLearningMaker.from_config(chosen, "mini").select.stratify == "exploration"
     with pytest.raises(ConfigError, match="select.stratify"):
         parse_config(tiny_campaign(select={"stratify": "temperature"}))
+
+
+def test_frostline_settings_read_the_environment_at_each_call(monkeypatch, tmp_path):
+    from frostline.settings import env_var, settings
+
+    monkeypatch.setenv("FROSTLINE_CACHE", str(tmp_path))
+    monkeypatch.setenv("FROSTLINE_STORE_RETRY_S", "12.5")
+    assert settings().cache == tmp_path and settings().store_retry_s == 12.5
+    monkeypatch.setenv("FROSTLINE_STORE_RETRY_S", "soon")  # not a number: the default
+    assert settings().store_retry_s == 600.0
+    monkeypatch.setenv("FROSTLINE_STORE_RETRY_S", "-3")
+    assert settings().store_retry_s == 0.0
+    assert env_var("mongodb_uri") == "FROSTLINE_MONGODB_URI"
+    with pytest.raises(KeyError):
+        env_var("mongo_uri")

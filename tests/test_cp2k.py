@@ -20,6 +20,7 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 from ase.units import Bohr, GPa, Hartree
 from jobflow import run_locally
+from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import OracleConfig
@@ -27,8 +28,6 @@ from frostline.label.cp2k import cp2k_command
 from frostline.label.jobs import LabelMaker
 from frostline.schemas import CandidateStructure, LabelledStructure
 from frostline.store import Records
-
-pytestmark = pytest.mark.slow
 
 CU_DZVP = "1cb667d46246a7d4e7979aba3afbfc33"  # DZVP-MOLOPT-PBE-GTH-q11 (BASIS_MOLOPT_UZH)
 H_DZVP = "f2e3c830e22f84e22467ecf51331d835"  # DZVP-MOLOPT-PBE-GTH-q1 (BASIS_MOLOPT_UZH)
@@ -116,6 +115,7 @@ def no_custodian(monkeypatch):
     monkeypatch.setattr(Cp2kJob, "terminate", forbidden)
 
 
+@pytest.mark.slow
 def test_cp2k_labels_match_a_direct_cp2k_run(job_store, tmp_path, no_custodian):
     root = tmp_path / "jobs"
     root.mkdir()
@@ -161,6 +161,7 @@ def test_cp2k_labels_match_a_direct_cp2k_run(job_store, tmp_path, no_custodian):
     assert np.allclose(np.array(lab.forces).sum(axis=0), 0.0, atol=1e-3)  # Newton's third law
 
 
+@pytest.mark.slow
 def test_unconverged_cp2k_is_retried_escalated_then_recorded_failed(
     job_store, tmp_path, no_custodian
 ):
@@ -186,15 +187,53 @@ def test_kpoint_grids_use_cp2ks_own_monkhorst_pack_scheme(tmp_path):
     """
     from ase.build import bulk
 
-    from frostline.label.cp2k import cp2k_maker, ensure_cp2k_data_dir
+    from frostline.label.cp2k import cp2k_environment, cp2k_maker
 
-    ensure_cp2k_data_dir()
     b2 = AseAtomsAdaptor.get_structure(bulk("CuNi", "cesiumchloride", a=2.82))  # Pm-3m
     settings = {"input": {"cutoff": 300}, "kpoints": {"grid": [4, 4, 4]}}
     generator = cp2k_maker(settings).input_set_generator
-    generator.get_input_set(b2).write_input(tmp_path)
+    with cp2k_environment():
+        generator.get_input_set(b2).write_input(tmp_path)
     text = (tmp_path / "cp2k.inp").read_text()
     assert re.search(r"SCHEME\s+MONKHORST-PACK\s+4\s+4\s+4", text)
     assert "GENERAL" not in text and not re.search(r"^\s*KPOINT\s", text, re.M)
     with pytest.raises(ValueError, match="kpoints.grid"):
         cp2k_maker({"kpoints": {"grid": [4, 0, 4]}})
+
+
+@pytest.fixture
+def pristine_pymatgen(monkeypatch):
+    """No CP2K settings of pymatgen in the environment or in ``pymatgen.core.SETTINGS``."""
+    from pymatgen.core import SETTINGS
+
+    for key in ("PMG_CP2K_DATA_DIR", "PMG_DEFAULT_CP2K_FUNCTIONAL"):
+        monkeypatch.delenv(key, raising=False)
+        monkeypatch.delitem(SETTINGS, key, raising=False)
+    return SETTINGS
+
+
+def test_cp2k_job_writes_its_input_and_leaves_the_environment_as_it_was(
+    tmp_path, pristine_pymatgen, no_custodian
+):
+    """The CP2K set-up lives for the job only: pymatgen's settings are gone after it."""
+    from frostline.label.cp2k import Cp2kStaticLabelMaker, cp2k_environment, cp2k_maker
+
+    settings = pristine_pymatgen
+    env_before, settings_before = dict(os.environ), dict(settings)
+    with cp2k_environment() as data_dir:
+        assert os.environ["PMG_CP2K_DATA_DIR"] == settings["PMG_CP2K_DATA_DIR"] == str(data_dir)
+        assert settings["PMG_DEFAULT_CP2K_FUNCTIONAL"] == "PBE"
+    assert dict(os.environ) == env_before and dict(settings) == settings_before
+    with pytest.raises(RuntimeError, match="inside"), cp2k_environment():
+        raise RuntimeError("inside")  # restored on an error too
+    assert dict(os.environ) == env_before and dict(settings) == settings_before
+
+    # a real job: input written, `true` instead of CP2K (empty output), the failure returned
+    maker = cp2k_maker({**cheap_cp2k().settings, "command": "true"})
+    assert isinstance(maker, Cp2kStaticLabelMaker)
+    job = maker.make(Structure.from_dict(h2().structure))
+    responses = run_locally(job, create_folders=True, root_dir=tmp_path, log=False)
+    output = responses[job.uuid][1].output
+    assert output["failed"] and "did not finish" in output["reason"]
+    assert "DZVP-MOLOPT" in read_text(next(tmp_path.glob("*/cp2k.inp*")))
+    assert dict(os.environ) == env_before and dict(settings) == settings_before

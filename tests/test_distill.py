@@ -81,6 +81,7 @@ def built(teacher, tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_tiny_fit_reproduces_teacher_forces(built):
     """Held-out teacher data: force MAE far below the forces' own size; sweep grows with size."""
     holdout = built.holdout_samples()
@@ -101,6 +102,7 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     assert m.force_mae_mev_per_a == pytest.approx(built.chosen.force_mae_mev_per_a, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fidelity_beyond_the_teacher_data(built):
     """Teacher-labelled frames outside the teacher data (stronger strains, MD at 2 x the top
     temperature): the surrogate is checked against them per element."""
@@ -114,6 +116,7 @@ def test_fidelity_beyond_the_teacher_data(built):
     assert beyond.force_mae_mev_per_a > 0 and held.force_mae_by_element["H"] > 0
 
 
+@pytest.mark.slow
 def test_yace_loads_in_pyace_calculator(built):
     from pyace import PyACECalculator
 
@@ -128,6 +131,7 @@ def test_yace_loads_in_pyace_calculator(built):
     assert abs(energy - teacher_e) / len(atoms) < 0.05
 
 
+@pytest.mark.slow
 def test_exported_files_give_frostline_energies_in_pyace(built):
     """A 14-atom cell: pyace on the exported .yace gives frostline's energy (E0s inside); the
     .yaml + .asi give the same forces and grades, and the energy relative to the E0s recorded
@@ -160,6 +164,7 @@ def test_exported_files_give_frostline_energies_in_pyace(built):
     assert np.allclose(bbasis.results["gamma"], gamma_ours)
 
 
+@pytest.mark.slow
 def test_active_set_gives_extrapolation_grades(built):
     assert built.files["asi"].exists()
     calc = SurrogateCalculator(
@@ -180,6 +185,7 @@ def test_active_set_gives_extrapolation_grades(built):
     assert calc.results["gamma"].max() > 2 * gamma_in.max()
 
 
+@pytest.mark.slow
 def test_grade_separates_training_from_extrapolation(built):
     """Calibrated descriptor-distance grade: training frames below the threshold, compressed
     cells and a squeezed H above; false-alarm and miss rates recorded with the model."""
@@ -213,6 +219,7 @@ def test_grade_separates_training_from_extrapolation(built):
     assert probe.get_distance(moved, worst, mic=True) < 2.5  # it or a neighbour
 
 
+@pytest.mark.slow
 def test_slab_padding_keeps_energy_and_forces(built):
     """A slab periodic in x, y only: padded cell ≡ the same slab in a wide periodic box."""
     from pyace import PyACECalculator
@@ -262,6 +269,7 @@ class NoisyForces(Calculator):
         self.results["free_energy"] = self.results["energy"]
 
 
+@pytest.mark.slow
 def test_md_stability_check(built):
     """A sane surrogate passes; one that overheats and one that collapses fail, with reasons."""
     from frostline.distill.validate import shortest_contacts, supercell
@@ -286,6 +294,7 @@ def test_md_stability_check(built):
     assert any("Cu-Cu contact" in f for f in collapsed.failures), collapsed.failures
 
 
+@pytest.mark.slow
 def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     from frostline.registry.models import export_model, get_model, list_models
     from frostline.store import Records
@@ -316,6 +325,7 @@ def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     assert np.isfinite(atoms.get_potential_energy())
 
 
+@pytest.mark.slow
 def test_cli_exports_surrogate(built, tmp_path):
     from typer.testing import CliRunner
 
@@ -371,6 +381,7 @@ def test_demo_surrogate_md_fails_the_check():
     assert "1413 K" in failures[0] and "2399 K" in failures[1] and "H-H contact 0.55" in failures[2]
 
 
+@pytest.mark.slow
 def test_failed_surrogate_is_marked_and_not_exported(built, tmp_path):
     """A surrogate whose MD check failed: 'failed' in models list, refused by models export
     unless --allow-failed (then a warning)."""
@@ -444,6 +455,7 @@ def test_fit_errors_are_clear(teacher):
         split_by_group([], 0.0)
 
 
+@pytest.mark.slow
 def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
     """End to end: a one-iteration campaign, then distillation; the surrogate is in the store."""
     from frostline.flows.campaign import run_campaign

@@ -65,6 +65,7 @@ def test_committee_uncertainty_requests_member_forces_on_demand(foundation):
     assert all(f.max_force_std > 0 and f.energy_std_per_atom > 0 for f in frames)
 
 
+@pytest.mark.slow
 def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
     """engine='batched' (one batch, shared-trunk committee) == engine='ase' (MACECalculator)."""
     import torch

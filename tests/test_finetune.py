@@ -65,6 +65,7 @@ def finetuned(foundation, tmp_path_factory):
     return FineTuneResult.model_validate(job.output.resolve(store)), store, folder
 
 
+@pytest.mark.slow
 def test_frozen_parameters_bit_identical(finetuned, foundation):
     result, store, folder = finetuned
     paths = fetch_model_files(Records(store).connect(), result.models, folder / "models")
@@ -87,6 +88,7 @@ def test_frozen_parameters_bit_identical(finetuned, foundation):
     assert result.trainable_parameters < result.total_parameters
 
 
+@pytest.mark.slow
 def test_committee_has_force_variance_and_loads_in_macecalculator(finetuned):
     result, store, folder = finetuned
     assert len(result.models) == 2
@@ -108,6 +110,7 @@ def test_committee_has_force_variance_and_loads_in_macecalculator(finetuned):
         assert training["stopped_early"] is False and 0 <= training["best_epoch"] <= 2
 
 
+@pytest.mark.slow
 def test_members_keep_their_best_epoch_on_the_campaign_validation_set(finetuned):
     """checkpoint_on='validation': mace-torch's valid file is the campaign validation set."""
     from ase.io import read
@@ -122,6 +125,7 @@ def test_members_keep_their_best_epoch_on_the_campaign_validation_set(finetuned)
         assert len(train) >= 5  # the member's whole subsample of 6 (none held out)
 
 
+@pytest.mark.slow
 def test_holdout_checkpointing_leaves_the_validation_set_out(foundation, tmp_path):
     store = make_job_store(StoreConfig(), tmp_path)
     maker = FineTuneMaker(freeze=6, committee_size=1, epochs=1)  # holdout: the default
@@ -148,6 +152,7 @@ def test_dirichlet_member_weights_are_a_bayesian_bootstrap():
         write_training_file(emt_labels(3, 0), Path("unused.extxyz"), weights=[1.0, 1.0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("member_weights", ["uniform", "dirichlet"])
 def test_validation_checkpointed_members_differ_only_with_dirichlet_weights(
     foundation, tmp_path, member_weights
@@ -192,6 +197,7 @@ def test_validation_checkpointed_members_differ_only_with_dirichlet_weights(
         assert all(sum(w) == pytest.approx(3.0) for w in weights)
 
 
+@pytest.mark.slow
 def test_freeze_sweep_keeps_the_level_with_lowest_validation_error(foundation, tmp_path):
     store = make_job_store(StoreConfig(), tmp_path)
     maker = FineTuneMaker(
@@ -214,6 +220,7 @@ def test_freeze_sweep_keeps_the_level_with_lowest_validation_error(foundation, t
     )
 
 
+@pytest.mark.slow
 def test_lr_sweep_trains_the_chosen_level_at_every_rate_and_keeps_the_best(foundation, tmp_path):
     """Levels at ``lr`` first, then the best level at each other rate; lowest validation wins."""
     store = make_job_store(StoreConfig(), tmp_path)
@@ -256,6 +263,7 @@ def test_freeze_sweep_needs_validation(foundation):
         maker.make.original(maker, foundation, emt_labels(4, 0), [], "sw", 0)
 
 
+@pytest.mark.slow
 def test_stress_weight_puts_the_stress_in_the_loss(foundation, tmp_path):
     """With ``stress_weight`` > 0 mace fits the stress too (molecules without stress allowed)."""
     from ase.build import bulk, molecule
@@ -393,6 +401,7 @@ def test_shipped_foundations_resolve_by_name_and_unknown_names_fail():
         resolve_foundation("mini-128")
 
 
+@pytest.mark.slow
 def test_patience_stops_a_serial_mace_training_early(tmp_path):
     """mace-torch's --patience alone never stops a non-distributed run (ACEsuit/mace#1384)."""
     import mace.tools
@@ -429,6 +438,7 @@ def test_patience_stops_a_serial_mace_training_early(tmp_path):
     assert model.exists() and committee_calculator([model]) is not None
 
 
+@pytest.mark.slow
 def test_a_float32_foundation_fine_tunes_in_float64(foundation, tmp_path):
     """mace-torch alone fails on a foundation file of another dtype ("same dtype")."""
     from frostline.finetune.train import MaceTrainSettings, run_mace_training
@@ -494,6 +504,7 @@ def test_training_outcome_read_from_the_mace_log(tmp_path):
     assert not training_outcome(tmp_path / "close", "m", 4).loss_overruled_forces
 
 
+@pytest.mark.slow
 def test_patience_reaches_mace_and_is_recorded(foundation, tmp_path):
     store = make_job_store(StoreConfig(), tmp_path)
     maker = FineTuneMaker(
@@ -529,6 +540,7 @@ def test_retries_of_a_failed_training_change_seed_and_halve_the_lr():
             assert (member + retry_settings(0, 0.01, attempt)[0]) % 1000 >= 16
 
 
+@pytest.mark.slow
 def test_a_member_that_never_improved_is_retrained_and_recorded(foundation, tmp_path):
     """lr 0: every epoch's validation loss equals the first, so mace-torch keeps epoch 0."""
     import re
@@ -565,6 +577,7 @@ def test_a_member_that_never_improved_is_retrained_and_recorded(foundation, tmp_
     assert "kept their first epoch" in hint and "after retries" in hint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("loss", "mace_loss"),
     [

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 
 from frostline.reliability.fuzz import check_config_case, check_structure_case, strategies
 
+pytestmark = pytest.mark.slow  # the whole module (see pyproject.toml, tool.pytest)
+
 CONFIG_CASE, STRUCTURES = strategies()
 COUNTS: Counter = Counter()
 FUZZ = settings(

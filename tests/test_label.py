@@ -120,6 +120,7 @@ run_locally(job, store=store, create_folders=True, root_dir=root, log=False)
 """
 
 
+@pytest.mark.slow
 def test_killed_batch_keeps_finished_labels_and_resumes(tmp_path):
     import json
     import os

@@ -94,6 +94,7 @@ def test_timeout_is_refused_for_dft_oracles():
         OracleConfig(name="cp2k", timeout_s=10)
 
 
+@pytest.mark.slow
 def test_campaign_that_cannot_go_on_stops_with_one_clear_line(tmp_path, foundation):
     """Every initial label crashes: the fine-tune cannot start; the CLI says so in one line,
     the campaign document records the faults, faults.log keeps the tracebacks."""
@@ -175,6 +176,7 @@ def _cu_candidates(n: int) -> list[CandidateStructure]:
     return out
 
 
+@pytest.mark.slow
 def test_store_outage_during_a_run_is_ridden_out(tmp_path):
     """The MongoDB-protocol server is stopped mid-run and a new one started on the same port
     and storage 3 s later: every label is stored once and whole."""
@@ -230,6 +232,7 @@ def test_store_outage_during_a_run_is_ridden_out(tmp_path):
         servers[-1].stop()
 
 
+@pytest.mark.slow
 def test_store_outage_beyond_the_budget_fails_in_one_line(tmp_path):
     from secantus import SecantusDBServer
 

@@ -46,6 +46,7 @@ def _secret_in(text: str) -> bool:
     return PASSWORD in text or f"{USER}:" in text
 
 
+@pytest.mark.slow
 def test_credentials_never_in_documents_logs_or_job_inputs(tmp_path, foundation, auth_server):
     """A campaign on an authenticated MongoDB (URI with credentials in the config file) whose
     oracle crashes: documents, logs, fault log, job folders and job inputs are scanned."""

@@ -72,6 +72,7 @@ def oracle_frames(structures: list, shift: float = 0.0) -> list:
     return frames
 
 
+@pytest.mark.slow
 def test_a_campaign_whose_folder_is_gone_is_read_from_its_archive(finished_campaign):
     """selection.py archives a finished campaign beside its folder; on a fresh checkout (folder
     gone) the curves, oracle-MD figures and label sets come from the archive, bit for bit."""

@@ -294,6 +294,7 @@ def remote_run(tmp_path_factory, secantus_server, jfr_folder, foundation):
     }
 
 
+@pytest.mark.slow
 def test_every_job_completed(remote_run):
     from jobflow_remote.jobs.state import JobState
 
@@ -316,6 +317,7 @@ def test_every_job_completed(remote_run):
     )
 
 
+@pytest.mark.slow
 def test_jobs_ran_on_the_worker_their_type_names(remote_run):
     docs = remote_run["jc"].get_jobs_doc_query({})
     seen = Counter()
@@ -337,6 +339,7 @@ def test_jobs_ran_on_the_worker_their_type_names(remote_run):
         assert resources.get("job_name") == "fl-label", d.resources
 
 
+@pytest.mark.slow
 def test_no_finished_label_ran_twice(remote_run):
     lines = remote_run["log"].read_text().split("\n")
     entries = {tuple(ln.split()) for ln in lines if ln}
@@ -346,6 +349,7 @@ def test_no_finished_label_ran_twice(remote_run):
     assert {tag for _, _, tag in entries} == {"cpu_env"}  # the label exec_config was applied
 
 
+@pytest.mark.slow
 def test_status_reads_the_same_database(remote_run):
     res = CliRunner().invoke(app, ["status", str(remote_run["campaign_dir"]), "--json"])
     assert res.exit_code == 0, res.output

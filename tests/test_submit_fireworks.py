@@ -63,6 +63,7 @@ def fireworks_run(tmp_path_factory, secantus_server, foundation):
     return {"lp": lp, "submitted": submitted, "dir": campaign_dir, "wall": time.monotonic() - t0}
 
 
+@pytest.mark.slow
 def test_every_firework_completed_on_its_category(fireworks_run):
     lp = fireworks_run["lp"]
     fws = list(lp.fireworks.find({}, {"fw_id": 1, "state": 1, "spec": 1, "name": 1}))
@@ -80,6 +81,7 @@ def test_every_firework_completed_on_its_category(fireworks_run):
     print(f"FireWorks campaign: {len(fws)} Fireworks in {fireworks_run['wall']:.0f} s")
 
 
+@pytest.mark.slow
 def test_fireworks_status_reads_the_same_database(fireworks_run):
     res = CliRunner().invoke(app, ["status", str(fireworks_run["dir"]), "--json"])
     assert res.exit_code == 0, res.output

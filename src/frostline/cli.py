@@ -248,9 +248,10 @@ def build_mini(
 ) -> None:
     """Pretrain the mini MACE foundation on CHGNet-labelled broad data (about 20 min on 2 cores)."""
     heavy_imports()
+    from frostline.choices import DTYPES
     from frostline.finetune.foundation import MINI_FOUNDATION, build_mini_foundation
 
-    if dtype not in ("float64", "float32"):
+    if dtype not in DTYPES:
         raise typer.BadParameter("--dtype must be float64 or float32", param_hint="--dtype")
     path = build_mini_foundation(
         out or MINI_FOUNDATION,

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from frostline.cli_common import console, heavy_imports
 from frostline.cli_common import fail as _fail
+from frostline.settings import env_var
 
 if TYPE_CHECKING:
     from frostline.store import Records
@@ -31,7 +32,7 @@ models_app = typer.Typer(
 data_app = typer.Typer(help="Labelled structures in a store: export.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="Campaigns in a store.", no_args_is_help=True)
 
-ENV_URI = "FROSTLINE_MONGODB_URI"  # as frostline.store.ENV_URI (not imported: slow to import)
+ENV_URI = env_var("mongodb_uri")
 
 DirOpt = Annotated[
     Path | None, typer.Option("--dir", help="campaign directory (its store)", show_default=False)

@@ -10,6 +10,17 @@ import yaml
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from frostline.choices import (
+    CheckpointOn,
+    ContactDeficit,
+    Dtype,
+    Loss,
+    MemberWeights,
+    Strategy,
+    Stratify,
+    Uncertainty,
+)
+
 CONFIG_COPY = "campaign.yaml"  # the copy of its config a campaign directory holds
 MACE_SCHEDULER_PATIENCE = 50  # mace-torch's --scheduler_patience default (ReduceLROnPlateau)
 
@@ -111,7 +122,7 @@ class FineTuneConfig(_Strict):
         description="> 0 adds the stress to the loss (mace 'stress' loss; structures without a "
         "stress label, e.g. molecules, count with weight 0): elastic constants and EOS need it",
     )
-    loss: Literal["weighted", "huber", "l1l2"] = Field(
+    loss: Loss = Field(
         "weighted",
         description="mace-torch loss: weighted (squared errors; 'stress' with stress_weight), "
         "huber (squared below huber_delta, absolute above) or l1l2 (absolute energy error per "
@@ -122,7 +133,7 @@ class FineTuneConfig(_Strict):
     huber_delta: float = Field(
         0.01, gt=0, description="eV/Å and eV/atom where the huber loss turns linear"
     )
-    checkpoint_on: Literal["holdout", "validation"] = Field(
+    checkpoint_on: CheckpointOn = Field(
         "holdout",
         description="holdout: mace-torch holds out 10% of each member's data to pick the epoch it "
         "keeps (a different part per member: also a source of committee spread); validation: "
@@ -130,13 +141,13 @@ class FineTuneConfig(_Strict):
         "validation structures (5% lower test force error measured; members whose data subsets "
         "coincide then train identically and the committee shows no spread)",
     )
-    member_weights: Literal["uniform", "dirichlet"] = Field(
+    member_weights: MemberWeights = Field(
         "uniform",
         description="per-structure loss weights of each member: uniform (all 1) or dirichlet "
         "(Bayesian bootstrap: n x Dirichlet(1,...,1), a different draw per member, so members "
         "differ by construction even when their data subsets coincide)",
     )
-    default_dtype: Literal["float64", "float32"] = "float64"
+    default_dtype: Dtype = "float64"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @field_validator("freeze_sweep")
@@ -199,7 +210,7 @@ class ExploreConfig(_Strict):
         description="'ase': one ASE Langevin run at a time with MACECalculator; 'batched': all "
         "trajectories together in one batch per step with the shared-trunk committee",
     )
-    dtype: Literal["float64", "float32"] = Field(
+    dtype: Dtype = Field(
         "float64",
         description="precision of the committee during MD; float32 is about twice as fast on "
         "CPU (mace's own default for MD), float64 reproduces training-precision forces",
@@ -221,7 +232,7 @@ labelled H2/Cu frame is ~0.3, another adsorption geometry 0.7-2)."""
 class SelectConfig(_Strict):
     """Which explored frames are labelled (see ``frostline.select.batch`` for the fates)."""
 
-    strategy: Literal["diverse", "stochastic", "representative", "dpgen", "random"] = Field(
+    strategy: Strategy = Field(
         "diverse",
         description="diverse: the best uncertainty per cost x novelty; stochastic: picks drawn"
         " with probability ~ that score^sampling_power; representative: the frames nearest the"
@@ -235,7 +246,7 @@ class SelectConfig(_Strict):
         " large: the diverse strategy's top picks); representative: k-means weights ~"
         " score^power (0: plain k-means, pure coverage)",
     )
-    stratify: Literal["none", "exploration"] = Field(
+    stratify: Stratify = Field(
         "none",
         description="exploration: share each batch among the exploration conditions (sampler, MD"
         " temperature) in proportion to their plausible frames, the strategy ranking within each;"
@@ -246,7 +257,7 @@ class SelectConfig(_Strict):
     trust: Literal["calibrated", "fixed"] = Field(
         "calibrated", description="derive the trust window from target_force_error each iteration"
     )
-    uncertainty: Literal["committee", "descriptor"] = Field(
+    uncertainty: Uncertainty = Field(
         "committee",
         description="committee: max atomic force std of the committee (eV/Å); descriptor: one "
         "model is enough, a frame's novelty against every label bought (foundation descriptors;"
@@ -298,7 +309,7 @@ class SelectConfig(_Strict):
         description="a contact counts as shorter than the labels' beyond this (Å, or a fraction"
         " of the labelled contact with contact_deficit: relative)",
     )
-    contact_deficit: Literal["absolute", "relative"] = Field(
+    contact_deficit: ContactDeficit = Field(
         "absolute",
         description="rank short contacts by Å (absolute) or by the fraction of the labelled "
         "shortest contact of their element pair (relative: an H-H contact 15 % short before a "

@@ -366,3 +366,25 @@ class CampaignDoc(BaseModel):
     final_model_ids: list[str] = Field(default_factory=list)
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
+
+
+class CampaignSetup(BaseModel):
+    """Output of ``setup_campaign`` (returned as a dict of these fields)."""
+
+    initial: list[CandidateStructure]
+    imported: list[dict] = Field(default_factory=list, description="LabelledStructure dicts")
+    validation: list[CandidateStructure]
+    starts: list[dict] = Field(description="pymatgen Structure dicts the exploration starts from")
+
+
+class CampaignSummary(BaseModel):
+    """Output of a campaign flow (its last ``advance`` job; returned as a dict of these fields)."""
+
+    campaign: str
+    state: Literal["converged", "stopped"]
+    stop_reason: str
+    iterations: int
+    labels_spent: int
+    final_model_ids: list[str]
+    final_metrics: dict | None = None
+    surrogate: dict | None = Field(None, description="DistillResult (added by DistillMaker)")

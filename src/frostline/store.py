@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,11 @@ from maggma.stores import MongoStore, MontyStore
 from maggma.stores.gridfs import GridFSStore
 
 from frostline.config import StoreConfig
+
+# store errors are defined in reliability.errors (retry raises them; no store <-> retry cycle)
+from frostline.reliability.errors import StoreError, short_error
+from frostline.reliability.errors import redact_uri as redact_uri  # re-exported
+from frostline.settings import env_var, settings
 
 COLLECTIONS = {
     "campaigns": ["campaign"],
@@ -43,18 +46,9 @@ COMPOUND_INDEXES = {
 """Compound indexes on MongoDB (registry filters + sort by force MAE; label counts)."""
 BLOB_STORE = "model_files"
 DATA_STORE = "data"  # atomate2 jobs put trajectories here (``@job(data=...)``)
-ENV_URI = "FROSTLINE_MONGODB_URI"
+ENV_URI = env_var("mongodb_uri")
 EXPOSE_STORE = JobConfig(expose_store=True)
 """Job config for jobs that write frostline records (``CURRENT_JOB.store`` is set)."""
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or a record is inconsistent."""
-
-
-def redact_uri(uri: str) -> str:
-    """Remove credentials from a MongoDB URI (or a message quoting one)."""
-    return re.sub(r"//[^/?#\s]*@", "//***@", uri)
 
 
 class EmbeddedStore(MontyStore):
@@ -115,7 +109,7 @@ def make_job_store(
     many seconds (``frostline.reliability.retry``; campaign runs); None: no retries.
     """
     kind = config.kind
-    uri = config.uri or (os.environ.get(ENV_URI) if kind == "mongodb" else None)
+    uri = config.uri or (settings().mongodb_uri if kind == "mongodb" else None)
     if kind == "mongodb":
         if not uri:
             raise StoreError(f"store.kind is mongodb but neither store.uri nor {ENV_URI} is set")
@@ -150,14 +144,6 @@ def make_job_store(
     additional[BLOB_STORE] = blobs
     additional[DATA_STORE] = data
     return JobStore(docs_store=docs, additional_stores=additional)
-
-
-def short_error(exc: BaseException) -> str:
-    """One line for a store error: pymongo's topology and server-reply details cut, no secrets."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    for cut in (", full error:", " (configured timeouts", ", Timeout:", ", Topology Description:"):
-        text = text.split(cut)[0]
-    return redact_uri(text)
 
 
 class Records:
@@ -258,7 +244,7 @@ class Records:
         return docs[0] if docs else None
 
 
-ENV_JOB_STORE = "FROSTLINE_JOB_STORE"
+ENV_JOB_STORE = env_var("job_store")
 """JSON ``StoreConfig`` of the records on jobflow-remote workers (``frostline.submit.remote``)."""
 
 
@@ -279,7 +265,7 @@ def current_records() -> Records:
     if CURRENT_JOB.store is None:
         raise StoreError("no store exposed to this job (decorate it with expose_store=True)")
     if _is_transfer_store(CURRENT_JOB.store):
-        spec = os.environ.get(ENV_JOB_STORE)
+        spec = settings().job_store
         if not spec:
             raise StoreError(
                 f"running under jobflow-remote without {ENV_JOB_STORE}: export it in the "

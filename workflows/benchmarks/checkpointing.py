@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,9 @@ from frostline.registry.queries import open_campaign_dir
 from frostline.schemas import LabelledStructure, ModelDoc
 from frostline.select.calibration import max_atomic_force_error
 from frostline.store import Records, make_job_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure  # noqa: E402
 
 # committee name: (finetune.checkpoint_on, finetune.member_weights)
 MODES = {
@@ -129,31 +133,23 @@ def committee_errors(records: Records, models: list[ModelDoc], frames: list[Atom
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax_rank) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode in MODES:
-        pts = sorted(
-            (r["n_train"], r[mode]["test"]["force"], r[mode]["test"]["rank"])
-            for r in results.values()
-        )
-        n, force, rank = zip(*pts, strict=True)
-        ax.plot(n, force, "o-", label=mode)
-        ax_rank.plot(n, rank, "o-", label=mode)
-    ax.set_xlabel("training labels")
-    ax.set_ylabel("test force MAE (meV/Å)")
-    ax.set_title("committee checkpoint selection")
-    ax.legend()
-    ax_rank.set_xlabel("training labels")
-    ax_rank.set_ylabel("Spearman(max force std, max force error)")
-    ax_rank.set_title("does the spread rank the errors?")
-    ax_rank.axhline(0, color="grey", lw=0.5)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 2, figsize=(10, 4)) as (fig, (ax, ax_rank)):
+        for mode in MODES:
+            pts = sorted(
+                (r["n_train"], r[mode]["test"]["force"], r[mode]["test"]["rank"])
+                for r in results.values()
+            )
+            n, force, rank = zip(*pts, strict=True)
+            ax.plot(n, force, "o-", label=mode)
+            ax_rank.plot(n, rank, "o-", label=mode)
+        ax.set_xlabel("training labels")
+        ax.set_ylabel("test force MAE (meV/Å)")
+        ax.set_title("committee checkpoint selection")
+        ax.legend()
+        ax_rank.set_xlabel("training labels")
+        ax_rank.set_ylabel("Spearman(max force std, max force error)")
+        ax_rank.set_title("does the spread rank the errors?")
+        ax_rank.axhline(0, color="grey", lw=0.5)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import argparse
 import gzip
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from ase import Atoms
 from ase.build import bulk
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure  # noqa: E402
 
 console = Console()
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,24 +168,16 @@ def main() -> None:
 
 
 def plot(results: dict, keys: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cutoffs = [int(k.split()[-2].removesuffix("Ry")) for k in keys]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.semilogy(cutoffs, [results[k]["net_force"] for k in keys], "o-", label="|sum F|")
-    ax.semilogy(cutoffs[:-1], [max(results[k]["max_df"], 1e-4) for k in keys[:-1]], "s-",
-                label="max |F - F(tightest)|")  # fmt: skip
-    ax.axhline(0.1, color="grey", ls="--", lw=0.8, label="label check (0.1 eV/Å)")
-    ax.set_xlabel("CP2K cutoff (Ry)")
-    ax.set_ylabel("eV/Å")
-    ax.set_title(keys[-1].rsplit(" ", 2)[0])
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, figsize=(5.5, 3.8)) as (fig, ax):
+        ax.semilogy(cutoffs, [results[k]["net_force"] for k in keys], "o-", label="|sum F|")
+        ax.semilogy(cutoffs[:-1], [max(results[k]["max_df"], 1e-4) for k in keys[:-1]], "s-",
+                    label="max |F - F(tightest)|")  # fmt: skip
+        ax.axhline(0.1, color="grey", ls="--", lw=0.8, label="label check (0.1 eV/Å)")
+        ax.set_xlabel("CP2K cutoff (Ry)")
+        ax.set_ylabel("eV/Å")
+        ax.set_title(keys[-1].rsplit(" ", 2)[0])
+        ax.legend()
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ Ends with ``batched / sequential throughput = Y`` and, last, ``committee cost K=
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +47,9 @@ from frostline.explore.shared_committee import (
 from frostline.finetune.foundation import MINI_FOUNDATION, mace_mp_medium_sized
 from frostline.structures import cu111_slab, h2_on_slab
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import timed  # noqa: E402
+
 
 def medium_model() -> torch.nn.Module:
     """A randomly initialised MACE with MACE-MP-0 medium's widths (H, Cu)."""
@@ -62,16 +65,15 @@ def write_members(base: torch.nn.Module, k: int, folder: Path, tag: str) -> list
     return paths
 
 
-def timed(fn: Callable[[], int]) -> float:
+def step_rate(fn: Callable[[], int]) -> float:
     """Steps per second of ``fn`` (which returns how many steps it made)."""
-    t0 = time.perf_counter()
-    n = fn()
-    return n / (time.perf_counter() - t0)
+    seconds, n = timed(fn)
+    return n / seconds
 
 
 def ase_rate(calc, start, steps: int, sample_every: int) -> float:
     list(langevin_frames(start, calc, 600.0, 2, 1, seed=99))  # warm-up
-    return timed(
+    return step_rate(
         lambda: (
             list(langevin_frames(start, calc, 600.0, steps, sample_every, abort_force_std=1e9)),
             steps,
@@ -84,7 +86,7 @@ def batched_rate(committee, starts, steps: int, sample_every: int) -> float:
     md = BatchedLangevin(committee, starts, [600.0] * n, list(range(n)))
     md.run(2, 1, abort_force_std=1e9)  # warm-up (and one sampled step)
     md = BatchedLangevin(committee, starts, [600.0] * n, list(range(n)))
-    return timed(lambda: (md.run(steps, sample_every, abort_force_std=1e9), steps * n)[1])
+    return step_rate(lambda: (md.run(steps, sample_every, abort_force_std=1e9), steps * n)[1])
 
 
 def run(label: str, base: torch.nn.Module, args, folder: Path, device: str) -> dict[str, float]:

@@ -35,10 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from ase import Atoms
 from ase.io import read
@@ -51,6 +47,7 @@ from frostline.finetune.freeze import count_parameters
 from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_logs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure  # noqa: E402
 from data_efficiency import h2cu_structures, label_xtb  # noqa: E402
 
 console = Console()
@@ -194,17 +191,14 @@ def variant_name(level: int, dtype: str, first_dtype: str) -> str:
 
 def plot(rows: dict[str, dict], path: Path) -> None:
     """Per-epoch seconds of every run (box per level/precision) beside its trainable fraction."""
-    fig, (ax_time, ax_params) = plt.subplots(1, 2, figsize=(9, 3.6))
-    labels = list(rows)
-    ax_time.boxplot([row["epoch_seconds"] for row in rows.values()], tick_labels=labels)
-    ax_time.set_ylabel("seconds per epoch")
-    ax_time.set_title("time per epoch (mace-torch log)")
-    ax_params.bar(labels, [100 * row["trainable"] / row["total"] for row in rows.values()])
-    ax_params.set_ylabel("trainable parameters, %")
-    ax_params.set_title("what each level trains")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 2, figsize=(9, 3.6)) as (fig, (ax_time, ax_params)):
+        labels = list(rows)
+        ax_time.boxplot([row["epoch_seconds"] for row in rows.values()], tick_labels=labels)
+        ax_time.set_ylabel("seconds per epoch")
+        ax_time.set_title("time per epoch (mace-torch log)")
+        ax_params.bar(labels, [100 * row["trainable"] / row["total"] for row in rows.values()])
+        ax_params.set_ylabel("trainable parameters, %")
+        ax_params.set_title("what each level trains")
 
 
 if __name__ == "__main__":

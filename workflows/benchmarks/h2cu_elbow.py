@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ from ase import Atoms
 from ase.io import read, write
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure  # noqa: E402
 
 console = Console()
 HEIGHTS = (0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0)
@@ -156,29 +160,21 @@ def evaluate_folder(folder: Path, frames: list[Atoms], reference: np.ndarray) ->
 
 def plot(rows: list[dict], reference: np.ndarray, path: Path) -> None:
     """Oracle elbow (contours) and each folder's last committee: lowest energy per bond length."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    levels = np.arange(-1.0, 3.01, 0.25)
-    cs = ax1.contourf(BONDS, HEIGHTS, reference, levels=levels, cmap="viridis", extend="both")
-    fig.colorbar(cs, ax=ax1, label="GFN1-xTB energy (eV, far molecule = 0)")
-    ax1.set_xlabel("H–H distance r (Å)")
-    ax1.set_ylabel("height Z above the top layer (Å)")
-    ax1.set_title("oracle elbow, H2 over a bridge of Cu(111)")
-    ax2.plot(BONDS, np.nanmin(reference, axis=0), "k-o", label="GFN1-xTB")
-    for arm in dict.fromkeys(r["arm"] for r in rows):
-        last = [r for r in rows if r["arm"] == arm][-1]
-        grid = np.asarray(last["grid"])
-        ax2.plot(BONDS, grid.min(axis=0), "--.", label=f"{arm} ({last['labels']} labels)")
-    ax2.set_xlabel("H–H distance r (Å)")
-    ax2.set_ylabel("lowest energy over heights (eV)")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, 2, figsize=(11, 4.5)) as (fig, (ax1, ax2)):
+        levels = np.arange(-1.0, 3.01, 0.25)
+        cs = ax1.contourf(BONDS, HEIGHTS, reference, levels=levels, cmap="viridis", extend="both")
+        fig.colorbar(cs, ax=ax1, label="GFN1-xTB energy (eV, far molecule = 0)")
+        ax1.set_xlabel("H–H distance r (Å)")
+        ax1.set_ylabel("height Z above the top layer (Å)")
+        ax1.set_title("oracle elbow, H2 over a bridge of Cu(111)")
+        ax2.plot(BONDS, np.nanmin(reference, axis=0), "k-o", label="GFN1-xTB")
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            last = [r for r in rows if r["arm"] == arm][-1]
+            grid = np.asarray(last["grid"])
+            ax2.plot(BONDS, grid.min(axis=0), "--.", label=f"{arm} ({last['labels']} labels)")
+        ax2.set_xlabel("H–H distance r (Å)")
+        ax2.set_ylabel("lowest energy over heights (eV)")
+        ax2.legend(fontsize=7)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ from frostline.finetune.foundation import resolve_foundation
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data_efficiency as de  # noqa: E402  (the ledger, training and extension rules)
 from campaign_record import CampaignRecord, archive_path, has_store  # noqa: E402
+from common import figure  # noqa: E402
 from selection import labels_ratio, mean_curve  # noqa: E402
 
 console = Console()
@@ -101,21 +102,13 @@ def retrained_curve(
 
 
 def plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for arm, points in curves.items():
-        ax.plot(*zip(*points, strict=True), "o-", label=arm)
-    ax.set_xlabel("training labels")
-    ax.set_ylabel("oracle-MD test force MAE (meV/Å)")
-    ax.set_title("label sets retrained with one protocol (mean over seeds)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4)) as (fig, ax):
+        for arm, points in curves.items():
+            ax.plot(*zip(*points, strict=True), "o-", label=arm)
+        ax.set_xlabel("training labels")
+        ax.set_ylabel("oracle-MD test force MAE (meV/Å)")
+        ax.set_title("label sets retrained with one protocol (mean over seeds)")
+        ax.legend(fontsize=8)
 
 
 def main() -> None:

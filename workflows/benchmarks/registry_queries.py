@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,9 @@ from frostline.registry.models import get_model, list_models
 from frostline.registry.stores import open_store
 from frostline.schemas import as_structure_dict
 from frostline.store import Records
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_ms  # noqa: E402
 
 ELEMENT_SETS = [
     ["Cu", "H"],
@@ -129,18 +133,6 @@ def insert(records: Records, collection: str, docs: list[dict]) -> None:
         coll.insert_many(docs[i : i + BATCH], ordered=False)
 
 
-def timed(fn: Callable[[int], Any], repeats: int) -> tuple[float, Any]:
-    """Median latency (ms) of ``fn(i)`` over ``repeats`` calls (after 2 warm-up calls)."""
-    for i in range(2):
-        fn(i)
-    times, result = [], None
-    for i in range(repeats):
-        start = time.perf_counter()
-        result = fn(i)
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times), result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of 10k/100k docs")
@@ -198,7 +190,7 @@ def main() -> None:
                     for name in ("model_docs", "labelled"):
                         records[name]._collection.drop_indexes()
                 n = args.repeats if label == "with indexes" else args.repeats_unindexed
-                results[label] = {q: timed(fn, n) for q, fn in queries.items()}
+                results[label] = {q: median_ms(fn, n) for q, fn in queries.items()}
             records.close()
         finally:
             server.stop()

@@ -85,6 +85,7 @@ from campaign_record import (  # noqa: E402
     finished_iterations,
     has_store,
 )
+from common import figure  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
 
@@ -430,22 +431,14 @@ def per_seed_ratios(
 def plot(
     curves: dict[str, list[tuple[int, float]]], target: float, path: Path, test_set: str
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, pts in curves.items():
-        ax.plot(*zip(*pts, strict=True), "o-", label=name)
-    ax.axhline(target, color="grey", ls="--", lw=1, label="target")
-    ax.set_xlabel("training labels (oracle calls)")
-    ax.set_ylabel(f"{test_set} force MAE (meV/Å)")
-    ax.set_title("selection strategies, H2/Cu(111), GFN1-xTB oracle")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4)) as (fig, ax):
+        for name, pts in curves.items():
+            ax.plot(*zip(*pts, strict=True), "o-", label=name)
+        ax.axhline(target, color="grey", ls="--", lw=1, label="target")
+        ax.set_xlabel("training labels (oracle calls)")
+        ax.set_ylabel(f"{test_set} force MAE (meV/Å)")
+        ax.set_title("selection strategies, H2/Cu(111), GFN1-xTB oracle")
+        ax.legend()
 
 
 def report(

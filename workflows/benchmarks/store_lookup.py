@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 import uuid as uuidlib
@@ -42,6 +43,9 @@ from rich.table import Table
 from frostline.config import StoreConfig
 from frostline.schemas import CandidateStructure, Provenance, as_structure_dict
 from frostline.store import DATA_STORE, make_job_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import timed  # noqa: E402
 
 LAYOUTS = {"frames inline": {}, "frames in data store": {DATA_STORE: "candidates"}}
 
@@ -107,12 +111,6 @@ def fill(store: JobStore, save: dict, args: argparse.Namespace, seed: int) -> tu
     return small, explore
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=12)
@@ -138,10 +136,10 @@ def main() -> None:
             for layout, store in stores.items():  # alternate: same machine load for both
                 small, explore = ids[layout]
                 target = small[int(rng.integers(len(small)))]
-                times[layout]["small"].append(timed(lambda s=store, u=target: s.get_output(u)))
+                times[layout]["small"].append(timed(lambda s=store, u=target: s.get_output(u))[0])
                 frames = explore[int(rng.integers(len(explore)))]
                 times[layout]["frames"].append(
-                    timed(lambda s=store, u=frames: s.get_output(u, load=True)["candidates"])
+                    timed(lambda s=store, u=frames: s.get_output(u, load=True)["candidates"])[0]
                 )
         for layout, store in stores.items():  # both layouts give the same frames back
             one = store.get_output(ids[layout][1][0], load=True)

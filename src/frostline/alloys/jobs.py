@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobflow import Maker, job
+from jobflow import Maker
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -19,8 +19,9 @@ from frostline.alloys.schemas import (
 from frostline.alloys.validate import oracle_calculator, property_errors, property_set
 from frostline.config import OracleConfig
 from frostline.finetune.evaluate import predict_with_stress
+from frostline.jobs import frostline_job
 from frostline.schemas import LabelledStructure, ModelDoc
-from frostline.store import EXPOSE_STORE, Records, current_records
+from frostline.store import Records, current_records
 
 VALIDATIONS = "validations"
 SUMMARIES = "alloy_summaries"
@@ -90,7 +91,7 @@ class PropertiesMaker(Maker):
     """Threads of torch (MACE, CHGNet) in this job: these small cells gain nothing from more,
     and on a loaded machine two spinning threads were measured 20x slower than one."""
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(PropertySet)
     def make(self, structures: list[dict], calculator: dict, label: str) -> PropertySet:
         """``calculator``: ``{"oracle": OracleConfig}``, ``{"model_ids": [...]}`` (committee
         mean, from the store) or ``{"model_file": path}``; ``label`` names the set."""
@@ -125,7 +126,7 @@ def _formula(label: LabelledStructure) -> str:
     return Structure.from_dict(label.structure).composition.formula.replace(" ", "")
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(SpotCheckResult)
 def compare_spot_checks(
     labels: list,
     reference: str,
@@ -182,7 +183,7 @@ def compare_spot_checks(
     return result
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(SystemValidationDoc)
 def compare_properties(
     campaign: str,
     system: str,
@@ -213,7 +214,7 @@ def compare_properties(
     return doc
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(AlloySummaryDoc)
 def summarise_alloys(
     campaign: str,
     oracle: str,

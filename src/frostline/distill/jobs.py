@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from jobflow import Maker, job
+from jobflow import Maker
 from pydantic import ValidationError
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
@@ -59,8 +59,9 @@ from frostline.distill.validate import (
 )
 from frostline.finetune.committee import committee_calculator, fetch_model_files
 from frostline.finetune.evaluate import evaluate
-from frostline.schemas import LabelledStructure, ModelDoc, ModelFile
-from frostline.store import EXPOSE_STORE, Records, current_records
+from frostline.jobs import frostline_job
+from frostline.schemas import CampaignSummary, LabelledStructure, ModelDoc, ModelFile
+from frostline.store import Records, current_records
 
 console = Console(stderr=True)
 SETTINGS = tuple(f for f in DistillConfig.model_fields if f != "enabled")
@@ -507,7 +508,7 @@ class DistillMaker(Maker):
             )
         return report
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(CampaignSummary, enforce=False)  # a dict
     def make(self, summary: dict) -> dict:
         """Distil the models of ``summary["final_model_ids"]``; return the summary with a
         ``surrogate`` key (a ``DistillResult`` dict).

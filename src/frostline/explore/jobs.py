@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from jobflow import Maker, job
+from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -17,6 +17,7 @@ from frostline.explore.batched import batched_langevin_frames
 from frostline.explore.samplers import Frame, langevin_frames
 from frostline.explore.shared_committee import SharedCommittee
 from frostline.finetune.committee import fetch_model_files, load_committee
+from frostline.jobs import frostline_job
 from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
 from frostline.schemas import (
     CandidateStructure,
@@ -25,7 +26,7 @@ from frostline.schemas import (
     Provenance,
     as_structure,
 )
-from frostline.store import EXPOSE_STORE, current_records
+from frostline.store import current_records
 from frostline.structures import strain
 
 ENGINES = ("ase", "batched")
@@ -89,7 +90,7 @@ class ExploreMaker(Maker):
             cells.append(atoms)
         return cells
 
-    @job(config=EXPOSE_STORE, data="candidates")
+    @frostline_job(ExploreResult, data="candidates")
     def make(
         self, finetuned: FineTuneResult, starts: list[dict], iteration: int = 0
     ) -> ExploreResult:

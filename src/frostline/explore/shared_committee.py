@@ -31,6 +31,7 @@ from mace.data.neighborhood import get_neighborhood
 from mace.modules.utils import prepare_graph
 from mace.tools.scatter import scatter_sum
 
+from frostline.choices import Dtype
 from frostline.finetune.committee import resolve_device
 
 #: Modules whose outputs are the node features every readout reads (plus ZBL when present).
@@ -130,7 +131,7 @@ class SharedCommittee:
         self,
         models: Sequence[torch.nn.Module],
         device: str = "auto",
-        dtype: Literal["float64", "float32"] = "float64",
+        dtype: Dtype = "float64",
         share: bool = True,
         batched_vjp: bool | None = None,
     ) -> None:
@@ -174,7 +175,7 @@ class SharedCommittee:
         cls,
         paths: Sequence[str | Path],
         device: str = "auto",
-        dtype: Literal["float64", "float32"] = "float64",
+        dtype: Dtype = "float64",
         share: bool = True,
         batched_vjp: bool | None = None,
     ) -> SharedCommittee:

@@ -12,9 +12,10 @@ from typing import ClassVar, NamedTuple
 import mace  # noqa: F401
 import numpy as np
 from ase.data import chemical_symbols
-from jobflow import Maker, job
+from jobflow import Maker
 from rich.console import Console
 
+from frostline.choices import CHECKPOINT_ON, MEMBER_WEIGHTS
 from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
@@ -25,6 +26,7 @@ from frostline.finetune.train import (
     run_mace_training,
     training_outcome,
 )
+from frostline.jobs import frostline_job
 from frostline.reliability.memo import memo_keys, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
@@ -34,12 +36,10 @@ from frostline.schemas import (
     ModelFile,
     TrainingOutcome,
 )
-from frostline.store import EXPOSE_STORE, current_records
+from frostline.store import current_records
 
 console = Console(stderr=True)
 
-CHECKPOINT_ON = ("validation", "holdout")
-MEMBER_WEIGHTS = ("uniform", "dirichlet")
 # a retry's seed (member seed + 7919 k, k <= 5) never equals another member's seed
 # (seed + 1000 * iteration + member, member < 16): 7919 k mod 1000 lies in 595..919
 RETRY_SEED_STRIDE = 7919
@@ -161,7 +161,7 @@ class FineTuneMaker(Maker):
                     f"FineTuneMaker.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(FineTuneResult)
     def make(
         self,
         foundation: str,

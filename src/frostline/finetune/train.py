@@ -19,6 +19,7 @@ import torch
 from ase import Atoms
 from ase.io import write
 
+from frostline.choices import MACE_LOSSES
 from frostline.schemas import LabelledStructure, TrainingOutcome
 
 KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
@@ -50,7 +51,6 @@ def _with_info(atoms: Atoms, **info) -> Atoms:
     return out
 
 
-MACE_LOSSES = ("weighted", "huber", "l1l2")  # frostline's names of mace-torch losses
 ADDED_FIELDS = ("loss", "huber_delta")  # MaceTrainSettings fields newer than the first ledgers
 
 

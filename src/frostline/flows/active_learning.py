@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from jobflow import Flow, Maker, Response, job
+from jobflow import Flow, Maker, Response
+from pydantic import BaseModel
 
-from frostline.config import CampaignConfig
+from frostline.config import CampaignConfig, SelectConfig
 from frostline.explore.jobs import ExploreMaker
 from frostline.finetune.jobs import FineTuneMaker
 from frostline.flows.jobs import setup_campaign, update_campaign, zero_shot_baseline
+from frostline.jobs import frostline_job
 from frostline.label.jobs import LabelMaker
 from frostline.label.oracles import oracle_settings
 from frostline.schemas import (
+    CampaignSummary,
     ExploreResult,
     FineTuneResult,
     IterationDoc,
@@ -24,7 +29,7 @@ from frostline.schemas import (
 from frostline.select.calibration import Calibration
 from frostline.select.filters import SanityLimits
 from frostline.select.jobs import SelectMaker, calibrate_committee
-from frostline.store import EXPOSE_STORE, current_records
+from frostline.store import current_records
 from frostline.submit.routing import Routes, route, routing_table
 
 
@@ -75,6 +80,21 @@ def stage_times(
     return times
 
 
+def section_fields(section: BaseModel, maker: type, **fixed: Any) -> dict[str, Any]:
+    """Keyword arguments of dataclass ``maker`` from config ``section``: each field the two
+    share by name (as a tuple or a list where the maker's default is one), then ``fixed``."""
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(maker):
+        if f.name not in type(section).model_fields or f.name in fixed:
+            continue
+        value = getattr(section, f.name)
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if isinstance(default, tuple | list):
+            value = type(default)(value)
+        kwargs[f.name] = value
+    return {**kwargs, **fixed}
+
+
 @dataclass
 class CalibrationSettings:
     """Committee calibration after each labelled batch (``apply``: use its trust window)."""
@@ -85,6 +105,18 @@ class CalibrationSettings:
     min_points: int = 5
     hi_reference: str = "target"
     history: int = 1
+
+    @classmethod
+    def from_section(cls, select: SelectConfig) -> CalibrationSettings:
+        """The calibration settings of a campaign's ``select`` section."""
+        return cls(
+            apply=select.trust == "calibrated",
+            target_error=select.target_force_error,
+            hi_factor=select.hi_factor,
+            min_points=select.min_calibration_points,
+            hi_reference=select.hi_reference,
+            history=select.calibration_history,
+        )
 
 
 @dataclass
@@ -110,87 +142,30 @@ class ActiveLearningMaker(Maker):
 
     @classmethod
     def from_config(cls, config: CampaignConfig, foundation: str) -> ActiveLearningMaker:
-        ft, ex, se = config.finetune, config.explore, config.select
+        """The makers of ``config``'s sections: every field a maker shares with its section
+        (same name) comes from the section; the campaign-wide ones are set here."""
+        ft, se = config.finetune, config.select
         routes = routing_table(config.routing)
+        shared = {"device": ft.device, "seed": config.seed}
         return cls(
             name=f"active learning {config.name}",
             campaign=config.name,
             foundation=foundation,
-            finetune=FineTuneMaker(
-                freeze=ft.freeze,
-                committee_size=ft.committee_size,
-                epochs=ft.epochs,
-                lr=ft.lr,
-                batch_size=ft.batch_size,
-                subsample=ft.subsample,
-                e0s=ft.e0s,
-                energy_weight=ft.energy_weight,
-                forces_weight=ft.forces_weight,
-                stress_weight=ft.stress_weight,
-                loss=ft.loss,
-                huber_delta=ft.huber_delta,
-                default_dtype=ft.default_dtype,
-                device=ft.device,
-                freeze_sweep=tuple(ft.freeze_sweep),
-                lr_sweep=tuple(ft.lr_sweep),
-                checkpoint_on=ft.checkpoint_on,
-                member_weights=ft.member_weights,
-                patience=ft.patience,
-                scheduler_patience=ft.scheduler_patience,
-                retrain_failed=ft.retrain_failed,
-                seed=config.seed,
-            ),
+            finetune=FineTuneMaker(**section_fields(ft, FineTuneMaker, seed=config.seed)),
             sweep=ft.sweep,
-            explore=ExploreMaker(
-                temperatures=list(ex.temperatures),
-                steps=ex.steps,
-                sample_every=ex.sample_every,
-                starts_per_temperature=ex.starts_per_temperature,
-                timestep_fs=ex.timestep_fs,
-                friction=ex.friction,
-                abort_force_std=ex.abort_force_std,
-                max_strain=ex.max_strain,
-                engine=ex.engine,
-                dtype=ex.dtype,
-                device=ft.device,
-                seed=config.seed,
-            ),
+            explore=ExploreMaker(**section_fields(config.explore, ExploreMaker, **shared)),
             select=SelectMaker(
-                trust_lo=se.trust_lo,
-                trust_hi=se.trust_hi,
-                max_labels_per_iteration=se.max_labels_per_iteration,
-                limits=SanityLimits(
-                    min_distance=se.min_distance,
-                    min_distance_ratio=se.min_distance_ratio,
-                    max_neighbour_distance=se.max_neighbour_distance,
-                    min_volume_per_atom=se.min_volume_per_atom,
-                    max_force=se.max_force,
-                ),
-                strategy=se.strategy,
-                novelty_threshold=se.novelty_threshold,
-                calibration_picks=se.calibration_picks,
-                contact_picks=se.contact_picks,
-                contact_margin=se.contact_margin,
-                contact_deficit=se.contact_deficit,
-                sampling_power=se.sampling_power,
-                stratify=se.stratify,
-                cost_exponent=se.cost_exponent,
-                descriptor_model=foundation if Path(foundation).is_file() else None,
-                uncertainty=se.uncertainty,
-                target_force_error=se.target_force_error,
-                device=ft.device,
-                campaign=config.name,
-                convergence=config.convergence,
-                seed=config.seed,
+                **section_fields(
+                    se,
+                    SelectMaker,
+                    limits=SanityLimits(**section_fields(se, SanityLimits)),
+                    descriptor_model=foundation if Path(foundation).is_file() else None,
+                    campaign=config.name,
+                    convergence=config.convergence,
+                    **shared,
+                )
             ),
-            calibration=CalibrationSettings(
-                apply=se.trust == "calibrated",
-                target_error=se.target_force_error,
-                hi_factor=se.hi_factor,
-                min_points=se.min_calibration_points,
-                hi_reference=se.hi_reference,
-                history=se.calibration_history,
-            ),
+            calibration=CalibrationSettings.from_section(se),
             label=LabelMaker(oracle=config.oracle, campaign=config.name, routing=routes),
             routing=routes,
         )
@@ -222,7 +197,7 @@ class ActiveLearningMaker(Maker):
             output = surrogate.output
         return Flow(jobs, output=output, name=self.name)
 
-    @job
+    @frostline_job(CampaignSummary, enforce=False, expose_store=False)  # replaced by a flow
     def iteration(
         self,
         index: int,
@@ -291,7 +266,7 @@ class ActiveLearningMaker(Maker):
         route([lab, adv], "control", self.routing)
         return Response(replace=Flow([ft, ex, se, lab, cal, adv], output=adv.output))
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(CampaignSummary, enforce=False)  # a dict, or replaced by a flow
     def advance(
         self,
         index: int,

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from jobflow import job
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import CampaignConfig
 from frostline.finetune.committee import committee_calculator
 from frostline.finetune.evaluate import evaluate_zero_shot
-from frostline.schemas import CampaignDoc, CandidateStructure, LabelledStructure, Provenance, utcnow
+from frostline.jobs import frostline_job
+from frostline.schemas import (
+    CampaignDoc,
+    CampaignSetup,
+    CandidateStructure,
+    LabelledStructure,
+    Provenance,
+    ValidationMetrics,
+    utcnow,
+)
 from frostline.seeds import campaign_structures
-from frostline.store import EXPOSE_STORE, Records, current_records
+from frostline.store import Records, current_records
 
 
 def update_campaign(records: Records, name: str, **fields) -> dict:
@@ -33,7 +41,7 @@ def _candidates(atoms_list, sampler: str) -> list[CandidateStructure]:
     ]
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(CampaignSetup, enforce=False)  # a dict
 def setup_campaign(config: dict, foundation: str, oracle: str) -> dict:
     """Record the campaign and build its initial, validation and starting structures."""
     cfg = CampaignConfig.model_validate(config)
@@ -70,7 +78,7 @@ def setup_campaign(config: dict, foundation: str, oracle: str) -> dict:
     }
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(ValidationMetrics, enforce=False)  # a dict
 def zero_shot_baseline(
     campaign: str,
     foundation: str,

@@ -4,10 +4,11 @@ What this module takes care of (DESIGN.md §5):
 
 - ``PMG_CP2K_DATA_DIR``: pymatgen's per-element basis/potential settings. When unset, frostline
   builds them once (``pymatgen.cli.pmg_config.setup_cp2k_data``, i.e. ``pmg config --cp2k``)
-  from the CP2K data folder (``/usr/share/cp2k`` for Debian's ``cp2k`` package), restricted to
-  the files that hold atomate2's pinned basis sets and potentials, into a cache folder
-  (``$FROSTLINE_CACHE`` or ``~/.cache/frostline``). ``PMG_DEFAULT_CP2K_FUNCTIONAL`` defaults
-  to ``PBE``.
+  from the CP2K data folder (``$FROSTLINE_CP2K_DATA``, default ``/usr/share/cp2k`` for Debian's
+  ``cp2k`` package), restricted to the files that hold atomate2's pinned basis sets and
+  potentials, into a cache folder (``$FROSTLINE_CACHE`` or ``~/.cache/frostline``).
+  ``PMG_DEFAULT_CP2K_FUNCTIONAL`` defaults to ``PBE``. Both are set only for the duration of a
+  CP2K job (:func:`cp2k_environment`), in ``os.environ`` and pymatgen's ``SETTINGS``.
 - The command: ``ATOMATE2_CP2K_CMD`` (atomate2's ``CP2K_CMD`` setting) or the first of
   ``cp2k.psmp`` / ``cp2k.ssmp`` / ``cp2k`` on ``PATH``.
 - No custodian: atomate2's default ``run_cp2k`` wraps CP2K in custodian, whose ``Cp2kJob``
@@ -33,6 +34,8 @@ import gzip
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +45,18 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from ase.units import Bohr, GPa, Hartree
 from atomate2.cp2k.jobs.base import _DATA_OBJECTS
 from atomate2.cp2k.jobs.core import StaticMaker
+from atomate2.cp2k.schemas.task import TaskDocument
 from atomate2.cp2k.sets.core import StaticSetGenerator
-from jobflow import Response, job
+from jobflow import Response
 from pymatgen.core import Structure
 from pymatgen.io.vasp.inputs import Kpoints
 
-CP2K_DATA_SOURCE = Path(os.environ.get("FROSTLINE_CP2K_DATA", "/usr/share/cp2k"))
-"""Folder with CP2K's basis-set and potential files (Debian: ``/usr/share/cp2k``)."""
+from frostline.jobs import frostline_job
+from frostline.settings import settings
+
+DATA_DIR_KEY = "PMG_CP2K_DATA_DIR"
+FUNCTIONAL_KEY = "PMG_DEFAULT_CP2K_FUNCTIONAL"
+"""pymatgen's CP2K settings (environment and ``pymatgen.core.SETTINGS``) set for a CP2K job."""
 CP2K_DATA_FILES = (
     "POTENTIAL",
     "POTENTIAL_UZH",
@@ -76,7 +84,7 @@ CP2K_RUNTIME_KEYS = ("command", "omp_threads", "timeout_s")
 
 def cache_dir() -> Path:
     """frostline's cache folder (``$FROSTLINE_CACHE`` or ``~/.cache/frostline``)."""
-    return Path(os.environ.get("FROSTLINE_CACHE", Path.home() / ".cache" / "frostline"))
+    return settings().cache
 
 
 def cp2k_command() -> str:
@@ -92,55 +100,99 @@ def cp2k_command() -> str:
     )
 
 
-def ensure_cp2k_data_dir() -> Path:
-    """Set ``PMG_CP2K_DATA_DIR`` (building pymatgen's CP2K data once) and the default functional.
+def cp2k_data_dir() -> Path:
+    """pymatgen's CP2K data folder, built once when ``PMG_CP2K_DATA_DIR`` is not set.
 
-    An existing ``PMG_CP2K_DATA_DIR`` is used as is. Otherwise the data are generated from
-    :data:`CP2K_DATA_SOURCE` into ``cache_dir()/cp2k-data`` through a temporary folder and an
-    atomic rename, so concurrent workers never see a half-written folder.
+    An existing ``PMG_CP2K_DATA_DIR`` (environment or pymatgen's ``SETTINGS``) is used as is.
+    Otherwise the data are generated from ``$FROSTLINE_CP2K_DATA`` (default
+    ``/usr/share/cp2k``) into ``cache_dir()/cp2k-data`` through a temporary folder and an atomic
+    rename, so concurrent workers never see a half-written folder. Nothing global is changed.
     """
     from pymatgen.core import SETTINGS  # read from the environment at pymatgen's import
 
-    functional = os.environ.setdefault("PMG_DEFAULT_CP2K_FUNCTIONAL", "PBE")
-    SETTINGS.setdefault("PMG_DEFAULT_CP2K_FUNCTIONAL", functional)
     given = os.environ.get("PMG_CP2K_DATA_DIR") or SETTINGS.get("PMG_CP2K_DATA_DIR")
     if given:
-        os.environ["PMG_CP2K_DATA_DIR"] = SETTINGS["PMG_CP2K_DATA_DIR"] = str(given)
         return Path(given)
     target = cache_dir() / "cp2k-data"
     if not (target / "Cu").is_file():
-        if not CP2K_DATA_SOURCE.is_dir():
-            raise RuntimeError(
-                f"CP2K data folder {CP2K_DATA_SOURCE} not found: install CP2K's data "
-                "(Debian: apt-get install cp2k) or set PMG_CP2K_DATA_DIR / FROSTLINE_CP2K_DATA"
-            )
-        from contextlib import redirect_stdout
-        from io import StringIO
-
-        from pymatgen.cli.pmg_config import setup_cp2k_data
-
-        target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".cp2k-data-", dir=target.parent))
-        try:
-            sources = work / "sources"
-            sources.mkdir()
-            for name in CP2K_DATA_FILES:
-                if (CP2K_DATA_SOURCE / name).is_file():
-                    (sources / name).symlink_to(CP2K_DATA_SOURCE / name)
-            with redirect_stdout(StringIO()):  # it prints one line per element
-                setup_cp2k_data([str(sources), str(work / "data")])
-            try:
-                (work / "data").rename(target)
-            except OSError:  # another process finished first
-                if not (target / "Cu").is_file():
-                    raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    os.environ["PMG_CP2K_DATA_DIR"] = SETTINGS["PMG_CP2K_DATA_DIR"] = str(target)
+        _build_cp2k_data(settings().cp2k_data, target)
     return target
 
 
-_PATCHED = False
+def _build_cp2k_data(source: Path, target: Path) -> None:
+    """``pmg config --cp2k`` on the files of ``source`` atomate2 needs, into ``target``."""
+    if not source.is_dir():
+        raise RuntimeError(
+            f"CP2K data folder {source} not found: install CP2K's data "
+            "(Debian: apt-get install cp2k) or set PMG_CP2K_DATA_DIR / FROSTLINE_CP2K_DATA"
+        )
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from pymatgen.cli.pmg_config import setup_cp2k_data
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".cp2k-data-", dir=target.parent))
+    try:
+        sources = work / "sources"
+        sources.mkdir()
+        for name in CP2K_DATA_FILES:
+            if (source / name).is_file():
+                (sources / name).symlink_to(source / name)
+        with redirect_stdout(StringIO()):  # it prints one line per element
+            setup_cp2k_data([str(sources), str(work / "data")])
+        try:
+            (work / "data").rename(target)
+        except OSError:  # another process finished first
+            if not (target / "Cu").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def _items_set(mapping: MutableMapping[str, Any], values: dict[str, Any]) -> Iterator[None]:
+    """``mapping`` updated with ``values`` for the duration; the earlier items put back after."""
+    saved = {key: mapping[key] for key in values if key in mapping}
+    mapping.update(values)
+    try:
+        yield
+    finally:
+        for key in values:
+            if key in saved:
+                mapping[key] = saved[key]
+            else:
+                mapping.pop(key, None)
+
+
+@contextmanager
+def cp2k_environment() -> Iterator[Path]:
+    """pymatgen's CP2K set-up for the duration of a block (a CP2K job); yields the data folder.
+
+    ``PMG_CP2K_DATA_DIR`` (:func:`cp2k_data_dir`) and ``PMG_DEFAULT_CP2K_FUNCTIONAL`` (``PBE``
+    unless set) are put into ``os.environ`` and pymatgen's ``SETTINGS`` (which pymatgen's CP2K
+    sets read); both are restored when the block exits, also on an error. atomate2's validator
+    is patched (:func:`patch_atomate2_cleanup_dft`).
+    """
+    from pymatgen.core import SETTINGS
+
+    data_dir = str(cp2k_data_dir())
+    functional = os.environ.get(FUNCTIONAL_KEY, "PBE")
+    settings_functional = SETTINGS[FUNCTIONAL_KEY] if FUNCTIONAL_KEY in SETTINGS else functional
+    patch_atomate2_cleanup_dft()
+    env = {DATA_DIR_KEY: data_dir, FUNCTIONAL_KEY: functional}
+    pmg = {DATA_DIR_KEY: data_dir, FUNCTIONAL_KEY: settings_functional}
+    with _items_set(os.environ, env), _items_set(SETTINGS, pmg):
+        yield Path(data_dir)
+
+
+def _cleanup_dft(cls, dft: Any) -> Any:
+    """atomate2's ``cleanup_dft`` for dicts holding non-strings (strings as before)."""
+    if isinstance(dft, dict) and any(
+        isinstance(v, str) and v.upper() == "UKS" for v in dft.values()
+    ):
+        dft["UKS"] = True
+    return dft
 
 
 def patch_atomate2_cleanup_dft() -> None:
@@ -149,28 +201,19 @@ def patch_atomate2_cleanup_dft() -> None:
     atomate2 0.1.5 does ``any(v.upper() == "UKS" for v in dft.values())``; pymatgen now parses
     ints and bools into that dict, so every CP2K task document fails with ``AttributeError``.
     Only this validator is replaced (strings are treated exactly as before) and the models
-    holding ``CalculationInput`` are rebuilt. Idempotent; a no-op if atomate2 changes.
+    holding ``CalculationInput`` are rebuilt. Idempotent (the installed validator tells whether
+    it is done); a no-op if atomate2 changes. Not undone: the job's task document is decoded
+    again (same validator) when the next job resolves its output.
     """
-    global _PATCHED
-    if _PATCHED:
-        return
     from atomate2.cp2k.schemas.calculation import Calculation, CalculationInput
     from atomate2.cp2k.schemas.task import TaskDocument
 
     decorator = CalculationInput.__pydantic_decorators__.field_validators.get("cleanup_dft")
-    if decorator is not None:
-
-        def cleanup_dft(cls, dft: Any) -> Any:
-            if isinstance(dft, dict) and any(
-                isinstance(v, str) and v.upper() == "UKS" for v in dft.values()
-            ):
-                dft["UKS"] = True
-            return dft
-
-        decorator.func = cleanup_dft.__get__(CalculationInput)
-        for model in (CalculationInput, Calculation, TaskDocument):
-            model.model_rebuild(force=True)
-    _PATCHED = True
+    if decorator is None or getattr(decorator.func, "__func__", None) is _cleanup_dft:
+        return
+    decorator.func = _cleanup_dft.__get__(CalculationInput)
+    for model in (CalculationInput, Calculation, TaskDocument):
+        model.model_rebuild(force=True)
 
 
 def _kpoints(spec: Any) -> Kpoints | dict | None:
@@ -228,11 +271,13 @@ class Cp2kStaticLabelMaker(StaticMaker):
 
     # atomate2's ``cp2k_job`` minus ``output_schema=TaskDocument``: a failed run returns a
     # small dict (jobflow would otherwise coerce it into an empty TaskDocument)
-    @job(data=_DATA_OBJECTS)
+    @frostline_job(TaskDocument, enforce=False, expose_store=False, data=_DATA_OBJECTS)
     def make(self, structure: Structure, prev_dir: str | Path | None = None):
         """Run one CP2K single point (``RUN_TYPE ENERGY_FORCE``) on ``structure``."""
-        ensure_cp2k_data_dir()
-        patch_atomate2_cleanup_dft()
+        with cp2k_environment():
+            return self._run(structure, prev_dir)
+
+    def _run(self, structure: Structure, prev_dir: str | Path | None) -> Response:
         cmd = self.command or cp2k_command()
         if self.timeout_s:
             cmd = f"timeout -s KILL {int(self.timeout_s)} {cmd}"

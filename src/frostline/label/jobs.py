@@ -23,10 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from jobflow import Flow, JobConfig, Maker, OnMissing, Response, job
+from jobflow import Flow, JobConfig, Maker, OnMissing, Response
 from pymatgen.core import Structure
 
 from frostline.config import OracleConfig
+from frostline.jobs import frostline_job
 from frostline.label.oracles import (
     labels_from_task_document,
     max_attempts,
@@ -35,7 +36,7 @@ from frostline.label.oracles import (
     unconverged_reason,
 )
 from frostline.schemas import CandidateStructure, LabelledStructure, structure_hash
-from frostline.store import EXPOSE_STORE, Records, current_records
+from frostline.store import Records, current_records
 from frostline.submit.routing import Routes, route
 
 LABEL_KEY = ["campaign", "structure_hash", "oracle_settings_hash", "role"]
@@ -60,7 +61,7 @@ class LabelMaker(Maker):
     campaign: str = "campaign"
     routing: Routes | None = None  # manager config per job type (frostline.submit.routing)
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(list[LabelledStructure], enforce=False)  # a list, or replaced by a flow
     def make(
         self,
         candidates: list[CandidateStructure],
@@ -116,7 +117,7 @@ class LabelMaker(Maker):
         return Response(replace=Flow([*jobs, collect], output=collect.output))
 
 
-@job
+@frostline_job(LabelledStructure, enforce=False, expose_store=False)  # replaced by a flow
 def label_structure(
     candidate: CandidateStructure,
     oracle: OracleConfig,
@@ -193,7 +194,7 @@ def _label(doc, cand: CandidateStructure):
     return energy, forces, stress, None
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(LabelledStructure, enforce=False)  # or replaced by a retry
 def record_label(
     doc,
     candidate: CandidateStructure,
@@ -260,7 +261,7 @@ def store_labels(records: Records, labels: list[LabelledStructure]) -> None:
     records.upsert("labelled", [lab.model_dump(mode="json") for lab in labels], key=LABEL_KEY)
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(list[LabelledStructure], enforce=False)
 def collect_labels(
     labels: list,
     reused: list[dict],

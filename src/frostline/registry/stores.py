@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -10,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from frostline.config import CONFIG_COPY, CampaignConfig, StoreConfig
+from frostline.settings import settings
 from frostline.store import ENV_URI, Records, StoreError, make_job_store, redact_uri
 
 DEFAULT_DATABASE = "frostline"
@@ -37,7 +37,7 @@ def open_store(
         raise StoreError("give either a campaign directory or a MongoDB URI, not both")
     if campaign_dir is not None:
         return _open_campaign_dir(Path(campaign_dir), timeout_ms)
-    uri = uri or os.environ.get(ENV_URI)
+    uri = uri or settings().mongodb_uri
     if not uri:
         raise StoreError(f"no store given: pass --dir DIR or --store URI, or set {ENV_URI}")
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
@@ -96,7 +96,7 @@ def _open_campaign_dir(campaign_dir: Path, timeout_ms: int | None) -> Records:
     except (yaml.YAMLError, ValidationError, OSError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise StoreError(f"{cfg_path}: unreadable campaign configuration ({first})") from None
-    uri = config.store.uri or os.environ.get(ENV_URI) or ""
+    uri = config.store.uri or settings().mongodb_uri or ""
     try:
         return Records(make_job_store(config.store, campaign_dir, timeout_ms=timeout_ms)).connect()
     except StoreError as exc:

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from frostline.store import redact_uri
+from frostline.reliability.errors import redact_uri
 
 MARK = " failed with exception:"
 PROGRESS_FORMAT = "%(asctime)s %(message)s"

@@ -16,7 +16,6 @@ therefore never sees a partial document; model files are also sha256-checked on 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -25,15 +24,14 @@ from maggma.stores import MongoStore
 from maggma.stores.gridfs import GridFSStore
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
-from frostline.store import StoreError, short_error
+from frostline.reliability.errors import StoreError, short_error
+from frostline.settings import DEFAULT_RETRY_S, env_var, settings
 
 T = TypeVar("T")
 RETRYABLE = (AutoReconnect, ConnectionFailure)
 """pymongo's connection errors (``ServerSelectionTimeoutError``, ``NetworkTimeout`` and
 ``NotPrimaryError`` are ``AutoReconnect``s); anything else (bad query, auth) is not retried."""
-ENV_RETRY = "FROSTLINE_STORE_RETRY_S"
-DEFAULT_RETRY_S = 600.0
-"""How long a campaign run waits for its MongoDB to come back (env ``FROSTLINE_STORE_RETRY_S``)."""
+ENV_RETRY = env_var("store_retry_s")
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -42,10 +40,8 @@ class StoreUnavailableError(StoreError):
 
 
 def retry_budget() -> float:
-    try:
-        return max(0.0, float(os.environ.get(ENV_RETRY, DEFAULT_RETRY_S)))
-    except ValueError:
-        return DEFAULT_RETRY_S
+    """Seconds a run rides out a store outage (``FROSTLINE_STORE_RETRY_S``, default 600)."""
+    return settings().store_retry_s
 
 
 def with_retry(call: Callable[[], T], what: str, retry_s: float, on_retry=None) -> T:

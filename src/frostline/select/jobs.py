@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
 import numpy as np
-from jobflow import Maker, job
+from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from frostline.choices import (
+    STRATIFY,
+    UNCERTAINTIES,
+    ContactDeficit,
+    Strategy,
+    Stratify,
+    Uncertainty,
+)
 from frostline.config import ConvergenceConfig
 from frostline.finetune.committee import load_committee
 from frostline.finetune.evaluate import predict
+from frostline.jobs import frostline_job
 from frostline.schemas import (
     CandidateStructure,
     ExploreResult,
@@ -22,7 +32,7 @@ from frostline.schemas import (
     as_structure,
     structure_hash,
 )
-from frostline.select.batch import SCORED, Fate, plan_batch
+from frostline.select.batch import BatchPlan, Fate, SelectionSettings, select_batch
 from frostline.select.calibration import (
     Calibration,
     fit_calibration,
@@ -31,10 +41,8 @@ from frostline.select.calibration import (
 )
 from frostline.select.convergence import stop_reason, validation_blocker
 from frostline.select.filters import SanityLimits
-from frostline.store import EXPOSE_STORE, current_records
-
-UNCERTAINTIES = ("committee", "descriptor")
-STRATIFY = ("none", "exploration")
+from frostline.select.strategies import strategy_class
+from frostline.store import current_records
 
 
 def exploration_stratum(candidate: CandidateStructure) -> str:
@@ -61,17 +69,17 @@ class SelectMaker(Maker):
     trust_hi: float = 0.5
     max_labels_per_iteration: int = 8
     limits: SanityLimits = field(default_factory=SanityLimits)
-    strategy: str = "diverse"
+    strategy: Strategy = "diverse"
     novelty_threshold: float = 0.02
     calibration_picks: int = 0
     contact_picks: int = 0
     contact_margin: float = 0.02
-    contact_deficit: str = "absolute"
+    contact_deficit: ContactDeficit = "absolute"
     sampling_power: float = 1.0
-    stratify: str = "none"
+    stratify: Stratify = "none"
     cost_exponent: float = 1.0
     descriptor_model: str | None = None
-    uncertainty: str = "committee"
+    uncertainty: Uncertainty = "committee"
     target_force_error: float = 0.3
     device: str = "cpu"
     campaign: str = "campaign"
@@ -98,7 +106,7 @@ class SelectMaker(Maker):
                 "campaigns use their foundation file)"
             )
 
-    @job(config=EXPOSE_STORE)
+    @frostline_job(SelectionResult)
     def make(
         self,
         explored: ExploreResult,
@@ -110,33 +118,15 @@ class SelectMaker(Maker):
         """Give every frame its fate, decide whether to stop, and pick the batch to label.
 
         ``trust``: a ``[lo, hi]`` window (eV/Å) from calibration, replacing the fixed one.
-        ``validation_metrics``: the committee's errors on the validation set (for
-        ``convergence.max_validation_force_mae``).
+        ``validation_metrics``: the committee's errors on the validation set (convergence
+        needs them to agree: ``frostline.select.convergence``).
         """
         t0 = time.perf_counter()
         explored = ExploreResult.model_validate(explored)
         lo, hi = trust if trust else (self.trust_lo, self.trust_hi)
-        descriptor, labelled = None, []
-        wants_descriptor = self.novelty_threshold > 0 or self.strategy in SCORED
-        if self.descriptor_model and (wants_descriptor or self.uncertainty == "descriptor"):
-            from frostline.select.novelty import DescriptorModel, memoized
-
-            descriptor = memoized(DescriptorModel(self.descriptor_model, device=self.device))
-            labelled = self._labelled_atoms(iteration)
+        descriptor, labelled = self._descriptor(iteration)
         trained = self._labelled_atoms(iteration, role="train") if self.contact_picks else []
-        candidates = explored.candidates
-        if self.uncertainty == "descriptor":
-            from frostline.select.novelty import descriptor_uncertainty
-
-            scores = descriptor_uncertainty(
-                [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in candidates],
-                labelled,
-                descriptor,
-            )
-            candidates = [
-                c.model_copy(update={"max_force_std": s})
-                for c, s in zip(candidates, scores, strict=True)
-            ]
+        candidates = self._scored(explored.candidates, labelled, descriptor)
         n = len(candidates)
         strata = (
             [exploration_stratum(c) for c in candidates] if self.stratify == "exploration" else None
@@ -157,29 +147,67 @@ class SelectMaker(Maker):
             )
             return reason[0] is not None
 
-        plan = plan_batch(
+        plan = select_batch(
             candidates,
-            lo,
-            hi,
-            self.limits,
-            cap,
-            strategy=self.strategy,
-            rng=np.random.default_rng(self.seed + iteration),
+            self.settings(lo, hi, cap),
+            np.random.default_rng(self.seed + iteration),
             labelled=labelled,
             descriptor=descriptor,
-            novelty_threshold=self.novelty_threshold,
-            cost_exponent=self.cost_exponent,
             stop=stop,
-            calibration_picks=self.calibration_picks,
-            sampling_power=self.sampling_power,
-            contact_picks=self.contact_picks,
-            contact_margin=self.contact_margin,
-            contact_deficit=self.contact_deficit,
             trained=trained,
             strata=strata,
         )
+        result = self._result(plan, candidates, lo, hi, reason[0])
+        if blocker and result.accurate_fraction >= self.convergence.accurate_fraction:
+            result.convergence_note = blocker  # accurate by the uncertainty, not by validation
+        result.wall_time_s, result.finished_at = time.perf_counter() - t0, time.time()
+        return result
+
+    def settings(self, trust_lo: float, trust_hi: float, cap: int) -> SelectionSettings:
+        """The selection rules of this maker (its fields of the same names) for a trust window
+        and a cap."""
+        window = {"trust_lo": trust_lo, "trust_hi": trust_hi, "cap": cap}
+        names = [f.name for f in fields(SelectionSettings) if f.name not in window]
+        return SelectionSettings(**window, **{name: getattr(self, name) for name in names})
+
+    def _descriptor(self, iteration: int) -> tuple[Callable | None, list]:
+        """The descriptor model and the labelled structures, where selection needs them."""
+        wants = self.novelty_threshold > 0 or strategy_class(self.strategy).scored
+        if not self.descriptor_model or not (wants or self.uncertainty == "descriptor"):
+            return None, []
+        from frostline.select.novelty import DescriptorModel, memoized
+
+        descriptor = memoized(DescriptorModel(self.descriptor_model, device=self.device))
+        return descriptor, self._labelled_atoms(iteration)
+
+    def _scored(
+        self, candidates: list[CandidateStructure], labelled: list, descriptor: Callable | None
+    ) -> list[CandidateStructure]:
+        """The candidates, with descriptor novelty as their uncertainty if so configured."""
+        if self.uncertainty != "descriptor":
+            return candidates
+        from frostline.select.novelty import descriptor_uncertainty
+
+        scores = descriptor_uncertainty(
+            [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in candidates],
+            labelled,
+            descriptor,
+        )
+        return [
+            c.model_copy(update={"max_force_std": s})
+            for c, s in zip(candidates, scores, strict=True)
+        ]
+
+    def _result(
+        self,
+        plan: BatchPlan,
+        candidates: list[CandidateStructure],
+        lo: float,
+        hi: float,
+        stop: str | None,
+    ) -> SelectionResult:
         counts = plan.counts()
-        n_acc = plan.n_accurate
+        n, n_acc = len(candidates), plan.n_accurate
         n_failed = counts.get(Fate.TOO_UNCERTAIN, 0) + counts.get(Fate.FAILED_FILTER, 0)
         return SelectionResult(
             selected=[candidates[i] for i in plan.selected],
@@ -199,14 +227,7 @@ class SelectMaker(Maker):
             trust_hi=hi,
             uncertainty=self.uncertainty,
             accurate_fraction=n_acc / n if n else 0.0,
-            stop_reason=reason[0],
-            convergence_note=(
-                blocker
-                if n and n_acc / n >= self.convergence.accurate_fraction and blocker
-                else None
-            ),
-            wall_time_s=time.perf_counter() - t0,
-            finished_at=time.time(),
+            stop_reason=stop,
         )
 
     def _labelled_atoms(self, iteration: int | None = None, role: str | None = None) -> list:
@@ -225,7 +246,7 @@ class SelectMaker(Maker):
         return [AseAtomsAdaptor.get_atoms(as_structure(d["structure"])) for d in docs]
 
 
-@job(config=EXPOSE_STORE)
+@frostline_job(Calibration)
 def calibrate_committee(
     finetuned: FineTuneResult,
     selection: SelectionResult,

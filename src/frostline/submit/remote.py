@@ -10,7 +10,6 @@ MongoDB as ``frostline status`` reads: ``jobstore_spec`` builds that section fro
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from urllib.parse import quote_plus
 import yaml
 
 from frostline.config import CampaignConfig, StoreConfig
+from frostline.settings import settings
 from frostline.store import (
     BLOB_STORE,
     COLLECTIONS,
@@ -65,7 +65,7 @@ def _uri(store: StoreConfig) -> str:
             "field 'store.kind': jobflow-remote needs a MongoDB store (kind: mongodb), "
             "the embedded store is local to one machine"
         )
-    uri = store.uri or os.environ.get(ENV_URI)
+    uri = store.uri or settings().mongodb_uri
     if not uri:
         raise SubmitError(f"field 'store.uri': not set and {ENV_URI} is not set")
     return uri

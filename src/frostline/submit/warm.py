@@ -28,7 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-ENV_SOCKET = "FROSTLINE_WARM_SOCKET"
+from frostline.settings import env_var, settings
+
+ENV_SOCKET = env_var("warm_socket")
 """Socket path of the server (default: one per user and Python environment in the temp dir)."""
 PRELOAD = (
     "jobflow_remote.jobs.run",
@@ -43,8 +45,8 @@ EXECUTION_CMD = f"{sys.executable} -m frostline.submit.warm run {{}}"
 
 def default_socket() -> str:
     """``$FROSTLINE_WARM_SOCKET`` or a per-user, per-environment path in the temp dir."""
-    if os.environ.get(ENV_SOCKET):
-        return os.environ[ENV_SOCKET]
+    if socket_path := settings().warm_socket:
+        return socket_path
     tag = hashlib.sha1(sys.prefix.encode()).hexdigest()[:10]
     return f"/tmp/frostline-warm-{os.getuid()}-{tag}.sock"
 

@@ -1,0 +1,31 @@
+"""Allowed values of frostline's settings, each defined once.
+
+The campaign configuration (``frostline.config``) types its fields with these ``Literal``\\ s;
+the makers check their fields against the matching tuples (``get_args`` of the type), and
+``frostline.select.strategies`` registers one class per selection strategy name.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Strategy = Literal["diverse", "stochastic", "representative", "dpgen", "random"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+"""Selection strategies (``select.strategy``; classes in ``frostline.select.strategies``)."""
+Stratify = Literal["none", "exploration"]
+STRATIFY: tuple[str, ...] = get_args(Stratify)
+Uncertainty = Literal["committee", "descriptor"]
+UNCERTAINTIES: tuple[str, ...] = get_args(Uncertainty)
+ContactDeficit = Literal["absolute", "relative"]
+CONTACT_DEFICITS: tuple[str, ...] = get_args(ContactDeficit)
+
+CheckpointOn = Literal["holdout", "validation"]
+CHECKPOINT_ON: tuple[str, ...] = get_args(CheckpointOn)
+MemberWeights = Literal["uniform", "dirichlet"]
+MEMBER_WEIGHTS: tuple[str, ...] = get_args(MemberWeights)
+Dtype = Literal["float64", "float32"]
+"""Floating-point precision of MACE models (training, exploration)."""
+DTYPES: tuple[str, ...] = get_args(Dtype)
+Loss = Literal["weighted", "huber", "l1l2"]
+MACE_LOSSES: tuple[str, ...] = get_args(Loss)
+"""frostline's names of mace-torch losses (``finetune.loss``)."""

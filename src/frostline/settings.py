@@ -1,0 +1,60 @@
+"""frostline's environment variables (``FROSTLINE_*``), read in one place.
+
+| variable | field | what |
+| --- | --- | --- |
+| ``FROSTLINE_MONGODB_URI`` | ``mongodb_uri`` | MongoDB URI when ``store.uri`` is not set |
+| ``FROSTLINE_JOB_STORE`` | ``job_store`` | JSON ``StoreConfig`` on jobflow-remote workers |
+| ``FROSTLINE_STORE_RETRY_S`` | ``store_retry_s`` | how long a run rides out a store outage |
+| ``FROSTLINE_WARM_SOCKET`` | ``warm_socket`` | socket of the warm worker server |
+| ``FROSTLINE_CACHE`` | ``cache`` | cache folder (CP2K data built by pymatgen) |
+| ``FROSTLINE_CP2K_DATA`` | ``cp2k_data`` | CP2K's basis-set and potential files |
+
+:func:`settings` reads the environment at each call (a test or a worker may change it).
+This module imports nothing of frostline, so every layer (``reliability`` too) may use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FROSTLINE_"
+DEFAULT_RETRY_S = 600.0
+"""How long a campaign run waits for its MongoDB to come back (``FROSTLINE_STORE_RETRY_S``)."""
+
+
+class FrostlineSettings(BaseSettings):
+    """Settings from ``FROSTLINE_*`` environment variables (field name upper-cased)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    mongodb_uri: str | None = None
+    job_store: str | None = None
+    store_retry_s: float = DEFAULT_RETRY_S
+    warm_socket: str | None = None
+    cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "frostline")
+    cp2k_data: Path = Path("/usr/share/cp2k")
+
+    @field_validator("store_retry_s", mode="before")
+    @classmethod
+    def _retry_budget(cls, value: Any) -> float:
+        """Not a number: the default; a negative number: 0 (no retries)."""
+        try:
+            return max(0.0, float(value))
+        except (TypeError, ValueError):
+            return DEFAULT_RETRY_S
+
+
+def settings() -> FrostlineSettings:
+    """The current ``FROSTLINE_*`` settings (read from the environment now)."""
+    return FrostlineSettings()
+
+
+def env_var(field: str) -> str:
+    """The variable of a settings field (``mongodb_uri`` -> ``FROSTLINE_MONGODB_URI``)."""
+    if field not in FrostlineSettings.model_fields:
+        raise KeyError(field)
+    return ENV_PREFIX + field.upper()

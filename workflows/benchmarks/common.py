@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmark scripts: timing and figures.
+
+A script imports it next to itself (the folder is not a package)::
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import figure, timed  # noqa: E402
+
+``campaign_record`` (same folder) holds the campaign records (labels per iteration, archives).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DPI = 120
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """``(seconds, result)`` of one call of ``fn`` (wall clock, ``time.perf_counter``)."""
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def median_ms(fn: Callable[[int], Any], repeats: int, warmup: int = 2) -> tuple[float, Any]:
+    """Median latency (ms) of ``fn(i)`` over ``repeats`` calls after ``warmup`` calls, and the
+    last result."""
+    for i in range(warmup):
+        fn(i)
+    times, result = [], None
+    for i in range(repeats):
+        seconds, result = timed(lambda i=i: fn(i))
+        times.append(1000 * seconds)
+    return statistics.median(times), result
+
+
+@contextmanager
+def figure(
+    path: Path, ncols: int = 1, figsize: tuple[float, float] = (6, 4)
+) -> Iterator[tuple[Any, Any]]:
+    """``(fig, axes)`` of a new matplotlib figure (Agg backend), written to ``path`` (PNG,
+    :data:`DPI`) after a tight layout when the block ends without an error; closed either way."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=figsize)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
