@@ -1,4 +1,5 @@
-"""Registry commands: ``frostline models list|show|export``, ``data export``, ``campaigns list``.
+"""Registry commands: ``frostline models list|show|export|migrate``, ``data export``,
+``campaigns list``.
 
 Each command reads one store: ``--dir DIR`` (a campaign directory, with the store it was run
 with), ``--store URI`` (MongoDB) or ``$FROSTLINE_MONGODB_URI``, with ``--database``. Tables for
@@ -42,6 +43,7 @@ StoreOpt = Annotated[
 ]
 DatabaseOpt = Annotated[str, typer.Option("--database", help="MongoDB database")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="replace an existing output file")]
 
 
 def register(app: typer.Typer) -> None:
@@ -225,22 +227,59 @@ def models_export(
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = "frostline",
+    force: ForceOpt = False,
 ) -> None:
     """Write a model file, after checking its sha256 against the record.
 
-    For an ACE surrogate the B-basis ``.yaml`` and active set ``.asi`` (extrapolation grades)
-    are written next to the ``.yace``.
+    A MACE model is rebuilt from its stored weights and architecture (nothing from the store
+    is unpickled) and written as a mace-torch ``.model`` file. For an ACE surrogate the
+    B-basis ``.yaml`` and active set ``.asi`` (extrapolation grades) are written next to the
+    ``.yace``.
     """
     from frostline.registry.models import export_model, get_model
 
     with _records(dir, store, database) as records:
-        path = export_model(records, model_id, output)
+        path = export_model(records, model_id, output, force=force)
         if get_model(records, model_id).get("kind") == "ace-surrogate":
             from frostline.distill.jobs import write_companions
 
             companions = write_companions(records, model_id, path.parent).values()
             path = ", ".join(str(p) for p in (path, *companions))
     _out().print(f"{model_id} -> {path} (sha256 verified)")
+
+
+@models_app.command("migrate")
+def models_migrate(
+    campaign: Annotated[str | None, typer.Option(help="campaign name (default: all)")] = None,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="unpickle the old files: you trust this store")
+    ] = False,
+    dir: DirOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = "frostline",
+) -> None:
+    """Convert model files stored as pickled ``.model`` (before frostline stored weights plus
+    architecture) so that campaigns written before resume.
+
+    Unpickling a file runs any code it names: without ``--trust`` the command only lists the
+    models it would convert.
+    """
+    from frostline.registry.models import legacy_models, migrate_models
+
+    with _records(dir, store, database) as records:
+        docs = legacy_models(records, campaign)
+        ids = ", ".join(d["model_id"] for d in docs)
+        if docs and not trust:
+            _fail(
+                f"{len(docs)} model(s) stored as pickled .model files ({ids}): converting "
+                "them unpickles them, which runs any code they name; if you trust everyone "
+                "who can write to this store, run again with --trust"
+            )
+        done = migrate_models(records, docs)
+    if done:
+        _out().print(f"migrated {len(done)} model(s) to weights + architecture: {', '.join(done)}")
+    else:
+        _out().print("nothing to migrate: every model is stored as weights + architecture")
 
 
 @data_app.command("export")
@@ -251,6 +290,7 @@ def data_export(
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = "frostline",
+    force: ForceOpt = False,
 ) -> None:
     """Successfully labelled structures as extxyz (energy, forces, stress; provenance in info)."""
     from frostline.registry.data import export_labelled, labelled_filter
@@ -260,7 +300,7 @@ def data_export(
     except ValueError as exc:
         _fail(str(exc))
     with _records(dir, store, database) as records:
-        n = export_labelled(records, output, campaign, role)
+        n = export_labelled(records, output, campaign, role, force=force)
     _out().print(f"{n} labelled structure(s) -> {output}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import defaultdict
@@ -19,6 +20,7 @@ from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters
+from frostline.finetune.safe_model import model_file_to_blob, read_blob
 from frostline.finetune.train import (
     MACE_LOSSES,
     MaceTrainSettings,
@@ -198,8 +200,8 @@ class FineTuneMaker(Maker):
         reused = memo_lookup(keys)
         if reused is not None:  # a resumed run: this committee was trained before the crash
             result = FineTuneResult.model_validate(reused)
-            for m in result.models:  # every file still there, sha256 verified
-                records.get_model_file(m.model_id, expected_sha256=m.file.sha256)
+            for m in result.models:  # every file still there, sha256 verified, weights only
+                read_blob(records.get_model_file(m.model_id, m.file.sha256), m.model_id)
             console.print(f"[bold]fine-tune[/] iteration {iteration}: reusing finished committee")
             memo_mark(key)
             return result
@@ -240,9 +242,10 @@ class FineTuneMaker(Maker):
                     weights,
                 )
             path = trained.path
-            sha = sha256_file(path)
+            blob = model_file_to_blob(path)  # weights + architecture: loaded without pickle
+            sha = hashlib.sha256(blob).hexdigest()
             model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
-            records.put_model_file(model_id, path.read_bytes())
+            records.put_model_file(model_id, blob)
             paths.append(path)
             docs.append(
                 ModelDoc(
@@ -259,7 +262,7 @@ class FineTuneMaker(Maker):
                     n_train=len(data),
                     training_set_hashes=[d.structure_hash for d in data],
                     training=trained.training,
-                    file=ModelFile(filename=path.name, sha256=sha, size_bytes=path.stat().st_size),
+                    file=ModelFile(filename=path.name, sha256=sha, size_bytes=len(blob)),
                 )
             )
         committee_metrics = None

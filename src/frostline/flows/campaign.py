@@ -8,7 +8,12 @@ import yaml
 from jobflow import OnMissing, run_locally
 
 from frostline.config import CampaignConfig, ConfigError
-from frostline.finetune.foundation import FoundationError, foundation_elements, resolve_foundation
+from frostline.finetune.foundation import (
+    FoundationError,
+    check_foundation_available,
+    foundation_elements,
+    resolve_foundation,
+)
 from frostline.flows.active_learning import ActiveLearningMaker
 from frostline.store import Records, make_job_store
 
@@ -19,10 +24,11 @@ def validate_campaign(config: CampaignConfig, base_dir: Path | None = None) -> s
     """Check what can be checked before any work; return the resolved foundation."""
     try:
         foundation = resolve_foundation(config.foundation, base_dir)
+        check_foundation_available(foundation)
+        known = set(foundation_elements(foundation)) if Path(foundation).exists() else None
     except FoundationError as exc:
         raise ConfigError(f"field 'foundation': {exc}") from None
-    if Path(foundation).exists():
-        known = set(foundation_elements(foundation))
+    if known is not None:
         unknown = sorted(set(config.elements) - known)
         if unknown:
             raise ConfigError(
