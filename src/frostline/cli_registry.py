@@ -132,6 +132,9 @@ def models_list(
     ] = None,
     campaign: Annotated[str | None, typer.Option(help="campaign name")] = None,
     limit: Annotated[int, typer.Option(help="at most this many models (0: all)")] = 50,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="also models their campaign did not use (superseded)")
+    ] = False,
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = "frostline",
@@ -148,7 +151,16 @@ def models_list(
     except ValueError as exc:
         _fail(str(exc))
     with _records(dir, store, database) as records:
-        docs = list_models(records, elements, elements_mode, kind, mae, campaign, limit)
+        docs = list_models(
+            records,
+            elements,
+            elements_mode,
+            kind,
+            mae,
+            campaign,
+            limit,
+            include_superseded=all_models,
+        )
     if as_json:
         _dump(docs)
         return

@@ -27,6 +27,7 @@ from frostline.finetune.train import (
     run_mace_training,
     training_outcome,
 )
+from frostline.registry.models import mark_superseded
 from frostline.reliability.memo import memo_keys, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
@@ -203,6 +204,7 @@ class FineTuneMaker(Maker):
             for m in result.models:  # every file still there, sha256 verified, weights only
                 read_blob(records.get_model_file(m.model_id, m.file.sha256), m.model_id)
             console.print(f"[bold]fine-tune[/] iteration {iteration}: reusing finished committee")
+            mark_superseded(records, campaign, iteration, [m.model_id for m in result.models])
             memo_mark(key)
             return result
         foundation_model = load_foundation_model(foundation)
@@ -275,6 +277,7 @@ class FineTuneMaker(Maker):
                     validation,
                 )
         records.upsert("model_docs", [d.model_dump(mode="json") for d in docs], key=["model_id"])
+        mark_superseded(records, campaign, iteration, [d.model_id for d in docs])
         memo_mark(key)
         return FineTuneResult(
             models=docs,
@@ -290,23 +293,32 @@ class FineTuneMaker(Maker):
     def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze, lr) -> tuple:
         """What the committee depends on: settings, foundation file, data (by hash), place
         (``memo_keys``: the current key, then those before each ``MEMO_ADDED_FIELDS`` entry; a rate
-        passed in is part of the key only when given, so keys without one are unchanged)."""
+        passed in is part of the key only when given, so keys without one are unchanged).
+
+        The data are sets of labels (sorted by hash): a resumed run whose labels come back in
+        another order finds the finished committee. The keys of the data in the order given
+        (those frostline computed before) follow, so campaigns stored before still resume.
+        """
         fingerprint = sha256_file(foundation) if Path(foundation).is_file() else foundation
 
-        def ids(labels: list[LabelledStructure]) -> list:
-            return [(x.structure_hash, x.oracle_settings_hash, x.status) for x in labels]
+        def ids(labels: list[LabelledStructure], ordered: bool) -> list:
+            out = [(x.structure_hash, x.oracle_settings_hash, x.status) for x in labels]
+            return out if ordered else sorted(out)
 
-        return memo_keys(
-            "finetune",
-            maker=self,
-            foundation=fingerprint,
-            train=ids(train),
-            validation=ids(validation),
-            campaign=campaign,
-            iteration=iteration,
-            freeze=freeze,
-            **({"lr": lr} if lr is not None else {}),
-        )
+        keys: list[str] = []
+        for ordered in (False, True):
+            keys += memo_keys(
+                "finetune",
+                maker=self,
+                foundation=fingerprint,
+                train=ids(train, ordered),
+                validation=ids(validation, ordered),
+                campaign=campaign,
+                iteration=iteration,
+                freeze=freeze,
+                **({"lr": lr} if lr is not None else {}),
+            )
+        return tuple(dict.fromkeys(keys))
 
     def _checkpoint_set(self, validation: list[LabelledStructure]) -> list[LabelledStructure]:
         """The structures mace-torch keeps the best epoch on (none: its own 10% holdout)."""

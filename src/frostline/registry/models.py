@@ -84,6 +84,7 @@ def list_models(
     max_force_mae: float | None = None,
     campaign: str | None = None,
     limit: int | None = None,
+    include_superseded: bool = False,
 ) -> list[dict[str, Any]]:
     """Model documents matching every filter given, best validation force MAE first.
 
@@ -92,10 +93,14 @@ def list_models(
     ``"subset"`` those trained on at least these. ``max_force_mae`` (meV/Å) is inclusive and
     drops models without metrics; otherwise those come last. ``limit`` (None or 0: all) caps the
     number returned. Documents are returned as stored, without ``training_set_hashes``.
+    Models their campaign did not use (``superseded``) are left out unless
+    ``include_superseded``.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
     criteria = model_filter(elements, elements_mode, kind, max_force_mae, campaign)
+    if not include_superseded:
+        criteria["superseded"] = {"$ne": True}
     store = records["model_docs"]
     limit = limit or 0
     sort = {FORCE_MAE: 1}  # one key: the (elements | campaign, force MAE) indexes serve it
@@ -226,3 +231,19 @@ def migrate_models(records: Records, docs: list[dict[str, Any]]) -> list[str]:
         records["model_docs"].update([{**doc, "file": file}], key=["model_id"])
         done.append(model_id)
     return done
+
+
+def mark_superseded(records: Records, campaign: str, iteration: int, used: list[str]) -> int:
+    """Mark the committee members of ``campaign``'s ``iteration`` other than ``used`` as
+    superseded (trained by a run that was killed and redone; ``used`` are unmarked). Returns
+    the number of models marked."""
+    changed, marked = [], 0
+    for doc in records.find(
+        "model_docs", {"campaign": campaign, "iteration": iteration, "kind": "committee-member"}
+    ):
+        superseded = doc["model_id"] not in used
+        marked += superseded
+        if bool(doc.get("superseded")) != superseded:
+            changed.append({**doc, "superseded": superseded})
+    records.upsert("model_docs", changed, key=["model_id"])
+    return marked
