@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
+import pytest
+import yaml
 from conftest import tiny_campaign
 from typer.testing import CliRunner
 
@@ -75,3 +81,111 @@ def test_models_a_campaign_did_not_use_are_superseded_and_listed_only_with_all(j
     listed = CliRunner().invoke(app, args)
     assert [d["model_id"] for d in json.loads(listed.stdout)] == used
     assert len(json.loads(CliRunner().invoke(app, [*args, "--all"]).stdout)) == 4
+
+
+# -- the campaign lease --------------------------------------------------------------------------
+def lease_collection(config, folder):
+    from frostline.reliability.lease import LEASES
+    from frostline.store import make_job_store
+
+    return Records(make_job_store(config, folder)).connect().raw_collection(LEASES)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "mongodb"])
+def test_a_lease_is_taken_once_renewed_and_taken_over_when_expired(kind, tmp_path, request):
+    from frostline.config import StoreConfig
+    from frostline.reliability.lease import CampaignLease, CampaignLeasedError
+
+    config = request.getfixturevalue("mongodb_store_config") if kind == "mongodb" else StoreConfig()
+    coll = lease_collection(config, tmp_path)
+    first = CampaignLease(coll, "c", tmp_path / "a", ttl_s=1.0)
+    assert first.try_take() is None and first.try_take() is None  # free, then already mine
+    second = CampaignLease(coll, "c", tmp_path / "b", ttl_s=1.0)
+    with pytest.raises(CampaignLeasedError, match=r"campaign c is being run on this store by .*"):
+        second.acquire()
+    assert CampaignLease(coll, "other", tmp_path / "b").try_take() is None  # per campaign
+    time.sleep(1.2)  # the first holder died: no heartbeat, its lease expired
+    assert first.renew()  # (not yet taken: the holder's own renewal still works)
+    time.sleep(1.2)
+    assert second.try_take() is None and not first.renew()  # taken over; the first lost it
+    second.release()
+    assert coll.find_one({"_id": "c"}) is None
+    with CampaignLease(coll, "c", tmp_path / "a", ttl_s=0.4) as held:  # heartbeat keeps it
+        time.sleep(1.0)
+        assert not held.lost and CampaignLease(coll, "c", tmp_path).try_take() is not None
+
+
+def frostline(*args: str, **popen) -> subprocess.Popen:
+    code = "from frostline.cli import app; app()"
+    env = {**os.environ, "FROSTLINE_LEASE_S": "8", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True, **popen)
+
+
+def wait_for(predicate, timeout: float = 300.0, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := predicate()) is not None:
+            return value
+        time.sleep(poll)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_campaign_from_two_directories_on_one_store(
+    mongodb_store_config, tmp_path, foundation
+):
+    """The second is refused with the holder's name; after the first is killed, a new run
+    takes over once the lease has expired."""
+    store = mongodb_store_config.model_dump(mode="json")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_campaign(name="shared", store=store)))
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    coll = lease_collection(mongodb_store_config, tmp_path)
+    first = frostline(
+        "run",
+        str(path),
+        "--dir",
+        str(first_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        held = wait_for(lambda: coll.find_one({"_id": "shared"}))
+        assert held["pid"] == first.pid and held["directory"] == str(first_dir.resolve())
+        second = frostline(
+            "run",
+            str(path),
+            "--dir",
+            str(second_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = second.communicate(timeout=300)
+        assert second.returncode == 2 and "Traceback" not in err
+        line = " ".join(err.split())
+        assert "campaign shared is being run on this store by" in line
+        assert f"pid {first.pid} in {first_dir.resolve()}" in line
+        assert len(err.strip().splitlines()) <= 2  # one line (wrapped at most once)
+        assert first.poll() is None  # the first still runs, untouched
+    finally:
+        first.kill()
+        first.wait()
+    last = coll.find_one({"_id": "shared"})  # the dead holder's last heartbeat
+    assert last["pid"] == first.pid
+    third = frostline(
+        "run",
+        str(path),
+        "--dir",
+        str(second_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        taken = wait_for(
+            lambda: d if (d := coll.find_one({"_id": "shared"}))["pid"] == third.pid else None
+        )
+        assert taken["acquired"] >= last["expiry"]  # only once the dead holder's lease expired
+        assert taken["directory"] == str(second_dir.resolve())
+    finally:
+        third.kill()
+        third.wait()

@@ -218,6 +218,11 @@ class Records:
             self.job_store.close()
             self._connected = False
 
+    def raw_collection(self, name: str) -> Any:
+        """Collection ``name`` of the documents' database (pymongo or montydb), for atomic
+        operations maggma does not offer (``frostline.reliability.lease``)."""
+        return self["campaigns"]._collection.database[name]
+
     def __getitem__(self, name: str) -> Store:
         self.connect()
         return self.job_store.additional_stores[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import yaml
@@ -94,13 +95,16 @@ def run_campaign(
 
     A run after a crash resumes: labels, fine-tuned committees and explorations already in the
     store are reused (``frostline.reliability.memo``). One run per directory at a time
-    (``frostline.reliability.locking``; ``wait_s``: how long a second run waits for the lock).
+    (``frostline.reliability.locking``; ``wait_s``: how long a second run waits for the lock)
+    and one per campaign and store, from whatever directory or host (the campaign's lease in
+    the store, ``frostline.reliability.lease``; a ``store`` given by a test takes none).
     A failed job is recorded (campaign document ``faults``, ``DIR/faults.log``); when the
     campaign cannot finish, ``CampaignError`` says which job failed and why. ``store``: a
     ready ``JobStore`` instead of the configured one (tests).
     """
     from frostline.reliability.errors import CampaignError
     from frostline.reliability.faults import FaultLog
+    from frostline.reliability.lease import LEASES, CampaignLease
     from frostline.reliability.locking import CampaignLock
     from frostline.reliability.retry import retry_budget
     from frostline.store import StoreError, short_error
@@ -109,10 +113,13 @@ def run_campaign(
     foundation = validate_campaign(config)
     check_inputs(config)
     campaign_dir.mkdir(parents=True, exist_ok=True)
-    with CampaignLock(campaign_dir, wait_s=wait_s):
+    with CampaignLock(campaign_dir, wait_s=wait_s), contextlib.ExitStack() as held:
         write_config_copy(config, campaign_dir)
         if store is None:  # fail fast on a wrong store; during the run, ride out outages
-            Records(make_job_store(config.store, campaign_dir, timeout_ms=5000)).connect().close()
+            lease_records = Records(make_job_store(config.store, campaign_dir, timeout_ms=5000))
+            held.callback(lease_records.close)
+            collection = lease_records.connect().raw_collection(LEASES)
+            held.enter_context(CampaignLease(collection, config.name, campaign_dir, wait_s=wait_s))
             store = make_job_store(
                 config.store, campaign_dir, timeout_ms=5000, retry_s=retry_budget()
             )
