@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,85 @@ def test_two_runs_of_one_campaign_from_two_directories_on_one_store(
     finally:
         third.kill()
         third.wait()
+
+
+# -- bad input: one line, nothing overwritten ----------------------------------------------------
+def bad_inputs(tmp_path: Path) -> dict[str, tuple[dict, str]]:
+    from frostline.finetune.foundation import MINI_FOUNDATION
+
+    truncated, random_bytes, folder = tmp_path / "t.model", tmp_path / "r.model", tmp_path / "d"
+    truncated.write_bytes(MINI_FOUNDATION.read_bytes()[:4096])
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(8192))
+    folder.mkdir()
+    return {
+        "truncated foundation": ({"foundation": str(truncated)}, f"foundation model {truncated}"),
+        "random foundation": (
+            {"foundation": str(random_bytes)},
+            f"foundation model {random_bytes}",
+        ),
+        "directory foundation": ({"foundation": str(folder)}, f"{folder} is a directory"),
+        "mace_mp name not cached": ({"foundation": "medium-omat-0"}, "not in mace-torch's cache"),
+        "name ..": ({"name": ".."}, "field 'name'"),
+        "name .": ({"name": "."}, "field 'name'"),
+        "long name": ({"name": "n" * 300}, "at most 64 characters"),
+    }
+
+
+def test_bad_campaign_inputs_are_one_line_and_overwrite_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no mace_mp download cache
+    mine = tmp_path / "campaign.yaml"
+    mine.write_text("the user's own file\n")
+    for what, (overrides, message) in bad_inputs(tmp_path).items():
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(tiny_campaign(name="bad") | overrides))
+        res = CliRunner().invoke(app, ["run", str(path)])
+        assert res.exit_code == 2, (what, res.output)
+        assert "Traceback" not in res.output and message in " ".join(res.output.split()), what
+        assert len(res.output.strip().splitlines()) <= 3, (what, res.output)  # one wrapped line
+    assert mine.read_text() == "the user's own file\n"
+    assert not (tmp_path / "campaigns").exists()
+
+
+def test_exports_overwrite_only_with_force(job_store, tmp_path):
+    from conftest import tiny_model_blob
+
+    from frostline.schemas import LabelledStructure as Lab
+
+    records = Records(job_store).connect()
+    blob = tiny_model_blob()
+    sha = records.put_model_file("m", blob)
+    doc = ModelDoc(
+        model_id="m",
+        kind="mace-finetuned",
+        campaign="c",
+        elements=["Cu"],
+        file=ModelFile(filename="m.model", sha256=sha, size_bytes=len(blob)),
+    )
+    records.upsert("model_docs", [doc.model_dump(mode="json")], ["model_id"])
+    label = Lab.model_validate(
+        {
+            "structure": {
+                "lattice": {"matrix": (np.eye(3) * 3).tolist()},
+                "sites": [{"species": [{"element": "Cu", "occu": 1}], "abc": [0, 0, 0]}],
+                "@module": "pymatgen.core.structure",
+                "@class": "Structure",
+            },
+            "energy": -1.0,
+            "forces": [[0.0, 0.0, 0.0]],
+            "oracle": "emt",
+            "campaign": "c",
+        }
+    )
+    records.upsert("labelled", [label.model_dump(mode="json")], ["structure_hash"])
+    write_config_copy(parse_config(tiny_campaign(name="c")), tmp_path)
+    for args, name in ((["models", "export", "m"], "m.model"), (["data", "export"], "d.xyz")):
+        out = tmp_path / name
+        out.write_text("keep me")
+        cmd = [*args, "-o", str(out), "--dir", str(tmp_path)]
+        res = CliRunner().invoke(app, cmd)
+        assert res.exit_code == 2 and "not overwritten (use --force" in res.output, res.output
+        assert out.read_text() == "keep me"
+        res = CliRunner().invoke(app, [*cmd, "--force"])
+        assert res.exit_code == 0, res.output
+        assert out.read_bytes() != b"keep me"

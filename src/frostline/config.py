@@ -502,8 +502,18 @@ class RoutingConfig(_Strict):
     control: JobRoute | None = None
 
 
+MAX_NAME_LENGTH = 64
+"""Longest campaign name (it names directories, files and model ids)."""
+
+
 class CampaignConfig(_Strict):
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="letters, digits, '_', '.', '-' (not only dots), at most 64 characters",
+    )
     elements: list[str] = Field(..., min_length=1)
     system: SystemConfig = Field(default_factory=SystemConfig)
     foundation: str = Field(
@@ -518,6 +528,13 @@ class CampaignConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     routing: RoutingConfig | None = Field(None, description="workers per job type (submit)")
     seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_path(cls, name: str) -> str:
+        if set(name) == {"."}:
+            raise ValueError(f"{name!r} is not a campaign name (it names a directory)")
+        return name
 
     @field_validator("elements")
     @classmethod
