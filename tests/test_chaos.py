@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from frostline.cli import app
-from frostline.reliability.chaos import audit, chaos_campaign, kill_and_resume, write_config
+from frostline.testing.chaos import audit, chaos_campaign, kill_and_resume, write_config
 from frostline.reliability.locking import LOCK_NAME
 from frostline.store import BLOB_STORE
 

@@ -59,7 +59,7 @@ def test_credentials_never_in_documents_logs_or_job_inputs(tmp_path, foundation,
         oracle={
             "name": "ase",
             "settings": {
-                "calculator": "frostline.reliability.faulty_oracles.RaisingEMT",
+                "calculator": "frostline.testing.faulty_oracles.RaisingEMT",
                 "element": "Cu",
             },
         },

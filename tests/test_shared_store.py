@@ -111,6 +111,13 @@ def test_a_lease_is_taken_once_renewed_and_taken_over_when_expired(kind, tmp_pat
     assert second.try_take() is None and not first.renew()  # taken over; the first lost it
     second.release()
     assert coll.find_one({"_id": "c"}) is None
+    # a run killed and resumed in its own directory (holding the directory lock) goes on
+    killed = CampaignLease(coll, "c", tmp_path / "a", ttl_s=60.0)
+    assert killed.try_take() is None
+    assert CampaignLease(coll, "c", tmp_path / "b", ttl_s=60.0, dir_locked=True).try_take()
+    resumed = CampaignLease(coll, "c", tmp_path / "a", ttl_s=60.0, dir_locked=True)
+    assert resumed.try_take() is None and not killed.renew()
+    resumed.release()
     with CampaignLease(coll, "c", tmp_path / "a", ttl_s=0.4) as held:  # heartbeat keeps it
         time.sleep(1.0)
         assert not held.lost and CampaignLease(coll, "c", tmp_path).try_take() is not None

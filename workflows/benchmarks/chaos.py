@@ -24,12 +24,12 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import OracleConfig, StoreConfig
 from frostline.label.jobs import LabelMaker
-from frostline.reliability.chaos import audit, chaos_campaign, kill_and_resume, write_config
+from frostline.testing.chaos import audit, chaos_campaign, kill_and_resume, write_config
 from frostline.reliability.faults import FaultLog
 from frostline.schemas import CandidateStructure, LabelledStructure
 from frostline.store import BLOB_STORE, Records, StoreError, make_job_store
 
-FAULTY = "frostline.reliability.faulty_oracles"
+FAULTY = "frostline.testing.faulty_oracles"
 
 
 def candidates(n: int = 3) -> list[CandidateStructure]:
@@ -140,7 +140,7 @@ def store_outage(work: Path) -> bool:
 def fuzz(work: Path, n: int) -> Counter:
     from hypothesis import HealthCheck, given, settings
 
-    from frostline.reliability.fuzz import check_config_case, check_structure_case, strategies
+    from frostline.testing.fuzz import check_config_case, check_structure_case, strategies
 
     config_case, structures = strategies()
     counts: Counter = Counter()

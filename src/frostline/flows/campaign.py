@@ -119,7 +119,10 @@ def run_campaign(
             lease_records = Records(make_job_store(config.store, campaign_dir, timeout_ms=5000))
             held.callback(lease_records.close)
             collection = lease_records.connect().raw_collection(LEASES)
-            held.enter_context(CampaignLease(collection, config.name, campaign_dir, wait_s=wait_s))
+            lease = CampaignLease(
+                collection, config.name, campaign_dir, wait_s=wait_s, dir_locked=True
+            )
+            held.enter_context(lease)
             store = make_job_store(
                 config.store, campaign_dir, timeout_ms=5000, retry_s=retry_budget()
             )

@@ -10,7 +10,9 @@ directory), a random token, the last heartbeat and an expiry time. It is taken a
 - otherwise ``update_one`` filtered on "expired, or mine" (one document, atomic on MongoDB;
   on the embedded montydb store the directory lock serialises runs as well).
 
-The holder renews it every ``ttl_s / 4`` s from a daemon thread and deletes it at the end; a
+A run that holds the directory lock takes over at once a lease left in the same directory
+on the same host (its holder cannot be running: it would hold the directory lock), so a
+campaign killed and resumed in place does not wait for the expiry. The holder renews it every ``ttl_s / 4`` s from a daemon thread and deletes it at the end; a
 holder killed with ``kill -9`` stops renewing and its lease expires after ``ttl_s`` (default
 :data:`DEFAULT_TTL_S`, environment ``FROSTLINE_LEASE_S``), when a new run takes over.
 Expiry compares wall clocks of the hosts: keep them synchronised (NTP), as usual for MongoDB.
@@ -68,8 +70,10 @@ class CampaignLease:
         ttl_s: float | None = None,
         wait_s: float = 0.0,
         poll_s: float = 1.0,
+        dir_locked: bool = False,
     ):
         self.collection, self.campaign = collection, campaign
+        self.dir_locked = dir_locked
         self.ttl_s = lease_ttl() if ttl_s is None else ttl_s
         self.wait_s, self.poll_s = wait_s, poll_s
         self.token = uuid.uuid4().hex
@@ -100,7 +104,20 @@ class CampaignLease:
         result = self.collection.update_one({"_id": self.campaign, **free}, {"$set": fields})
         if result.matched_count == 1:
             return None
-        return self.collection.find_one({"_id": self.campaign}) or {}
+        holder = self.collection.find_one({"_id": self.campaign}) or {}
+        if self._left_by_a_dead_run_here(holder):  # take exactly that lease, atomically
+            result = self.collection.update_one(
+                {"_id": self.campaign, "token": holder.get("token")}, {"$set": fields}
+            )
+            if result.matched_count == 1:
+                return None
+        return holder
+
+    def _left_by_a_dead_run_here(self, holder: dict[str, Any]) -> bool:
+        """The holder ran in this directory on this host: with the directory lock held
+        (``dir_locked``), it cannot be running any more (e.g. killed, then resumed here)."""
+        same = all(holder.get(k) == self.owner[k] for k in ("host", "directory"))
+        return self.dir_locked and same
 
     def acquire(self) -> CampaignLease:
         """Take the lease (waiting up to ``wait_s``) and start the heartbeat."""

@@ -71,7 +71,7 @@ def chaos_campaign(name: str, counter: Path, **overrides) -> dict:
         "oracle": {
             "name": "ase",
             "settings": {
-                "calculator": "frostline.reliability.chaos.CountingEMT",
+                "calculator": "frostline.testing.chaos.CountingEMT",
                 "counter": str(counter),
             },
         },
