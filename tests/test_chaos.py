@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from frostline.cli import app
-from frostline.testing.chaos import audit, chaos_campaign, kill_and_resume, write_config
 from frostline.reliability.locking import LOCK_NAME
 from frostline.store import BLOB_STORE
+from frostline.testing.chaos import audit, chaos_campaign, kill_and_resume, write_config
 
 KILLS = 4
 SEED = 20261124

@@ -24,10 +24,10 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import OracleConfig, StoreConfig
 from frostline.label.jobs import LabelMaker
-from frostline.testing.chaos import audit, chaos_campaign, kill_and_resume, write_config
 from frostline.reliability.faults import FaultLog
 from frostline.schemas import CandidateStructure, LabelledStructure
 from frostline.store import BLOB_STORE, Records, StoreError, make_job_store
+from frostline.testing.chaos import audit, chaos_campaign, kill_and_resume, write_config
 
 FAULTY = "frostline.testing.faulty_oracles"
 

@@ -13,7 +13,8 @@ directory), a random token, the last heartbeat and an expiry time. It is taken a
 A run that holds the directory lock takes over at once a lease left in the same directory
 on the same host (its holder cannot be running: it would hold the directory lock), so a
 campaign killed and resumed in place does not wait for the expiry. The holder renews it
-every ``ttl_s / 4`` s from a daemon thread and deletes it at the end; a holder killed with ``kill -9`` stops renewing and its lease expires after ``ttl_s`` (default
+every ``ttl_s / 4`` s from a daemon thread and deletes it at the end; a holder killed with
+``kill -9`` elsewhere stops renewing and its lease expires after ``ttl_s`` (default
 :data:`DEFAULT_TTL_S`, environment ``FROSTLINE_LEASE_S``), when a new run takes over.
 Expiry compares wall clocks of the hosts: keep them synchronised (NTP), as usual for MongoDB.
 """
