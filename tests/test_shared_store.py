@@ -123,10 +123,13 @@ def test_a_lease_is_taken_once_renewed_and_taken_over_when_expired(kind, tmp_pat
         assert not held.lost and CampaignLease(coll, "c", tmp_path).try_take() is not None
 
 
-def frostline(*args: str, **popen) -> subprocess.Popen:
+def run_in(config: Path, folder: Path, quiet: bool = True) -> subprocess.Popen:
+    """``frostline run CONFIG --dir FOLDER`` in a process of its own (8 s leases)."""
     code = "from frostline.cli import app; app()"
     env = {**os.environ, "FROSTLINE_LEASE_S": "8", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True, **popen)
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    args = [sys.executable, "-c", code, "run", str(config), "--dir", str(folder)]
+    return subprocess.Popen(args, env=env, text=True, stdout=out, stderr=out)
 
 
 def wait_for(predicate, timeout: float = 300.0, poll: float = 0.5):
@@ -149,25 +152,11 @@ def test_two_runs_of_one_campaign_from_two_directories_on_one_store(
     path.write_text(yaml.safe_dump(tiny_campaign(name="shared", store=store)))
     first_dir, second_dir = tmp_path / "a", tmp_path / "b"
     coll = lease_collection(mongodb_store_config, tmp_path)
-    first = frostline(
-        "run",
-        str(path),
-        "--dir",
-        str(first_dir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = run_in(path, first_dir)
     try:
         held = wait_for(lambda: coll.find_one({"_id": "shared"}))
         assert held["pid"] == first.pid and held["directory"] == str(first_dir.resolve())
-        second = frostline(
-            "run",
-            str(path),
-            "--dir",
-            str(second_dir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        second = run_in(path, second_dir, quiet=False)
         out, err = second.communicate(timeout=300)
         assert second.returncode == 2 and "Traceback" not in err
         line = " ".join(err.split())
@@ -180,14 +169,7 @@ def test_two_runs_of_one_campaign_from_two_directories_on_one_store(
         first.wait()
     last = coll.find_one({"_id": "shared"})  # the dead holder's last heartbeat
     assert last["pid"] == first.pid
-    third = frostline(
-        "run",
-        str(path),
-        "--dir",
-        str(second_dir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    third = run_in(path, second_dir)
     try:
         taken = wait_for(
             lambda: d if (d := coll.find_one({"_id": "shared"}))["pid"] == third.pid else None

@@ -147,44 +147,39 @@ def store_outage(work: Path) -> bool:
         servers[-1].stop()
 
 
+def _runner(check, work: Path, k):
+    """One hypothesis test body: ``check`` each case in a folder of its own."""
+
+    def run(case) -> None:
+        check(case, work / f"f{next(k)}")
+
+    return run
+
+
 def fuzz(work: Path, n: int) -> Counter:
+    """Bad configs, seed and labelled structure files (``n`` each), foundation files that are
+    not models (truncated, random, a directory) and campaign names too long or naming a path
+    (``n // 5`` each, at least 10): every one refused in one line or accepted cleanly."""
     from hypothesis import HealthCheck, given, settings
 
-    from frostline.testing.fuzz import check_config_case, check_structure_case, strategies
+    from frostline.testing import fuzz as f
 
-    config_case, structures = strategies()
+    config_case, structures = f.strategies()
+    model_files, names = f.file_and_name_strategies()
     counts: Counter = Counter()
-    opts = settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
     k = iter(range(10**9))
-
-    given(case=config_case)(
-        opts(lambda case: check_config_case(case, work / f"f{next(k)}", counts))
-    )()
-    given(case=structures)(
-        opts(lambda case: check_structure_case(case, work / f"f{next(k)}", counts, False))
-    )()
-    given(case=structures)(
-        opts(lambda case: check_structure_case(case, work / f"f{next(k)}", counts, True))
-    )()
-    return counts
-
-
-def fuzz_files_and_names(work: Path, n: int) -> Counter:
-    """Foundation files that are not models (truncated, random, a directory) and campaign
-    names too long or naming a path: every one refused in one line."""
-    from hypothesis import HealthCheck, given, settings
-
-    from frostline.testing.fuzz import check_model_file_case, check_name_case
-    from frostline.testing.fuzz import file_and_name_strategies as cases
-
-    model_files, names = cases()
-    counts: Counter = Counter()
-    opts = settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
-    k = iter(range(10**9))
-    given(case=model_files)(
-        opts(lambda case: check_model_file_case(case, work / f"m{next(k)}", counts))
-    )()
-    given(name=names)(opts(lambda name: check_name_case(name, work / f"n{next(k)}", counts)))()
+    few = max(10, n // 5)
+    for strategy, check, examples in (
+        (config_case, lambda case, d: f.check_config_case(case, d, counts), n),
+        (structures, lambda case, d: f.check_structure_case(case, d, counts, False), n),
+        (structures, lambda case, d: f.check_structure_case(case, d, counts, True), n),
+        (model_files, lambda case, d: f.check_model_file_case(case, d, counts), few),
+        (names, lambda case, d: f.check_name_case(case, d, counts), few),
+    ):
+        opts = settings(
+            max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        given(case=strategy)(opts(_runner(check, work, k)))()
     return counts
 
 
@@ -225,7 +220,6 @@ def main() -> None:
     for name, ok in faults.items():
         print(f"fault {name}: {'handled' if ok else 'NOT HANDLED'}")
     counts = fuzz(work / "fuzz", args.fuzz)
-    counts += fuzz_files_and_names(work / "fuzz-files", max(10, args.fuzz // 5))
     print(f"bad inputs: {dict(counts)}")
 
     totals = {
