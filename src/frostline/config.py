@@ -26,13 +26,17 @@ MAKER_BASES = ("jobflow.core.maker.Maker",)
 """A ``maker`` oracle's ``settings.maker`` must name a subclass of this (atomate2 makers are)."""
 
 
-def import_class(path: Any, field: str, bases: tuple[str, ...]) -> type:
+def import_class(
+    path: Any, field: str, bases: tuple[str, ...], importable: bool = True
+) -> type | None:
     """The class at import path ``path`` if it derives from one of ``bases`` (import paths).
 
     A campaign configuration names code it runs (oracle calculators and makers, their
     arguments): treat a configuration like code. Only classes of the kinds an oracle needs
     are accepted, so a path such as ``subprocess.getoutput`` is refused (``ValueError``
-    naming ``field``) before it is called.
+    naming ``field``) before it is called. ``importable=False``: a path that cannot be
+    imported here passes (None; a config read on a host other than the workers that run the
+    oracle); it is checked again where it is used.
     """
     import importlib
 
@@ -42,6 +46,8 @@ def import_class(path: Any, field: str, bases: tuple[str, ...]) -> type:
     try:
         obj = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
+        if not importable and isinstance(exc, ModuleNotFoundError):
+            return None
         raise ValueError(f"{field}: cannot import {path!r} ({exc})") from None
     wanted = []
     for base in bases:
@@ -386,10 +392,10 @@ class OracleConfig(_Strict):
 
     @model_validator(mode="after")
     def _ase_needs_path(self) -> OracleConfig:
-        if self.name == "ase":
-            import_class(self.settings.get("calculator"), "settings.calculator", CALCULATOR_BASES)
-        if self.name == "maker":
-            import_class(self.settings.get("maker"), "settings.maker", MAKER_BASES)
+        if self.name in ("ase", "maker"):  # checked again before use (``oracle_maker``)
+            key = "calculator" if self.name == "ase" else "maker"
+            bases = CALCULATOR_BASES if self.name == "ase" else MAKER_BASES
+            import_class(self.settings.get(key), f"settings.{key}", bases, importable=False)
         if self.name == "maker" and not isinstance(self.settings.get("kwargs", {}), dict):
             raise ValueError("oracle 'maker': settings.kwargs must be a mapping")
         if self.timeout_s is not None and self.name in ("cp2k", "vasp", "maker"):

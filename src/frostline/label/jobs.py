@@ -160,9 +160,11 @@ def stored_oracle_outputs(
     """
     from jobflow import CURRENT_JOB
 
+    from frostline.store import _is_transfer_store
+
     store = CURRENT_JOB.store
-    if store is None or not hashes:
-        return {}
+    if store is None or not hashes or _is_transfer_store(store):
+        return {}  # (a jobflow-remote worker's job store holds this job's files only)
     recorded = {
         d["structure_hash"]
         for d in records.find(
