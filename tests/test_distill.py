@@ -189,7 +189,8 @@ def test_store_round_trip_and_registry_export(built, job_store, tmp_path):
     assert [m["model_id"] for m in list_models(records, kind="ace-surrogate")] == [doc.model_id]
     out = export_model(records, doc.model_id, tmp_path)
     assert out.suffix == ".yace" and out.read_bytes() == built.files["yace"].read_bytes()
-    files = export_surrogate(records, doc.model_id, tmp_path / ".")
+    (tmp_path / "all").mkdir()  # the .yace above stays: exports never overwrite a file
+    files = export_surrogate(records, doc.model_id, tmp_path / "all")
     assert set(files) == {"yace", "yaml", "asi"}
     atoms = built.samples[0].atoms.copy()
     atoms.calc = SurrogateCalculator(files["yace"], active_set=files["asi"], bbasis=files["yaml"])
