@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -88,3 +89,39 @@ def embedded(tmp_path):
     populate(backend.records)
     yield backend
     backend.records.close()
+@functools.cache
+def tiny_model_blob() -> bytes:
+    """A stored-model blob (weights + architecture) of a tiny MACE (4 channels, ~30 kB): the
+    mini foundation's architecture shrunk, random weights; for tests of the registry."""
+    import torch
+    from e3nn import o3
+
+    from frostline.finetune.foundation import MINI_FOUNDATION
+    from frostline.finetune.safe_model import _decode, architecture, model_to_blob, resolve_class
+
+    arch = architecture(torch.load(MINI_FOUNDATION, map_location="cpu", weights_only=False))
+    config = _decode(arch["config"])
+    small = {"hidden_irreps": o3.Irreps("4x0e"), "MLP_irreps": o3.Irreps("4x0e")}
+    config.update(small, radial_MLP=[8], num_bessel=4, max_ell=1, correlation=2)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = resolve_class(arch["class"])(**config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model_to_blob(model)
+
+
+def exported_weights_match(path, blob: bytes) -> bool:
+    """The ``.model`` file at ``path`` (an export) holds the weights of stored ``blob``."""
+    import torch
+
+    from frostline.finetune.safe_model import read_blob
+
+    model = torch.load(path, map_location="cpu", weights_only=False)  # a file the test wrote
+    state = read_blob(blob)["state_dict"]
+    exported = model.state_dict()
+    return exported.keys() == state.keys() and all(
+        torch.equal(exported[k], state[k]) for k in state
+    )

@@ -15,9 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 from frostline.cli import app
-from frostline.reliability.chaos import audit, chaos_campaign, kill_and_resume, write_config
 from frostline.reliability.locking import LOCK_NAME
 from frostline.store import BLOB_STORE
+from frostline.testing.chaos import (
+    ORACLE_WINDOW,
+    audit,
+    chaos_campaign,
+    kill_and_resume,
+    kill_at,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow  # the whole module (see pyproject.toml, tool.pytest)
 
@@ -45,6 +52,8 @@ def chaos(tmp_path_factory, foundation):
                 return
             time.sleep(0.1)
 
+    # aimed: between an oracle output stored and its label recorded, after a finished fine-tune
+    aimed = kill_at(config, folder, [ORACLE_WINDOW, ORACLE_WINDOW, "Finished job - finetune 0"])
     run = kill_and_resume(
         config,
         folder,
@@ -54,7 +63,14 @@ def chaos(tmp_path_factory, foundation):
         job_range=(1, 20),
         on_run=second_run,
     )
-    return {"run": run, "folder": folder, "config": config, "counter": counter, **concurrent}
+    return {
+        "run": run,
+        "aimed": aimed,
+        "folder": folder,
+        "config": config,
+        "counter": counter,
+        **concurrent,
+    }
 
 
 def test_campaign_completes_after_every_kill(chaos):
@@ -71,6 +87,9 @@ def test_no_label_lost_or_bought_twice_and_store_consistent(chaos):
     assert result.problems == []
     assert result.labels_lost == 0 and result.orphaned_labels == 0
     assert result.labels_duplicated == 0, "an oracle result was computed twice"
+    assert len(chaos["aimed"].kills) == 3, chaos["aimed"]
+    assert result.labels_recomputed == 0, "a stored oracle output was computed again"
+    assert result.committees_retrained == 0, "a finished committee was trained again"
     # 4 initial + 2 validation + 2 bought in iteration 0 (the last iteration buys none)
     assert result.labels_ok == result.labels_computed == 8
 

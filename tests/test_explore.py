@@ -68,13 +68,13 @@ def test_committee_uncertainty_requests_member_forces_on_demand(foundation):
 @pytest.mark.slow
 def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
     """engine='batched' (one batch, shared-trunk committee) == engine='ase' (MACECalculator)."""
-    import torch
     from jobflow import run_locally
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from frostline.config import StoreConfig
     from frostline.explore.jobs import ExploreMaker
     from frostline.explore.shared_committee import load_mace_model, perturbed_member
+    from frostline.finetune.safe_model import model_to_blob
     from frostline.schemas import ExploreResult, FineTuneResult, ModelDoc, ModelFile
     from frostline.store import Records, make_job_store
     from frostline.structures import h2_on_slab
@@ -84,11 +84,9 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
     base = load_mace_model(foundation)
     docs = []
     for k in range(2):
-        path = tmp_path / f"m{k}.model"
-        torch.save(perturbed_member(base, seed=k, scale=0.1), path)
-        data = path.read_bytes()
+        data = model_to_blob(perturbed_member(base, seed=k, scale=0.1))
         sha = records.put_model_file(f"m{k}", data)
-        file = ModelFile(filename=path.name, sha256=sha, size_bytes=len(data))
+        file = ModelFile(filename=f"m{k}.model", sha256=sha, size_bytes=len(data))
         docs.append(
             ModelDoc(model_id=f"m{k}", kind="committee-member", elements=["Cu", "H"], file=file)
         )

@@ -233,3 +233,26 @@ def test_maker_oracle_takes_any_atomate2_maker(job_store):
     assert np.allclose(labels[0].forces, atoms.get_forces(), atol=1e-6)
     with pytest.raises(ValueError, match="settings.maker"):
         OracleConfig(name="maker", settings={"kwargs": {}})
+
+
+def test_a_stored_oracle_output_without_its_label_is_recorded_not_recomputed(job_store, tmp_path):
+    """A run killed after an oracle job's output was stored and before ``record label`` wrote
+    the label: the next run records that output instead of calling the oracle again."""
+    counter = tmp_path / "calls.txt"
+    oracle = OracleConfig(
+        name="ase", settings={"calculator": "oracle_stubs.CountingEMT", "counter": str(counter)}
+    )
+    first, n_jobs = run_label(job_store, oracle, candidates()[:2])
+    assert n_jobs == 2
+    calls = counter.read_text().count("call")
+    records = Records(job_store).connect()
+    records["labelled"].remove_docs({})  # the state of a kill between the two jobs
+    assert records.find("labelled") == []
+    second, n_jobs = run_label(job_store, oracle, candidates())  # two stored, one new
+    assert n_jobs == 1  # calls per structure as in the first run: one structure computed
+    assert counter.read_text().count("call") - calls == calls // 2
+    stored = {lab.structure_hash: lab for lab in second}
+    for lab in first:  # the very same calculation, recorded from the stored output
+        assert stored[lab.structure_hash].job_uuid == lab.job_uuid
+        assert stored[lab.structure_hash].energy == lab.energy
+    assert len(records.find("labelled", {"status": "ok"})) == 3

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from ase import Atoms
 from ase.io import read
-from conftest import tiny_campaign
+from conftest import exported_weights_match, tiny_campaign, tiny_model_blob
 from typer.testing import CliRunner
 
 from frostline.cli import app
@@ -59,7 +59,8 @@ MODELS = {
 
 
 def model_bytes(model_id: str) -> bytes:
-    return f"MACE model {model_id} ".encode() * 50
+    """The exported models hold real (tiny) weights; the others stand-in bytes."""
+    return tiny_model_blob() if model_id.endswith("final") else f"MACE {model_id} ".encode() * 50
 
 
 def model_doc(model_id: str, sha: str, size: int) -> ModelDoc:
@@ -275,7 +276,10 @@ def test_get_model(backend):
 def test_export_model_verifies_checksum(backend, tmp_path):
     out = tmp_path / "out.model"
     assert export_model(backend.records, "alpha-final", out) == out
-    assert out.read_bytes() == model_bytes("alpha-final")
+    assert exported_weights_match(out, model_bytes("alpha-final"))
+    with pytest.raises(StoreError, match="exists: not overwritten"):
+        export_model(backend.records, "beta-final", out)
+    assert exported_weights_match(out, model_bytes("alpha-final"))  # kept
     folder = tmp_path / "models"
     folder.mkdir()
     assert export_model(backend.records, "beta-final", folder) == folder / "beta-final.model"
@@ -320,10 +324,14 @@ def test_export_labelled_roundtrip(backend, tmp_path):
         assert atoms.info["provenance_sampler"] == "langevin"
         assert atoms.info["config_type"] == "langevin"
         assert atoms.info["campaign"] == "alpha" and atoms.info["role"] == "train"
-    assert export_labelled(backend.records, path, campaign="alpha", role="validation") == 1
-    assert export_labelled(backend.records, path, campaign="alpha", role="all") == 4
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="exists: not overwritten"):  # without force: kept
+        export_labelled(backend.records, path, campaign="alpha", role="validation")
+    assert path.read_bytes() == before
+    assert export_labelled(backend.records, path, "alpha", role="validation", force=True) == 1
+    assert export_labelled(backend.records, path, "alpha", role="all", force=True) == 4
     # all campaigns: the label beta reused from alpha is written once
-    assert export_labelled(backend.records, path) == 4
+    assert export_labelled(backend.records, path, force=True) == 4
     with pytest.raises(StoreError, match="no successfully labelled"):
         export_labelled(backend.records, tmp_path / "none.extxyz", campaign="nope")
     assert not (tmp_path / "none.extxyz").exists()
@@ -472,7 +480,7 @@ def test_cli_show_export_data_campaigns(backend, tmp_path):
     out = tmp_path / "m.model"
     res = invoke(["models", "export", "alpha-final", *backend.args, "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert out.read_bytes() == model_bytes("alpha-final")
+    assert exported_weights_match(out, model_bytes("alpha-final"))
     xyz = tmp_path / "d.extxyz"
     res = invoke(["data", "export", *backend.args, "--campaign", "alpha", "-o", str(xyz)])
     assert res.exit_code == 0, res.output
@@ -585,11 +593,11 @@ from frostline.config import StoreConfig
 from frostline.schemas import ModelDoc, ModelFile
 from frostline.store import Records, make_job_store
 
-uri, database = sys.argv[1], sys.argv[2]
+uri, database, blob = sys.argv[1], sys.argv[2], open(sys.argv[3], "rb").read()
 records = Records(make_job_store(StoreConfig(kind="mongodb", uri=uri, database=database))).connect()
 for i, elements in enumerate([["Cu", "H"], ["Cu", "H", "O"], ["Cu", "H"]]):
     model_id = f"proc-m{i}"
-    data = f"weights {i}".encode()
+    data = blob if i == 1 else f"weights {i}".encode()
     sha = records.put_model_file(model_id, data)
     doc = ModelDoc(
         model_id=model_id, kind="committee-member", campaign="proc", elements=elements,
@@ -605,8 +613,10 @@ print("written")
 
 def test_records_written_by_another_process(mongodb_store_config, tmp_path):
     cfg = mongodb_store_config
+    blob = tmp_path / "blob"
+    blob.write_bytes(tiny_model_blob())
     out = subprocess.run(
-        [sys.executable, "-c", WRITER, cfg.uri, cfg.database],
+        [sys.executable, "-c", WRITER, cfg.uri, cfg.database, str(blob)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -622,7 +632,7 @@ def test_records_written_by_another_process(mongodb_store_config, tmp_path):
             "proc-m2",
         ]
         path = export_model(records, "proc-m1", tmp_path / "p.model")
-        assert path.read_bytes() == b"weights 1"
+        assert exported_weights_match(path, tiny_model_blob())
     finally:
         records.close()
     # the CLI, with the URI from the environment

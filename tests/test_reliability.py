@@ -29,7 +29,7 @@ from frostline.reliability.retry import StoreUnavailableError, with_retry
 from frostline.schemas import CandidateStructure, LabelledStructure
 from frostline.store import Records, make_job_store
 
-FAULTY = "frostline.reliability.faulty_oracles"
+FAULTY = "frostline.testing.faulty_oracles"
 
 
 def faulty(name: str, timeout_s: float | None = None, **settings) -> OracleConfig:

@@ -60,7 +60,7 @@ def test_credentials_never_in_documents_logs_or_job_inputs(tmp_path, foundation,
         oracle={
             "name": "ase",
             "settings": {
-                "calculator": "frostline.reliability.faulty_oracles.RaisingEMT",
+                "calculator": "frostline.testing.faulty_oracles.RaisingEMT",
                 "element": "Cu",
             },
         },
@@ -164,3 +164,38 @@ def test_store_error_messages_drop_credentials():
     with pytest.raises(StoreError) as info:
         Records(make_job_store(config, timeout_ms=200)).connect()
     assert "hunter2" not in str(info.value) and "bob" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("oracle", "field"),
+    [
+        (
+            {"name": "ase", "settings": {"calculator": "subprocess.getoutput"}},
+            "settings.calculator",
+        ),
+        ({"name": "ase", "settings": {"calculator": "os.system"}}, "settings.calculator"),
+        ({"name": "maker", "settings": {"maker": "subprocess.Popen"}}, "settings.maker"),
+    ],
+)
+def test_an_oracle_naming_other_code_than_a_calculator_or_maker_is_refused(tmp_path, oracle, field):
+    """A config is code: only ASE calculator and jobflow maker classes are accepted."""
+    marker = tmp_path / "marker"
+    key = "calculator" if oracle["name"] == "ase" else "maker"
+    extra = {"cmd": f"touch {marker}"} if key == "calculator" else {"kwargs": {"args": ["touch"]}}
+    oracle = {**oracle, "settings": {**oracle["settings"], **extra}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_campaign(name="evil", oracle=oracle)))
+    res = CliRunner().invoke(app, ["run", str(path), "--dir", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    line = " ".join(res.output.split())
+    assert field in line and "is not a class deriving from" in line, res.output
+    assert not marker.exists() and not (tmp_path / "c").exists()
+    # the oracle maker checks again (settings that reach it without the config's validation)
+    from frostline.config import OracleConfig
+    from frostline.label.oracles import oracle_maker
+
+    with pytest.raises(ValueError, match="is not a class deriving from"):
+        oracle_maker(OracleConfig.model_construct(**oracle))
+    assert not marker.exists()
+    ok = OracleConfig(name="ase", settings={"calculator": "ase.calculators.emt.EMT"})
+    assert oracle_maker(ok).calculator_kwargs == {}

@@ -1,4 +1,5 @@
-"""Registry commands: ``frostline models list|show|export``, ``data export``, ``campaigns list``.
+"""Registry commands: ``frostline models list|show|export|migrate``, ``data export``,
+``campaigns list``.
 
 Each command reads one store: ``--dir DIR`` (a campaign directory, with the store it was run
 with), ``--store URI`` (MongoDB) or ``$FROSTLINE_MONGODB_URI``, with ``--database``. Tables for
@@ -52,6 +53,7 @@ DatabaseOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="replace an existing output file")]
 
 
 def register(app: typer.Typer) -> None:
@@ -135,6 +137,9 @@ def models_list(
     ] = None,
     campaign: Annotated[str | None, typer.Option(help="campaign name")] = None,
     limit: Annotated[int, typer.Option(help="at most this many models (0: all)")] = 50,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="also models their campaign did not use (superseded)")
+    ] = False,
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
@@ -152,7 +157,16 @@ def models_list(
     except ValueError as exc:
         _fail(str(exc))
     with _records(dir, store, database) as records:
-        docs = list_models(records, elements, elements_mode, kind, mae, campaign, limit)
+        docs = list_models(
+            records,
+            elements,
+            elements_mode,
+            kind,
+            mae,
+            campaign,
+            limit,
+            include_superseded=all_models,
+        )
     if as_json:
         _dump(docs)
         return
@@ -260,7 +274,7 @@ def models_export(
     store: StoreOpt = None,
     database: DatabaseOpt = None,
     force: Annotated[
-        bool, typer.Option("--force", help="ACE surrogate: overwrite existing files")
+        bool, typer.Option("--force", help="replace existing output files")
     ] = False,
     allow_failed: Annotated[
         bool,
@@ -269,10 +283,12 @@ def models_export(
 ) -> None:
     """Write a model file, after checking its sha256 against the record.
 
-    For an ACE surrogate the B-basis ``.yaml`` and active set ``.asi`` (extrapolation grades)
-    are written next to the ``.yace`` (mode 644, never over existing files without
-    ``--force``); a surrogate that failed its MD stability check is refused unless
-    ``--allow-failed`` (then exported with a warning).
+    A MACE model is rebuilt from its stored weights and architecture (nothing from the store
+    is unpickled) and written as a mace-torch ``.model`` file (never over an existing file
+    without ``--force``). For an ACE surrogate the B-basis ``.yaml`` and active set ``.asi``
+    (extrapolation grades) are written next to the ``.yace`` (mode 644, never over existing
+    files without ``--force``); a surrogate that failed its MD stability check is refused
+    unless ``--allow-failed`` (then exported with a warning).
     """
     from frostline.registry.models import export_model, get_model
 
@@ -284,8 +300,42 @@ def models_export(
             files = export_surrogate(records, model_id, output, force, allow_failed)
             path = ", ".join(str(p) for p in files.values())
         else:
-            path = export_model(records, model_id, output)
+            path = export_model(records, model_id, output, force=force)
     _out().print(f"{model_id} -> {path} (sha256 verified)")
+
+
+@models_app.command("migrate")
+def models_migrate(
+    campaign: Annotated[str | None, typer.Option(help="campaign name (default: all)")] = None,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="unpickle the old files: you trust this store")
+    ] = False,
+    dir: DirOpt = None,
+    store: StoreOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Convert model files stored as pickled ``.model`` (before frostline stored weights plus
+    architecture) so that campaigns written before resume.
+
+    Unpickling a file runs any code it names: without ``--trust`` the command only lists the
+    models it would convert.
+    """
+    from frostline.registry.models import legacy_models, migrate_models
+
+    with _records(dir, store, database) as records:
+        docs = legacy_models(records, campaign)
+        ids = ", ".join(d["model_id"] for d in docs)
+        if docs and not trust:
+            _fail(
+                f"{len(docs)} model(s) stored as pickled .model files ({ids}): converting "
+                "them unpickles them, which runs any code they name; if you trust everyone "
+                "who can write to this store, run again with --trust"
+            )
+        done = migrate_models(records, docs)
+    if done:
+        _out().print(f"migrated {len(done)} model(s) to weights + architecture: {', '.join(done)}")
+    else:
+        _out().print("nothing to migrate: every model is stored as weights + architecture")
 
 
 @data_app.command("export")
@@ -296,6 +346,7 @@ def data_export(
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Successfully labelled structures as extxyz (energy, forces, stress; provenance in info)."""
     from frostline.registry.data import export_labelled, labelled_filter
@@ -305,7 +356,7 @@ def data_export(
     except ValueError as exc:
         _fail(str(exc))
     with _records(dir, store, database) as records:
-        n = export_labelled(records, output, campaign, role)
+        n = export_labelled(records, output, campaign, role, force=force)
     _out().print(f"{n} labelled structure(s) -> {output}")
 
 

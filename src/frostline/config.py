@@ -29,6 +29,50 @@ class ConfigError(ValueError):
     """A campaign configuration is invalid; the message names the file and the field."""
 
 
+CALCULATOR_BASES = (
+    "ase.calculators.calculator.Calculator",
+    "ase.calculators.calculator.BaseCalculator",
+)
+"""An ``ase`` oracle's ``settings.calculator`` must name a subclass of one of these."""
+MAKER_BASES = ("jobflow.core.maker.Maker",)
+"""A ``maker`` oracle's ``settings.maker`` must name a subclass of this (atomate2 makers are)."""
+
+
+def import_class(
+    path: Any, field: str, bases: tuple[str, ...], importable: bool = True
+) -> type | None:
+    """The class at import path ``path`` if it derives from one of ``bases`` (import paths).
+
+    A campaign configuration names code it runs (oracle calculators and makers, their
+    arguments): treat a configuration like code. Only classes of the kinds an oracle needs
+    are accepted, so a path such as ``subprocess.getoutput`` is refused (``ValueError``
+    naming ``field``) before it is called. ``importable=False``: a path that cannot be
+    imported here passes (None; a config read on a host other than the workers that run the
+    oracle); it is checked again where it is used.
+    """
+    import importlib
+
+    if not isinstance(path, str) or "." not in path:
+        raise ValueError(f"{field} must be an import path 'package.module.Class', got {path!r}")
+    module, _, name = path.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        if not importable and isinstance(exc, ModuleNotFoundError):
+            return None
+        raise ValueError(f"{field}: cannot import {path!r} ({exc})") from None
+    wanted = []
+    for base in bases:
+        base_module, _, base_name = base.rpartition(".")
+        wanted.append(getattr(importlib.import_module(base_module), base_name))
+    if not (isinstance(obj, type) and issubclass(obj, tuple(wanted))):
+        names = " or ".join(b.rpartition(".")[2] for b in bases)
+        raise ValueError(
+            f"{field}: {path!r} is not a class deriving from {names} ({bases[0].rsplit('.', 2)[0]})"
+        )
+    return obj
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -340,10 +384,12 @@ class SelectConfig(_Strict):
 class OracleConfig(_Strict):
     """The labelling oracle.
 
-    ``ase``: any ASE calculator, ``settings.calculator`` being its import path.
-    ``cp2k`` / ``vasp``: atomate2's CP2K / MP VASP static makers (``settings`` override the
-    input; see README "Oracles and DFT"). ``maker``: any atomate2 maker, ``settings.maker``
-    being its import path and ``settings.kwargs`` its keyword arguments.
+    ``ase``: any ASE calculator, ``settings.calculator`` being the import path of its class
+    (deriving from ASE's ``Calculator`` or ``BaseCalculator``). ``cp2k`` / ``vasp``: atomate2's
+    CP2K / MP VASP static makers (``settings`` override the input; see README "Oracles and
+    DFT"). ``maker``: any atomate2 maker, ``settings.maker`` being the import path of its class
+    (a jobflow ``Maker``) and ``settings.kwargs`` its keyword arguments. These settings name
+    code that the campaign runs: treat a campaign configuration like code (:func:`import_class`).
     """
 
     name: Literal["emt", "xtb", "chgnet", "chgnet-r2scan", "ase", "cp2k", "vasp", "maker"] = "emt"
@@ -358,12 +404,10 @@ class OracleConfig(_Strict):
 
     @model_validator(mode="after")
     def _ase_needs_path(self) -> OracleConfig:
-        path = self.settings.get("calculator")
-        if self.name == "ase" and (not isinstance(path, str) or "." not in path):
-            raise ValueError("oracle 'ase' needs settings.calculator = 'package.module.Callable'")
-        path = self.settings.get("maker")
-        if self.name == "maker" and (not isinstance(path, str) or "." not in path):
-            raise ValueError("oracle 'maker' needs settings.maker = 'package.module.MakerClass'")
+        if self.name in ("ase", "maker"):  # checked again before use (``oracle_maker``)
+            key = "calculator" if self.name == "ase" else "maker"
+            bases = CALCULATOR_BASES if self.name == "ase" else MAKER_BASES
+            import_class(self.settings.get(key), f"settings.{key}", bases, importable=False)
         if self.name == "maker" and not isinstance(self.settings.get("kwargs", {}), dict):
             raise ValueError("oracle 'maker': settings.kwargs must be a mapping")
         if self.timeout_s is not None and self.name in ("cp2k", "vasp", "maker"):
@@ -476,8 +520,18 @@ class RoutingConfig(_Strict):
     control: JobRoute | None = None
 
 
+MAX_NAME_LENGTH = 64
+"""Longest campaign name (it names directories, files and model ids)."""
+
+
 class CampaignConfig(_Strict):
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="letters, digits, '_', '.', '-' (not only dots), at most 64 characters",
+    )
     elements: list[str] = Field(..., min_length=1)
     system: SystemConfig = Field(default_factory=SystemConfig)
     foundation: str = Field(
@@ -492,6 +546,13 @@ class CampaignConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     routing: RoutingConfig | None = Field(None, description="workers per job type (submit)")
     seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_path(cls, name: str) -> str:
+        if set(name) == {"."}:
+            raise ValueError(f"{name!r} is not a campaign name (it names a directory)")
+        return name
 
     @field_validator("elements")
     @classmethod

@@ -221,6 +221,9 @@ class ModelDoc(BaseModel):
     training: TrainingOutcome | None = None
     file: ModelFile
     created: datetime = Field(default_factory=utcnow)
+    superseded: bool = Field(
+        False, description="trained but not used by its campaign (a run redone after a kill)"
+    )
 
 
 class FreezeSweepPoint(BaseModel):

@@ -204,6 +204,11 @@ class Records:
             self.job_store.close()
             self._connected = False
 
+    def raw_collection(self, name: str) -> Any:
+        """Collection ``name`` of the documents' database (pymongo or montydb), for atomic
+        operations maggma does not offer (``frostline.reliability.lease``)."""
+        return self["campaigns"]._collection.database[name]
+
     def __getitem__(self, name: str) -> Store:
         self.connect()
         return self.job_store.additional_stores[name]
@@ -213,21 +218,33 @@ class Records:
         if docs:
             self[collection].update(docs, key=key)
 
-    def put_model_file(self, model_id: str, data: bytes) -> str:
-        """Store model bytes as a blob; return their sha256."""
+    def put_model_file(self, model_id: str, data: bytes, migrated_from: str | None = None) -> str:
+        """Store model bytes as a blob; return their sha256.
+
+        ``migrated_from``: the sha256 of the blob these bytes convert (``frostline models
+        migrate``), still accepted as the expected checksum of documents written before.
+        """
         sha = hashlib.sha256(data).hexdigest()
         doc = {"model_id": model_id, "sha256": sha, "data_b64": base64.b64encode(data).decode()}
+        if migrated_from:
+            doc["migrated_from_sha256"] = migrated_from
         self[BLOB_STORE].update([doc], key="model_id")
         return sha
 
     def get_model_file(self, model_id: str, expected_sha256: str | None = None) -> bytes:
-        """Model bytes for ``model_id``; the sha256 is verified before they are returned."""
+        """Model bytes for ``model_id``; the sha256 is verified before they are returned.
+
+        The checksum catches corruption, not a swap (it is stored next to the bytes): model
+        blobs are read without unpickling (``frostline.finetune.safe_model``).
+        """
         doc = self[BLOB_STORE].query_one({"model_id": model_id})
         if doc is None:
             raise StoreError(f"no model file stored for model id {model_id}")
         data = base64.b64decode(doc["data_b64"])
         sha = hashlib.sha256(data).hexdigest()
         expected = expected_sha256 or doc["sha256"]
+        if expected == doc.get("migrated_from_sha256"):
+            expected = doc["sha256"]
         if sha != expected or sha != doc["sha256"]:
             raise StoreError(f"model file {model_id}: sha256 mismatch (stored file is corrupted)")
         return data

@@ -2,10 +2,13 @@
 
     python workflows/benchmarks/chaos.py --kills 20 --fuzz 100 --out /tmp/chaos
 
-Totals printed (and written to OUT/chaos.json): kills survived, faults injected (and how many
-were recorded and isolated), bad inputs tried (all refused or accepted cleanly), labels lost
-(goal 0) and labels duplicated (goal 0). ``tests/test_chaos.py``, ``tests/test_reliability.py``
-and ``tests/test_fuzz_inputs.py`` run the same harness with fewer cases.
+Totals printed (and written to OUT/chaos.json): kills survived (random ones, and ones aimed
+between an oracle job's stored output and its label record, and just after a finished
+fine-tune), faults injected (and how many were recorded and isolated), bad inputs tried (all
+refused or accepted cleanly; foundation files that are not models and bad campaign names
+included), labels lost, duplicated and recomputed (goal 0) and committees retrained (goal 0).
+``tests/test_chaos.py``, ``tests/test_reliability.py`` and ``tests/test_fuzz_inputs.py`` run
+the same harness with fewer cases.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import OracleConfig, StoreConfig
 from frostline.label.jobs import LabelMaker
-from frostline.reliability.chaos import audit, chaos_campaign, kill_and_resume, write_config
 from frostline.reliability.faults import FaultLog
 from frostline.schemas import CandidateStructure, LabelledStructure
 from frostline.store import BLOB_STORE, Records, StoreError, make_job_store
+from frostline.testing.chaos import (
+    AIMED_MARKS,
+    audit,
+    chaos_campaign,
+    kill_and_resume,
+    kill_at,
+    write_config,
+)
 
-FAULTY = "frostline.reliability.faulty_oracles"
+FAULTY = "frostline.testing.faulty_oracles"
 
 
 def candidates(n: int = 3) -> list[CandidateStructure]:
@@ -137,25 +147,39 @@ def store_outage(work: Path) -> bool:
         servers[-1].stop()
 
 
+def _runner(check, work: Path, k):
+    """One hypothesis test body: ``check`` each case in a folder of its own."""
+
+    def run(case) -> None:
+        check(case, work / f"f{next(k)}")
+
+    return run
+
+
 def fuzz(work: Path, n: int) -> Counter:
+    """Bad configs, seed and labelled structure files (``n`` each), foundation files that are
+    not models (truncated, random, a directory) and campaign names too long or naming a path
+    (``n // 5`` each, at least 10): every one refused in one line or accepted cleanly."""
     from hypothesis import HealthCheck, given, settings
 
-    from frostline.reliability.fuzz import check_config_case, check_structure_case, strategies
+    from frostline.testing import fuzz as f
 
-    config_case, structures = strategies()
+    config_case, structures = f.strategies()
+    model_files, names = f.file_and_name_strategies()
     counts: Counter = Counter()
-    opts = settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
     k = iter(range(10**9))
-
-    given(case=config_case)(
-        opts(lambda case: check_config_case(case, work / f"f{next(k)}", counts))
-    )()
-    given(case=structures)(
-        opts(lambda case: check_structure_case(case, work / f"f{next(k)}", counts, False))
-    )()
-    given(case=structures)(
-        opts(lambda case: check_structure_case(case, work / f"f{next(k)}", counts, True))
-    )()
+    few = max(10, n // 5)
+    for strategy, check, examples in (
+        (config_case, lambda case, d: f.check_config_case(case, d, counts), n),
+        (structures, lambda case, d: f.check_structure_case(case, d, counts, False), n),
+        (structures, lambda case, d: f.check_structure_case(case, d, counts, True), n),
+        (model_files, lambda case, d: f.check_model_file_case(case, d, counts), few),
+        (names, lambda case, d: f.check_name_case(case, d, counts), few),
+    ):
+        opts = settings(
+            max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        given(case=strategy)(opts(_runner(check, work, k)))()
     return counts
 
 
@@ -177,6 +201,8 @@ def main() -> None:
 
     counter = work / "oracle_calls.txt"
     config = write_config(chaos_campaign("chaos", counter), work / "chaos.yaml")
+    aimed = kill_at(config, work / "campaign", list(AIMED_MARKS))
+    print(f"aimed kills: {[k.stage for k in aimed.kills]} ({aimed.finished_early} not reached)")
     run = kill_and_resume(
         config,
         work / "campaign",
@@ -187,6 +213,7 @@ def main() -> None:
     )
     result = audit(work / "campaign", "chaos", counter)
     stages = Counter(k.stage.split(" ")[0] or "start-up" for k in run.kills)
+    stages.update(f"aimed: {k.stage}" for k in aimed.kills)
     print(f"kills: {len(run.kills)} (stages {dict(stages)}), final run exit {run.final_returncode}")
 
     faults = inject_faults(work)
@@ -196,8 +223,13 @@ def main() -> None:
     print(f"bad inputs: {dict(counts)}")
 
     totals = {
-        "kills_survived": len(run.kills) if run.final_returncode == 0 and result.consistent else 0,
-        "kills": len(run.kills),
+        "kills_survived": (
+            len(run.kills) + len(aimed.kills)
+            if run.final_returncode == 0 and result.consistent
+            else 0
+        ),
+        "kills": len(run.kills) + len(aimed.kills),
+        "aimed_kills": len(aimed.kills),
         "kill_stages": dict(stages),
         "faults_injected": sum(1 for k in faults if not k.startswith("_")),
         "faults_handled": sum(1 for k, v in faults.items() if v and not k.startswith("_")),
@@ -206,6 +238,8 @@ def main() -> None:
         "bad_inputs_refused": sum(v for k, v in counts.items() if k.endswith("refused")),
         "labels_lost": result.labels_lost,
         "labels_duplicated": result.labels_duplicated,
+        "labels_recomputed": result.labels_recomputed,
+        "committees_retrained": result.committees_retrained,
         "labels": result.labels_ok,
         "store_problems": result.problems,
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -216,7 +250,9 @@ def main() -> None:
         f"{totals['faults_injected']} (handled {totals['faults_handled']}) | bad inputs tried "
         f"{totals['bad_inputs_tried']} (refused cleanly {totals['bad_inputs_refused']}) | labels "
         f"lost {totals['labels_lost']} | labels duplicated {totals['labels_duplicated']} | "
-        f"store problems {len(result.problems)} | {totals['wall_s']:.0f} s"
+        f"labels recomputed {totals['labels_recomputed']} | committees retrained "
+        f"{totals['committees_retrained']} | store problems {len(result.problems)} | "
+        f"{totals['wall_s']:.0f} s"
     )
 
 

@@ -57,7 +57,7 @@ from frostline.distill.validate import (
     teacher_errors,
     time_per_atom_step,
 )
-from frostline.finetune.committee import committee_calculator, fetch_model_files
+from frostline.finetune.committee import committee_calculator, load_models
 from frostline.finetune.evaluate import evaluate
 from frostline.jobs import frostline_job
 from frostline.schemas import CampaignSummary, LabelledStructure, ModelDoc, ModelFile
@@ -525,8 +525,7 @@ class DistillMaker(Maker):
             raise ValueError(f"distill: model ids not in the store: {', '.join(missing)}")
         parents = [ModelDoc.model_validate(found[i]) for i in ids]
         workdir = Path.cwd()
-        paths = fetch_model_files(records, parents, workdir / "teacher")
-        teacher = committee_calculator(paths, device=self.device)
+        teacher = committee_calculator(load_models(records, parents), device=self.device)
         labelled = [
             LabelledStructure.model_validate(d)
             for d in records.find("labelled", {"campaign": self.campaign, "status": "ok"})

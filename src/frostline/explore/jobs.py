@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -16,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from frostline.explore.batched import batched_langevin_frames
 from frostline.explore.samplers import Frame, langevin_frames
 from frostline.explore.shared_committee import SharedCommittee
-from frostline.finetune.committee import fetch_model_files, load_committee
+from frostline.finetune.committee import load_committee, load_models
 from frostline.jobs import frostline_job
 from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
 from frostline.schemas import (
@@ -184,9 +182,8 @@ class ExploreMaker(Maker):
 
     def _run_batched(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
         """All trajectories in one batch per step with the (shared-trunk) committee."""
-        folder = Path(tempfile.mkdtemp(prefix="frostline-committee-"))
-        paths = fetch_model_files(current_records(), finetuned.models, folder)
-        committee = SharedCommittee.from_paths(paths, device=self.device, dtype=self.dtype)
+        models = load_models(current_records(), finetuned.models)  # rebuilt, not unpickled
+        committee = SharedCommittee(models, device=self.device, dtype=self.dtype)
         replicas = batched_langevin_frames(
             committee,
             atoms,

@@ -1,14 +1,18 @@
-"""Load a committee of MACE models from the store (checksums verified) as one ASE calculator."""
+"""Load a committee of MACE models from the store (checksums verified) as one ASE calculator.
+
+Stored models are weights plus architecture, rebuilt without unpickling
+(``frostline.finetune.safe_model``); files written here are frostline's own.
+"""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import mace  # noqa: F401
 import torch
 
+from frostline.finetune.safe_model import model_from_blob, write_model_file
 from frostline.schemas import ModelDoc
 from frostline.store import Records
 
@@ -20,34 +24,43 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def load_models(records: Records, models: Sequence[ModelDoc]) -> list[torch.nn.Module]:
+    """The models rebuilt from their stored weights and architecture (sha256 checked first)."""
+    return [
+        model_from_blob(
+            records.get_model_file(m.model_id, expected_sha256=m.file.sha256), m.model_id
+        )
+        for m in models
+    ]
+
+
 def fetch_model_files(records: Records, models: Sequence[ModelDoc], folder: Path) -> list[Path]:
-    """Write the models' files from the blob store into ``folder`` after sha256 checks."""
+    """Write ``.model`` files of the models, rebuilt from the store, into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for m in models:
-        data = records.get_model_file(m.model_id, expected_sha256=m.file.sha256)
-        path = folder / f"{m.model_id}.model"
-        path.write_bytes(data)
-        paths.append(path)
-    return paths
+    return [
+        write_model_file(model, folder / f"{m.model_id}.model")
+        for m, model in zip(models, load_models(records, models), strict=True)
+    ]
 
 
-def committee_calculator(paths: Sequence[Path | str], device: str = "auto", dtype: str = "float64"):
-    """A ``MACECalculator`` over all members (mean prediction, ``*_var`` spreads)."""
+def committee_calculator(
+    paths: Sequence[Path | str | torch.nn.Module], device: str = "auto", dtype: str = "float64"
+):
+    """A ``MACECalculator`` over all members (mean prediction, ``*_var`` spreads).
+
+    Members are ``.model`` files or models already loaded (``load_models``).
+    """
     from mace.calculators import MACECalculator
 
+    options = {"device": resolve_device(device), "default_dtype": dtype}
+    if paths and all(isinstance(p, torch.nn.Module) for p in paths):
+        return MACECalculator(models=list(paths), **options)
     paths = [str(p) for p in paths]
-    return MACECalculator(
-        model_paths=paths if len(paths) > 1 else paths[0],
-        device=resolve_device(device),
-        default_dtype=dtype,
-    )
+    return MACECalculator(model_paths=paths if len(paths) > 1 else paths[0], **options)
 
 
 def load_committee(
     records: Records, models: Sequence[ModelDoc], device: str = "auto", dtype: str = "float64"
 ):
-    """Fetch the members from the store and build the committee calculator."""
-    folder = Path(tempfile.mkdtemp(prefix="frostline-committee-"))
-    paths = fetch_model_files(records, models, folder)
-    return committee_calculator(paths, device=device, dtype=dtype)
+    """Rebuild the members from the store and build the committee calculator."""
+    return committee_calculator(load_models(records, models), device=device, dtype=dtype)

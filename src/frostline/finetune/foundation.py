@@ -75,12 +75,50 @@ def resolve_foundation(spec: str, base_dir: Path | None = None) -> str:
     )
 
 
+def mace_mp_cached_file(name: str) -> Path | None:
+    """The local file mace-torch would load for the ``mace_mp`` model ``name`` (its download
+    cache, as ``mace.calculators.foundations_models.download_mace_mp_checkpoint`` finds it), or
+    ``None`` when it is not there (loading it would need the network)."""
+    from mace.calculators import foundations_models as fm
+
+    if name == "medium-mpa-0" and Path(fm.local_model_path).is_file():
+        return Path(fm.local_model_path)
+    url = fm.mace_mp_urls.get(name)
+    if url is None:
+        return None
+    stem = "".join(c for c in Path(url).name if c.isalnum() or c == "_")
+    cached = Path(fm.get_cache_dir()) / stem
+    return cached if cached.is_file() else None
+
+
+def check_foundation_available(spec: str) -> None:
+    """``FoundationError`` unless ``spec`` (a resolved foundation) can be loaded offline: a
+    ``mace_mp`` name must be in mace-torch's download cache before any label is bought."""
+    if Path(spec).exists() or spec not in MACE_MP_NAMES:
+        return
+    if mace_mp_cached_file(spec) is None:
+        raise FoundationError(
+            f"mace_mp model '{spec}' is not in mace-torch's cache (it would be downloaded at "
+            "fine-tuning, after labels were bought): load it once with network access, "
+            f"e.g. `python -c \"from mace.calculators import mace_mp; mace_mp('{spec}')\"`, "
+            "or give a .model file"
+        )
+
+
 def load_foundation_model(spec: str):
-    """Load a foundation as a torch module (path, or ``mace_mp`` name through mace-torch)."""
-    import torch
+    """Load a foundation as a torch module (path, or ``mace_mp`` name through mace-torch).
+
+    A foundation file is a pickled mace-torch ``.model``: loading it is the user's trust
+    decision, as with mace-torch itself (models in frostline's store are never unpickled,
+    see ``frostline.finetune.safe_model``). A corrupt file is one ``FoundationError`` line.
+    """
+    from frostline.finetune.safe_model import ModelFormatError, load_user_model_file
 
     if Path(spec).exists():
-        return torch.load(spec, map_location="cpu", weights_only=False)
+        try:
+            return load_user_model_file(spec, "foundation")
+        except ModelFormatError as exc:
+            raise FoundationError(str(exc)) from None
     from mace.calculators import mace_mp
 
     return mace_mp(model=spec, device="cpu", default_dtype="float64").models[0]

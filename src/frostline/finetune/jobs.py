@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import defaultdict
@@ -20,6 +21,7 @@ from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters
+from frostline.finetune.safe_model import model_file_to_blob, read_blob
 from frostline.finetune.train import (
     MACE_LOSSES,
     MaceTrainSettings,
@@ -27,6 +29,7 @@ from frostline.finetune.train import (
     training_outcome,
 )
 from frostline.jobs import frostline_job
+from frostline.registry.models import mark_superseded
 from frostline.reliability.memo import memo_keys, memo_lookup, memo_mark
 from frostline.schemas import (
     FineTuneResult,
@@ -198,9 +201,10 @@ class FineTuneMaker(Maker):
         reused = memo_lookup(keys)
         if reused is not None:  # a resumed run: this committee was trained before the crash
             result = FineTuneResult.model_validate(reused)
-            for m in result.models:  # every file still there, sha256 verified
-                records.get_model_file(m.model_id, expected_sha256=m.file.sha256)
+            for m in result.models:  # every file still there, sha256 verified, weights only
+                read_blob(records.get_model_file(m.model_id, m.file.sha256), m.model_id)
             console.print(f"[bold]fine-tune[/] iteration {iteration}: reusing finished committee")
+            mark_superseded(records, campaign, iteration, [m.model_id for m in result.models])
             memo_mark(key)
             return result
         foundation_model = load_foundation_model(foundation)
@@ -241,9 +245,10 @@ class FineTuneMaker(Maker):
                     weights,
                 )
             path = trained.path
-            sha = sha256_file(path)
+            blob = model_file_to_blob(path)  # weights + architecture: loaded without pickle
+            sha = hashlib.sha256(blob).hexdigest()
             model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
-            records.put_model_file(model_id, path.read_bytes())
+            records.put_model_file(model_id, blob)
             paths.append(path)
             docs.append(
                 ModelDoc(
@@ -260,7 +265,7 @@ class FineTuneMaker(Maker):
                     n_train=len(data),
                     training_set_hashes=[d.structure_hash for d in data],
                     training=trained.training,
-                    file=ModelFile(filename=path.name, sha256=sha, size_bytes=path.stat().st_size),
+                    file=ModelFile(filename=path.name, sha256=sha, size_bytes=len(blob)),
                 )
             )
         committee_metrics = None
@@ -273,6 +278,7 @@ class FineTuneMaker(Maker):
                     validation,
                 )
         records.upsert("model_docs", [d.model_dump(mode="json") for d in docs], key=["model_id"])
+        mark_superseded(records, campaign, iteration, [d.model_id for d in docs])
         memo_mark(key)
         return FineTuneResult(
             models=docs,
@@ -288,23 +294,32 @@ class FineTuneMaker(Maker):
     def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze, lr) -> tuple:
         """What the committee depends on: settings, foundation file, data (by hash), place
         (``memo_keys``: the current key, then those before each ``MEMO_ADDED_FIELDS`` entry; a rate
-        passed in is part of the key only when given, so keys without one are unchanged)."""
+        passed in is part of the key only when given, so keys without one are unchanged).
+
+        The data are sets of labels (sorted by hash): a resumed run whose labels come back in
+        another order finds the finished committee. The keys of the data in the order given
+        (those frostline computed before) follow, so campaigns stored before still resume.
+        """
         fingerprint = sha256_file(foundation) if Path(foundation).is_file() else foundation
 
-        def ids(labels: list[LabelledStructure]) -> list:
-            return [(x.structure_hash, x.oracle_settings_hash, x.status) for x in labels]
+        def ids(labels: list[LabelledStructure], ordered: bool) -> list:
+            out = [(x.structure_hash, x.oracle_settings_hash, x.status) for x in labels]
+            return out if ordered else sorted(out)
 
-        return memo_keys(
-            "finetune",
-            maker=self,
-            foundation=fingerprint,
-            train=ids(train),
-            validation=ids(validation),
-            campaign=campaign,
-            iteration=iteration,
-            freeze=freeze,
-            **({"lr": lr} if lr is not None else {}),
-        )
+        keys: list[str] = []
+        for ordered in (False, True):
+            keys += memo_keys(
+                "finetune",
+                maker=self,
+                foundation=fingerprint,
+                train=ids(train, ordered),
+                validation=ids(validation, ordered),
+                campaign=campaign,
+                iteration=iteration,
+                freeze=freeze,
+                **({"lr": lr} if lr is not None else {}),
+            )
+        return tuple(dict.fromkeys(keys))
 
     def _checkpoint_set(self, validation: list[LabelledStructure]) -> list[LabelledStructure]:
         """The structures mace-torch keeps the best epoch on (none: its own 10% holdout)."""

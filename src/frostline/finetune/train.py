@@ -221,7 +221,9 @@ def foundation_in_training_dtype(settings: MaceTrainSettings, work_dir: Path) ->
     if not spec or not Path(spec).is_file():
         return settings  # no foundation, or a mace_mp name (mace-torch converts those)
     want = torch.float64 if settings.default_dtype == "float64" else torch.float32
-    model = torch.load(spec, map_location="cpu", weights_only=False)
+    from frostline.finetune.safe_model import load_user_model_file
+
+    model = load_user_model_file(spec, "foundation")  # the user's file: their trust decision
     if next(model.parameters()).dtype == want:
         return settings
     converted = Path(work_dir) / f"foundation-{settings.default_dtype}.model"

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import yaml
 from jobflow import OnMissing, run_locally
 
 from frostline.config import CONFIG_COPY, CampaignConfig, ConfigError
-from frostline.finetune.foundation import FoundationError, foundation_elements, resolve_foundation
+from frostline.finetune.foundation import (
+    FoundationError,
+    check_foundation_available,
+    foundation_elements,
+    resolve_foundation,
+)
 from frostline.flows.active_learning import ActiveLearningMaker
 from frostline.store import Records, make_job_store
 
@@ -17,10 +23,11 @@ def validate_campaign(config: CampaignConfig, base_dir: Path | None = None) -> s
     """Check what can be checked before any work; return the resolved foundation."""
     try:
         foundation = resolve_foundation(config.foundation, base_dir)
+        check_foundation_available(foundation)
+        known = set(foundation_elements(foundation)) if Path(foundation).exists() else None
     except FoundationError as exc:
         raise ConfigError(f"field 'foundation': {exc}") from None
-    if Path(foundation).exists():
-        known = set(foundation_elements(foundation))
+    if known is not None:
         unknown = sorted(set(config.elements) - known)
         if unknown:
             raise ConfigError(
@@ -86,13 +93,16 @@ def run_campaign(
 
     A run after a crash resumes: labels, fine-tuned committees and explorations already in the
     store are reused (``frostline.reliability.memo``). One run per directory at a time
-    (``frostline.reliability.locking``; ``wait_s``: how long a second run waits for the lock).
+    (``frostline.reliability.locking``; ``wait_s``: how long a second run waits for the lock)
+    and one per campaign and store, from whatever directory or host (the campaign's lease in
+    the store, ``frostline.reliability.lease``; a ``store`` given by a test takes none).
     A failed job is recorded (campaign document ``faults``, ``DIR/faults.log``); when the
     campaign cannot finish, ``CampaignError`` says which job failed and why. ``store``: a
     ready ``JobStore`` instead of the configured one (tests).
     """
     from frostline.reliability.errors import CampaignError
     from frostline.reliability.faults import FaultLog
+    from frostline.reliability.lease import LEASES, CampaignLease
     from frostline.reliability.locking import CampaignLock
     from frostline.reliability.retry import retry_budget
     from frostline.store import StoreError, short_error
@@ -101,10 +111,16 @@ def run_campaign(
     foundation = validate_campaign(config)
     check_inputs(config)
     campaign_dir.mkdir(parents=True, exist_ok=True)
-    with CampaignLock(campaign_dir, wait_s=wait_s):
+    with CampaignLock(campaign_dir, wait_s=wait_s), contextlib.ExitStack() as held:
         write_config_copy(config, campaign_dir)
         if store is None:  # fail fast on a wrong store; during the run, ride out outages
-            Records(make_job_store(config.store, campaign_dir, timeout_ms=5000)).connect().close()
+            lease_records = Records(make_job_store(config.store, campaign_dir, timeout_ms=5000))
+            held.callback(lease_records.close)
+            collection = lease_records.connect().raw_collection(LEASES)
+            lease = CampaignLease(
+                collection, config.name, campaign_dir, wait_s=wait_s, dir_locked=True
+            )
+            held.enter_context(lease)
             store = make_job_store(
                 config.store, campaign_dir, timeout_ms=5000, retry_s=retry_budget()
             )

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from jobflow import Flow, JobConfig, Maker, OnMissing, Response
+from jobflow import Flow, Job, JobConfig, Maker, OnMissing, OutputReference, Response
 from pymatgen.core import Structure
 
 from frostline.config import OracleConfig
@@ -88,21 +88,25 @@ class LabelMaker(Maker):
                 {"oracle_settings_hash": shash, "status": "ok", "structure_hash": {"$in": hashes}},
             )
         }
+        stored = stored_oracle_outputs(records, shash, [h for h in hashes if h not in reused])
         jobs, seen = [], set(reused)
         for cand, h in zip(candidates, hashes, strict=True):
             if h in seen:
                 continue
             seen.add(h)
-            j = label_structure(
-                cand,
-                self.oracle,
-                self.campaign,
-                role,
-                structure_key=h,
-                iteration=iteration,
-                routing=self.routing,
-            )
-            j.name = f"label {self.oracle.name} {role} {len(jobs)}"
+            if h in stored:  # computed before a kill, never recorded: record it, not again
+                j = self._record_stored(cand, h, *stored[h], role, iteration)
+            else:
+                j = label_structure(
+                    cand,
+                    self.oracle,
+                    self.campaign,
+                    role,
+                    structure_key=h,
+                    iteration=iteration,
+                    routing=self.routing,
+                )
+                j.name = f"label {self.oracle.name} {role} {len(jobs)}"
             jobs.append(j)
         collect = collect_labels(
             [j.output for j in jobs],
@@ -115,6 +119,73 @@ class LabelMaker(Maker):
         collect.name = f"collect labels {role}"
         route([*jobs, collect], "control", self.routing)
         return Response(replace=Flow([*jobs, collect], output=collect.output))
+
+    def _record_stored(
+        self, cand: CandidateStructure, h: str, uuid: str, attempt: int, role: str, iteration: int
+    ):
+        """A ``record_label`` job of the stored output of oracle job ``uuid`` (jobflow resolves
+        the reference from the store as for any finished job)."""
+        record = record_label(
+            OutputReference(uuid),
+            cand,
+            self.oracle,
+            self.campaign,
+            role,
+            job_uuid=uuid,
+            iteration=iteration,
+            attempt=attempt,
+            routing=self.routing,
+        )
+        record.config = _RECORD_CONFIG
+        record.name = f"record stored label {h[:8]}"
+        return record
+
+
+ORACLE_OUTPUT = "frostline_label"
+"""Metadata of an oracle job: ``{"key": ..., "structure_hash": ..., "attempt": ...}``."""
+
+
+def oracle_output_key(settings_hash: str, h: str) -> str:
+    """What an oracle job computes: one structure under one set of oracle settings."""
+    return f"{settings_hash}:{h}"
+
+
+def stored_oracle_outputs(
+    records: Records, settings_hash: str, hashes: list[str]
+) -> dict[str, tuple[str, int]]:
+    """Structure hash -> (job uuid, attempt) of oracle jobs whose output is in the job store
+    but whose label was never recorded (a run killed between the two; the latest attempt).
+
+    Structures with a recorded label of any status are left out: failed labels are computed
+    again (a failure may come from the machine), as ``LabelMaker`` promises.
+    """
+    from jobflow import CURRENT_JOB
+
+    from frostline.store import _is_transfer_store
+
+    store = CURRENT_JOB.store
+    if store is None or not hashes or _is_transfer_store(store):
+        return {}  # (a jobflow-remote worker's job store holds this job's files only)
+    recorded = {
+        d["structure_hash"]
+        for d in records.find(
+            "labelled",
+            {"oracle_settings_hash": settings_hash, "structure_hash": {"$in": hashes}},
+        )
+    }
+    keys = [oracle_output_key(settings_hash, h) for h in hashes if h not in recorded]
+    if not keys:
+        return {}
+    docs = store.query(
+        {f"metadata.{ORACLE_OUTPUT}.key": {"$in": keys}},
+        properties=["uuid", "metadata", "completed_at"],
+        sort={"completed_at": 1},
+    )
+    found = {}
+    for doc in docs:  # the latest attempt wins
+        meta = doc["metadata"][ORACLE_OUTPUT]
+        found[meta["structure_hash"]] = (doc["uuid"], int(meta.get("attempt", 0)))
+    return found
 
 
 @frostline_job(LabelledStructure, enforce=False, expose_store=False)  # replaced by a flow
@@ -135,9 +206,14 @@ def label_structure(
     a ``control`` job (``frostline.submit.routing``).
     """
     cand = CandidateStructure.model_validate(candidate)
+    oracle = OracleConfig.model_validate(oracle)
     maker = oracle_maker(oracle, attempt)
     calc = maker.make(Structure.from_dict(cand.structure))
     calc.name = f"{maker.name} {role} {structure_key[:8]}".strip()
+    if isinstance(calc, Job):  # found by a resumed run if killed before its label is recorded
+        h = structure_hash(cand.structure)
+        tag = {"key": oracle_output_key(oracle_hash(oracle), h), "structure_hash": h}
+        calc.metadata = {**(calc.metadata or {}), ORACLE_OUTPUT: {**tag, "attempt": attempt}}
     record = record_label(
         calc.output,
         cand,

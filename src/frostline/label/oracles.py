@@ -3,7 +3,7 @@
 | oracle | atomate2 maker | settings |
 | --- | --- | --- |
 | ``emt``, ``xtb``, ``chgnet``, ``chgnet-r2scan`` | ``ForceFieldStaticMaker`` | calculator kwargs |
-| ``ase`` | ``ForceFieldStaticMaker`` | ``calculator: pkg.mod.Callable`` + its kwargs |
+| ``ase`` | ``ForceFieldStaticMaker`` | ``calculator: pkg.mod.CalculatorClass`` + its kwargs |
 | ``cp2k`` | CP2K ``StaticMaker`` (run without custodian) | see ``label.cp2k.CP2K_DEFAULTS`` |
 | ``vasp`` | ``MPGGAStaticMaker`` (MP static set) | ``incar``, ``kpoints``, ``potcar`` |
 | ``maker`` | any atomate2 maker | ``maker: pkg.mod.Class``, ``kwargs`` (MSON-decoded) |
@@ -17,7 +17,6 @@ numbers changes the hash and nothing is wrongly reused.
 from __future__ import annotations
 
 import copy
-import importlib
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from atomate2.forcefields.jobs import ForceFieldStaticMaker
 from jobflow import Maker
 from pymatgen.core import Structure
 
-from frostline.config import OracleConfig
+from frostline.config import CALCULATOR_BASES, MAKER_BASES, OracleConfig, import_class
 from frostline.label.cp2k import (
     CP2K_DEFAULTS,
     CP2K_RUNTIME_KEYS,
@@ -109,16 +108,6 @@ def max_attempts(oracle: OracleConfig) -> int:
     return MAX_ATTEMPTS.get(oracle.name, 1)
 
 
-def _import(path: str, what: str) -> Any:
-    module, _, name = path.rpartition(".")
-    if not module:
-        raise ValueError(f"oracle {what}: {path!r} is not an import path 'package.module.Name'")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"oracle {what}: cannot import {path!r}: {exc}") from None
-
-
 def oracle_maker(oracle: OracleConfig, attempt: int = 0) -> Maker:
     """The atomate2 maker that labels one structure with ``oracle``.
 
@@ -134,13 +123,15 @@ def oracle_maker(oracle: OracleConfig, attempt: int = 0) -> Maker:
     if oracle.name == "maker":
         from monty.json import MontyDecoder
 
-        cls = _import(settings["maker"], "maker: settings.maker")
+        cls = import_class(settings["maker"], "oracle maker: settings.maker", MAKER_BASES)
         kwargs = MontyDecoder().process_decoded(copy.deepcopy(settings.get("kwargs", {})))
         maker = cls(**kwargs)
         if not isinstance(maker, Maker):
             raise ValueError(f"oracle maker: {settings['maker']} is not a jobflow Maker")
         return maker
     module, func, kwargs = _calculator(oracle)
+    if oracle.name == "ase":  # a user's path (the built-in oracles name frostline's factories)
+        import_class(f"{module}.{func}", "oracle ase: settings.calculator", CALCULATOR_BASES)
     if oracle.timeout_s is not None:  # every calculation under a timer (reliability.timeouts)
         kwargs = {"target": f"{module}.{func}", "timeout_s": oracle.timeout_s, **kwargs}
         module, func = "frostline.reliability.timeouts", "timed_calculator"

@@ -55,6 +55,7 @@ def export_labelled(
     path: Path | str,
     campaign: str | None = None,
     role: Role = "train",
+    force: bool = False,
 ) -> int:
     """Write the labelled structures of ``campaign`` (or of every campaign) to an extxyz file.
 
@@ -62,12 +63,15 @@ def export_labelled(
     are written, in insertion order; across campaigns a label reused by several campaigns is
     written once (same structure hash and oracle settings hash). The file is written through a
     temporary file and only if at least one structure matches (``StoreError`` otherwise).
-    Returns the number of structures written.
+    An existing file is kept unless ``force``. Returns the number of structures written.
     """
+    from frostline.registry.models import refuse_overwrite
+
     criteria = labelled_filter(campaign, role)
     path = Path(path)
     if not path.parent.is_dir():
         raise StoreError(f"cannot write {path}: directory {path.parent} does not exist")
+    refuse_overwrite(path, force)
     seen: set[tuple[str, str, str]] = set()
     n = 0
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")

@@ -7,6 +7,7 @@ indexed (``frostline.store.COLLECTIONS``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -96,6 +97,7 @@ def list_models(
     max_force_mae: float | None = None,
     campaign: str | None = None,
     limit: int | None = None,
+    include_superseded: bool = False,
 ) -> list[dict[str, Any]]:
     """Model documents matching every filter given, best validation force MAE first.
 
@@ -104,10 +106,14 @@ def list_models(
     ``"subset"`` those trained on at least these. ``max_force_mae`` (meV/Å) is inclusive and
     drops models without metrics; otherwise those come last. ``limit`` (None or 0: all) caps the
     number returned. Documents are returned as stored, without ``training_set_hashes``.
+    Models their campaign did not use (``superseded``) are left out unless
+    ``include_superseded``.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
     criteria = model_filter(elements, elements_mode, kind, max_force_mae, campaign)
+    if not include_superseded:
+        criteria["superseded"] = {"$ne": True}
     store = records["model_docs"]
     limit = limit or 0
     sort = {FORCE_MAE: 1}  # one key: the (elements | campaign, force MAE) indexes serve it
@@ -129,12 +135,14 @@ def get_model(records: Records, model_id: str) -> dict[str, Any]:
     return doc
 
 
-def export_model(records: Records, model_id: str, path: Path | str) -> Path:
+def export_model(records: Records, model_id: str, path: Path | str, force: bool = False) -> Path:
     """Write the file of ``model_id`` to ``path`` (a file, or a directory to put it in).
 
     The bytes are checked against the sha256 and size recorded in the model document before
     anything is written; a corrupted or missing blob raises ``StoreError`` and leaves no file.
-    Returns the path written.
+    A MACE model is rebuilt from its stored weights and architecture (nothing unpickled) and
+    written as a mace-torch ``.model`` file; an ACE surrogate's ``.yace`` is written as stored.
+    An existing file is kept unless ``force``. Returns the path written.
     """
     doc = get_model(records, model_id)
     file = doc.get("file") or {}
@@ -146,8 +154,36 @@ def export_model(records: Records, model_id: str, path: Path | str) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / f"{model_id}{Path(file.get('filename') or 'x.model').suffix}"
+    refuse_overwrite(path, force)
+    if doc.get("kind") != "ace-surrogate":
+        data = model_file_bytes(data, model_id)
     atomic_write(path, data)
     return path
+
+
+def model_file_bytes(blob: bytes, model_id: str) -> bytes:
+    """A mace-torch ``.model`` file's bytes, from a stored weights blob (rebuilt, not unpickled)."""
+    import io
+
+    import torch
+
+    from frostline.finetune.safe_model import ModelFormatError, model_from_blob
+
+    try:
+        model = model_from_blob(blob, model_id)
+    except ModelFormatError as exc:
+        raise StoreError(str(exc)) from None
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    return buf.getvalue()
+
+
+def refuse_overwrite(path: Path | str, force: bool = False) -> None:
+    """``StoreError`` if ``path`` exists (a file a user may own) and ``force`` is not given."""
+    path = Path(path)
+    if path.is_dir() or (path.exists() and not force):
+        kind = "a directory" if path.is_dir() else "exists"
+        raise StoreError(f"{path} {kind}: not overwritten (use --force to replace a file)")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -170,3 +206,62 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+def legacy_models(records: Records, campaign: str | None = None) -> list[dict[str, Any]]:
+    """MACE model documents whose stored file is a pickled ``.model`` (written before frostline
+    stored weights plus architecture); their files are checked, never unpickled."""
+    from frostline.finetune.safe_model import ModelFormatError, read_blob
+
+    criteria: dict[str, Any] = {"kind": {"$ne": "ace-surrogate"}}
+    if campaign is not None:
+        criteria["campaign"] = campaign
+    out = []
+    for doc in records.find("model_docs", criteria, sort={"model_id": 1}):
+        data = records.get_model_file(doc["model_id"], (doc.get("file") or {}).get("sha256"))
+        try:
+            read_blob(data, doc["model_id"])
+        except ModelFormatError:
+            out.append(doc)
+    return out
+
+
+def migrate_models(records: Records, docs: list[dict[str, Any]]) -> list[str]:
+    """Convert pickled model files to weights plus architecture (``frostline models migrate``).
+
+    This unpickles each file once: only for a store whose writers the user trusts. The new
+    blob keeps the model id; its document's sha256 and size are updated and the old sha256
+    stays accepted (``Records.get_model_file``), so finished work recorded before still
+    resumes. Returns the ids converted.
+    """
+    import io
+
+    import torch
+
+    from frostline.finetune.safe_model import model_to_blob
+
+    done = []
+    for doc in docs:
+        model_id, file = doc["model_id"], dict(doc.get("file") or {})
+        data = records.get_model_file(model_id, file.get("sha256"))
+        model = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        blob = model_to_blob(model)
+        old_sha = hashlib.sha256(data).hexdigest()
+        file.update(sha256=records.put_model_file(model_id, blob, old_sha), size_bytes=len(blob))
+        records["model_docs"].update([{**doc, "file": file}], key=["model_id"])
+        done.append(model_id)
+    return done
+
+
+def mark_superseded(records: Records, campaign: str, iteration: int, used: list[str]) -> int:
+    """Mark the committee members of ``campaign``'s ``iteration`` other than ``used`` as
+    superseded (trained by a run that was killed and redone; ``used`` are unmarked). Returns
+    the number of models marked."""
+    changed, marked = [], 0
+    for doc in records.find(
+        "model_docs", {"campaign": campaign, "iteration": iteration, "kind": "committee-member"}
+    ):
+        superseded = doc["model_id"] not in used
+        marked += superseded
+        if bool(doc.get("superseded")) != superseded:
+            changed.append({**doc, "superseded": superseded})
+    records.upsert("model_docs", changed, key=["model_id"])
+    return marked

@@ -46,9 +46,19 @@ def time_limit(seconds: float, what: str = "oracle calculation"):
 
 
 def timed_calculator(target: str, timeout_s: float, **kwargs: Any):
-    """The ASE calculator ``target`` (import path) built with ``kwargs``, time-limited."""
+    """The ASE calculator ``target`` (import path) built with ``kwargs``, time-limited.
+
+    ``target`` is an oracle's calculator: a built-in oracle's factory (``frostline.label``) or
+    a class deriving from ASE's ``Calculator`` (``frostline.config.import_class``).
+    """
+    from frostline.config import CALCULATOR_BASES, import_class
+
     module, _, name = target.rpartition(".")
-    calc = getattr(importlib.import_module(module), name)(**kwargs)
+    if module.startswith(("frostline.label.", "ase.calculators.")):
+        factory = getattr(importlib.import_module(module), name)
+    else:
+        factory = import_class(target, "oracle ase: settings.calculator", CALCULATOR_BASES)
+    calc = factory(**kwargs)
     calculate = calc.calculate
 
     def limited(*args, **kw):

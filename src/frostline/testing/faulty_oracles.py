@@ -1,5 +1,5 @@
 """ASE calculators that misbehave on purpose (fault injection; importable by path as an
-``ase`` oracle: ``settings.calculator: frostline.reliability.faulty_oracles.NAME``)."""
+``ase`` oracle: ``settings.calculator: frostline.testing.faulty_oracles.NAME``)."""
 
 from __future__ import annotations
 

@@ -181,3 +181,51 @@ def check_structure_case(case, folder: Path, counts: Counter, labelled: bool) ->
     cfg_path = folder / f"{kind}{n}.yaml"
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
     counts[f"{kind} " + check_case(cfg_path, folder / f"c{n}", [str(path)])] += 1
+
+
+def file_and_name_strategies():
+    """(model_file_case, name_case) hypothesis strategies: foundation files that are truncated
+    (at a random length), random bytes or a directory; names too long or naming a path."""
+    from hypothesis import strategies as st
+
+    model_file = st.one_of(
+        st.tuples(st.just("truncated"), st.integers(0, 400_000)),
+        st.tuples(st.just("random"), st.binary(max_size=4096)),
+        st.just(("directory", b"")),
+    )
+    names = st.one_of(
+        st.text(alphabet="abcxyz_-.0123", min_size=65, max_size=400),
+        st.sampled_from(["..", ".", "...", "../up", "a/b", "/abs", "~", "a b", ""]),
+    )
+    return model_file, names
+
+
+def check_model_file_case(case, folder: Path, counts: Counter) -> None:
+    """A foundation file that cannot be a model: refused in one line naming the file."""
+    from frostline.finetune.foundation import MINI_FOUNDATION
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = sum(counts.values())
+    kind, data = case
+    path = folder / f"foundation{n}.model"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "truncated":
+        path.write_bytes(
+            MINI_FOUNDATION.read_bytes()[: min(data, MINI_FOUNDATION.stat().st_size - 1)]
+        )
+    else:
+        path.write_bytes(data)
+    config = {**copy.deepcopy(BASE_CONFIG), "foundation": str(path)}
+    cfg_path = folder / f"model{n}.yaml"
+    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    counts["model file " + check_case(cfg_path, folder / f"c{n}", [str(path)])] += 1
+
+
+def check_name_case(name: str, folder: Path, counts: Counter) -> None:
+    """A campaign name that is too long or names a path: refused naming the field."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = sum(counts.values())
+    cfg_path = folder / f"name{n}.yaml"
+    cfg_path.write_text(yaml.safe_dump({**BASE_CONFIG, "name": name}, sort_keys=False))
+    counts["name " + check_case(cfg_path, folder / f"c{n}", ["field 'name'"])] += 1

@@ -71,7 +71,7 @@ def chaos_campaign(name: str, counter: Path, **overrides) -> dict:
         "oracle": {
             "name": "ase",
             "settings": {
-                "calculator": "frostline.reliability.chaos.CountingEMT",
+                "calculator": "frostline.testing.chaos.CountingEMT",
                 "counter": str(counter),
             },
         },
@@ -160,6 +160,50 @@ def kill_and_resume(
     return out
 
 
+ORACLE_WINDOW = "Starting job - record label"
+"""Log line of a ``record label`` job starting: its oracle job's output is stored, the label
+not yet (killed here, a run used to compute the label again)."""
+AIMED_MARKS = (
+    ORACLE_WINDOW,
+    ORACLE_WINDOW,
+    "Finished job - finetune 0",
+    ORACLE_WINDOW,
+    "Finished job - finetune 1",
+)
+"""Where ``kill_at`` kills, in order: between oracle outputs and their labels, and just after a
+fine-tune's output (its committee) was stored."""
+
+
+def kill_at(
+    config_path: Path,
+    campaign_dir: Path,
+    marks: list[str],
+    env: dict | None = None,
+    poll_s: float = 0.002,
+) -> ChaosRun:
+    """Start ``frostline run`` once per mark and SIGKILL it as soon as its log shows the mark
+    (a line that starts with it; a resumed run must reach a new one). The campaign is not run
+    to the end here (``kill_and_resume`` does that)."""
+    out = ChaosRun()
+    t0 = time.perf_counter()
+    env = {**os.environ, **(env or {})}
+    cmd = frostline_command("run", str(config_path), "--dir", str(campaign_dir))
+    log_path = Path(campaign_dir).parent / f"{Path(campaign_dir).name}.aimed.log"
+    for mark in marks:
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            while proc.poll() is None and mark not in log_path.read_text():
+                time.sleep(poll_s)
+            if proc.poll() is not None:  # the run ended before reaching the mark
+                out.finished_early += 1
+                continue
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        out.kills.append(Kill(0.0, _last_job(log_path.read_text()), proc.returncode))
+    out.wall_s = time.perf_counter() - t0
+    return out
+
+
 def write_config(config: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -174,6 +218,8 @@ class Audit:
     labels_duplicated: int
     orphaned_labels: int  # stored training labels the final flow does not count
     problems: list[str]
+    labels_recomputed: int = 0  # oracle outputs stored more than once for one structure
+    committees_retrained: int = 0  # fine-tunes of one iteration finished more than once
 
     @property
     def consistent(self) -> bool:
@@ -227,6 +273,7 @@ def audit(campaign_dir: Path, campaign: str, counter: Path) -> Audit:
         for model_id in doc.get("final_model_ids") or []:
             if not records.find("model_docs", {"model_id": model_id}):
                 problems.append(f"final model {model_id} has no document")
+        recomputed, retrained = redone_work(records, campaign)
     finally:
         records.close()
     return Audit(
@@ -237,4 +284,29 @@ def audit(campaign_dir: Path, campaign: str, counter: Path) -> Audit:
         labels_duplicated=sum(n - 1 for n in per_hash.values()),
         orphaned_labels=orphaned,
         problems=problems,
+        labels_recomputed=recomputed,
+        committees_retrained=retrained,
     )
+
+
+def redone_work(records, campaign: str) -> tuple[int, int]:
+    """(labels recomputed, committees retrained): finished work a resumed run did again.
+
+    A label is recomputed when the job store holds more than one finished oracle output for
+    its structure (a stored output was not reused); a committee is retrained when an
+    iteration has more than one finished fine-tune (a member index stored twice).
+    """
+    from frostline.label.jobs import ORACLE_OUTPUT
+
+    field = f"metadata.{ORACLE_OUTPUT}.structure_hash"
+    outputs = records.job_store.docs_store.query({field: {"$exists": True}}, properties=[field])
+    per_structure = Counter(d["metadata"][ORACLE_OUTPUT]["structure_hash"] for d in outputs)
+    members = Counter(
+        (d.get("iteration"), d.get("member"))
+        for d in records.find("model_docs", {"campaign": campaign, "kind": "committee-member"})
+    )
+    per_iteration: dict = {}
+    for (iteration, _), n in members.items():
+        per_iteration[iteration] = max(per_iteration.get(iteration, 0), n)
+    recomputed = sum(n - 1 for n in per_structure.values())
+    return recomputed, sum(n - 1 for n in per_iteration.values())
