@@ -44,6 +44,7 @@ def _positions(replica):
     return np.array([f.atoms.positions for f in replica.frames])
 
 
+@pytest.mark.slow
 def test_identical_replicas_follow_the_batch_of_one(committee, starts):
     one = batched_langevin_frames(committee, starts[:1], [600.0], [5], 8, 4)[0]
     many = batched_langevin_frames(committee, starts[:1] * 3, [600.0] * 3, [5] * 3, 8, 4)
@@ -56,6 +57,7 @@ def test_identical_replicas_follow_the_batch_of_one(committee, starts):
             assert np.isclose(a.energy_std_per_atom, b.energy_std_per_atom, rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_velocity_verlet_matches_ase(committee, paths, starts):
     """friction=0 is velocity Verlet; same initial momenta, mace's own calculator in ASE."""
     start = starts[0].copy()
@@ -74,6 +76,7 @@ def test_velocity_verlet_matches_ase(committee, paths, starts):
     assert not np.allclose(frame.atoms.positions, start.positions, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_langevin_replicas_match_the_ase_engine(committee, paths, starts):
     """Each replica of one batch reproduces langevin_frames (ASE Langevin + MACECalculator)."""
     calc = MACECalculator(model_paths=paths, device="cpu", default_dtype="float64")

@@ -244,6 +244,7 @@ def test_random_strategy_ignores_the_committee():
         plan_batch(cands, 0.05, 0.5, LIMITS, cap=4, strategy="greedy")
 
 
+@pytest.mark.slow
 def test_stochastic_picks_in_proportion_to_the_score():
     # two frames in the window (std 0.1 and 0.3), one accurate, one too uncertain; one pick
     cands = [candidate(s) for s in (0.1, 0.3, 0.01, 0.9)]
