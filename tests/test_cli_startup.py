@@ -100,7 +100,7 @@ def test_third_party_notices_go_to_the_campaign_log_not_the_console(tmp_path):
     the console, all of them in DIR/frostline.log."""
     from conftest import tiny_campaign
 
-    faulty = "frostline.reliability.faulty_oracles.RaisingEMT"
+    faulty = "frostline.testing.faulty_oracles.RaisingEMT"
     data = tiny_campaign(
         name="doomed", oracle={"name": "ase", "settings": {"calculator": faulty, "element": "Cu"}}
     )

@@ -35,60 +35,18 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-PADDING_MARGIN = 1.0
-"""Å of vacuum beyond the cutoff between periodic images along a padded axis."""
+from frostline.distill.cells import (  # noqa: F401  (re-exported: ace is where users look)
+    PADDING_MARGIN,
+    ACEError,
+    _pyace,
+    ace_ready,
+    is_padded,
+)
+
 E0_METADATA_KEY = "frostline_E0"
 """Key of the per-element reference energies in the B-basis ``.yaml`` metadata (JSON)."""
 E0_AUXDATA_KEY = "E0"
 """Key of the reference energies (basis element order) in the B-basis ``.yaml`` auxdata."""
-
-
-class ACEError(ValueError):
-    """A linear ACE cannot be built, fitted or written with the given settings."""
-
-
-def _pyace():
-    import pyace  # noqa: F401 -- import late: pyace sets a root logging handler on import
-
-    return pyace
-
-
-# -- cells ---------------------------------------------------------------------------------------
-def ace_ready(atoms: Atoms, cutoff: float, margin: float = PADDING_MARGIN) -> Atoms:
-    """``atoms`` as a cell pyace can evaluate (periodic in all or in no direction).
-
-    Fully periodic and fully non-periodic cells are returned unchanged (the same object).
-    For a partly periodic cell, every non-periodic cell vector is replaced by a vector
-    orthogonal to the periodic ones whose length is the atoms' extent along it plus
-    ``cutoff + margin``; pbc becomes True. Positions, and so energies and forces, are unchanged.
-    """
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if pbc.all() or not pbc.any():
-        return atoms
-    out = atoms.copy()
-    cell = np.asarray(atoms.cell.array, dtype=float)
-    periodic = cell[pbc]
-    if np.any(np.linalg.norm(periodic, axis=1) < 1e-8):
-        raise ACEError("a periodic direction of the cell has a zero-length cell vector")
-    _, _, vt = np.linalg.svd(periodic)  # rows k.. of vt span the complement of the periodic ones
-    directions = vt[len(periodic) :]
-    new = cell.copy()
-    positions = atoms.positions
-    for axis, direction in zip(np.flatnonzero(~pbc), directions, strict=True):
-        proj = positions @ direction
-        length = float(proj.max() - proj.min()) + cutoff + margin
-        new[axis] = direction * length
-    if np.linalg.det(new) < 0:  # keep a right-handed cell
-        new[np.flatnonzero(~pbc)[-1]] *= -1
-    out.set_cell(new, scale_atoms=False)
-    out.pbc = True
-    return out
-
-
-def is_padded(atoms: Atoms) -> bool:
-    """True when :func:`ace_ready` changes the cell of ``atoms`` (partly periodic)."""
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    return bool(pbc.any() and not pbc.all())
 
 
 # -- basis ---------------------------------------------------------------------------------------

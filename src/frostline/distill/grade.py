@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from frostline.distill.ace import ACEError, _pyace, ace_ready
+from frostline.distill.cells import ACEError, _pyace, ace_ready
 
 MAX_REFERENCE = 4000
 """At most this many training environments per element are kept (evenly spaced)."""

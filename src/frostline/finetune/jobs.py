@@ -38,6 +38,7 @@ from frostline.schemas import (
     ModelDoc,
     ModelFile,
     TrainingOutcome,
+    ValidationMetrics,
 )
 from frostline.store import current_records
 
@@ -53,6 +54,19 @@ class TrainedModel(NamedTuple):
 
     path: Path
     training: TrainingOutcome | None
+
+
+class _CommitteeRun(NamedTuple):
+    """What every member of one committee shares: where it goes and how it trains."""
+
+    foundation: str
+    campaign: str
+    iteration: int
+    level: int
+    rate: float
+    device: str
+    checkpoint_set: list
+    parameters: tuple[int, int]  # (trainable, total) at ``level``
 
 
 def retry_settings(seed: int, lr: float, attempt: int) -> tuple[int, float]:
@@ -188,30 +202,13 @@ class FineTuneMaker(Maker):
         start = time.perf_counter()
         train = [LabelledStructure.model_validate(t) for t in train]
         validation = [LabelledStructure.model_validate(v) for v in validation]
-        ok = [t for t in train if t.status == "ok"]
-        if len(ok) < 2:
-            raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {len(ok)}")
-        sweeping = freeze is None and bool(self.freeze_sweep or self.lr_sweep)
-        if sweeping and not validation:
-            kind = "freeze" if self.freeze_sweep else "learning-rate"
-            raise ValueError(f"a {kind} sweep needs validation structures to compare its runs")
+        ok, sweeping = self._checked_inputs(train, validation, freeze)
         records = current_records()
         keys = self._memo_keys(foundation, train, validation, campaign, iteration, freeze, lr)
-        key = keys[0]
-        reused = memo_lookup(keys)
+        reused = self._reuse(records, keys, campaign, iteration)
         if reused is not None:  # a resumed run: this committee was trained before the crash
-            result = FineTuneResult.model_validate(reused)
-            for m in result.models:  # every file still there, sha256 verified, weights only
-                read_blob(records.get_model_file(m.model_id, m.file.sha256), m.model_id)
-            console.print(f"[bold]fine-tune[/] iteration {iteration}: reusing finished committee")
-            mark_superseded(records, campaign, iteration, [m.model_id for m in result.models])
-            memo_mark(key)
-            return result
+            return reused
         foundation_model = load_foundation_model(foundation)
-        elements = sorted(
-            {s["species"][0]["element"] for t in ok for s in t.structure["sites"]},
-            key=chemical_symbols.index,
-        )
         device = resolve_device(self.device)
         checkpoint_set = self._checkpoint_set(validation)
         level, sweep, trained = self.freeze if freeze is None else freeze, [], None
@@ -220,76 +217,118 @@ class FineTuneMaker(Maker):
             level, rate, sweep, trained = self._sweep(
                 foundation, foundation_model, ok, validation, iteration, device, checkpoint_set
             )
-        trainable, total = count_parameters(foundation_model, level)
-        docs: list[ModelDoc] = []
-        paths: list[Path] = []
-        taken: set = set()  # members never train on the same structures with the same weights
-        for member in range(self.committee_size):
-            seed = self.seed + 1000 * iteration + member
-            data, weights = self._member_data(ok, seed, taken)
-            if member > 0 or trained is None:
-                console.print(
-                    f"[bold]fine-tune[/] iteration {iteration} member {member + 1}/"
-                    f"{self.committee_size}: {len(data)} structures, freeze f{level}, "
-                    f"{trainable:,}/{total:,} parameters trainable, lr {rate:g}"
-                )
-                trained = self._train(
-                    foundation,
-                    data,
-                    seed,
-                    level,
-                    rate,
-                    device,
-                    f"member{member}",
-                    checkpoint_set,
-                    weights,
-                )
-            path = trained.path
-            blob = model_file_to_blob(path)  # weights + architecture: loaded without pickle
-            sha = hashlib.sha256(blob).hexdigest()
-            model_id = f"{campaign}-it{iteration:03d}-m{member}-{sha[:8]}"
-            records.put_model_file(model_id, blob)
-            paths.append(path)
-            docs.append(
-                ModelDoc(
-                    model_id=model_id,
-                    kind="committee-member",
-                    campaign=campaign,
-                    iteration=iteration,
-                    member=member,
-                    elements=elements,
-                    foundation=Path(foundation).name,
-                    freeze_level=level,
-                    trainable_parameters=trainable,
-                    total_parameters=total,
-                    n_train=len(data),
-                    training_set_hashes=[d.structure_hash for d in data],
-                    training=trained.training,
-                    file=ModelFile(filename=path.name, sha256=sha, size_bytes=len(blob)),
-                )
-            )
-        committee_metrics = None
-        if validation:
-            calc = committee_calculator(paths, device=device, dtype=self.default_dtype)
-            committee_metrics = evaluate(calc, validation)
-            for doc, path in zip(docs, paths, strict=True):
-                doc.metrics = evaluate(
-                    committee_calculator([path], device=device, dtype=self.default_dtype),
-                    validation,
-                )
+        run = _CommitteeRun(foundation, campaign, iteration, level, rate, device, checkpoint_set,
+                            count_parameters(foundation_model, level))  # fmt: skip
+        docs, paths = self._train_members(records, run, ok, trained)
+        committee_metrics = self._evaluate(docs, paths, validation, device)
         records.upsert("model_docs", [d.model_dump(mode="json") for d in docs], key=["model_id"])
         mark_superseded(records, campaign, iteration, [d.model_id for d in docs])
-        memo_mark(key)
+        memo_mark(keys[0])
         return FineTuneResult(
             models=docs,
             committee_metrics=committee_metrics,
             freeze_level=level,
             freeze_sweep=sweep,
             lr=rate,
-            trainable_parameters=trainable,
-            total_parameters=total,
+            trainable_parameters=run.parameters[0],
+            total_parameters=run.parameters[1],
             wall_time_s=time.perf_counter() - start,
         )
+
+    def _checked_inputs(
+        self, train: list[LabelledStructure], validation: list, freeze: int | None
+    ) -> tuple[list[LabelledStructure], bool]:
+        """The successfully labelled training structures, and whether this call sweeps."""
+        ok = [t for t in train if t.status == "ok"]
+        if len(ok) < 2:
+            raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {len(ok)}")
+        sweeping = freeze is None and bool(self.freeze_sweep or self.lr_sweep)
+        if sweeping and not validation:
+            kind = "freeze" if self.freeze_sweep else "learning-rate"
+            raise ValueError(f"a {kind} sweep needs validation structures to compare its runs")
+        return ok, sweeping
+
+    def _reuse(self, records, keys: tuple, campaign: str, iteration: int) -> FineTuneResult | None:
+        """The committee a killed run finished (its files checked, weights only), or None."""
+        reused = memo_lookup(keys)
+        if reused is None:
+            return None
+        result = FineTuneResult.model_validate(reused)
+        for m in result.models:  # every file still there, sha256 verified, weights only
+            read_blob(records.get_model_file(m.model_id, m.file.sha256), m.model_id)
+        console.print(f"[bold]fine-tune[/] iteration {iteration}: reusing finished committee")
+        mark_superseded(records, campaign, iteration, [m.model_id for m in result.models])
+        memo_mark(keys[0])
+        return result
+
+    def _train_members(
+        self, records, run: _CommitteeRun, ok: list[LabelledStructure], trained
+    ) -> tuple[list[ModelDoc], list[Path]]:
+        """Train (member 0: reuse the sweep's ``trained`` if any) and store every member."""
+        elements = sorted(
+            {s["species"][0]["element"] for t in ok for s in t.structure["sites"]},
+            key=chemical_symbols.index,
+        )
+        docs: list[ModelDoc] = []
+        paths: list[Path] = []
+        taken: set = set()  # members never train on the same structures with the same weights
+        for member in range(self.committee_size):
+            seed = self.seed + 1000 * run.iteration + member
+            data, weights = self._member_data(ok, seed, taken)
+            if member > 0 or trained is None:
+                trainable, total = run.parameters
+                console.print(
+                    f"[bold]fine-tune[/] iteration {run.iteration} member {member + 1}/"
+                    f"{self.committee_size}: {len(data)} structures, freeze f{run.level}, "
+                    f"{trainable:,}/{total:,} parameters trainable, lr {run.rate:g}"
+                )
+                trained = self._train(run.foundation, data, seed, run.level, run.rate,
+                                      run.device, f"member{member}", run.checkpoint_set,
+                                      weights)  # fmt: skip
+            docs.append(self._store_member(records, run, member, trained, data, elements))
+            paths.append(trained.path)
+        return docs, paths
+
+    def _store_member(
+        self, records, run: _CommitteeRun, member: int, trained: TrainedModel, data: list,
+        elements: list[str],
+    ) -> ModelDoc:  # fmt: skip
+        """Store a member's weights + architecture (loaded without pickle) and its document."""
+        blob = model_file_to_blob(trained.path)
+        sha = hashlib.sha256(blob).hexdigest()
+        model_id = f"{run.campaign}-it{run.iteration:03d}-m{member}-{sha[:8]}"
+        records.put_model_file(model_id, blob)
+        trainable, total = run.parameters
+        return ModelDoc(
+            model_id=model_id,
+            kind="committee-member",
+            campaign=run.campaign,
+            iteration=run.iteration,
+            member=member,
+            elements=elements,
+            foundation=Path(run.foundation).name,
+            freeze_level=run.level,
+            trainable_parameters=trainable,
+            total_parameters=total,
+            n_train=len(data),
+            training_set_hashes=[d.structure_hash for d in data],
+            training=trained.training,
+            file=ModelFile(filename=trained.path.name, sha256=sha, size_bytes=len(blob)),
+        )
+
+    def _evaluate(
+        self, docs: list[ModelDoc], paths: list[Path], validation: list, device: str
+    ) -> ValidationMetrics | None:
+        """The committee's validation errors (and each member's, into its document)."""
+        if not validation:
+            return None
+        calc = committee_calculator(paths, device=device, dtype=self.default_dtype)
+        committee_metrics = evaluate(calc, validation)
+        for doc, path in zip(docs, paths, strict=True):
+            doc.metrics = evaluate(
+                committee_calculator([path], device=device, dtype=self.default_dtype), validation
+            )
+        return committee_metrics
 
     def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze, lr) -> tuple:
         """What the committee depends on: settings, foundation file, data (by hash), place
