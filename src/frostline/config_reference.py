@@ -81,8 +81,6 @@ def _default(field) -> str:
 # ``ModelClass.field`` (a field's own ``description`` or a section's docstring wins; a test checks
 # that every key here names a field still without one, so this list cannot go stale).
 FALLBACK: dict[str, str] = {
-    "CampaignConfig.name": "campaign name (letters, digits, `_.-`): names its records and its "
-    "default directory `campaigns/NAME`",
     "CampaignConfig.elements": "chemical symbols of the system (sorted, deduplicated)",
     "CampaignConfig.seed": "random seed of seeds, splits, MD and selection",
     "CampaignConfig.finetune": "Committee fine-tuning of the foundation with mace-torch.",

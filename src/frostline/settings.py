@@ -37,6 +37,11 @@ class FrostlineSettings(BaseSettings):
     warm_socket: str | None = None
     cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "frostline")
     cp2k_data: Path = Path("/usr/share/cp2k")
+    job_log: bool = Field(
+        False,
+        description="every job's start and end on the console as jobflow logs them, instead of "
+        "one progress line per stage (for debugging; the chaos harness counts these lines)",
+    )
 
     @field_validator("store_retry_s", mode="before")
     @classmethod

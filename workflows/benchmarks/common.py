@@ -57,3 +57,29 @@ def figure(
         fig.savefig(path, dpi=DPI)
     finally:
         plt.close(fig)
+
+
+def oracle_md_frames(atoms, calc, temperature: float, steps: int, rng, first: int = 40,
+                     every: int = 20) -> list:  # fmt: skip
+    """Langevin MD (1 fs, friction 0.02/fs) of ``atoms`` with the oracle ``calc`` itself; a
+    labelled frame (``REF_energy``, ``REF_forces``, ``temperature``) after ``first`` steps, then
+    every ``every`` steps up to ``steps``: test frames no model chose."""
+    import numpy as np
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    atoms = atoms.copy()
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+    frames = []
+    for step in range(first, steps + 1, every):
+        dyn.run(first if step == first else every)
+        frame = atoms.copy()
+        frame.calc = None
+        frame.info["REF_energy"] = float(atoms.get_potential_energy())
+        frame.arrays["REF_forces"] = np.asarray(atoms.get_forces(), dtype=float)
+        frame.info["temperature"] = temperature
+        frames.append(frame)
+    return frames

@@ -85,7 +85,7 @@ from campaign_record import (  # noqa: E402
     finished_iterations,
     has_store,
 )
-from common import figure  # noqa: E402
+from common import figure, oracle_md_frames  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
 
@@ -215,10 +215,7 @@ def oracle_md_test_set(args: argparse.Namespace, path: Path) -> list[Atoms]:
     fresh H2/Cu(111) starts (a seed no campaign uses), ``--md-test-starts`` per temperature,
     a frame every 20 steps after 40 steps. Independent of every arm's exploration.
     """
-    from ase import units
     from ase.io import read, write
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     from frostline.label.calculators import xtb_calculator
     from frostline.structures import h2_cu111_structures
@@ -230,18 +227,7 @@ def oracle_md_test_set(args: argparse.Namespace, path: Path) -> list[Atoms]:
     frames = []
     for temperature in args.temperatures:
         for start in h2_cu111_structures(args.md_test_starts, rng, include_references=False):
-            atoms = start.copy()
-            atoms.calc = calc
-            MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-            dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
-            for step in range(40, args.steps + 1, 20):
-                dyn.run(40 if step == 40 else 20)
-                frame = atoms.copy()
-                frame.calc = None
-                frame.info["REF_energy"] = float(atoms.get_potential_energy())
-                frame.arrays["REF_forces"] = np.asarray(atoms.get_forces(), dtype=float)
-                frame.info["temperature"] = temperature
-                frames.append(frame)
+            frames += oracle_md_frames(start, calc, temperature, args.steps, rng)
     write(path, frames, format="extxyz")
     return read(path, ":")
 

@@ -103,10 +103,8 @@ def cu100_set(temperatures=(300.0, 800.0, 1200.0), steps: int = 200) -> list[Ato
     path = OUT / "cu100-md.extxyz"
     if path.exists():
         return read(path, ":")
-    from ase import units
     from ase.build import fcc100
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from common import oracle_md_frames
 
     from frostline.label.calculators import xtb_calculator
 
@@ -116,16 +114,7 @@ def cu100_set(temperatures=(300.0, 800.0, 1200.0), steps: int = 200) -> list[Ato
         slab = fcc100("Cu", size=(2, 2, 3), vacuum=6.0)
         centre = slab.positions[slab.positions[:, 2].argmax()] + [1.28, 1.28, 1.6]
         atoms = slab + Atoms("H2", positions=[centre - [0.37, 0, 0], centre + [0.37, 0, 0]])
-        atoms.calc = calc
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
-        for _ in range(40, steps + 1, 20):
-            dyn.run(20)
-            frame = atoms.copy()
-            frame.info["REF_energy"] = float(atoms.get_potential_energy())
-            frame.arrays["REF_forces"] = np.asarray(atoms.get_forces(), dtype=float)
-            frame.info["temperature"] = temperature
-            frames.append(frame)
+        frames += oracle_md_frames(atoms, calc, temperature, steps - 20, rng, first=20)
     write(path, frames, format="extxyz")
     return read(path, ":")
 

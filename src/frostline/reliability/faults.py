@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from frostline.reliability.errors import redact_uri
+from frostline.settings import settings
 
 MARK = " failed with exception:"
 PROGRESS_FORMAT = "%(asctime)s %(message)s"
@@ -147,7 +148,8 @@ class FaultLog(logging.Handler):
         if self.console:
             self._stream = logging.StreamHandler(sys.stderr)
             self._stream.setFormatter(logging.Formatter(PROGRESS_FORMAT, "%H:%M:%S"))
-            self._stream.addFilter(_Progress(self.iterations))
+            if not settings().job_log:  # FROSTLINE_JOB_LOG=1: every job line, unfiltered
+                self._stream.addFilter(_Progress(self.iterations))
             self._stream.addFilter(_OneLine())
             log.addHandler(self._stream)
         return self

@@ -101,6 +101,10 @@ class ChaosRun:
     wall_s: float = 0.0
 
 
+JOB_LOG = {"FROSTLINE_JOB_LOG": "1"}
+"""The runs this harness kills print every job's start and end (it counts and aims at them)."""
+
+
 def _last_job(log: str) -> str:
     mark = "Starting job - "
     started = [ln.split(mark, 1)[1] for ln in log.splitlines() if mark in ln]
@@ -128,7 +132,7 @@ def kill_and_resume(
     rng = np.random.default_rng(seed)
     out = ChaosRun()
     t0 = time.perf_counter()
-    env = {**os.environ, **(env or {})}
+    env = {**os.environ, **JOB_LOG, **(env or {})}
     cmd = frostline_command("run", str(config_path), "--dir", str(campaign_dir))
     log_path = Path(campaign_dir).parent / f"{Path(campaign_dir).name}.chaos.log"
     for _ in range(kills):
@@ -186,7 +190,7 @@ def kill_at(
     to the end here (``kill_and_resume`` does that)."""
     out = ChaosRun()
     t0 = time.perf_counter()
-    env = {**os.environ, **(env or {})}
+    env = {**os.environ, **JOB_LOG, **(env or {})}
     cmd = frostline_command("run", str(config_path), "--dir", str(campaign_dir))
     log_path = Path(campaign_dir).parent / f"{Path(campaign_dir).name}.aimed.log"
     for mark in marks:
