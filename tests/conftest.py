@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from frostline.testing.campaigns import tiny_campaign  # noqa: F401  (tests import it from here)
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
@@ -18,31 +20,6 @@ def foundation() -> str:
 
     assert MINI_FOUNDATION.exists(), "run `frostline foundation build-mini` first"
     return str(MINI_FOUNDATION)
-
-
-def tiny_campaign(name: str = "tiny", **overrides) -> dict:
-    """A campaign small enough for a unit test (EMT oracle, 2 short iterations)."""
-    from frostline.config import merge_sections
-
-    config = {
-        "name": name,
-        "elements": ["Cu", "H"],
-        "foundation": "mini",
-        "system": {"builder": "h2_cu111", "n_initial": 5, "n_validation": 3},
-        "finetune": {"freeze": 6, "committee_size": 2, "epochs": 2, "batch_size": 2},
-        "explore": {
-            "temperatures": [300.0],
-            "steps": 12,
-            "sample_every": 4,
-            "starts_per_temperature": 1,
-        },
-        # a tiny trust_lo makes every frame 'uncertain', so the loop really iterates
-        "select": {"trust_lo": 1e-9, "trust_hi": 10.0, "max_labels_per_iteration": 2},
-        "oracle": {"name": "emt"},
-        "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
-        "distill": {"enabled": False},  # tests/test_distill.py turns it on
-    }
-    return merge_sections(config, overrides)
 
 
 @pytest.fixture

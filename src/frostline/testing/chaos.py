@@ -31,6 +31,7 @@ from ase.calculators.emt import EMT
 
 from frostline.config import merge_sections
 from frostline.label.jobs import LABEL_KEY
+from frostline.testing.campaigns import tiny_campaign
 
 
 class CountingEMT(EMT):
@@ -55,29 +56,19 @@ class CountingEMT(EMT):
 
 def chaos_campaign(name: str, counter: Path, **overrides) -> dict:
     """A small EMT campaign (two iterations) whose oracle counts its calculations."""
-    config = {
-        "name": name,
-        "elements": ["Cu", "H"],
-        "foundation": "mini",
-        "system": {"builder": "h2_cu111", "n_initial": 4, "n_validation": 2},
-        "finetune": {"freeze": 6, "committee_size": 2, "epochs": 1, "batch_size": 2},
-        "explore": {
-            "temperatures": [300.0],
-            "steps": 8,
-            "sample_every": 4,
-            "starts_per_temperature": 1,
-        },
-        "select": {"trust_lo": 1e-9, "trust_hi": 10.0, "max_labels_per_iteration": 2},
-        "oracle": {
+    config = tiny_campaign(
+        name,
+        system={"n_initial": 4, "n_validation": 2},
+        finetune={"epochs": 1},
+        explore={"steps": 8},
+        oracle={
             "name": "ase",
             "settings": {
                 "calculator": "frostline.testing.chaos.CountingEMT",
                 "counter": str(counter),
             },
         },
-        "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
-        "distill": {"enabled": False},
-    }
+    )
     return merge_sections(config, overrides)
 
 
