@@ -83,8 +83,11 @@ def module_sharing(models: Sequence[torch.nn.Module]) -> dict[str, bool]:
 
 
 def load_mace_model(path: str | Path, device: str = "cpu", dtype: str = "float64"):
-    """Load a ``.model`` file (a pickled MACE module) for inference, without parameter grads."""
-    model = torch.load(str(path), map_location=device, weights_only=False)
+    """Load a ``.model`` file the user gave (``load_user_model_file``: a pickled MACE module,
+    the user's trust decision) for inference on ``device``, without parameter grads."""
+    from frostline.finetune.safe_model import load_user_model_file
+
+    model = load_user_model_file(path, "committee member").to(device)
     model = model.double() if dtype == "float64" else model.float()
     model.eval()
     for p in model.parameters():

@@ -45,6 +45,12 @@ def predict_with_stress(
     return np.asarray(energies), forces, stresses
 
 
+def atom_force_errors(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each atom's force error norm (eV/Å); a frame's largest is what uncertainty estimates."""
+    diff = np.asarray(predicted, dtype=float) - np.asarray(reference, dtype=float)
+    return np.linalg.norm(diff, axis=1)
+
+
 def composition_matrix(
     labelled: Sequence[LabelledStructure], elements: Sequence[str]
 ) -> np.ndarray:
@@ -118,7 +124,7 @@ def error_metrics(
         force_rmse_mev_per_a=float(np.sqrt(np.mean(df**2)) * 1000),
         force_mae_by_element=by_element,
         frame_max_force_errors=[
-            float(np.linalg.norm(np.asarray(p) - np.asarray(r), axis=1).max())
+            float(atom_force_errors(p, r).max())
             for p, r in zip(forces, reference_forces, strict=True)
         ],
     )

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
+from frostline.finetune.evaluate import atom_force_errors
+
 HI_REFERENCES = ("target", "typical")
 
 
@@ -54,8 +56,7 @@ class Calibration(BaseModel):
 
 def max_atomic_force_error(predicted: np.ndarray, reference: np.ndarray) -> float:
     """Largest per-atom force error norm (eV/Å): the quantity the committee std estimates."""
-    diff = np.asarray(predicted, dtype=float) - np.asarray(reference, dtype=float)
-    return float(np.linalg.norm(diff, axis=1).max())
+    return float(atom_force_errors(predicted, reference).max())
 
 
 def fit_calibration(

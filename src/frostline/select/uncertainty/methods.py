@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 from ase import Atoms
 
+from frostline.finetune.evaluate import atom_force_errors  # noqa: F401  (re-exported)
 from frostline.select.uncertainty.calibration import FrameScores
 from frostline.select.uncertainty.last_layer import LLPR, LastLayerFeatures, calculator_features
 
@@ -139,9 +140,3 @@ def _scores(per_atom: np.ndarray, atoms: Atoms) -> FrameScores:
     return FrameScores(
         atom=[float(x) for x in per_atom], symbols=list(atoms.get_chemical_symbols())
     )
-
-
-def atom_force_errors(predicted: np.ndarray, reference: np.ndarray) -> list[float]:
-    """Each atom's force error norm (eV/Å)."""
-    diff = np.asarray(predicted, dtype=float) - np.asarray(reference, dtype=float)
-    return np.linalg.norm(diff, axis=1).tolist()
