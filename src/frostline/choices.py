@@ -26,6 +26,12 @@ MEMBER_WEIGHTS: tuple[str, ...] = get_args(MemberWeights)
 Dtype = Literal["float64", "float32"]
 """Floating-point precision of MACE models (training, exploration)."""
 DTYPES: tuple[str, ...] = get_args(Dtype)
+FineTuneStrategy = Literal["frozen", "multihead-replay", "lora"]
+FINETUNE_STRATEGIES: tuple[str, ...] = get_args(FineTuneStrategy)
+"""How the foundation is fine-tuned (``finetune.strategy``): frozen layers (``freeze`` level),
+mace-torch's multihead fine-tuning with replay of the foundation's own data, or LoRA adapters."""
+MACE_REPLAY_NAMES = ("mp", "omat", "matpes_pbe", "matpes_r2scan")
+"""mace-torch's own replay data sets (downloaded by mace-torch, for MACE-MP-type foundations)."""
 Loss = Literal["weighted", "huber", "l1l2"]
 MACE_LOSSES: tuple[str, ...] = get_args(Loss)
 """frostline's names of mace-torch losses (``finetune.loss``)."""

@@ -103,6 +103,13 @@ def _print_status(
             out.print(f"[yellow]{hint}[/]")
         for surrogate in status.get("surrogates") or []:
             out.print(surrogate_line(surrogate))
+        if forgetting := status.get("forgetting"):
+            from frostline.finetune.forgetting import ForgettingCheck
+
+            check = ForgettingCheck.model_validate(forgetting)
+            out.print(check.summary())
+            for warning in check.warnings:
+                out.print(f"[yellow]{warning}[/]")
     if plots:
         from frostline.report.plots import write_campaign_plots
 

@@ -14,6 +14,7 @@ from frostline.choices import (
     CheckpointOn,
     ContactDeficit,
     Dtype,
+    FineTuneStrategy,
     Loss,
     MemberWeights,
     Strategy,
@@ -193,6 +194,31 @@ class FineTuneConfig(_Strict):
     )
     default_dtype: Dtype = "float64"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    strategy: FineTuneStrategy = Field(
+        "frozen",
+        description="frozen: train the layers above `freeze`; multihead-replay: mace-torch's "
+        "multihead fine-tuning, a second head trained on the foundation's own pretraining data "
+        "(replay_file) beside yours so the shared layers keep what the foundation knew "
+        "(the stored model is your head alone; use with freeze: 0); lora: mace-torch's LoRA "
+        "adapters of rank lora_rank, everything else frozen",
+    )
+    strategy_sweep: list[FineTuneStrategy] = Field(
+        default_factory=list,
+        description="strategies to try after the freeze/lr sweeps (member 0; lowest validation "
+        "force MAE wins; swept when `sweep` says)",
+    )
+    replay_file: str | None = Field(
+        None,
+        description="extxyz of the foundation's pretraining data (REF_energy, REF_forces) for "
+        "multihead-replay; empty: the shipped subset for the mini foundations, mace-torch's own "
+        "Materials Project replay for mace_mp names",
+    )
+    replay_samples: int = Field(
+        200, ge=1, description="replay structures drawn (by seed) per multihead fine-tune"
+    )
+    replay_weight: float = Field(1.0, gt=0, description="loss weight of the replay head")
+    lora_rank: int = Field(4, ge=1, description="rank of the LoRA adapters (strategy: lora)")
+    lora_alpha: float = Field(1.0, gt=0, description="LoRA scaling alpha (strategy: lora)")
 
     @field_validator("freeze_sweep")
     @classmethod
@@ -209,6 +235,16 @@ class FineTuneConfig(_Strict):
         if bad:
             raise ValueError(f"learning rates must be > 0, got {bad}")
         return sorted(set(v), reverse=True)
+
+    @model_validator(mode="after")
+    def _replay_needs_its_own_e0s(self) -> FineTuneConfig:
+        replay = "multihead-replay" in (self.strategy, *self.strategy_sweep)
+        if replay and self.e0s == "average":
+            raise ValueError(
+                "finetune.e0s 'average' cannot be used with strategy multihead-replay "
+                "(mace-torch needs per-element E0s for the heads): use estimated"
+            )
+        return self
 
     @model_validator(mode="after")
     def _loss_takes_no_weights(self) -> FineTuneConfig:
@@ -431,6 +467,27 @@ class ConvergenceConfig(_Strict):
     )
 
 
+class ForgettingConfig(_Strict):
+    """The forgetting check at the end of a campaign (``frostline.finetune.forgetting``): the
+    final committee against its foundation on a held-out slice of the foundation's domain and
+    on the bulk lattice constant of each fcc/bcc element of the campaign."""
+
+    enabled: bool = True
+    max_force_mae_ratio: float = Field(
+        1.5, gt=0, description="warn when the foundation-domain force MAE grew beyond this factor"
+    )
+    max_lattice_shift_percent: float = Field(
+        1.0, gt=0, description="warn when a bulk lattice constant moved more than this from the "
+        "foundation's (%)",
+    )
+    oracle_eos: bool = Field(
+        True,
+        description="also fit the oracle's own lattice constants when it is a built-in ASE "
+        "calculator (emt, xtb, chgnet, chgnet-r2scan; ~20 single points per element); DFT "
+        "oracles are never run for it",
+    )
+
+
 class DistillConfig(_Strict):
     """Distil the final fine-tuned MACE into a linear ACE surrogate (``frostline.distill``)."""
 
@@ -542,6 +599,7 @@ class CampaignConfig(_Strict):
     select: SelectConfig = Field(default_factory=SelectConfig)
     oracle: OracleConfig = Field(default_factory=OracleConfig)
     convergence: ConvergenceConfig = Field(default_factory=ConvergenceConfig)
+    forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     routing: RoutingConfig | None = Field(None, description="workers per job type (submit)")

@@ -210,6 +210,9 @@ class ModelDoc(BaseModel):
     elements: list[str]
     foundation: str | None = None
     freeze_level: int | None = None
+    strategy: str = Field(
+        "frozen", description="fine-tuning strategy: frozen, multihead-replay or lora"
+    )
     trainable_parameters: int | None = None
     total_parameters: int | None = None
     n_train: int = 0
@@ -234,6 +237,7 @@ class FreezeSweepPoint(BaseModel):
     metrics: ValidationMetrics
     chosen: bool = False
     lr: float | None = Field(None, description="learning rate of this point (None: before lr)")
+    strategy: str = "frozen"
 
 
 class FineTuneResult(BaseModel):
@@ -244,6 +248,7 @@ class FineTuneResult(BaseModel):
     freeze_level: int
     freeze_sweep: list[FreezeSweepPoint] = Field(default_factory=list)
     lr: float | None = Field(None, description="learning rate the committee trained at")
+    strategy: str = Field("frozen", description="fine-tuning strategy the committee trained with")
     trainable_parameters: int
     total_parameters: int
     wall_time_s: float
@@ -336,6 +341,7 @@ class IterationDoc(BaseModel):
         default_factory=list, description="levels (and rates) tried and their validation errors"
     )
     finetune_lr: float | None = Field(None, description="learning rate the committee trained at")
+    finetune_strategy: str = Field("frozen", description="fine-tuning strategy of the committee")
     model_ids: list[str] = Field(default_factory=list)
     stop_reason: str | None = None
     convergence_note: str | None = Field(
@@ -390,4 +396,7 @@ class CampaignSummary(BaseModel):
     labels_spent: int
     final_model_ids: list[str]
     final_metrics: dict | None = None
+    forgetting: dict | None = Field(
+        None, description="ForgettingCheck of the final committee (added by ForgettingCheckMaker)"
+    )
     surrogate: dict | None = Field(None, description="DistillResult (added by DistillMaker)")

@@ -63,3 +63,15 @@ def count_parameters(model: torch.nn.Module, level: int | None = None) -> tuple[
             for p in module.parameters()
         )
     return trainable, total
+
+
+def lora_parameters(model: torch.nn.Module, rank: int, alpha: float = 1.0) -> tuple[int, int]:
+    """(trainable, total) of a LoRA fine-tune: the adapters mace-torch's ``--lora`` injects
+    (rank ``rank``) into a copy of ``model``, of the foundation's parameters."""
+    import copy
+
+    from mace.modules.lora import inject_LoRAs
+
+    adapted = inject_LoRAs(copy.deepcopy(model), rank=rank, alpha=alpha)
+    trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())

@@ -16,11 +16,17 @@ from ase.data import chemical_symbols
 from jobflow import Maker
 from rich.console import Console
 
-from frostline.choices import CHECKPOINT_ON, MEMBER_WEIGHTS
+from frostline.choices import (
+    CHECKPOINT_ON,
+    FINETUNE_STRATEGIES,
+    MACE_REPLAY_NAMES,
+    MEMBER_WEIGHTS,
+)
 from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
-from frostline.finetune.freeze import count_parameters
+from frostline.finetune.freeze import count_parameters, lora_parameters
+from frostline.finetune.replay import replay_file_for
 from frostline.finetune.safe_model import model_file_to_blob, read_blob
 from frostline.finetune.train import (
     MACE_LOSSES,
@@ -66,7 +72,8 @@ class _CommitteeRun(NamedTuple):
     rate: float
     device: str
     checkpoint_set: list
-    parameters: tuple[int, int]  # (trainable, total) at ``level``
+    parameters: tuple[int, int]  # (trainable, total) at ``level`` with ``strategy``
+    strategy: str = "frozen"
 
 
 def retry_settings(seed: int, lr: float, attempt: int) -> tuple[int, float]:
@@ -158,6 +165,13 @@ class FineTuneMaker(Maker):
     scheduler_patience: int = 0
     retrain_failed: int = 0
     seed: int = 0
+    strategy: str = "frozen"
+    strategy_sweep: tuple[str, ...] = ()
+    replay_file: str | None = None
+    replay_samples: int = 200
+    replay_weight: float = 1.0
+    lora_rank: int = 4
+    lora_alpha: float = 1.0
     # fields added after campaigns were stored, oldest first (fields added together grouped):
     # at their defaults they are left out of the keys older versions computed, so those
     # campaigns resume (frostline.reliability.memo.memo_keys)
@@ -165,6 +179,15 @@ class FineTuneMaker(Maker):
         ("loss", "huber_delta"),
         "lr_sweep",
         "scheduler_patience",
+        (
+            "strategy",
+            "strategy_sweep",
+            "replay_file",
+            "replay_samples",
+            "replay_weight",
+            "lora_rank",
+            "lora_alpha",
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -177,6 +200,13 @@ class FineTuneMaker(Maker):
                 raise ValueError(
                     f"FineTuneMaker.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
+        for strategy in (self.strategy, *self.strategy_sweep):
+            if strategy not in FINETUNE_STRATEGIES:
+                raise ValueError(
+                    f"FineTuneMaker.strategy must be one of {FINETUNE_STRATEGIES}, got {strategy!r}"
+                )
+            if strategy == "multihead-replay" and self.e0s == "average":
+                raise ValueError("FineTuneMaker.e0s 'average' cannot be used with multihead-replay")
 
     @frostline_job(FineTuneResult)
     def make(
@@ -188,6 +218,7 @@ class FineTuneMaker(Maker):
         iteration: int = 0,
         freeze: int | None = None,
         lr: float | None = None,
+        strategy: str | None = None,
     ) -> FineTuneResult:
         """Train ``committee_size`` members on ``train``; evaluate them on ``validation``.
 
@@ -197,14 +228,17 @@ class FineTuneMaker(Maker):
         rates, member 0 is then trained at that level (``freeze`` without a level sweep) at
         each of them too and the (level, rate) with the lowest validation force MAE is kept.
         ``freeze`` overrides the maker's level and skips the sweeps (a level chosen in an
-        earlier iteration); ``lr`` overrides the maker's rate (one an earlier sweep chose).
+        earlier iteration); ``lr`` overrides the maker's rate (one an earlier sweep chose),
+        ``strategy`` its fine-tuning strategy (one an earlier ``strategy_sweep`` chose).
         """
         start = time.perf_counter()
         train = [LabelledStructure.model_validate(t) for t in train]
         validation = [LabelledStructure.model_validate(v) for v in validation]
         ok, sweeping = self._checked_inputs(train, validation, freeze)
         records = current_records()
-        keys = self._memo_keys(foundation, train, validation, campaign, iteration, freeze, lr)
+        keys = self._memo_keys(
+            foundation, train, validation, campaign, iteration, freeze, lr, strategy
+        )
         reused = self._reuse(records, keys, campaign, iteration)
         if reused is not None:  # a resumed run: this committee was trained before the crash
             return reused
@@ -212,13 +246,14 @@ class FineTuneMaker(Maker):
         device = resolve_device(self.device)
         checkpoint_set = self._checkpoint_set(validation)
         level, sweep, trained = self.freeze if freeze is None else freeze, [], None
-        rate = self.lr if lr is None else lr
+        rate, strategy = self.lr if lr is None else lr, strategy or self.strategy
         if sweeping:
-            level, rate, sweep, trained = self._sweep(
+            level, rate, strategy, sweep, trained = self._sweep(
                 foundation, foundation_model, ok, validation, iteration, device, checkpoint_set
             )
+        parameters = self._parameters(foundation_model, level, strategy)
         run = _CommitteeRun(foundation, campaign, iteration, level, rate, device, checkpoint_set,
-                            count_parameters(foundation_model, level))  # fmt: skip
+                            parameters, strategy)  # fmt: skip
         docs, paths = self._train_members(records, run, ok, trained)
         committee_metrics = self._evaluate(docs, paths, validation, device)
         records.upsert("model_docs", [d.model_dump(mode="json") for d in docs], key=["model_id"])
@@ -230,6 +265,7 @@ class FineTuneMaker(Maker):
             freeze_level=level,
             freeze_sweep=sweep,
             lr=rate,
+            strategy=strategy,
             trainable_parameters=run.parameters[0],
             total_parameters=run.parameters[1],
             wall_time_s=time.perf_counter() - start,
@@ -242,7 +278,8 @@ class FineTuneMaker(Maker):
         ok = [t for t in train if t.status == "ok"]
         if len(ok) < 2:
             raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {len(ok)}")
-        sweeping = freeze is None and bool(self.freeze_sweep or self.lr_sweep)
+        sweeps = (self.freeze_sweep, self.lr_sweep, self.strategy_sweep)
+        sweeping = freeze is None and any(sweeps)
         if sweeping and not validation:
             kind = "freeze" if self.freeze_sweep else "learning-rate"
             raise ValueError(f"a {kind} sweep needs validation structures to compare its runs")
@@ -279,12 +316,12 @@ class FineTuneMaker(Maker):
                 trainable, total = run.parameters
                 console.print(
                     f"[bold]fine-tune[/] iteration {run.iteration} member {member + 1}/"
-                    f"{self.committee_size}: {len(data)} structures, freeze f{run.level}, "
-                    f"{trainable:,}/{total:,} parameters trainable, lr {run.rate:g}"
+                    f"{self.committee_size}: {len(data)} structures, {run.strategy} "
+                    f"f{run.level}, {trainable:,}/{total:,} parameters trainable, lr {run.rate:g}"
                 )
                 trained = self._train(run.foundation, data, seed, run.level, run.rate,
                                       run.device, f"member{member}", run.checkpoint_set,
-                                      weights)  # fmt: skip
+                                      weights, run.strategy)  # fmt: skip
             docs.append(self._store_member(records, run, member, trained, data, elements))
             paths.append(trained.path)
         return docs, paths
@@ -308,6 +345,7 @@ class FineTuneMaker(Maker):
             elements=elements,
             foundation=Path(run.foundation).name,
             freeze_level=run.level,
+            strategy=run.strategy,
             trainable_parameters=trainable,
             total_parameters=total,
             n_train=len(data),
@@ -330,7 +368,9 @@ class FineTuneMaker(Maker):
             )
         return committee_metrics
 
-    def _memo_keys(self, foundation, train, validation, campaign, iteration, freeze, lr) -> tuple:
+    def _memo_keys(
+        self, foundation, train, validation, campaign, iteration, freeze, lr, strategy=None
+    ) -> tuple:
         """What the committee depends on: settings, foundation file, data (by hash), place
         (``memo_keys``: the current key, then those before each ``MEMO_ADDED_FIELDS`` entry; a rate
         passed in is part of the key only when given, so keys without one are unchanged).
@@ -357,6 +397,7 @@ class FineTuneMaker(Maker):
                 iteration=iteration,
                 freeze=freeze,
                 **({"lr": lr} if lr is not None else {}),
+                **({"strategy": strategy} if strategy is not None else {}),
             )
         return tuple(dict.fromkeys(keys))
 
@@ -400,6 +441,7 @@ class FineTuneMaker(Maker):
         name: str,
         valid: list | None = None,
         weights: list[float] | None = None,
+        strategy: str | None = None,
     ) -> TrainedModel:
         """One mace-torch fine-tuning (retried while it fails, ``retrain_failed``).
 
@@ -408,7 +450,10 @@ class FineTuneMaker(Maker):
         weight per structure of ``data`` (mace-torch's ``config_weight``). Retry ``k`` trains
         in ``NAME-retryK``; when every attempt failed the last one is kept (status warns).
         """
-        path = self._train_once(foundation, data, seed, lr, level, device, name, valid, weights)
+        strategy = strategy or self.strategy
+        path = self._train_once(
+            foundation, data, seed, lr, level, device, name, valid, weights, strategy
+        )
         outcome = training_outcome(path.parent, path.stem, self.epochs)
         attempt = 0
         while attempt < self.retrain_failed and outcome is not None and outcome.never_improved:
@@ -429,6 +474,7 @@ class FineTuneMaker(Maker):
                 f"{name}-retry{attempt}",
                 valid,
                 weights,
+                strategy,
             )
             outcome = training_outcome(path.parent, path.stem, self.epochs)
         if outcome is not None:
@@ -446,6 +492,7 @@ class FineTuneMaker(Maker):
         name: str,
         valid: list | None,
         weights: list[float] | None,
+        strategy: str = "frozen",
     ) -> Path:
         """One mace-torch fine-tuning run in ``./NAME``; the ``.model`` file it wrote."""
         settings = MaceTrainSettings(
@@ -466,8 +513,43 @@ class FineTuneMaker(Maker):
             freeze=level,
             keep_foundation_elements=self.keep_foundation_elements,
             extra=self._mace_extra(),
+            **self._strategy_settings(foundation, strategy),
         )
         return run_mace_training(settings, data, Path.cwd() / name, valid=valid, weights=weights)
+
+    def _strategy_settings(self, foundation: str, strategy: str) -> dict:
+        """``MaceTrainSettings`` fields of ``strategy`` (none for ``frozen``)."""
+        if strategy == "lora":
+            return {"lora": True, "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha}
+        if strategy != "multihead-replay":
+            return {}
+        return {
+            "pt_train_file": self._replay_file(foundation),
+            "num_samples_pt": self.replay_samples,
+            "weight_pt_head": self.replay_weight,
+        }
+
+    def _replay_file(self, foundation: str) -> str:
+        """The replay set: ``replay_file``, the shipped subset of a mini foundation's
+        pretraining data, or mace-torch's own Materials Project replay for a ``mace_mp`` name."""
+        if self.replay_file is not None:
+            if not Path(self.replay_file).is_file():
+                raise ValueError(f"finetune.replay_file: {self.replay_file} does not exist")
+            return str(self.replay_file)
+        if (shipped := replay_file_for(foundation)) is not None:
+            return str(shipped)
+        if not Path(foundation).exists():
+            return MACE_REPLAY_NAMES[0]  # a mace_mp name: mace-torch's "mp" replay data
+        raise ValueError(
+            f"finetune.replay_file: foundation {Path(foundation).name} has no shipped replay "
+            "set; give an extxyz of its pretraining data (REF_energy, REF_forces)"
+        )
+
+    def _parameters(self, foundation_model, level: int, strategy: str) -> tuple[int, int]:
+        """(trainable, total) parameters of a fine-tune at ``level`` with ``strategy``."""
+        if strategy == "lora":
+            return lora_parameters(foundation_model, self.lora_rank, self.lora_alpha)
+        return count_parameters(foundation_model, level)
 
     def _mace_extra(self) -> dict[str, str]:
         """mace-torch arguments set only when asked for (their defaults are mace-torch's)."""
@@ -485,23 +567,25 @@ class FineTuneMaker(Maker):
         iteration: int,
         device: str,
         checkpoint_set: list[LabelledStructure],
-    ) -> tuple[int, float, list[FreezeSweepPoint], TrainedModel]:
-        """Member 0 at every sweep level (at ``lr``), then at the best level at every other rate
-        of ``lr_sweep``; (best level, best rate, all results, best member-0 file)."""
+    ) -> tuple[int, float, str, list[FreezeSweepPoint], TrainedModel]:
+        """Member 0 at every sweep level (at ``lr``, with ``strategy``), then at the best level at
+        every other rate of ``lr_sweep``, then with every other strategy of ``strategy_sweep``
+        at the best (level, rate); (level, rate, strategy, all results, best member-0 file)."""
         seed = self.seed + 1000 * iteration
         data, weights = self._member_data(ok, seed)
         points: list[FreezeSweepPoint] = []
-        files: dict[tuple[int, float], TrainedModel] = {}
+        files: dict[tuple[int, float, str], TrainedModel] = {}
 
-        def run(level: int, lr: float) -> None:
-            trainable, total = count_parameters(foundation_model, level)
+        def run(level: int, lr: float, strategy: str) -> None:
+            trainable, _ = self._parameters(foundation_model, level, strategy)
             console.print(
-                f"[bold]sweep[/] iteration {iteration}: f{level}, lr {lr:g}, "
-                f"{trainable:,}/{total:,} parameters trainable, {len(data)} structures"
+                f"[bold]sweep[/] iteration {iteration}: {strategy} f{level}, lr {lr:g}, "
+                f"{trainable:,} parameters trainable, {len(data)} structures"
             )
             name = f"sweep-f{level}" if lr == self.lr else f"sweep-f{level}-lr{lr:g}"
+            name += "" if strategy == self.strategy else f"-{strategy}"
             trained = self._train(
-                foundation, data, seed, level, lr, device, name, checkpoint_set, weights
+                foundation, data, seed, level, lr, device, name, checkpoint_set, weights, strategy
             )
             calc = committee_calculator([trained.path], device=device, dtype=self.default_dtype)
             points.append(
@@ -510,23 +594,31 @@ class FineTuneMaker(Maker):
                     trainable_parameters=trainable,
                     metrics=evaluate(calc, validation),
                     lr=lr,
+                    strategy=strategy,
                 )
             )
-            files[level, lr] = trained
+            files[level, lr, strategy] = trained
 
         def error(point: FreezeSweepPoint) -> float:
             return point.metrics.force_mae_mev_per_a
 
         for level in sorted(set(self.freeze_sweep)) or [self.freeze]:
-            run(level, self.lr)
+            run(level, self.lr, self.strategy)
         level = min(points, key=error).freeze_level
         for lr in sorted(set(self.lr_sweep) - {self.lr}, reverse=True):
-            run(level, lr)
+            run(level, lr, self.strategy)
+        rate = min(points, key=error).lr
+        for strategy in dict.fromkeys(self.strategy_sweep):
+            if strategy != self.strategy:
+                run(level, rate, strategy)
         best = min(points, key=error)
         best.chosen = True
-        table = ", ".join(f"f{p.freeze_level} lr {p.lr:g} {error(p):.1f}" for p in points)
-        console.print(
-            f"[bold]sweep[/] validation force MAE meV/Å: {table} → f{best.freeze_level}, "
-            f"lr {best.lr:g}"
+        table = ", ".join(
+            f"{p.strategy} f{p.freeze_level} lr {p.lr:g} {error(p):.1f}" for p in points
         )
-        return best.freeze_level, best.lr, points, files[best.freeze_level, best.lr]
+        console.print(
+            f"[bold]sweep[/] validation force MAE meV/Å: {table} → {best.strategy} "
+            f"f{best.freeze_level}, lr {best.lr:g}"
+        )
+        key = (best.freeze_level, best.lr, best.strategy)
+        return *key, points, files[key]

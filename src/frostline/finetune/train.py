@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import mace  # noqa: F401  (import mace before e3nn: DESIGN.md §5)
+import numpy as np
 import torch
 from ase import Atoms
 from ase.io import write
 
-from frostline.choices import MACE_LOSSES
+from frostline.choices import MACE_LOSSES, MACE_REPLAY_NAMES
 from frostline.schemas import LabelledStructure, TrainingOutcome
 
 KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
@@ -51,7 +52,16 @@ def _with_info(atoms: Atoms, **info) -> Atoms:
     return out
 
 
-ADDED_FIELDS = ("loss", "huber_delta")  # MaceTrainSettings fields newer than the first ledgers
+ADDED_FIELDS = (
+    "loss",
+    "huber_delta",
+    "pt_train_file",
+    "num_samples_pt",
+    "weight_pt_head",
+    "lora",
+    "lora_rank",
+    "lora_alpha",
+)  # MaceTrainSettings fields newer than the first ledgers
 
 
 @dataclass
@@ -86,6 +96,16 @@ class MaceTrainSettings:
     freeze: int | None = None
     keep_foundation_elements: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    # multihead replay (mace-torch's pt_head trained on the foundation's own data beside yours):
+    # num_samples_pt structures drawn (by seed) from pt_train_file (frostline draws them: mace-torch
+    # subsamples only its own Materials Project replay data)
+    pt_train_file: str | None = None
+    num_samples_pt: int = 200
+    weight_pt_head: float = 1.0
+    # LoRA adapters (mace-torch --lora: only the adapters train, merged into the saved model)
+    lora: bool = False
+    lora_rank: int = 4
+    lora_alpha: float = 1.0
 
     def fingerprint(self) -> str:
         """The dataclass repr, without fields added later (``ADDED_FIELDS``) at their defaults.
@@ -141,10 +161,7 @@ class MaceTrainSettings:
         if self.ema:
             argv += ["--ema", "--ema_decay=0.99"]
         if self.foundation_model is not None:
-            argv += [
-                f"--foundation_model={self.foundation_model}",
-                "--multiheads_finetuning=False",
-            ]
+            argv += [f"--foundation_model={self.foundation_model}", *self._strategy_argv()]
             if self.freeze:
                 argv.append(f"--freeze={self.freeze}")
             if self.keep_foundation_elements:
@@ -161,6 +178,25 @@ class MaceTrainSettings:
                 f"--num_radial_basis={self.num_radial_basis}",
             ]
         argv += [f"--{k}={v}" for k, v in self.extra.items()]
+        return argv
+
+    def _strategy_argv(self) -> list[str]:
+        """mace-torch's fine-tuning mode: multihead replay, LoRA, or a single head."""
+        argv = []
+        if self.pt_train_file is None:
+            argv.append("--multiheads_finetuning=False")
+        else:
+            if self.e0s == "average":  # mace-torch asserts it; say which setting
+                raise ValueError("finetune.e0s: 'average' cannot be used with multihead replay")
+            argv += [
+                "--multiheads_finetuning=True",
+                f"--pt_train_file={self.pt_train_file}",
+                f"--weight_pt_head={self.weight_pt_head}",
+                "--force_mh_ft_lr=True",  # frostline's lr and EMA, not mace-torch's 1e-4 override
+            ]
+        if self.lora:
+            argv += ["--lora=True", f"--lora_rank={self.lora_rank}",
+                     f"--lora_alpha={self.lora_alpha}"]  # fmt: skip
         return argv
 
 
@@ -249,7 +285,7 @@ def run_mace_training(
     work_dir.mkdir(parents=True, exist_ok=True)
     train_file = write_training_file(train, work_dir / "train.extxyz", weights)
     valid_file = write_training_file(valid, work_dir / "valid.extxyz") if valid else None
-    argv_settings = foundation_in_training_dtype(settings, work_dir)
+    argv_settings = replay_subset(foundation_in_training_dtype(settings, work_dir), work_dir)
     args = build_default_arg_parser().parse_args(
         argv_settings.to_argv(train_file, valid_file, work_dir)
     )
@@ -275,11 +311,51 @@ def run_mace_training(
     model = work_dir / f"{settings.name}.model"
     if not model.exists():
         raise RuntimeError(f"mace-torch training finished without writing {model}")
+    if settings.pt_train_file is not None:
+        keep_finetuned_head(model)
     return model
 
 
+FINETUNED_HEAD = "Default"  # mace-torch's name of the user's head (prepare_default_head)
+
+
+def replay_subset(settings: MaceTrainSettings, work_dir: Path) -> MaceTrainSettings:
+    """Settings whose ``pt_train_file`` holds ``num_samples_pt`` structures of the replay set,
+    drawn by the training's seed (``work_dir/replay.extxyz``); unchanged without replay."""
+    if settings.pt_train_file is None:
+        return settings
+    if settings.pt_train_file in MACE_REPLAY_NAMES:  # mace-torch draws from its own data
+        extra = {**settings.extra, "num_samples_pt": str(settings.num_samples_pt)}
+        return replace(settings, extra=extra)
+    from ase.io import read
+
+    pool = read(settings.pt_train_file, ":")
+    rng = np.random.default_rng(settings.seed)
+    n = min(settings.num_samples_pt, len(pool))
+    drawn = [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
+    out = write_training_file(drawn, work_dir / "replay.extxyz")
+    return replace(settings, pt_train_file=str(out))
+
+
+def keep_finetuned_head(model_file: Path) -> Path:
+    """Make a multihead fine-tune's ``.model`` the fine-tuned head alone (what frostline's
+    calculators, exploration and exports evaluate); the two-head model mace-torch wrote, with
+    the foundation's replay head, stays beside it as ``NAME-multihead.model``."""
+    from mace.tools.scripts_utils import remove_pt_head
+
+    from frostline.finetune.safe_model import load_user_model_file
+
+    both = model_file.with_name(f"{model_file.stem}-multihead.model")
+    model_file.replace(both)
+    model = load_user_model_file(both, "multihead fine-tuned")  # what mace-torch just wrote
+    torch.save(remove_pt_head(model, FINETUNED_HEAD), model_file)
+    return model_file
+
+
 _EPOCH = re.compile(r"INFO: Epoch (\d+):")
-_EPOCH_FORCE_MAE = re.compile(r"INFO: Epoch (\d+):[^\n]*?MAE_F=\s*([0-9.eE+-]+) meV")
+_EPOCH_FORCE_MAE = re.compile(  # a multihead fine-tune logs its replay head too: not that one
+    r"INFO: Epoch (\d+): (?!head: pt_head)[^\n]*?MAE_F=\s*([0-9.eE+-]+) meV"
+)
 _BEST = re.compile(r"Loaded Stage one model from epoch (\d+)")
 
 

@@ -14,7 +14,12 @@ from pydantic import BaseModel
 from frostline.config import CampaignConfig, SelectConfig
 from frostline.explore.jobs import ExploreMaker
 from frostline.finetune.jobs import FineTuneMaker
-from frostline.flows.jobs import setup_campaign, update_campaign, zero_shot_baseline
+from frostline.flows.jobs import (
+    ForgettingCheckMaker,
+    setup_campaign,
+    update_campaign,
+    zero_shot_baseline,
+)
 from frostline.jobs import frostline_job
 from frostline.label.jobs import LabelMaker
 from frostline.label.oracles import oracle_settings
@@ -186,11 +191,16 @@ class ActiveLearningMaker(Maker):
         first = self.iteration(0, initial.output, validation.output, setup.output["starts"], 0)
         jobs, output = [setup, initial, validation, baseline, first], first.output
         route(jobs, "control", self.routing)
+        if config.forgetting.enabled:  # the summary, extended with a "forgetting" key
+            check = ForgettingCheckMaker.from_config(config, self.foundation).make(output)
+            route(check, "finetune", self.routing)
+            jobs.append(check)
+            output = check.output
         if config.distill.enabled:  # the summary, extended with a "surrogate" key
             from frostline.distill.jobs import DistillMaker
 
             distill = DistillMaker.from_config(config, device=config.finetune.device)
-            surrogate = distill.make(first.output)
+            surrogate = distill.make(output)
             surrogate.name = "distill"
             route(surrogate, "distill", self.routing)
             jobs.append(surrogate)
@@ -209,21 +219,24 @@ class ActiveLearningMaker(Maker):
         freeze: int | None = None,
         swept_at: int | None = None,
         lr: float | None = None,
+        strategy: str | None = None,
     ):
         """Iteration ``index``: fine-tune, explore, select, label, calibrate, then advance.
 
         ``trust``: the calibrated trust window from the previous iteration (None: fixed);
         ``freeze``: the level an earlier freeze sweep chose (None: the maker decides, sweeping
         if it has ``freeze_sweep`` levels); ``swept_at``: training labels at the last sweep;
-        ``lr``: the learning rate an earlier ``lr_sweep`` chose (None: the maker's).
+        ``lr``: the learning rate an earlier ``lr_sweep`` chose (None: the maker's);
+        ``strategy``: the fine-tuning strategy an earlier ``strategy_sweep`` chose.
         """
         started = time.time()
         if index == 0:  # the initial set counts against the budget (imported labels cost nothing)
             n_labels_spent = sum(
                 LabelledStructure.model_validate(t).provenance.sampler != "import" for t in train
             )
+        chosen = {"strategy": strategy} if strategy else {}  # memo keys unchanged without one
         ft = self.finetune.make(
-            self.foundation, train, validation, self.campaign, index, freeze, lr
+            self.foundation, train, validation, self.campaign, index, freeze, lr, **chosen
         )
         ft.name = f"finetune {index}"
         ex = self.explore.make(ft.output, starts, index)
@@ -319,6 +332,7 @@ class ActiveLearningMaker(Maker):
             freeze_level=finetuned.freeze_level,
             freeze_sweep=[p.model_dump() for p in finetuned.freeze_sweep],
             finetune_lr=finetuned.lr,
+            finetune_strategy=finetuned.strategy,
             model_ids=[md.model_id for md in finetuned.models],
             stop_reason=selection.stop_reason,
             convergence_note=selection.convergence_note,
@@ -369,9 +383,11 @@ class ActiveLearningMaker(Maker):
         freeze = None if due else finetuned.freeze_level
         # a rate is carried only when a rate sweep chose it (keeps memo keys of other campaigns)
         lr = finetuned.lr if not due and self.finetune.lr_sweep else None
+        strategy = finetuned.strategy if not due and self.finetune.strategy_sweep else None
         nxt = self.iteration(
-            index + 1, train + ok_new, validation, starts, spent, trust, freeze, swept_at, lr
-        )
+            index + 1, train + ok_new, validation, starts, spent, trust, freeze, swept_at, lr,
+            strategy,
+        )  # fmt: skip
         nxt.name = f"iteration {index + 1}"
         route(nxt, "control", self.routing)
         return Response(replace=Flow([nxt], output=nxt.output))

@@ -1,18 +1,25 @@
-"""Bookkeeping jobs of a campaign: set-up, zero-shot baseline, iteration records."""
+"""Bookkeeping jobs of a campaign: set-up, zero-shot baseline, iteration records, the final
+forgetting check."""
 
 from __future__ import annotations
 
-from pymatgen.io.ase import AseAtomsAdaptor
+from dataclasses import dataclass, field
 
-from frostline.config import CampaignConfig
-from frostline.finetune.committee import committee_calculator
+from jobflow import Maker
+from pymatgen.io.ase import AseAtomsAdaptor
+from rich.console import Console
+
+from frostline.config import CampaignConfig, ForgettingConfig, OracleConfig
+from frostline.finetune.committee import committee_calculator, load_committee
 from frostline.finetune.evaluate import evaluate_zero_shot
 from frostline.jobs import frostline_job
 from frostline.schemas import (
     CampaignDoc,
     CampaignSetup,
+    CampaignSummary,
     CandidateStructure,
     LabelledStructure,
+    ModelDoc,
     Provenance,
     ValidationMetrics,
     utcnow,
@@ -93,3 +100,62 @@ def zero_shot_baseline(
     metrics = evaluate_zero_shot(calc, reference, validation, elements)
     update_campaign(current_records(), campaign, zero_shot=metrics.model_dump())
     return metrics.model_dump()
+
+
+@dataclass
+class ForgettingCheckMaker(Maker):
+    """The final committee against its foundation on the foundation's own domain.
+
+    Run after the last iteration (``frostline.finetune.forgetting.check_forgetting``): the
+    held-out slice of a shipped mini foundation's domain (other foundations: lattice constants
+    only), each fcc/bcc element's bulk lattice constant and modulus vs the foundation's and,
+    for a built-in ASE-calculator oracle, the oracle's. Recorded in the campaign document
+    (``forgetting``; ``frostline status`` shows it, with a warning beyond the limits) and
+    added to the campaign summary.
+    """
+
+    name: str = "forgetting check"
+    campaign: str = "campaign"
+    foundation: str = ""
+    elements: tuple[str, ...] = ()
+    oracle: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    device: str = "auto"
+
+    @classmethod
+    def from_config(cls, config: CampaignConfig, foundation: str) -> ForgettingCheckMaker:
+        """The check of a campaign's config (``forgetting`` section, oracle, elements)."""
+        return cls(
+            campaign=config.name,
+            foundation=foundation,
+            elements=tuple(config.elements),
+            oracle=config.oracle.model_dump(),
+            settings=config.forgetting.model_dump(),
+            device=config.finetune.device,
+        )
+
+    @frostline_job(CampaignSummary, enforce=False)  # a dict
+    def make(self, summary: dict) -> dict:
+        """Check the models of ``summary["final_model_ids"]``; the summary with ``forgetting``."""
+        from frostline.finetune.forgetting import check_forgetting
+        from frostline.finetune.foundation import load_foundation_model
+        from frostline.finetune.replay import read_heldout, shipped_foundation_name
+        from frostline.label.oracles import builtin_calculator
+
+        limits = ForgettingConfig.model_validate(self.settings)
+        records = current_records()
+        ids = list(summary.get("final_model_ids") or [])
+        docs = [ModelDoc.model_validate(d)
+                for d in records.find("model_docs", {"model_id": {"$in": ids}})]  # fmt: skip
+        model = load_committee(records, docs, device=self.device)
+        foundation = committee_calculator([load_foundation_model(self.foundation)], self.device)
+        heldout = read_heldout() if shipped_foundation_name(self.foundation) else []
+        oracle = OracleConfig.model_validate(self.oracle) if limits.oracle_eos else None
+        oracle_calc = builtin_calculator(oracle) if oracle else None
+        check = check_forgetting(model, foundation, self.elements, heldout, oracle_calc, limits)
+        console = Console(stderr=True)
+        console.print(check.summary())
+        for warning in check.warnings:
+            console.print(f"[yellow]{warning}[/]")
+        update_campaign(records, self.campaign, forgetting=check.model_dump())
+        return {**summary, "forgetting": check.model_dump()}

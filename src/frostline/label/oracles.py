@@ -80,6 +80,17 @@ def _calculator(oracle: OracleConfig) -> tuple[str, str, dict[str, Any]]:
     return module, func, {**defaults, **oracle.settings}
 
 
+def builtin_calculator(oracle: OracleConfig):
+    """An instance of a built-in ASE-calculator oracle (emt, xtb, chgnet, chgnet-r2scan) for
+    local checks such as the forgetting check's equation of state; ``None`` for any other."""
+    if oracle.name not in _CALCULATORS:
+        return None
+    import importlib
+
+    module, func, kwargs = _calculator(oracle)
+    return getattr(importlib.import_module(module), func)(**kwargs)
+
+
 def _full_settings(oracle: OracleConfig) -> dict[str, Any]:
     if oracle.name == "cp2k":
         return _merge(CP2K_DEFAULTS, oracle.settings)

@@ -12,6 +12,7 @@ from frostline.store import Records, StoreError, make_job_store
 
 ITERATION_KEYS = (
     "index",
+    "finetune_strategy",
     "convergence_note",
     "n_labelled",
     "n_selected",
@@ -88,6 +89,7 @@ def campaign_status(records: Records, campaign: str | None = None) -> dict:
         "zero_shot_force_mae_mev_per_a": zero.get("force_mae_mev_per_a"),
         "zero_shot_energy_mae_mev_per_atom": zero.get("energy_mae_mev_per_atom"),
         "final_model_ids": doc.get("final_model_ids", []),
+        "forgetting": doc.get("forgetting"),
         "iterations": [{k: it.get(k) for k in ITERATION_KEYS} for it in iterations],
     }
     members_by_iteration: dict[int, list[dict]] = {}

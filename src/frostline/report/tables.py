@@ -136,6 +136,9 @@ def _freeze_cell(iteration: dict, rates: bool = False) -> str:
         return "–"
     swept = sorted({p["freeze_level"] for p in iteration.get("freeze_sweep") or []})
     cell = f"f{level}"
+    strategy = iteration.get("finetune_strategy") or "frozen"
+    if strategy != "frozen":
+        cell = "lora" if strategy == "lora" else f"f{level} replay"
     if rates and iteration.get("finetune_lr") is not None:
         cell += f" lr {iteration['finetune_lr']:g}"
     parts = ["/".join(map(str, swept))] if len(swept) > 1 or (swept and not rates) else []

@@ -24,5 +24,6 @@ def tiny_campaign(name: str = "tiny", **overrides) -> dict:
         "oracle": {"name": "emt"},
         "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
         "distill": {"enabled": False},  # tests/test_distill.py turns it on
+        "forgetting": {"enabled": False},  # tests/test_forgetting.py turns it on
     }
     return merge_sections(config, overrides)

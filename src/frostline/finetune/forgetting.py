@@ -1,0 +1,205 @@
+"""Forgetting: what a fine-tuned model lost of what its foundation knew.
+
+Two measurements, both against the foundation itself (and the oracle where it is cheap):
+
+- the force MAE on a held-out slice of the foundation's domain (for the shipped mini
+  foundations: fresh CHGNet-PBE-labelled cells of their pretraining generator,
+  ``frostline.finetune.replay.HELDOUT_FILE``), after / before fine-tuning, on the frames whose
+  elements the fine-tuned model has;
+- for every pure element of the campaign with a cubic ASE reference state (fcc, bcc): the bulk
+  lattice constant and bulk modulus from an equation-of-state fit (Birch-Murnaghan, ±3 %
+  strain), compared with the foundation's and, when the oracle is a cheap ASE calculator,
+  with the oracle's.
+
+A model whose lattice constant moved more than ``max_lattice_shift_percent`` from the
+foundation's, or whose held-out force MAE grew beyond ``max_force_mae_ratio`` times the
+foundation's, is flagged (``ForgettingCheck.warnings``; ``frostline status`` prints them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.data import atomic_numbers, reference_states
+from ase.units import GPa
+from pydantic import BaseModel, Field
+
+from frostline.config import ForgettingConfig
+
+STRAINS = np.linspace(-0.03, 0.03, 7)
+"""Linear strains of the equation-of-state cells."""
+
+
+class LatticeCheck(BaseModel):
+    """One pure element's bulk lattice constant (Å) and bulk modulus (GPa) by three models."""
+
+    element: str
+    structure: str
+    a_model: float
+    a_foundation: float
+    a_oracle: float | None = None
+    bulk_modulus_model: float
+    bulk_modulus_foundation: float
+    bulk_modulus_oracle: float | None = None
+
+    @property
+    def shift_percent(self) -> float:
+        """Lattice constant change by fine-tuning, % of the foundation's."""
+        return 100.0 * (self.a_model - self.a_foundation) / self.a_foundation
+
+    def error_percent(self, which: str = "model") -> float | None:
+        """Lattice constant error of ``model`` or ``foundation`` vs the oracle, %."""
+        if self.a_oracle is None:
+            return None
+        a = self.a_model if which == "model" else self.a_foundation
+        return 100.0 * (a - self.a_oracle) / self.a_oracle
+
+
+class ForgettingCheck(BaseModel):
+    """A fine-tuned model against its foundation on the foundation's own domain."""
+
+    n_frames: int = Field(0, description="held-out foundation-domain frames evaluated")
+    force_mae_before: float | None = Field(None, description="foundation, meV/Å")
+    force_mae_after: float | None = Field(None, description="fine-tuned model, meV/Å")
+    lattice: list[LatticeCheck] = Field(default_factory=list)
+    limits: ForgettingConfig = Field(default_factory=ForgettingConfig)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def force_mae_ratio(self) -> float | None:
+        """Held-out force MAE after / before fine-tuning."""
+        if not self.force_mae_after or not self.force_mae_before:
+            return None
+        return self.force_mae_after / self.force_mae_before
+
+    def summary(self) -> str:
+        """One line: the ratio and the lattice shifts."""
+        parts = []
+        if (ratio := self.force_mae_ratio) is not None:
+            parts.append(
+                f"foundation-domain force MAE {self.force_mae_after:.1f} vs "
+                f"{self.force_mae_before:.1f} meV/Å before (x{ratio:.2f}, {self.n_frames} frames)"
+            )
+        for c in self.lattice:
+            oracle = f", oracle {c.a_oracle:.3f}" if c.a_oracle is not None else ""
+            parts.append(
+                f"{c.element} a {c.a_model:.3f} Å (foundation {c.a_foundation:.3f}{oracle}; "
+                f"{c.shift_percent:+.1f} %)"
+            )
+        return "forgetting: " + ("; ".join(parts) if parts else "nothing to compare")
+
+
+def cubic_reference(element: str) -> tuple[str, float] | None:
+    """ASE's reference crystal structure and lattice constant of ``element`` if fcc or bcc."""
+    state = reference_states[atomic_numbers[element]] or {}
+    if state.get("symmetry") in ("fcc", "bcc"):
+        return state["symmetry"], float(state["a"])
+    return None
+
+
+def equation_of_state(calc, element: str, repeat: int = 2) -> tuple[float, float]:
+    """Lattice constant (Å, conventional cubic cell) and bulk modulus (GPa) of ``element``.
+
+    A coarse scan (±12 % of ASE's reference lattice constant) finds the minimum, then a
+    Birch-Murnaghan fit of ±3 % strains around it (``repeat``³ conventional cells: 32 atoms
+    for fcc, so a Gamma-point oracle such as xTB sees a bulk, not a 4-atom molecule).
+    """
+    from ase.eos import EquationOfState
+
+    structure, a0 = cubic_reference(element) or ("fcc", 4.0)
+
+    def cell(a: float) -> Atoms:
+        atoms = bulk(element, structure, a=a, cubic=True).repeat(repeat)
+        atoms.calc = calc
+        return atoms
+
+    coarse = a0 * (1 + np.linspace(-0.12, 0.12, 9))
+    center = coarse[int(np.argmin([cell(a).get_potential_energy() for a in coarse]))]
+    cells = [cell(center * (1 + eps)) for eps in STRAINS]
+    volumes = [c.get_volume() / len(c) for c in cells]
+    energies = [c.get_potential_energy() / len(c) for c in cells]
+    v0, _, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
+    per_cell = len(bulk(element, structure, a=a0, cubic=True))
+    return float((v0 * per_cell) ** (1 / 3)), float(b / GPa)
+
+
+def force_mae(calc, frames: Sequence[Atoms]) -> float:
+    """Force MAE (meV/Å, per component) of ``calc`` against the frames' ``REF_forces``."""
+    errors = []
+    for frame in frames:
+        atoms = frame.copy()
+        atoms.calc = calc
+        errors.append(np.abs(atoms.get_forces() - frame.arrays["REF_forces"]).ravel())
+    return 1000.0 * float(np.mean(np.concatenate(errors)))
+
+
+def covered(frames: Sequence[Atoms], elements: Sequence[str]) -> list[Atoms]:
+    """The frames whose elements are all among ``elements``."""
+    allowed = set(elements)
+    return [f for f in frames if set(f.get_chemical_symbols()) <= allowed]
+
+
+def check_forgetting(
+    model,
+    foundation,
+    elements: Sequence[str],
+    heldout: Sequence[Atoms] = (),
+    oracle=None,
+    limits: ForgettingConfig | None = None,
+) -> ForgettingCheck:
+    """Compare the fine-tuned calculator ``model`` with ``foundation`` on the foundation's domain.
+
+    ``elements``: the campaign's elements (held-out frames of other elements are skipped, and
+    each fcc/bcc element among them gets an equation-of-state check); ``oracle``: an ASE
+    calculator for the oracle's own lattice constants (``None``: too expensive, skipped).
+    """
+    limits = limits or ForgettingConfig()
+    check = ForgettingCheck(limits=limits)
+    frames = covered(heldout, elements)
+    if frames:
+        check.n_frames = len(frames)
+        check.force_mae_before = force_mae(foundation, frames)
+        check.force_mae_after = force_mae(model, frames)
+    for element in elements:
+        if cubic_reference(element) is None:
+            continue
+        a_model, b_model = equation_of_state(model, element)
+        a_found, b_found = equation_of_state(foundation, element)
+        a_oracle, b_oracle = equation_of_state(oracle, element) if oracle else (None, None)
+        check.lattice.append(
+            LatticeCheck(
+                element=element,
+                structure=cubic_reference(element)[0],
+                a_model=a_model,
+                a_foundation=a_found,
+                a_oracle=a_oracle,
+                bulk_modulus_model=b_model,
+                bulk_modulus_foundation=b_found,
+                bulk_modulus_oracle=b_oracle,
+            )
+        )
+    check.warnings = forgetting_warnings(check)
+    return check
+
+
+def forgetting_warnings(check: ForgettingCheck) -> list[str]:
+    """What exceeds the check's limits, one line each."""
+    out = []
+    ratio, limits = check.force_mae_ratio, check.limits
+    if ratio is not None and ratio > limits.max_force_mae_ratio:
+        out.append(
+            f"fine-tuning forgot: foundation-domain force MAE x{ratio:.2f} of the foundation's "
+            f"(limit x{limits.max_force_mae_ratio:g}); try finetune.strategy: multihead-replay"
+        )
+    for c in check.lattice:
+        if abs(c.shift_percent) > limits.max_lattice_shift_percent:
+            out.append(
+                f"fine-tuning moved bulk {c.element}'s lattice constant by "
+                f"{c.shift_percent:+.1f} % ({c.a_foundation:.3f} -> {c.a_model:.3f} Å; limit "
+                f"{limits.max_lattice_shift_percent:g} %); try finetune.strategy: multihead-replay"
+            )
+    return out
+

@@ -1,0 +1,214 @@
+"""Fine-tuning strategies (frozen, multihead replay, LoRA) and the forgetting check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import fcc111
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+from ase.io import read
+from conftest import tiny_campaign
+from typer.testing import CliRunner
+
+from frostline.cli import app
+from frostline.config import ConfigError, FineTuneConfig, ForgettingConfig, parse_config
+from frostline.finetune.forgetting import check_forgetting, equation_of_state
+from frostline.finetune.jobs import FineTuneMaker
+from frostline.finetune.replay import read_heldout, replay_file_for, replay_path
+from frostline.finetune.train import MaceTrainSettings, run_mace_training
+from frostline.flows.campaign import run_campaign
+from frostline.registry.queries import campaign_status, open_campaign_dir
+
+
+def emt_slabs(n: int) -> list:
+    """Rattled Cu(111) slabs labelled by EMT (``REF_`` keys)."""
+    out = []
+    for i in range(n):
+        slab = fcc111("Cu", (2, 2, 3), vacuum=5.0)
+        slab.pbc = True
+        slab.rattle(0.05, seed=i)
+        slab.calc = EMT()
+        labelled = slab.copy()
+        labelled.info["REF_energy"] = slab.get_potential_energy()
+        labelled.arrays["REF_forces"] = slab.get_forces()
+        out.append(labelled)
+    return out
+
+
+class StretchedEMT(Calculator):
+    """EMT of a material whose lattice is ``factor`` times copper's (energies only)."""
+
+    implemented_properties = ("energy",)
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        shrunk = atoms.copy()
+        shrunk.set_cell(atoms.cell / self.factor, scale_atoms=True)
+        shrunk.calc = EMT()
+        self.results = {"energy": shrunk.get_potential_energy()}
+
+
+def test_strategy_arguments_reach_mace_torch(tmp_path):
+    """multihead-replay passes the replay file and keeps frostline's rate; lora its rank."""
+    replay = MaceTrainSettings(
+        foundation_model="f.model", pt_train_file="r.extxyz", e0s="estimated"
+    )
+    argv = replay.to_argv(Path("t.xyz"), None, tmp_path)
+    assert "--multiheads_finetuning=True" in argv and "--pt_train_file=r.extxyz" in argv
+    assert "--force_mh_ft_lr=True" in argv  # mace-torch would override the lr with 1e-4
+    frozen = MaceTrainSettings(foundation_model="f.model", freeze=6)
+    assert "--multiheads_finetuning=False" in frozen.to_argv(Path("t.xyz"), None, tmp_path)
+    lora = MaceTrainSettings(foundation_model="f.model", lora=True, lora_rank=2)
+    assert {"--lora=True", "--lora_rank=2"} <= set(lora.to_argv(Path("t.xyz"), None, tmp_path))
+    with pytest.raises(ValueError, match="finetune.e0s"):
+        MaceTrainSettings(foundation_model="f", pt_train_file="r", e0s="average").to_argv(
+            Path("t"), None, tmp_path
+        )
+
+
+def test_bad_strategy_settings_are_one_line_errors(foundation):
+    with pytest.raises(ValueError, match="FineTuneMaker.strategy"):
+        FineTuneMaker(strategy="replay-all")
+    with pytest.raises(ValueError, match="e0s"):
+        FineTuneMaker(strategy="multihead-replay", e0s="average")
+    with pytest.raises(ValueError, match="strategy"):
+        FineTuneConfig(strategy="bogus")
+    with pytest.raises(ConfigError, match="finetune"):
+        parse_config(tiny_campaign(finetune={"strategy": "multihead-replay", "e0s": "average"}))
+    maker = FineTuneMaker(strategy="multihead-replay", replay_file="/nonexistent.extxyz")
+    with pytest.raises(ValueError, match="finetune.replay_file"):
+        maker._replay_file(foundation)
+
+
+def test_shipped_replay_sets_are_the_foundations_pretraining_data(foundation):
+    """The replay subset is labelled like the pretraining data: the foundation fits it about as
+    well as the held-out slice of its domain, far better than it fits another target."""
+    assert replay_file_for(foundation) == replay_path("mini")
+    assert replay_file_for("/elsewhere/other.model") is None
+    from frostline.finetune.committee import committee_calculator
+    from frostline.finetune.forgetting import force_mae
+
+    calc = committee_calculator([foundation], device="cpu")
+    replay = read(replay_path("mini"), ":40")
+    assert all("REF_energy" in a.info and "REF_forces" in a.arrays for a in replay)
+    assert force_mae(calc, replay) < 300.0  # the mini foundation's pretraining level (~200)
+    assert len(read_heldout()) > 300
+
+
+@pytest.mark.slow
+def test_multihead_replay_passes_the_replay_set_and_keeps_the_foundation_head(tmp_path, foundation):
+    data = emt_slabs(8)
+    settings = MaceTrainSettings(
+        name="mh", max_num_epochs=1, foundation_model=foundation, e0s="estimated", lr=0.001,
+        pt_train_file=str(replay_path("mini")), num_samples_pt=12, batch_size=4,
+    )  # fmt: skip
+    model_file = run_mace_training(settings, data[:6], tmp_path, valid=data[6:])
+    drawn = read(tmp_path / "replay.extxyz", ":")
+    assert len(drawn) == 12  # the replay set mace-torch trained its pt_head on
+    log = next(tmp_path.glob("logs/mh_run-*.log")).read_text()
+    assert "Using heads: ['Default', 'pt_head']" in log
+    from frostline.finetune.safe_model import load_user_model_file
+
+    both = load_user_model_file(tmp_path / "mh-multihead.model")
+    assert list(both.heads) == ["pt_head", "Default"]  # the foundation head survives
+    kept = load_user_model_file(model_file)
+    assert list(kept.heads) == ["Default"]  # what frostline evaluates, explores and exports
+    from mace.calculators import MACECalculator
+
+    from frostline.finetune.forgetting import force_mae
+
+    pt_head = MACECalculator(models=[both], head="pt_head", device="cpu", default_dtype="float64")
+    original = MACECalculator(model_paths=foundation, device="cpu", default_dtype="float64")
+    replayed = drawn[:6]
+    assert force_mae(pt_head, replayed) < 1.5 * force_mae(original, replayed)
+
+
+@pytest.mark.slow
+def test_lora_fine_tune_changes_only_the_adapter_weights(tmp_path, foundation):
+    """Everything mace-torch's LoRA does not wrap is unchanged; a wrapped linear layer changed
+    by a matrix of rank <= lora_rank (the merged adapters)."""
+    data = emt_slabs(6)
+    settings = MaceTrainSettings(
+        name="lora", max_num_epochs=2, foundation_model=foundation, e0s="estimated", lr=0.01,
+        lora=True, lora_rank=2, keep_foundation_elements=True, batch_size=2,
+    )  # fmt: skip
+    model_file = run_mace_training(settings, data[:4], tmp_path, valid=data[4:])
+    from frostline.finetune.safe_model import load_user_model_file
+
+    before = dict(load_user_model_file(foundation).named_parameters())
+    after = dict(load_user_model_file(model_file).named_parameters())
+    assert before.keys() == after.keys()
+    untouched = [k for k in before if "symmetric_contractions" in k or "skip_tp" in k]
+    assert untouched and all(torch_equal(before[k], after[k]) for k in untouched)
+    linear = "interactions.0.linear_up.weight"  # an o3.Linear 32x0e -> 32x0e: LoRA-wrapped
+    delta = (after[linear] - before[linear]).detach().numpy().reshape(32, 32)
+    assert np.abs(delta).max() > 0  # the adapters trained
+    assert np.linalg.matrix_rank(delta, tol=1e-6 * np.abs(delta).max()) <= 2
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+def test_forgetting_check_flags_a_moved_lattice_constant():
+    """A model whose copper is 3 % larger than its foundation's is flagged; an unchanged one
+    is not; the oracle's own lattice constant is reported beside them."""
+    a_emt, bulk_modulus = equation_of_state(EMT(), "Cu")
+    assert a_emt == pytest.approx(3.59, abs=0.01) and 100 < bulk_modulus < 170
+    moved = check_forgetting(StretchedEMT(1.03), EMT(), ["Cu", "H"], oracle=EMT())
+    (cu,) = moved.lattice  # H has no cubic reference state
+    assert cu.a_model == pytest.approx(1.03 * a_emt, rel=1e-3)
+    assert cu.shift_percent == pytest.approx(3.0, abs=0.1)
+    assert cu.a_oracle == pytest.approx(a_emt, rel=1e-6)
+    assert any("lattice constant" in w and "Cu" in w for w in moved.warnings)
+    kept = check_forgetting(StretchedEMT(1.002), EMT(), ["Cu"])
+    assert kept.warnings == [] and kept.lattice[0].a_oracle is None
+    strict = check_forgetting(
+        StretchedEMT(1.002), EMT(), ["Cu"], limits=ForgettingConfig(max_lattice_shift_percent=0.1)
+    )
+    assert len(strict.warnings) == 1
+
+
+def test_forgetting_check_on_the_heldout_domain(foundation):
+    """The foundation against itself: ratio 1 on the H/Cu frames of the held-out slice."""
+    from frostline.finetune.committee import committee_calculator
+
+    calc = committee_calculator([foundation], device="cpu")
+    frames = read_heldout()[:60]
+    check = check_forgetting(calc, calc, ["Cu", "H"], frames)
+    assert 0 < check.n_frames < len(frames)  # only the frames of the campaign's elements
+    assert check.force_mae_ratio == pytest.approx(1.0)
+    assert check.warnings == []
+    assert "foundation-domain force MAE" in check.summary()
+
+
+@pytest.mark.slow
+def test_campaign_records_strategy_and_forgetting(tmp_path, foundation):
+    """A LoRA campaign: every model document and iteration says lora; the final forgetting
+    check is in the campaign document and in ``frostline status``."""
+    config = parse_config(
+        tiny_campaign(
+            name="lora",
+            finetune={"strategy": "lora", "lora_rank": 2},
+            convergence={"max_iterations": 1},
+            forgetting={"enabled": True},
+        )
+    )
+    result = run_campaign(config, tmp_path, log=False)
+    assert result["forgetting"]["n_frames"] > 0
+    records = open_campaign_dir(Path(tmp_path))
+    docs = list(records.find("model_docs", {"campaign": "lora"}))
+    assert docs and all(d["strategy"] == "lora" for d in docs)
+    status = campaign_status(records)
+    assert status["iterations"][0]["finetune_strategy"] == "lora"
+    (cu,) = status["forgetting"]["lattice"]
+    assert cu["a_oracle"] == pytest.approx(3.59, abs=0.01)  # EMT, the campaign's oracle
+    res = CliRunner().invoke(app, ["status", str(tmp_path)], terminal_width=200)
+    assert "forgetting:" in res.output and "lora" in res.output
