@@ -22,7 +22,8 @@ after / before ratio of the two cases per strategy:
 Goal: replay <= 1.1 while its target-domain error is within 10 % of the best strategy's.
 With no arguments: the whole run, or a re-print from ``results/forgetting/results.json`` when
 its inputs (data, settings, this script and the modules it measures) are unchanged; finished
-trainings are kept in ``results/forgetting/ledger.json`` (a killed run resumes there).
+trainings and their measurements are kept in ``results/forgetting/ledger.json`` (commit it: a
+killed run, or one in a fresh checkout without the model files, resumes there).
 """
 
 from __future__ import annotations
@@ -109,11 +110,16 @@ def fingerprint(args: argparse.Namespace) -> str:
     return h.hexdigest()[:16]
 
 
+def arm_key(case: str, strategy: str, args) -> str:
+    """What one arm's training and measurement depend on (settings, case, measuring code)."""
+    s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]))
+    return hashlib.sha256(f"{case}|{s.fingerprint()}|{args.n}".encode()).hexdigest()[:16]
+
+
 def train_arm(case: str, strategy: str, args, data, ledger: dict) -> dict:
     """One strategy's fine-tune on one case (from the ledger when it finished before)."""
-    foundation = str(MINI_FOUNDATIONS[args.foundation])
-    s = settings(strategy, args, foundation)
-    key = hashlib.sha256(f"{case}|{s.fingerprint()}".encode()).hexdigest()[:16]
+    s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]))
+    key = arm_key(case, strategy, args)
     folder = OUT / "runs" / case / strategy
     model = folder / f"{strategy}.model"
     if key in ledger.get("trainings", {}) and model.exists():
@@ -159,10 +165,13 @@ def run(args: argparse.Namespace) -> dict:
         data = case_data(case, args.n, args.n_val, args.n_test)
         oracle_calc = oracle(case)
         for strategy in args.strategies:
-            record = train_arm(case, strategy, args, data, ledger)
-            results.setdefault(case, {})[strategy] = measure(
-                case, record, data, heldout, oracle_calc, args.foundation
-            )
+            key = arm_key(case, strategy, args)
+            measured = ledger.setdefault("measured", {})
+            if key not in measured:  # the ledger keeps measurements: no model files needed
+                record = train_arm(case, strategy, args, data, ledger)
+                measured[key] = measure(case, record, data, heldout, oracle_calc, args.foundation)
+                (OUT / "ledger.json").write_text(json.dumps(ledger, indent=1, default=str))
+            results.setdefault(case, {})[strategy] = measured[key]
     return results
 
 
