@@ -472,7 +472,9 @@ class ForgettingConfig(_Strict):
     final committee against its foundation on a held-out slice of the foundation's domain and
     on the bulk lattice constant of each fcc/bcc element of the campaign."""
 
-    enabled: bool = True
+    enabled: bool = Field(
+        True, description="run the check after the last iteration (a few seconds on CPU)"
+    )
     max_force_mae_ratio: float = Field(
         1.5, gt=0, description="warn when the foundation-domain force MAE grew beyond this factor"
     )
