@@ -128,6 +128,14 @@ def test_multihead_replay_passes_the_replay_set_and_keeps_the_foundation_head(tm
     original = MACECalculator(model_paths=foundation, device="cpu", default_dtype="float64")
     replayed = drawn[:6]
     assert force_mae(pt_head, replayed) < 1.5 * force_mae(original, replayed)
+    from frostline.finetune.safe_model import model_file_to_blob, model_from_blob
+
+    rebuilt = MACECalculator(  # stored as weights + architecture, rebuilt without unpickling
+        models=[model_from_blob(model_file_to_blob(model_file), "mh")], device="cpu",
+        default_dtype="float64",
+    )  # fmt: skip
+    kept_calc = MACECalculator(model_paths=str(model_file), device="cpu", default_dtype="float64")
+    assert force_mae(rebuilt, replayed) == pytest.approx(force_mae(kept_calc, replayed))
 
 
 @pytest.mark.slow
