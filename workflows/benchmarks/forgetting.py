@@ -22,7 +22,7 @@ after / before ratio of the two cases per strategy:
 Goal: replay <= 1.1 while its target-domain error is within 10 % of the best strategy's.
 With no arguments: the whole run, or a re-print from ``results/forgetting/results.json`` when
 its inputs (data, settings, this script and the modules it measures) are unchanged; finished
-trainings and their measurements are kept in ``results/forgetting/ledger.json`` (commit it: a
+trainings and their measurements are kept in ``results/forgetting/ledger-CASE.json`` (commit it: a
 killed run, or one in a fresh checkout without the model files, resumes there).
 """
 
@@ -116,6 +116,11 @@ def arm_key(case: str, strategy: str, args) -> str:
     return hashlib.sha256(f"{case}|{s.fingerprint()}|{args.n}".encode()).hexdigest()[:16]
 
 
+def save_ledger(case: str, ledger: dict) -> None:
+    """Write a case's ledger (finished trainings and their measurements)."""
+    (OUT / f"ledger-{case}.json").write_text(json.dumps(ledger, indent=1, default=str))
+
+
 def train_arm(case: str, strategy: str, args, data, ledger: dict) -> dict:
     """One strategy's fine-tune on one case (from the ledger when it finished before)."""
     s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]))
@@ -131,7 +136,7 @@ def train_arm(case: str, strategy: str, args, data, ledger: dict) -> dict:
     record = {"model": str(model.relative_to(OUT)), "training": outcome.model_dump() if outcome
               else None}  # fmt: skip
     ledger.setdefault("trainings", {})[key] = record
-    (OUT / "ledger.json").write_text(json.dumps(ledger, indent=1))
+    save_ledger(case, ledger)
     return record
 
 
@@ -156,13 +161,13 @@ def measure(case: str, record: dict, data, heldout, oracle_calc, foundation_name
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Every case and strategy (trainings from the ledger where finished)."""
-    ledger_path = OUT / "ledger.json"
-    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+    """Every case and strategy (trainings from the case's ledger where finished)."""
     heldout = read_heldout()
     results: dict = {}
     for case in args.cases:
         data = case_data(case, args.n, args.n_val, args.n_test)
+        ledger_path = OUT / f"ledger-{case}.json"  # one per case: cases can run side by side
+        ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
         oracle_calc = oracle(case)
         for strategy in args.strategies:
             key = arm_key(case, strategy, args)
@@ -170,7 +175,7 @@ def run(args: argparse.Namespace) -> dict:
             if key not in measured:  # the ledger keeps measurements: no model files needed
                 record = train_arm(case, strategy, args, data, ledger)
                 measured[key] = measure(case, record, data, heldout, oracle_calc, args.foundation)
-                (OUT / "ledger.json").write_text(json.dumps(ledger, indent=1, default=str))
+                save_ledger(case, ledger)
             results.setdefault(case, {})[strategy] = measured[key]
     return results
 
