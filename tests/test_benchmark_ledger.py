@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
+from frostline.finetune.foundation import MINI_FOUNDATION
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "workflows" / "benchmarks" / "data_efficiency.py"
 
 
@@ -102,7 +104,7 @@ def test_continuation_keys_chain_through_stamps_and_the_ledger(bench, tmp_path):
 
 def test_a_learning_rate_grid_keeps_the_records_of_its_first_rate(bench, tmp_path):
     data = labelled_cells(4, 0)
-    shipped = {"foundation": bench.MINI_FOUNDATION}  # scratch reads its architecture from it
+    shipped = {"foundation": MINI_FOUNDATION}  # scratch reads its architecture from it
     single, grid = args(**shipped, lr_finetune=0.005), args(**shipped, lr_finetune=[0.005, 0.002])
     # the grid's first rate trains exactly what the single rate did: same key, same folder
     for arm in ("f0", "scratch"):
