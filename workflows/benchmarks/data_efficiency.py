@@ -10,23 +10,53 @@ For each case, nested training subsets (5 / 10 / 20 / 50 / 100 % of N, stratifie
 chemical system) train: a MACE from scratch (the foundation's architecture, read from its file:
 channels, L, cutoff, layers, correlation), a full fine-tune (f0),
 and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick at that size
-(lowest error on a separate validation split). The full-data scratch model is trained first and,
-while it ends at its epoch cap, again with 2x, 4x, ... the epochs up to ``--max-extension``
-(default 2; the target must not come from an under-trained model; ``--extend-from
-checkpoint``, the default: each longer run goes on from the shorter run's best checkpoint, so 2x
-costs the epochs after that, not twice the epochs; ``fresh``: starts again); for the same reason a
-sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is extended the same
-way and the run best on validation is kept (up to the size where the curve reaches the target;
-later sizes cannot change the ratio; ``--extend-all``: every size). The fine-tunes of every
-size come next (they decide the ratio, so an interrupted run knows it sooner), scratch's
-learning curve last. Test sets are fixed and separate. Prints a table per case, writes a PNG
-per case, the ratio "training points the sweep-chosen fine-tune needs to reach the from-scratch
-full-data force MAE, divided by N" per case, and last the larger ratio:
+(lowest error on a separate validation split). With ``--arms ... replay``, a fourth fine-tune,
+f0 with mace-torch's multihead replay of the foundation's shipped pretraining subset
+(``frostline.finetune.replay``, ``--replay-samples`` drawn per training), is trained at every
+size and shown beside the others; it is not a sweep candidate (the ratio stays the freeze
+sweep's). The full-data scratch model (the target) is trained first and, until a run ends by
+early stopping (not at its cap, so the project's ``TrainingOutcome.still_improving`` is false),
+again with 2x, 4x, ... the epochs up to ``--max-extension-target`` (default 16; a target still
+at its cap after that is reported as not converged; ``--extend-from checkpoint``, the default:
+each longer run goes on from the shorter run's best checkpoint, so 2x costs the epochs after
+that, not twice the epochs; ``fresh``: starts again); a sweep-chosen fine-tune that ended at
+its epoch cap is extended the same way up to ``--max-extension`` (default 4) and the run best
+on validation is kept (up to the size where the seed-mean curve reaches the target; later sizes
+cannot change the ratio; ``--extend-all``: every size). The fine-tunes of every size come next
+(they decide the ratio, so an interrupted run knows it sooner), scratch's learning curve (and
+replay's) last. Test sets are fixed and separate.
 
-    .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
-        [--foundation PATH] [--lr 0.01 0.005] [--lr-finetune 0.005 0.002] [--patience 30]
-        [--epoch-scale 2] [--max-extension 4] [--extend-from checkpoint]
+Seeds: ``--seeds 0 1 2`` (the default) trains every arm and size once per mace-torch seed, on
+the same labels, splits and subsets (``--data-seed``: the point is the spread of the training,
+not of the data draw). Seed 0's folders and ledger records are those of the runs before seeds
+existed (``OUT/CASE/nN/ARM``); seed S's live in ``OUT/CASE/seedS/``, their keys hold the seed.
+Each seed has its own target (its best full-data scratch model) and its own sweep; a point is
+the mean over the seeds that have it (± sample std in the table, error bars in the PNG).
+The target is the seed mean of the seeds' targets; the ratio is the smallest *trained* size
+whose seed-mean sweep force MAE reaches it, divided by N (the log-interpolated crossing is
+printed beside it). Prints a table per case, writes a PNG and ``OUT/CASE.json`` per case, and
+last, for the cases together:
+
+    seeds per point: K of 3
+    scratch targets converged: yes            (or: no (CASE, CASE))
+    data-efficiency ratio (larger of the cases, goal <= 0.2) = X
+
+With no arguments the options are the headline run's (``--out results/data_efficiency_f64_p30``,
+mini-64, ``--lr 0.01 0.005 --lr-finetune 0.005 0.002 --patience 30 --max-extension 4``) and
+the script *re-prints* it from the committed ledgers: it trains nothing, and says how many seeds
+each point has and which trainings are not recorded. ``--train`` trains what the ledgers lack
+(resumable; ``--quick`` implies it):
+
+    OMP_NUM_THREADS=1 .venv/bin/python workflows/benchmarks/data_efficiency.py [--train]
+        [--cases h2cu alloys] [--seeds 0 1 2] [--arms scratch f0 f5 f6 replay] [--jobs 2]
+        [--n 300] [--quick] [--foundation PATH] [--lr 0.01 0.005] [--lr-finetune 0.005 0.002]
+        [--patience 30] [--epoch-scale 2] [--max-extension 4] [--max-extension-target 16]
+        [--extend-from checkpoint] [--out DIR]
         [--progress]   (the trainings recorded so far in OUT/CASE-ledger.json; trains nothing)
+
+Before 2026-12-06 a run trained by default and the defaults were those of the first run
+(``results/data_efficiency``: mini, one rate); the older results folders' commands in
+docs/log/freeze-levels.md now need ``--train`` and their options spelled out.
 
 Learning-rate grids: with several ``--lr`` values the full-data scratch model is trained (and
 extended) at each and the target is the best of them; with several ``--lr-finetune`` values the
