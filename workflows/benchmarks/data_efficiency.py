@@ -705,18 +705,25 @@ def train_target(cd: CaseData, run: SeedRun) -> None:
         run.target = min(run.target if run.target is not None else np.inf, *candidates)
 
 
+def train_at(cd: CaseData, run: SeedRun, arm: str, n: int) -> Trained | None:
+    """``arm`` on the subset of size ``n`` (its first rate and budget), its test errors kept in
+    ``run.results``; None when a re-print finds it not recorded."""
+    try:
+        trained = train(arm, cd.by_size[n], run.root / f"n{n}", run.args, cd.val, cd.test,
+                        cd.ledger)  # fmt: skip
+    except NotRecorded as missing:
+        run.not_recorded(missing)
+        return None
+    run.results[arm][n] = trained.test
+    report(cd.name, run, f"{arm:>7}", n, trained)
+    return trained
+
+
 def train_fine_tunes(cd: CaseData, run: SeedRun, n: int) -> None:
     """The freeze sweep's candidates at size ``n`` and what it picks on the validation split."""
     for arm in FINE_TUNE_ARMS:
-        try:
-            trained = train(arm, cd.by_size[n], run.root / f"n{n}", run.args, cd.val, cd.test,
-                            cd.ledger)  # fmt: skip
-        except NotRecorded as missing:
-            run.not_recorded(missing)
-            continue
-        run.results[arm][n], run.val_force[arm][n] = trained.test, trained.validation[0]
-        run.fine_tunes[arm, n] = trained
-        report(cd.name, run, f"{arm:>7}", n, trained)
+        if (trained := train_at(cd, run, arm, n)) is not None:
+            run.val_force[arm][n], run.fine_tunes[arm, n] = trained.validation[0], trained
     if all((arm, n) in run.fine_tunes for arm in FINE_TUNE_ARMS):
         best = min(FINE_TUNE_ARMS, key=lambda a: run.val_force[a][n])
         run.results["sweep"][n], run.chosen[n], run.choice[n] = run.results[best][n], best, best
@@ -763,14 +770,7 @@ def extend_sweep(cd: CaseData, run: SeedRun, n: int) -> None:
 def train_curve(cd: CaseData, run: SeedRun, arm: str) -> None:
     """``arm`` (scratch's learning curve, or the replay arm) at every size."""
     for n in cd.sizes:
-        try:
-            trained = train(arm, cd.by_size[n], run.root / f"n{n}", run.args, cd.val, cd.test,
-                            cd.ledger)  # fmt: skip
-        except NotRecorded as missing:
-            run.not_recorded(missing)
-            continue
-        run.results[arm][n] = trained.test
-        report(cd.name, run, f"{arm:>7}", n, trained)
+        train_at(cd, run, arm, n)
 
 
 def mean_target(runs: list[SeedRun]) -> float | None:
@@ -1072,6 +1072,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="scratch f0 f5 f6 (always), and replay: f0 with multihead replay",
     )
     add("--replay-samples", type=int, default=80, help="replay structures drawn per training")
+    add_training_options(parser)
+    args = parser.parse_args(argv)
+    if not set(ARMS) <= set(args.arms):
+        parser.error("--arms: scratch, f0, f5 and f6 are always trained (target and sweep)")
+    args.train = args.train or args.quick
+    args.reprint = not args.train
+    return args
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """How long, at which rates and where the trainings run (and what to do instead)."""
+    add = parser.add_argument
     add(
         "--train",
         action="store_true",
@@ -1141,12 +1153,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--epoch-scale", type=int, default=1, help="multiply the epoch budget (with --patience)")
     add("--plot-only", action="store_true", help="redraw PNGs from OUT/CASE.json")
     add("--progress", action="store_true", help="print the trainings recorded so far, train none")
-    args = parser.parse_args(argv)
-    if not set(ARMS) <= set(args.arms):
-        parser.error("--arms: scratch, f0, f5 and f6 are always trained (target and sweep)")
-    args.train = args.train or args.quick
-    args.reprint = not args.train
-    return args
 
 
 def main() -> None:
