@@ -942,7 +942,9 @@ def plot(case: str, sizes: list[int], stats: dict, target: float | None, path: P
     ax.set_yscale("log")
     ax.set_xlabel("training structures")
     ax.set_ylabel("test force MAE (meV/Å), seed mean ± std")
-    ax.set_title(f"data efficiency: {case}")
+    counts = sorted({s[3] for s in stats.get("sweep", {}).values()})
+    seeds = "-".join(str(c) for c in (counts[0], counts[-1])[: len(set(counts))]) if counts else "0"
+    ax.set_title(f"data efficiency: {case} (seeds per point: {seeds})")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
