@@ -663,6 +663,11 @@ def extend_target(
     last, factor = first, 1
     while not target_converged(last, train_settings("scratch", data, args, factor).max_num_epochs):
         if 2 * factor > args.max_extension_target:
+            console.print(
+                f"{cd.name} seed {run.seed}: full-data scratch at lr {first_rate(args.lr):g} still "
+                f"at its epoch cap after {factor}x epochs (--max-extension-target "
+                f"{args.max_extension_target}): not converged"
+            )
             return runs, False
         factor *= 2
         extended = work / f"scratch-{factor}x-epochs"
