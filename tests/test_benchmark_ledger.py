@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
+from frostline.finetune.foundation import MINI_FOUNDATION
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "workflows" / "benchmarks" / "data_efficiency.py"
 
 
@@ -102,7 +104,7 @@ def test_continuation_keys_chain_through_stamps_and_the_ledger(bench, tmp_path):
 
 def test_a_learning_rate_grid_keeps_the_records_of_its_first_rate(bench, tmp_path):
     data = labelled_cells(4, 0)
-    shipped = {"foundation": bench.MINI_FOUNDATION}  # scratch reads its architecture from it
+    shipped = {"foundation": MINI_FOUNDATION}  # scratch reads its architecture from it
     single, grid = args(**shipped, lr_finetune=0.005), args(**shipped, lr_finetune=[0.005, 0.002])
     # the grid's first rate trains exactly what the single rate did: same key, same folder
     for arm in ("f0", "scratch"):
@@ -193,3 +195,120 @@ def test_a_continuation_record_survives_its_shorter_run_trained_again(bench, tmp
     assert ledger.get_continuation("n4/f0-4x-epochs/f0", other_data) is None
     other_cap = bench.training_key(bench.train_settings("f0", data, run_args, 8), data, valid, None)
     assert ledger.get_continuation("n4/f0-4x-epochs/f0", other_cap) is None
+
+
+HEADLINE = BENCHMARK.parent / "results" / "data_efficiency_f64_p30"
+
+
+def test_seed_means_and_the_ratio_from_trained_sizes(bench):
+    per_seed = [
+        {"sweep": {15: (60.0, 5.0), 30: (40.0, 3.0)}},
+        {"sweep": {15: (50.0, 3.0), 30: (34.0, 1.0)}},
+        {"sweep": {15: (55.0, 4.0)}},  # a seed not trained at 30 yet: left out there
+    ]
+    stats = bench.aggregate(per_seed)
+    mean, energy, spread, count = stats["sweep"][15]
+    assert (mean, energy, count) == (55.0, 4.0, 3) and spread == pytest.approx(5.0)
+    assert stats["sweep"][30][0] == 37.0 and stats["sweep"][30][3] == 2
+    assert bench.seed_stats([36.7]) == (36.7, 0.0, 1)
+    means = {n: s[0] for n, s in stats["sweep"].items()}
+    # the ratio reads the smallest trained size whose mean reaches the target; the
+    # interpolated figure (between 15 and 30) is printed beside it
+    assert bench.smallest_reaching([15, 30], means, 38.0) == 30
+    assert bench.smallest_reaching([15, 30], means, 36.0) is None
+    assert 15 < bench.points_to_reach([15, 30], [55.0, 37.0], 38.0) < 30
+
+
+def test_the_converged_and_seeds_lines(bench):
+    assert bench.converged_line([]) == "scratch targets converged: yes"
+    assert (
+        bench.converged_line(["h2cu", "alloys"]) == "scratch targets converged: no (h2cu, alloys)"
+    )
+    assert bench.seeds_line([3, 3], 3) == "seeds per point: 3 of 3"
+    partial = bench.seeds_line([1, 3], 3)
+    assert partial.startswith("seeds per point: 1-3 of 3 (run `") and "--train" in partial
+    summaries = [
+        {"seeds_per_point": [1, 1], "target_converged": False, "ratio": 0.2},
+        {"seeds_per_point": [1, 1], "target_converged": True, "ratio": None},  # never reached
+    ]
+    lines = bench.final_lines(["h2cu", "alloys"], summaries, 3)
+    assert lines[1] == "scratch targets converged: no (h2cu)"
+    assert lines[-1] == "data-efficiency ratio (larger of the cases, goal <= 0.2) = inf"
+
+
+def test_a_target_converges_only_when_it_stopped_early(bench):
+    def run(stopped_early, epochs_run, best_epoch):
+        return bench.Trained((1.0, 1.0), (1.0, 1.0), stopped_early, 1.0, epochs_run, best_epoch)
+
+    assert bench.target_converged(run(True, 61, 30), 100)
+    # at its cap: not converged, whether its kept epoch is recent (still_improving), early
+    # (alloys at lr 0.005: kept 18 of 25, and 2x / 4x the epochs then went 46.7 -> 32.7) or
+    # not recorded (records before 2026-12-01)
+    assert not bench.target_converged(run(False, 100, 98), 100)
+    assert not bench.target_converged(run(False, 25, 18), 25)
+    assert not bench.target_converged(run(False, None, None), 100)
+
+
+def test_seeds_keep_the_committed_seed_0_records_and_key_the_others(bench, tmp_path):
+    """The no-argument options are the headline run's, so its committed seed-0 records are
+    found by the keys the benchmark computes; another seed gets its own folders and keys."""
+    args = bench.parse_args([])
+    assert args.reprint and args.seeds == [0, 1, 2] and args.out == HEADLINE
+    assert bench.parse_args(["--quick"]).train
+    case = bench.load_case("alloys", args, HEADLINE)
+    records = json.loads((HEADLINE / "alloys-ledger.json").read_text())
+    seed_0 = argparse.Namespace(**{**vars(args), "seed": 0})
+    for name, arm, n, lr in (("n60/f5", "f5", 60, None), ("n60-lr0.002/f0", "f0", 60, 0.002)):
+        run_args = bench.at_rate(seed_0, arm, lr) if lr else seed_0
+        settings = bench.train_settings(arm, case.by_size[n], run_args)
+        key = bench.training_key(settings, case.by_size[n], case.val, None)
+        assert records[name]["key"] == key
+    seed_1 = argparse.Namespace(**{**vars(args), "seed": 1})
+    other = bench.train_settings("f5", case.by_size[60], seed_1)
+    other_key = bench.training_key(other, case.by_size[60], case.val, None)
+    assert other.seed == 1 and other_key != records["n60/f5"]["key"]
+    assert bench.seed_root(tmp_path / "alloys", 0) == tmp_path / "alloys"
+    assert bench.seed_root(tmp_path / "alloys", 1) == tmp_path / "alloys" / "seed1"
+
+
+def test_the_reprint_trains_nothing_and_names_what_is_missing(bench, tmp_path, monkeypatch):
+    data, valid = labelled_cells(4, 0), labelled_cells(2, 1)
+    monkeypatch.setattr(bench, "run_mace_training", lambda *a, **k: pytest.fail("trained"))
+    ledger = bench.Ledger(tmp_path / "case-ledger.json", tmp_path / "case")
+    work = tmp_path / "case" / "seed1" / "n4"
+    with pytest.raises(bench.NotRecorded) as missing:
+        bench.train("f0", data, work, args(seed=1, reprint=True), valid, valid, ledger)
+    assert missing.value.name == "seed1/n4/f0"
+    assert not (tmp_path / "case-ledger.json").exists()  # nothing written
+
+
+def test_the_replay_arm_fine_tunes_with_the_foundations_shipped_replay_set(bench):
+    data = labelled_cells(4, 0)
+    parsed = bench.parse_args(["--arms", *bench.ARMS, "replay"])
+    replay = bench.train_settings("replay", data, argparse.Namespace(**vars(parsed), seed=0))
+    assert replay.freeze == 0 and replay.num_samples_pt == 80
+    assert replay.pt_train_file == "src/frostline/data/replay/mini-64-replay.extxyz.gz"
+    assert replay.foundation_model == "src/frostline/data/mini-foundation-64.model"
+    assert Path(bench.runnable(replay).pt_train_file).is_file()  # made absolute for mace-torch
+    with pytest.raises(SystemExit, match="--arms replay: no shipped replay set"):
+        bench.train_settings("replay", data, args(replay_samples=80))
+
+
+def test_no_arguments_reprint_the_headline_from_its_ledgers(bench, tmp_path, monkeypatch):
+    """One case of the committed headline, re-printed from a copy of its ledger and labels:
+    nothing trained, seed-0 points only, the ratio from trained sizes (60 of 300)."""
+    import shutil
+
+    for name in ("alloys-ledger.json", "alloys-labels.extxyz"):
+        shutil.copy(HEADLINE / name, tmp_path / name)
+    monkeypatch.setattr(bench, "run_mace_training", lambda *a, **k: pytest.fail("trained"))
+    args = bench.parse_args(["--cases", "alloys", "--out", str(tmp_path)])
+    summary = bench.run_case("alloys", args, tmp_path)
+    assert summary["n_reached"] == 60 and summary["ratio"] == 0.2
+    assert 0.17 < summary["ratio_interpolated"] < 0.2
+    assert summary["seeds_per_point"] == [1, 1] and not summary["target_converged"]
+    assert "seed1/n300/scratch" in summary["missing"]
+    assert (tmp_path / "data_efficiency_alloys.png").is_file()
+    assert (tmp_path / "alloys-ledger.json").read_text() == (
+        HEADLINE / "alloys-ledger.json"
+    ).read_text()

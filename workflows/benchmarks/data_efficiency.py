@@ -10,23 +10,53 @@ For each case, nested training subsets (5 / 10 / 20 / 50 / 100 % of N, stratifie
 chemical system) train: a MACE from scratch (the foundation's architecture, read from its file:
 channels, L, cutoff, layers, correlation), a full fine-tune (f0),
 and frozen fine-tunes (f5, f6); "sweep" is the level a freeze sweep would pick at that size
-(lowest error on a separate validation split). The full-data scratch model is trained first and,
-while it ends at its epoch cap, again with 2x, 4x, ... the epochs up to ``--max-extension``
-(default 2; the target must not come from an under-trained model; ``--extend-from
-checkpoint``, the default: each longer run goes on from the shorter run's best checkpoint, so 2x
-costs the epochs after that, not twice the epochs; ``fresh``: starts again); for the same reason a
-sweep-chosen fine-tune that ended at its epoch cap, not by early stopping, is extended the same
-way and the run best on validation is kept (up to the size where the curve reaches the target;
-later sizes cannot change the ratio; ``--extend-all``: every size). The fine-tunes of every
-size come next (they decide the ratio, so an interrupted run knows it sooner), scratch's
-learning curve last. Test sets are fixed and separate. Prints a table per case, writes a PNG
-per case, the ratio "training points the sweep-chosen fine-tune needs to reach the from-scratch
-full-data force MAE, divided by N" per case, and last the larger ratio:
+(lowest error on a separate validation split). With ``--arms ... replay``, a fourth fine-tune,
+f0 with mace-torch's multihead replay of the foundation's shipped pretraining subset
+(``frostline.finetune.replay``, ``--replay-samples`` drawn per training), is trained at every
+size and shown beside the others; it is not a sweep candidate (the ratio stays the freeze
+sweep's). The full-data scratch model (the target) is trained first and, until a run ends by
+early stopping (not at its cap, so the project's ``TrainingOutcome.still_improving`` is false),
+again with 2x, 4x, ... the epochs up to ``--max-extension-target`` (default 16; a target still
+at its cap after that is reported as not converged; ``--extend-from checkpoint``, the default:
+each longer run goes on from the shorter run's best checkpoint, so 2x costs the epochs after
+that, not twice the epochs; ``fresh``: starts again); a sweep-chosen fine-tune that ended at
+its epoch cap is extended the same way up to ``--max-extension`` (default 4) and the run best
+on validation is kept (up to the size where the seed-mean curve reaches the target; later sizes
+cannot change the ratio; ``--extend-all``: every size). The fine-tunes of every size come next
+(they decide the ratio, so an interrupted run knows it sooner), scratch's learning curve (and
+replay's) last. Test sets are fixed and separate.
 
-    .venv/bin/python workflows/benchmarks/data_efficiency.py [--n 300] [--quick] [--jobs 2]
-        [--foundation PATH] [--lr 0.01 0.005] [--lr-finetune 0.005 0.002] [--patience 30]
-        [--epoch-scale 2] [--max-extension 4] [--extend-from checkpoint]
+Seeds: ``--seeds 0 1 2`` (the default) trains every arm and size once per mace-torch seed, on
+the same labels, splits and subsets (``--data-seed``: the point is the spread of the training,
+not of the data draw). Seed 0's folders and ledger records are those of the runs before seeds
+existed (``OUT/CASE/nN/ARM``); seed S's live in ``OUT/CASE/seedS/``, their keys hold the seed.
+Each seed has its own target (its best full-data scratch model) and its own sweep; a point is
+the mean over the seeds that have it (± sample std in the table, error bars in the PNG).
+The target is the seed mean of the seeds' targets; the ratio is the smallest *trained* size
+whose seed-mean sweep force MAE reaches it, divided by N (the log-interpolated crossing is
+printed beside it). Prints a table per case, writes a PNG and ``OUT/CASE.json`` per case, and
+last, for the cases together:
+
+    seeds per point: K of 3
+    scratch targets converged: yes            (or: no (CASE, CASE))
+    data-efficiency ratio (larger of the cases, goal <= 0.2) = X
+
+With no arguments the options are the headline run's (``--out results/data_efficiency_f64_p30``,
+mini-64, ``--lr 0.01 0.005 --lr-finetune 0.005 0.002 --patience 30 --max-extension 4``) and
+the script *re-prints* it from the committed ledgers: it trains nothing, and says how many seeds
+each point has and which trainings are not recorded. ``--train`` trains what the ledgers lack
+(resumable; ``--quick`` implies it):
+
+    OMP_NUM_THREADS=1 .venv/bin/python workflows/benchmarks/data_efficiency.py [--train]
+        [--cases h2cu alloys] [--seeds 0 1 2] [--arms scratch f0 f5 f6 replay] [--jobs 2]
+        [--n 300] [--quick] [--foundation PATH] [--lr 0.01 0.005] [--lr-finetune 0.005 0.002]
+        [--patience 30] [--epoch-scale 2] [--max-extension 4] [--max-extension-target 16]
+        [--extend-from checkpoint] [--out DIR]
         [--progress]   (the trainings recorded so far in OUT/CASE-ledger.json; trains nothing)
+
+Before 2026-12-06 a run trained by default and the defaults were those of the first run
+(``results/data_efficiency``: mini, one rate); the older results folders' commands in
+docs/log/freeze-levels.md now need ``--train`` and their options spelled out.
 
 Learning-rate grids: with several ``--lr`` values the full-data scratch model is trained (and
 extended) at each and the target is the best of them; with several ``--lr-finetune`` values the
@@ -50,9 +80,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +93,54 @@ from rich.console import Console
 from rich.table import Table
 
 from frostline.finetune.committee import committee_calculator
-from frostline.finetune.foundation import (
-    MINI_FOUNDATION,
-    foundation_architecture,
-    label_with_chgnet,
-)
+from frostline.finetune.foundation import foundation_architecture, label_with_chgnet
+from frostline.finetune.replay import replay_file_for
 from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
 from frostline.label.calculators import xtb_calculator
+from frostline.schemas import TrainingOutcome
 from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 ARMS = ("scratch", "f0", "f5", "f6")
 FINE_TUNE_ARMS = ("f0", "f5", "f6")  # the freeze sweep's candidates
+REPLAY = "replay"  # f0 with mace-torch's multihead replay: shown beside the sweep, not in it
+REPO = Path(__file__).resolve().parents[2]
+HEADLINE_OUT = REPO / "workflows" / "benchmarks" / "results" / "data_efficiency_f64_p30"
+HEADLINE_FOUNDATION = REPO / "src" / "frostline" / "data" / "mini-foundation-64.model"
+COMPLETE = "OMP_NUM_THREADS=1 .venv/bin/python workflows/benchmarks/data_efficiency.py --train"
+
+
+class NotRecorded(Exception):
+    """A training the re-print needs is in neither the ledger nor a model folder."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def repo_relative(path: str | Path) -> str:
+    """``path`` relative to the repository when it is inside it (ledger keys do not depend on
+    where the checkout is: the committed keys name ``src/frostline/data/...``), else as given."""
+    try:
+        return Path(path).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def runnable(settings: MaceTrainSettings) -> MaceTrainSettings:
+    """``settings`` with its repository-relative files made absolute (mace-torch's working
+    directory is not the repository's)."""
+    from dataclasses import replace
+
+    def absolute(path: str | None) -> str | None:
+        return str(REPO / path) if path and not Path(path).is_absolute() else path
+
+    return replace(
+        settings,
+        foundation_model=absolute(settings.foundation_model),
+        pt_train_file=absolute(settings.pt_train_file),
+    )
 
 
 def label_xtb(structures: list[Atoms]) -> list[Atoms]:
@@ -208,7 +274,8 @@ class Ledger:
 def train_settings(
     arm: str, data: list[Atoms], args: argparse.Namespace, epoch_factor: int = 1
 ) -> MaceTrainSettings:
-    """mace-torch settings of one arm (``scratch``, or ``fN``: fine-tune at freeze level N)."""
+    """mace-torch settings of one arm (``scratch``; ``fN``: fine-tune at freeze level N;
+    ``replay``: f0 with multihead replay of the foundation's shipped pretraining subset)."""
     scratch = arm == "scratch"
     # patience is about noise in the validation curve, not the budget: it does not scale
     patience = args.patience or None
@@ -222,8 +289,8 @@ def train_settings(
         forces_weight=10.0,
         e0s="average" if scratch else "estimated",
         device="cpu",
-        foundation_model=None if scratch else str(args.foundation),
-        freeze=None if scratch else int(arm[1:]),
+        foundation_model=None if scratch else repo_relative(args.foundation),
+        freeze=None if scratch else 0 if arm == REPLAY else int(arm[1:]),
         extra={
             **({"patience": str(patience)} if patience else {}),
             # set only when asked for: the ledgers' keys of runs at mace-torch's 50 stay valid
@@ -234,7 +301,16 @@ def train_settings(
             ),
         },  # fmt: skip
         **(foundation_architecture(str(args.foundation)) if scratch else {}),
+        **(replay_settings(args) if arm == REPLAY else {}),
     )
+
+
+def replay_settings(args: argparse.Namespace) -> dict:
+    """The replay arm's multihead fields: the shipped replay set of the mini foundation used."""
+    path = replay_file_for(str(args.foundation))
+    if path is None:
+        raise SystemExit(f"--arms replay: no shipped replay set for --foundation {args.foundation}")
+    return {"pt_train_file": repo_relative(path), "num_samples_pt": args.replay_samples}
 
 
 def first_rate(rates: float | list[float]) -> float:
@@ -343,11 +419,13 @@ def train(
     if model.exists() and stamp.exists() and stamp.read_text() == key:
         source = "model"  # same settings and data: a re-run reuses the model
     else:
+        if getattr(args, "reprint", False):
+            raise NotRecorded(name)
         source = "trained"
         if checkpoint is not None:
             start_continuation(folder, checkpoint, key)
             console.print(f"{name}: going on from {checkpoint.relative_to(ledger.root)}")
-        model = run_mace_training(settings, data, folder, valid=valid)
+        model = run_mace_training(runnable(settings), data, folder, valid=valid)
         stamp.write_text(key)
     outcome = training_outcome(folder, arm, settings.max_num_epochs)
     if outcome is None:
@@ -441,15 +519,116 @@ def points_to_reach(sizes: list[int], maes: list[float], target: float) -> float
     return float(sizes[0]) if maes and maes[0] <= target else None
 
 
-def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
-    rng = np.random.default_rng(args.seed)
-    n_total = args.n + args.n_val + args.n_test
-    build = h2cu_structures if case == "h2cu" else alloy_structures
+def target_converged(trained: Trained, max_epochs: int) -> bool:
+    """A full-data scratch run counts as converged when it ended by early stopping: not at its
+    cap, so the project's ``TrainingOutcome.still_improving`` is false. A capped run whose kept
+    epoch is not among its last tenth is ``still_improving`` false too, but is not taken as
+    converged: alloys at lr 0.005 kept epoch 18 of 25 (patience 30 cannot stop a 25-epoch run),
+    and its 2x and 4x runs went from 46.7 to 35.2 and 32.7 meV/Å."""
+    outcome = TrainingOutcome(
+        epochs_run=trained.epochs_run or max_epochs,
+        max_epochs=max_epochs,
+        best_epoch=trained.best_epoch,
+        stopped_early=trained.stopped_early,
+    )
+    return trained.stopped_early and not outcome.still_improving
+
+
+def seed_root(case_root: Path, seed: int) -> Path:
+    """The folders of one mace-torch seed: ``OUT/CASE`` for seed 0 (the records made before
+    seeds existed keep their names and keys), ``OUT/CASE/seedS`` for the others."""
+    return case_root if seed == 0 else case_root / f"seed{seed}"
+
+
+def seed_stats(values: list[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation (0 for one value), count) of one point's seeds."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a)
+
+
+def aggregate(per_seed: list[dict[str, dict[int, tuple[float, float]]]]) -> dict:
+    """Seed statistics of every curve and size: ``{label: {n: (mean force, mean energy,
+    force std, seeds)}}`` over the seeds that have the point (a missing seed is left out)."""
+    labels = {label for results in per_seed for label in results}
+    stats: dict[str, dict[int, tuple[float, float, float, int]]] = {}
+    for label in sorted(labels):
+        sizes = sorted({n for results in per_seed for n in results.get(label, {})})
+        stats[label] = {}
+        for n in sizes:
+            points = [r[label][n] for r in per_seed if n in r.get(label, {})]
+            force, spread, count = seed_stats([f for f, _ in points])
+            stats[label][n] = (force, float(np.mean([e for _, e in points])), spread, count)
+    return stats
+
+
+def smallest_reaching(sizes: list[int], means: dict[int, float], target: float) -> int | None:
+    """The smallest trained size whose seed-mean force MAE is at or below ``target``."""
+    return next((n for n in sizes if n in means and means[n] <= target), None)
+
+
+def converged_line(unconverged: list[str]) -> str:
+    """The line that says whether every case's from-scratch target stopped improving."""
+    if not unconverged:
+        return "scratch targets converged: yes"
+    return f"scratch targets converged: no ({', '.join(unconverged)})"
+
+
+def seeds_line(counts: list[int], total: int) -> str:
+    """How many seeds the points have (fewest-most of ``total``) and how to complete them."""
+    low, high = (min(counts), max(counts)) if counts else (0, 0)
+    have = f"{low}" if low == high else f"{low}-{high}"
+    line = f"seeds per point: {have} of {total}"
+    if low < total:
+        line += f" (run `{COMPLETE} --jobs 2` to complete; resumes from the ledgers)"
+    return line
+
+
+@dataclass
+class CaseData:
+    """A case's labelled splits, nested training subsets and ledger."""
+
+    name: str
+    by_size: dict[int, list[Atoms]]
+    val: list[Atoms]
+    test: list[Atoms]
+    ledger: Ledger
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted(self.by_size)
+
+
+@dataclass
+class SeedRun:
+    """One mace-torch seed's trainings of a case (same data, splits and subsets as the others)."""
+
+    seed: int
+    args: argparse.Namespace  # the case's options with ``seed`` set to this seed
+    root: Path  # :func:`seed_root`
+    results: dict = field(default_factory=lambda: defaultdict(dict))  # label -> n -> (F, E)
+    val_force: dict = field(default_factory=lambda: defaultdict(dict))  # arm -> n -> F
+    fine_tunes: dict = field(default_factory=dict)  # (arm, n) -> Trained
+    chosen: dict[int, str] = field(default_factory=dict)  # n -> the freeze sweep's level
+    choice: dict[int, str] = field(default_factory=dict)  # n -> what the sweep kept, shown
+    target: float | None = None  # best full-data scratch test force MAE (rates, budgets)
+    converged: bool = True  # every rate's full-data scratch chain ended not improving
+    missing: list[str] = field(default_factory=list)  # re-print: trainings not recorded
+
+    def not_recorded(self, missing: NotRecorded) -> None:
+        self.missing.append(missing.name)
+
+
+def load_case(case: str, args: argparse.Namespace, out: Path) -> CaseData:
+    """The case's labels (cached in ``OUT/CASE-labels.extxyz``), splits and subsets."""
     from ase.io import read, write
 
+    n_total = args.n + args.n_val + args.n_test
     cache = out / f"{case}-labels.extxyz"
     if not cache.exists():
-        raw = build(n_total, rng)
+        if args.reprint:
+            raise SystemExit(f"{cache}: no labels to re-print from (--train labels and trains)")
+        build = h2cu_structures if case == "h2cu" else alloy_structures
+        raw = build(n_total, np.random.default_rng(args.data_seed))
         t0 = time.perf_counter()
         structures = label_xtb(raw) if case == "h2cu" else label_with_chgnet(raw, "r2scan")
         console.print(f"{case}: {len(structures)} labels in {time.perf_counter() - t0:.0f} s")
@@ -459,151 +638,319 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> float:
     structures = read(cache, ":")  # first run and re-runs train on identical (rounded) data
     train_pool = structures[: args.n]
     val = structures[args.n : args.n + args.n_val]
-    test = structures[args.n + args.n_val :]
-    subsets = nested_subsets(train_pool, np.random.default_rng([args.seed, 1]))
-    subsets_by_size = {len(data): data for data in subsets.values()}
-    sizes = sorted(subsets_by_size)
-    ledger = Ledger(out / f"{case}-ledger.json", out / case)
-    results: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
-    val_force: dict[str, dict[int, float]] = defaultdict(dict)
+    test = structures[args.n + args.n_val : n_total]
+    subsets = nested_subsets(train_pool, np.random.default_rng([args.data_seed, 1]))
+    by_size = {len(data): data for data in subsets.values()}
+    return CaseData(case, by_size, val, test, Ledger(out / f"{case}-ledger.json", out / case))
 
-    def report(label: str, n: int, trained: Trained, note: str = "") -> None:
-        console.print(
-            f"{case} {label} n={n:4d}: test F MAE {trained.test[0]:7.1f} meV/Å{note} "
-            f"({trained.seconds:.0f} s, {trained.source})"
-        )
 
-    # the target first (so a partial run already knows it): the full-data scratch model, and
-    # since the target must not come from an under-trained model, the same trained longer while
-    # it ends at its epoch cap (2x, 4x, ... up to --max-extension)
-    # every rate of the --lr grid trains its own target run (and its extensions): the target is
-    # the best of them, so a fine-tune with a tuned rate is not compared with an untuned scratch
-    target = float("inf")
+def report(case: str, run: SeedRun, label: str, n: int, trained: Trained, note: str = "") -> None:
+    console.print(
+        f"{case} seed {run.seed} {label} n={n:4d}: test F MAE {trained.test[0]:7.1f} meV/Å"
+        f"{note} ({trained.seconds:.0f} s, {trained.source})"
+    )
+
+
+def extend_target(
+    cd: CaseData, run: SeedRun, args: argparse.Namespace, first: Trained, work: Path, folder: Path
+) -> tuple[list[tuple[int, Trained]], bool]:
+    """Retrain the full-data scratch model (``first``, in ``folder``) with 2x, 4x, ... the
+    epochs, each going on from the last, until a run is converged (:func:`target_converged`),
+    up to ``--max-extension-target``. Returns (factor, run) per extension and whether the last
+    run is converged."""
+    data = cd.by_size[cd.sizes[-1]]
+    runs: list[tuple[int, Trained]] = []
+    last, factor = first, 1
+    while not target_converged(last, train_settings("scratch", data, args, factor).max_num_epochs):
+        if 2 * factor > args.max_extension_target:
+            console.print(
+                f"{cd.name} seed {run.seed}: full-data scratch at lr {first_rate(args.lr):g} still "
+                f"at its epoch cap after {factor}x epochs (--max-extension-target "
+                f"{args.max_extension_target}): not converged"
+            )
+            return runs, False
+        factor *= 2
+        extended = work / f"scratch-{factor}x-epochs"
+        try:
+            last = train("scratch", data, extended, args, cd.val, cd.test, cd.ledger, factor,
+                         folder)  # fmt: skip
+        except NotRecorded as missing:
+            run.not_recorded(missing)
+            return runs, False
+        runs.append((factor, last))
+        folder = extended / "scratch"
+    return runs, True
+
+
+def train_target(cd: CaseData, run: SeedRun) -> None:
+    """The target of one seed: the full-data scratch model at every rate of ``--lr``, each
+    trained longer while still improving; the target is the best of them on the test split,
+    so a fine-tune with a tuned rate is not compared with an untuned or unconverged scratch."""
+    args, n_all = run.args, cd.sizes[-1]
     for lr in args.lr:
         rate_args = at_rate(args, "scratch", lr)
-        work = rate_folder(out / case / f"n{sizes[-1]}", lr, args.lr)
+        work = rate_folder(run.root / f"n{n_all}", lr, args.lr)
         label = "scratch" if lr == args.lr[0] else f"scratch lr{lr:g}"
-        full = train("scratch", subsets[1.0], work, rate_args, val, test, ledger)
-        report(label, sizes[-1], full)
-        if lr != args.lr[0]:
-            results[label][sizes[-1]] = full.test
-        target = min(target, full.test[0])
-        longer = out / case / (f"lr{lr:g}" if lr != args.lr[0] else "")
-        runs = extend_while_capped(
-            "scratch", subsets[1.0], full, longer, ledger, rate_args, val, test, work / "scratch"
-        )
+        try:
+            full = train("scratch", cd.by_size[n_all], work, rate_args, cd.val, cd.test,
+                         cd.ledger)  # fmt: skip
+        except NotRecorded as missing:
+            run.not_recorded(missing)
+            run.converged = False
+            continue
+        report(cd.name, run, label, n_all, full)
+        run.results[label][n_all] = full.test
+        longer = run.root / (f"lr{lr:g}" if lr != args.lr[0] else "")
+        runs, converged = extend_target(cd, run, rate_args, full, longer, work / "scratch")
+        run.converged &= converged
         for factor, trained in runs:
-            report(f"{label} {factor}x epochs", sizes[-1], trained)
-            results[f"{label} {factor}x epochs"][sizes[-1]] = trained.test
-            target = min(target, trained.test[0])
-    console.print(f"{case}: target (best full-data scratch test force MAE) {target:.1f} meV/Å")
-    # the fine-tunes of every size first (they decide the ratio), then scratch's learning curve
-    for n in sizes:
-        trained_at_n = {}
-        for arm in FINE_TUNE_ARMS:
-            trained = train(arm, subsets_by_size[n], out / case / f"n{n}", args, val, test, ledger)
-            results[arm][n], val_force[arm][n] = trained.test, trained.validation[0]
-            trained_at_n[arm] = trained
-            report(f"{arm:>7}", n, trained)
-        # what a freeze sweep on the validation split keeps
-        best = min(FINE_TUNE_ARMS, key=lambda a: val_force[a][n])
-        results["sweep"][n] = results[best][n]
-        results["sweep level"][n] = (float(best[1:]), 1.0, first_rate(args.lr_finetune))
-        reached = any(results["sweep"][m][0] <= target for m in sizes if m < n)
+            report(cd.name, run, f"{label} {factor}x epochs", n_all, trained)
+            run.results[f"{label} {factor}x epochs"][n_all] = trained.test
+        candidates = [full.test[0], *(trained.test[0] for _, trained in runs)]
+        run.target = min(run.target if run.target is not None else np.inf, *candidates)
+
+
+def train_at(cd: CaseData, run: SeedRun, arm: str, n: int) -> Trained | None:
+    """``arm`` on the subset of size ``n`` (its first rate and budget), its test errors kept in
+    ``run.results``; None when a re-print finds it not recorded."""
+    try:
+        trained = train(arm, cd.by_size[n], run.root / f"n{n}", run.args, cd.val, cd.test,
+                        cd.ledger)  # fmt: skip
+    except NotRecorded as missing:
+        run.not_recorded(missing)
+        return None
+    run.results[arm][n] = trained.test
+    report(cd.name, run, f"{arm:>7}", n, trained)
+    return trained
+
+
+def train_fine_tunes(cd: CaseData, run: SeedRun, n: int) -> None:
+    """The freeze sweep's candidates at size ``n`` and what it picks on the validation split."""
+    for arm in FINE_TUNE_ARMS:
+        if (trained := train_at(cd, run, arm, n)) is not None:
+            run.val_force[arm][n], run.fine_tunes[arm, n] = trained.validation[0], trained
+    if all((arm, n) in run.fine_tunes for arm in FINE_TUNE_ARMS):
+        best = min(FINE_TUNE_ARMS, key=lambda a: run.val_force[a][n])
+        run.results["sweep"][n], run.chosen[n], run.choice[n] = run.results[best][n], best, best
+
+
+def extend_sweep(cd: CaseData, run: SeedRun, n: int) -> None:
+    """A sweep-chosen fine-tune that ended at its epoch cap is trained longer, and at the other
+    rates of ``--lr-finetune`` (each extended the same way); the sweep keeps the run with the
+    lowest validation error."""
+    if n not in run.chosen:
+        return
+    args, best = run.args, run.chosen[n]
+    best_validation = run.val_force[best][n]
+    for lr in args.lr_finetune:
+        rate_args = at_rate(args, best, lr)
+        work = rate_folder(run.root / f"n{n}", lr, args.lr_finetune)
+        label = best if lr == args.lr_finetune[0] else f"{best} lr{lr:g}"
+        try:
+            if lr == args.lr_finetune[0]:
+                first = run.fine_tunes[best, n]
+            else:
+                first = train(best, cd.by_size[n], work, rate_args, cd.val, cd.test, cd.ledger)
+                run.results[label][n] = first.test
+                note = f", validation {first.validation[0]:.1f}"
+                report(cd.name, run, f"{label} 1x epochs", n, first, note)
+            runs = extend_while_capped(
+                best, cd.by_size[n], first, work, cd.ledger, rate_args, cd.val, cd.test
+            )
+        except NotRecorded as missing:
+            run.not_recorded(missing)
+            continue
+        for factor, trained in runs:
+            run.results[f"{label} {factor}x epochs"][n] = trained.test
+            note = f", validation {trained.validation[0]:.1f} (1x: {first.validation[0]:.1f})"
+            report(cd.name, run, f"{label} {factor}x epochs", n, trained, note)
+        for factor, trained in [(1, first), *runs]:
+            if trained.validation[0] < best_validation:
+                best_validation = trained.validation[0]
+                run.results["sweep"][n] = trained.test
+                run.choice[n] = best + (f" {factor}x" if factor > 1 else "")
+                run.choice[n] += f" lr{lr:g}" if lr != first_rate(args.lr_finetune) else ""
+
+
+def train_curve(cd: CaseData, run: SeedRun, arm: str) -> None:
+    """``arm`` (scratch's learning curve, or the replay arm) at every size."""
+    for n in cd.sizes:
+        train_at(cd, run, arm, n)
+
+
+def mean_target(runs: list[SeedRun]) -> float | None:
+    """The target: the seed mean of each seed's best full-data scratch model."""
+    targets = [run.target for run in runs if run.target is not None]
+    return seed_stats(targets)[0] if targets else None
+
+
+def sweep_mean(runs: list[SeedRun], n: int) -> float | None:
+    """The seed mean of what the sweep keeps at ``n`` (over the seeds that have it)."""
+    values = [run.results["sweep"][n][0] for run in runs if n in run.results["sweep"]]
+    return seed_stats(values)[0] if values else None
+
+
+def run_case(case: str, args: argparse.Namespace, out: Path) -> dict:
+    """Every seed's trainings of one case (ledger records where finished), in the order that
+    decides the ratio soonest: targets, then the fine-tunes size by size, then the curves."""
+    cd = load_case(case, args, out)
+    runs = [
+        SeedRun(
+            seed, argparse.Namespace(**{**vars(args), "seed": seed}), seed_root(out / case, seed)
+        )
+        for seed in args.seeds
+    ]
+    for run in runs:
+        train_target(cd, run)
+    target = mean_target(runs)
+    if target is not None:
+        console.print(f"{case}: target (seed mean of the best full-data scratch) {target:.1f}")
+    for n in cd.sizes:
+        for run in runs:
+            train_fine_tunes(cd, run, n)
+        means = [sweep_mean(runs, m) for m in cd.sizes if m < n]
+        reached = target is not None and any(m is not None and m <= target for m in means)
         if reached and not args.extend_all:
             continue  # sizes after the curve reached the target cannot change the ratio
-        # the target comes from a scratch model trained as long as it kept improving; a fine-tune
-        # that ended at its epoch cap still improving gets the same treatment, and the sweep keeps
-        # the run with the lowest validation error; the chosen level is then trained at the other
-        # rates of the --lr-finetune grid (each extended the same way), the sweep keeps the best
-        best_validation = val_force[best][n]
-        for lr in args.lr_finetune:
-            rate_args = at_rate(args, best, lr)
-            work = rate_folder(out / case / f"n{n}", lr, args.lr_finetune)
-            if lr == args.lr_finetune[0]:
-                label, first = best, trained_at_n[best]
-            else:
-                label = f"{best} lr{lr:g}"
-                first = train(best, subsets_by_size[n], work, rate_args, val, test, ledger)
-                results[label][n] = first.test
-                report(f"{label} 1x epochs", n, first, f", validation {first.validation[0]:.1f}")
-            runs = extend_while_capped(
-                best, subsets_by_size[n], first, work, ledger, rate_args, val, test
-            )
-            for factor, trained in runs:
-                results[f"{label} {factor}x epochs"][n] = trained.test
-                note = f", validation {trained.validation[0]:.1f} (1x: {first.validation[0]:.1f})"
-                report(f"{label} {factor}x epochs", n, trained, note)
-            for factor, trained in [(1, first), *runs]:
-                if trained.validation[0] < best_validation:
-                    best_validation = trained.validation[0]
-                    results["sweep"][n] = trained.test
-                    results["sweep level"][n] = (float(best[1:]), float(factor), lr)
-    for n in sizes:
-        trained = train("scratch", subsets_by_size[n], out / case / f"n{n}", args, val, test,
-                        ledger)  # fmt: skip
-        results["scratch"][n] = trained.test
-        report(f"{'scratch':>7}", n, trained)
-    table = Table(title=f"{case}: test force MAE meV/Å (energy MAE meV/atom)")
-    table.add_column("n train", justify="right")
-    for arm in (*ARMS, "sweep"):
-        table.add_column(arm, justify="right")
-    for n in sizes:
-        row = [f"{results[a][n][0]:.1f} ({results[a][n][1]:.1f})" for a in (*ARMS, "sweep")]
-        level, extended, lr = results["sweep level"][n]
-        row[-1] += f" f{int(level)}" + (f" {int(extended)}x" if extended > 1 else "")
-        row[-1] += f" lr{lr:g}" if lr != first_rate(args.lr_finetune) else ""
-        table.add_row(str(n), *row)
-    console.print(table)
-    plot(case, sizes, results, out / f"data_efficiency_{case}.png")
-    need = points_to_reach(sizes, [results["sweep"][n][0] for n in sizes], target)
-    ratio = need / sizes[-1] if need is not None else float("inf")
-    document = {a: {str(n): v for n, v in r.items()} for a, r in results.items()}
-    document["ratio"] = ratio if np.isfinite(ratio) else None
+        for run in runs:
+            extend_sweep(cd, run, n)
+    for arm in ("scratch", *((REPLAY,) if REPLAY in args.arms else ())):
+        for run in runs:
+            train_curve(cd, run, arm)
+    return summarise(cd, runs, args, out)
+
+
+def summarise(cd: CaseData, runs: list[SeedRun], args: argparse.Namespace, out: Path) -> dict:
+    """Table, plot, ``OUT/CASE.json`` and the case's ratio from trained sizes and seed means."""
+    case, sizes = cd.name, cd.sizes
+    stats = aggregate([run.results for run in runs])
+    target = mean_target(runs)
+    targets = [run.target for run in runs if run.target is not None]
+    converged = bool(targets) and all(run.converged for run in runs if run.target is not None)
+    print_table(case, sizes, stats, runs, args)
+    plot(case, sizes, stats, target, out / f"data_efficiency_{case}.png")
+    sweep = {n: v[0] for n, v in stats.get("sweep", {}).items()}
+    n_reached = smallest_reaching(sizes, sweep, target) if target is not None else None
+    curve = [n for n in sizes if n in sweep]
+    need = points_to_reach(curve, [sweep[n] for n in curve], target) if target else None
+    ratio = n_reached / sizes[-1] if n_reached is not None else None
+    counts = [v[3] for label in ("sweep", *ARMS) for v in stats.get(label, {}).values()]
+    missing = [name for run in runs for name in run.missing]
+    summary = {
+        "target": target,
+        "target_per_seed": {str(run.seed): run.target for run in runs},
+        "target_converged": converged,
+        "n_reached": n_reached,
+        "ratio": ratio,
+        "ratio_interpolated": need / sizes[-1] if need is not None else None,
+        "seeds": list(args.seeds),
+        "seeds_per_point": [min(counts), max(counts)] if counts else [0, 0],
+        "missing": missing,
+    }
+    document = {
+        **summary,
+        "stats": {a: {str(n): list(v) for n, v in r.items()} for a, r in stats.items()},
+        "per_seed": {
+            str(run.seed): {a: {str(n): list(v) for n, v in r.items()} for a, r in per.items()}
+            for run in runs
+            for per in [run.results]
+        },
+        "sweep_choice": {str(run.seed): {str(n): c for n, c in run.choice.items()} for run in runs},
+    }
     (out / f"{case}.json").write_text(json.dumps(document, indent=1))
+    print_case_summary(case, sizes[-1], summary, len(targets))
+    return summary
+
+
+def print_case_summary(case: str, n_all: int, summary: dict, n_targets: int) -> None:
+    """The case's ratio line (trained size, interpolated beside it) and what is missing."""
+    target, n_reached = summary["target"], summary["n_reached"]
+    if summary["missing"]:
+        console.print(
+            f"{case}: {len(summary['missing'])} trainings not recorded (re-print: not trained; "
+            f"`{COMPLETE} --cases {case}` trains them), e.g. {summary['missing'][0]}"
+        )
+    if target is None:
+        print(f"{case}: no full-data scratch target recorded: ratio unknown")
+        return
+    interpolated = summary["ratio_interpolated"]
     print(
-        f"{case}: fine-tuned (sweep) reaches the best from-scratch full-data force MAE "
-        f"{target:.1f} meV/Å with "
-        + (f"{need:.0f}" if need else "more than all")
-        + f" of {sizes[-1]} points: ratio {ratio:.2f}"
+        f"{case}: fine-tuned (sweep, seed mean) reaches the target {target:.1f} meV/Å (seed mean "
+        f"of {n_targets} best full-data scratch models; converged: "
+        f"{'yes' if summary['target_converged'] else 'no'}) at trained n = "
+        + (f"{n_reached} of {n_all}: ratio {summary['ratio']:.2f}" if n_reached else "none")
+        + (
+            f" (interpolated {interpolated * n_all:.0f} points: {interpolated:.2f})"
+            if interpolated is not None
+            else ""
+        )
     )
-    return ratio
 
 
-def plot(case: str, sizes: list[int], results: dict, path: Path) -> None:
+def cell(stat: tuple[float, float, float, int] | None, total: int) -> str:
+    """A table cell: seed-mean force MAE ± std (mean energy MAE), [seeds] when fewer than all."""
+    if stat is None:
+        return "–"
+    force, energy, spread, count = stat
+    text = f"{force:.1f}" + (f" ± {spread:.1f}" if count > 1 else "") + f" ({energy:.1f})"
+    return text + (f" [{count}]" if count < total else "")
+
+
+def print_table(
+    case: str, sizes: list[int], stats: dict, runs: list[SeedRun], args: argparse.Namespace
+) -> None:
+    """Seed means ± std per arm and size; the sweep's choice per seed (level, epochs, rate)."""
+    arms = (*ARMS, *((REPLAY,) if REPLAY in args.arms else ()), "sweep")
+    table = Table(
+        title=f"{case}: test force MAE meV/Å, seed mean ± std (energy MAE meV/atom) "
+        f"[seeds, when fewer than {len(args.seeds)}]"
+    )
+    for column in ("n train", *arms, "sweep keeps (per seed)"):
+        table.add_column(column, justify="right")
+    for n in sizes:
+        choices = " / ".join(run.choice.get(n, "–") for run in runs)
+        row = [cell(stats.get(a, {}).get(n), len(args.seeds)) for a in arms]
+        table.add_row(str(n), *row, choices)
+    console.print(table)
+
+
+def plot(case: str, sizes: list[int], stats: dict, target: float | None, path: Path) -> None:
+    """Seed means with std error bars per arm; longer runs and other rates as markers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for arm in (*ARMS, "sweep"):
-        ax.plot(sizes, [results[arm][n][0] for n in sizes], "o-" if arm != "sweep" else "k--",
-                label=arm)  # fmt: skip
+    for arm in (*ARMS, REPLAY, "sweep"):
+        points = [(n, stats[arm][n]) for n in sizes if n in stats.get(arm, {})]
+        if points:
+            ax.errorbar([n for n, _ in points], [s[0] for _, s in points],
+                        yerr=[s[2] for _, s in points], fmt="o-" if arm != "sweep" else "k--",
+                        capsize=3, label=arm)  # fmt: skip
     for i, arm in enumerate(ARMS):
-        for factor, marker in ((2, "*"), (4, "P"), (8, "X")):
-            longer = results.get(f"{arm} {factor}x epochs", {})
+        for factor, marker in ((2, "*"), (4, "P"), (8, "X"), (16, "d")):
+            longer = stats.get(f"{arm} {factor}x epochs", {})
             if longer:
-                ax.plot(list(longer), [f for f, _ in longer.values()], marker, color=f"C{i}",
+                ax.plot(list(longer), [s[0] for s in longer.values()], marker, color=f"C{i}",
                         ms=12, label=f"{arm}, {factor}x epochs")  # fmt: skip
         # runs at the other rates of a learning-rate grid: open markers, one per run (1x, 2x, ...)
-        rates = sorted({k.split()[1] for k in results if k.startswith(f"{arm} lr")})
+        rates = sorted({k.split()[1] for k in stats if k.startswith(f"{arm} lr")})
         for rate, marker in zip(rates, "Dsv^", strict=False):
-            runs = [r for k, r in results.items() if k.split()[:2] == [arm, rate]]
+            runs = [r for k, r in stats.items() if k.split()[:2] == [arm, rate]]
             points = [(n, r[n][0]) for r in runs for n in r]
             ax.plot(*zip(*points, strict=True), marker, mfc="none", color=f"C{i}", ms=9,
                     label=f"{arm}, {rate.replace('lr', 'lr ')} (all epoch budgets)")  # fmt: skip
-    # the target: the best full-data scratch model over rates and epoch budgets
-    n_all = sizes[-1]
-    full = [r[n_all][0] for k, r in results.items() if k.startswith("scratch") and n_all in r]
-    if full:
-        ax.axhline(min(full), color="grey", ls=":", label=f"target {min(full):.1f} meV/Å")
+    if target is not None:  # the seed mean of the best full-data scratch models
+        ax.axhline(target, color="grey", ls=":", label=f"target {target:.1f} meV/Å")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training structures")
-    ax.set_ylabel("test force MAE (meV/Å)")
-    ax.set_title(f"data efficiency: {case}")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("test force MAE (meV/Å), seed mean ± std")
+    counts = sorted({s[3] for s in stats.get("sweep", {}).values()})
+    seeds = "-".join(str(c) for c in (counts[0], counts[-1])[: len(set(counts))]) if counts else "0"
+    ax.set_title(f"data efficiency: {case} (seeds per point: {seeds})")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -636,125 +983,187 @@ def print_progress(case: str, out: Path) -> None:
 
 
 def replot(case: str, out: Path) -> None:
-    """Redraw a case's PNG from ``OUT/CASE.json`` (no training)."""
+    """Redraw a case's PNG from ``OUT/CASE.json`` (no training; files written before seeds,
+    one result per point, are read as one seed)."""
     doc = json.loads((out / f"{case}.json").read_text())
-    results = {
-        arm: {int(n): tuple(v) for n, v in per_size.items()}
-        for arm, per_size in doc.items()
-        if isinstance(per_size, dict)
-    }
-    plot(case, sorted(results["scratch"]), results, out / f"data_efficiency_{case}.png")
+    if "stats" in doc:
+        stats = {a: {int(n): tuple(v) for n, v in r.items()} for a, r in doc["stats"].items()}
+        target = doc["target"]
+    else:
+        stats = {
+            arm: {int(n): (v[0], v[1], 0.0, 1) for n, v in per_size.items()}
+            for arm, per_size in doc.items()
+            if isinstance(per_size, dict) and arm != "sweep level"
+        }
+        full = [r[n][0] for k, r in stats.items() if k.startswith("scratch") for n in r]
+        target = min(full) if full else None  # as plotted before: the best full-data scratch
+    plot(case, sorted(stats["scratch"]), stats, target, out / f"data_efficiency_{case}.png")
 
 
-def run_cases_in_parallel(args: argparse.Namespace) -> list[float]:
+def forwarded(args: argparse.Namespace) -> list[str]:
+    """The options a case's own process gets (all but ``--cases`` and ``--jobs``)."""
+    passed = ["--n", str(args.n), "--n-val", str(args.n_val), "--n-test", str(args.n_test)]
+    passed += ["--data-seed", str(args.data_seed), "--seeds", *map(str, args.seeds)]
+    passed += ["--arms", *args.arms, "--replay-samples", str(args.replay_samples)]
+    passed += ["--out", str(args.out), "--foundation", str(args.foundation)]
+    passed += ["--lr", *map(str, args.lr), "--lr-finetune", *map(str, args.lr_finetune)]
+    passed += ["--patience", str(args.patience), "--epoch-scale", str(args.epoch_scale)]
+    passed += ["--scheduler-patience", str(args.scheduler_patience)]
+    passed += ["--max-extension", str(args.max_extension), "--extend-from", args.extend_from]
+    passed += ["--max-extension-target", str(args.max_extension_target)]
+    for flag in ("quick", "extend_all", "train"):
+        passed += [f"--{flag.replace('_', '-')}"] if getattr(args, flag) else []
+    return passed
+
+
+def run_cases_in_parallel(args: argparse.Namespace) -> list[dict]:
     """Run each case in its own process with one torch thread; logs go to ``OUT/CASE.log``."""
     import os
     import subprocess
-    import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    passed = ["--n", str(args.n), "--n-val", str(args.n_val), "--n-test", str(args.n_test)]
-    passed += ["--seed", str(args.seed), "--out", str(args.out)]
-    passed += ["--quick"] if args.quick else []
-    passed += ["--foundation", str(args.foundation), "--lr", *map(str, args.lr)]
-    passed += ["--lr-finetune", *map(str, args.lr_finetune), "--patience", str(args.patience)]
-    passed += ["--epoch-scale", str(args.epoch_scale)]
-    passed += ["--extend-all"] if args.extend_all else []
-    passed += ["--max-extension", str(args.max_extension), "--extend-from", args.extend_from]
     processes = {}
     for i, case in enumerate(args.cases):
         if i >= args.jobs:  # wait for a free slot
             next(iter(processes.values())).wait()
-        cmd = [sys.executable, __file__, *passed, "--cases", case, "--jobs", "1"]
+        cmd = [sys.executable, __file__, *forwarded(args), "--cases", case, "--jobs", "1"]
         log = open(args.out / f"{case}.log", "w")  # noqa: SIM115 - closed by the child's exit
         processes[case] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         console.print(f"{case}: running in process {processes[case].pid}, log {log.name}")
-    ratios = []
+    summaries = []
     for case, process in processes.items():
         if process.wait() != 0:
             raise SystemExit(f"case {case} failed (exit {process.returncode}); see its log")
         log_text = (args.out / f"{case}.log").read_text()
         summary = log_text[log_text.rfind(f"{case}: test force MAE") :]
         console.print(summary[: summary.find("total time")], end="")
-        ratio = json.loads((args.out / f"{case}.json").read_text())["ratio"]
-        ratios.append(float("inf") if ratio is None else ratio)
-    return ratios
+        summaries.append(json.loads((args.out / f"{case}.json").read_text()))
+    return summaries
 
 
-def main() -> None:
+def final_lines(cases: list[str], summaries: list[dict], n_seeds: int) -> list[str]:
+    """The run's last lines: seeds per point, whether the targets converged, the ratio (the
+    larger of the cases, from trained sizes and seed means; inf when a case never reaches)."""
+    counts = [c for s in summaries for c in s["seeds_per_point"]]
+    unconverged = [case for case, s in zip(cases, summaries, strict=True)
+                   if not s["target_converged"]]  # fmt: skip
+    ratios = [s["ratio"] if s["ratio"] is not None else float("inf") for s in summaries]
+    return [
+        seeds_line(counts, n_seeds),
+        converged_line(unconverged),
+        f"data-efficiency ratio (larger of the cases, goal <= 0.2) = {max(ratios):.2f}",
+    ]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; their defaults are the headline run (re-printed with no arguments)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=300, help="training pool size N")
-    parser.add_argument("--n-val", type=int, default=30)
-    parser.add_argument("--n-test", type=int, default=50)
-    parser.add_argument("--cases", nargs="+", default=["h2cu", "alloys"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
+    add = parser.add_argument
+    add("--n", type=int, default=300, help="training pool size N")
+    add("--n-val", type=int, default=30)
+    add("--n-test", type=int, default=50)
+    add("--cases", nargs="+", default=["h2cu", "alloys"])
+    add("--data-seed", type=int, default=0, help="labels' structures and the nested subsets")
+    add(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="mace-torch seeds: each trains every arm and size on the same data",
+    )
+    add(
+        "--arms",
+        nargs="+",
+        default=list(ARMS),
+        choices=[*ARMS, REPLAY],
+        help="scratch f0 f5 f6 (always), and replay: f0 with multihead replay",
+    )
+    add("--replay-samples", type=int, default=80, help="replay structures drawn per training")
+    add_training_options(parser)
+    args = parser.parse_args(argv)
+    if not set(ARMS) <= set(args.arms):
+        parser.error("--arms: scratch, f0, f5 and f6 are always trained (target and sweep)")
+    args.train = args.train or args.quick
+    args.reprint = not args.train
+    return args
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """How long, at which rates and where the trainings run (and what to do instead)."""
+    add = parser.add_argument
+    add(
+        "--train",
+        action="store_true",
+        help="train what the ledgers lack (without it: re-print from the ledgers, train none)",
+    )
+    add(
         "--extend-all",
         action="store_true",
         help="longer retrain of every capped sweep fine-tune, also after the target is reached",
     )
-    parser.add_argument(
+    add(
         "--max-extension",
         type=int,
-        default=2,
-        help="retrain a capped target or sweep model with 2x, 4x, ... epochs up to this factor",
+        default=4,
+        help="retrain a capped sweep fine-tune with 2x, 4x, ... epochs up to this factor",
     )
-    parser.add_argument(
+    add(
+        "--max-extension-target",
+        type=int,
+        default=16,
+        help="retrain the full-data scratch model while still improving, up to this factor",
+    )
+    add(
         "--extend-from",
         choices=["checkpoint", "fresh"],
         default="checkpoint",
         help="an extension goes on from the shorter run's best checkpoint, or starts again",
     )
-    parser.add_argument("--quick", action="store_true", help="3 epochs: a smoke run")
-    parser.add_argument(
+    add("--quick", action="store_true", help="3 epochs: a smoke run (implies --train)")
+    add(
         "--jobs",
         type=int,
         default=1,
         help="run the cases in this many processes at once (one torch thread each)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("workflows/benchmarks/results/data_efficiency")
-    )
-    parser.add_argument(
-        "--foundation", type=Path, default=MINI_FOUNDATION, help="foundation .model to fine-tune"
-    )
-    parser.add_argument(
+    add("--out", type=Path, default=HEADLINE_OUT)
+    add("--foundation", type=Path, default=HEADLINE_FOUNDATION, help="foundation to fine-tune")
+    add(
         "--lr",
         type=float,
         nargs="+",
-        default=[0.01],
+        default=[0.01, 0.005],
         help="learning rate(s) from scratch: the curve uses the first, the target is the best "
         "full-data model over all of them",
     )
-    parser.add_argument(
+    add(
         "--lr-finetune",
         type=float,
         nargs="+",
-        default=[0.01],
+        default=[0.005, 0.002],
         help="fine-tuning rate(s): the freeze sweep runs at the first, the chosen level is then "
         "trained at the others and the sweep keeps the best on validation",
     )
-    parser.add_argument(
+    add(
         "--patience",
         type=int,
-        default=0,
+        default=30,
         help="early stopping: epochs without validation improvement (0: run all epochs)",
     )
-    parser.add_argument(
+    add(
         "--scheduler-patience",
         type=int,
         default=0,
         help="epochs before mace-torch lowers the rate (0: its default 50; with --patience 30 "
         "the rate then never decays)",
     )
-    parser.add_argument(
-        "--epoch-scale", type=int, default=1, help="multiply the epoch budget (with --patience)"
-    )
-    parser.add_argument("--plot-only", action="store_true", help="redraw PNGs from OUT/CASE.json")
-    parser.add_argument(
-        "--progress", action="store_true", help="print the trainings recorded so far, train none"
-    )
-    args = parser.parse_args()
+    add("--epoch-scale", type=int, default=1, help="multiply the epoch budget (with --patience)")
+    add("--plot-only", action="store_true", help="redraw PNGs from OUT/CASE.json")
+    add("--progress", action="store_true", help="print the trainings recorded so far, train none")
+
+
+def main() -> None:
+    args = parse_args()
     if args.progress:
         for case in args.cases:
             print_progress(case, args.out)
@@ -766,11 +1175,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if args.jobs > 1 and len(args.cases) > 1:
-        ratios = run_cases_in_parallel(args)
+        summaries = run_cases_in_parallel(args)
     else:
-        ratios = [run_case(case, args, args.out) for case in args.cases]
+        summaries = [run_case(case, args, args.out) for case in args.cases]
     print(f"total time {(time.perf_counter() - t0) / 60:.1f} min")
-    print(f"data-efficiency ratio (larger of the cases, goal <= 0.2) = {max(ratios):.2f}")
+    for line in final_lines(args.cases, summaries, len(args.seeds)):
+        print(line)
 
 
 if __name__ == "__main__":
