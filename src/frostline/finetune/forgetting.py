@@ -166,20 +166,13 @@ def check_forgetting(
     for element in elements:
         if cubic_reference(element) is None:
             continue
-        a_model, b_model = equation_of_state(model, element)
-        a_found, b_found = equation_of_state(foundation, element)
-        a_oracle, b_oracle = equation_of_state(oracle, element) if oracle else (None, None)
+        calcs = {"model": model, "foundation": foundation, "oracle": oracle}
+        fits = {who: equation_of_state(c, element) for who, c in calcs.items() if c is not None}
+        lattice = {f"a_{who}": a for who, (a, _) in fits.items()}
+        moduli = {f"bulk_modulus_{who}": b for who, (_, b) in fits.items()}
+        structure = cubic_reference(element)[0]
         check.lattice.append(
-            LatticeCheck(
-                element=element,
-                structure=cubic_reference(element)[0],
-                a_model=a_model,
-                a_foundation=a_found,
-                a_oracle=a_oracle,
-                bulk_modulus_model=b_model,
-                bulk_modulus_foundation=b_found,
-                bulk_modulus_oracle=b_oracle,
-            )
+            LatticeCheck(element=element, structure=structure, **lattice, **moduli)
         )
     check.warnings = forgetting_warnings(check)
     return check
@@ -202,4 +195,3 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
                 f"{limits.max_lattice_shift_percent:g} %); try finetune.strategy: multihead-replay"
             )
     return out
-
