@@ -76,11 +76,23 @@ def test_llpr_state_round_trips_without_pickle():
 
 def test_selection_uses_the_scales_of_the_fit_that_derived_its_window():
     docs = [
-        {"index": 0, "calibration": {"trust_lo": 0.1, "trust_hi": 0.3,
-                                     "conformal": {"quantile": 2.0, "element_scales": {"H": 1}}}},
-        {"index": 1, "calibration": {"trust_lo": None, "trust_hi": None,
-                                     "conformal": {"quantile": None, "element_scales": {"H": 5}}}},
-    ]  # fmt: skip
+        {
+            "index": 0,
+            "calibration": {
+                "trust_lo": 0.1,
+                "trust_hi": 0.3,
+                "conformal": {"quantile": 2.0, "element_scales": {"H": 1}},
+            },
+        },
+        {
+            "index": 1,
+            "calibration": {
+                "trust_lo": None,
+                "trust_hi": None,
+                "conformal": {"quantile": None, "element_scales": {"H": 5}},
+            },
+        },
+    ]
     assert window_scales(docs, [0.1, 0.3]) == {"H": 1}  # iteration 1's fit failed: window kept
     assert window_scales(docs, [0.05, 0.5]) == {}  # a fixed window: raw scores
     assert window_scales(docs, None) == {}
@@ -93,15 +105,21 @@ def test_status_line_and_plot_title_say_what_the_conformal_fit_is(tmp_path):
     from frostline.select.uncertainty.calibration import FrameScores
 
     rng = np.random.default_rng(1)
-    scores = [FrameScores(atom=list(rng.uniform(0.1, 1, 3)), symbols=["Cu", "H", "H"])
-              for _ in range(20)]  # fmt: skip
+    scores = [
+        FrameScores(atom=list(rng.uniform(0.1, 1, 3)), symbols=["Cu", "H", "H"]) for _ in range(20)
+    ]
     errors = [list(0.3 * np.array(s.atom) * rng.uniform(0.5, 1.5, 3)) for s in scores]
     conformal = fit_conformal("last-layer", scores, errors)
     cal = Calibration(
-        n_points=20, uncertainty="last-layer", conformal=conformal, trust_lo=0.1, trust_hi=0.3,
-        stds=[conformal.frame_score(s) for s in scores], errors=[max(e) for e in errors],
+        n_points=20,
+        uncertainty="last-layer",
+        conformal=conformal,
+        trust_lo=0.1,
+        trust_hi=0.3,
+        stds=[conformal.frame_score(s) for s in scores],
+        errors=[max(e) for e in errors],
         coverage_observed=0.95,
-    ).model_dump()  # fmt: skip
+    ).model_dump()
     line = conformal_line(cal)
     assert line.startswith(f"q {conformal.quantile:.3g}, scales Cu ")
     assert "90 % bound covers 95 % of 20 frames" in line
@@ -125,8 +143,13 @@ def explored(foundation, tmp_path_factory):
     from frostline.explore.shared_committee import load_mace_model
     from frostline.finetune.safe_model import model_to_blob
     from frostline.schemas import (
-        ExploreResult, FineTuneResult, LabelledStructure, ModelDoc, ModelFile, structure_hash,
-    )  # fmt: skip
+        ExploreResult,
+        FineTuneResult,
+        LabelledStructure,
+        ModelDoc,
+        ModelFile,
+        structure_hash,
+    )
     from frostline.store import Records, make_job_store
     from frostline.structures import cu111_slab, h2_on_slab
 
@@ -136,23 +159,42 @@ def explored(foundation, tmp_path_factory):
     rng = np.random.default_rng(3)
     train = [AseAtomsAdaptor.get_structure(h2_on_slab(cu111_slab(), rng)) for _ in range(3)]
     labels = [
-        LabelledStructure(structure=d, energy=0.0, forces=[[0.0] * 3] * len(d["sites"]),
-                          oracle="emt", structure_hash=structure_hash(d))
+        LabelledStructure(
+            structure=d,
+            energy=0.0,
+            forces=[[0.0] * 3] * len(d["sites"]),
+            oracle="emt",
+            structure_hash=structure_hash(d),
+        )
         for d in (json.loads(s.to_json()) for s in train)
-    ]  # fmt: skip
+    ]
     records.upsert("labelled", [x.model_dump(mode="json") for x in labels], ["structure_hash"])
     data = model_to_blob(load_mace_model(foundation))
-    file = ModelFile(filename="m0.model", sha256=records.put_model_file("m0", data),
-                     size_bytes=len(data))  # fmt: skip
-    doc = ModelDoc(model_id="m0", kind="committee-member", elements=["Cu", "H"], file=file,
-                   training_set_hashes=[x.structure_hash for x in labels])  # fmt: skip
-    finetuned = FineTuneResult(models=[doc], freeze_level=6, trainable_parameters=1,
-                               total_parameters=2, wall_time_s=0.0).model_dump(mode="json")  # fmt: skip
+    file = ModelFile(
+        filename="m0.model", sha256=records.put_model_file("m0", data), size_bytes=len(data)
+    )
+    doc = ModelDoc(
+        model_id="m0",
+        kind="committee-member",
+        elements=["Cu", "H"],
+        file=file,
+        training_set_hashes=[x.structure_hash for x in labels],
+    )
+    finetuned = FineTuneResult(
+        models=[doc], freeze_level=6, trainable_parameters=1, total_parameters=2, wall_time_s=0.0
+    ).model_dump(mode="json")
     starts = [AseAtomsAdaptor.get_structure(h2_on_slab(cu111_slab(), rng)).as_dict() for _ in "ab"]
     results = {}
     for engine in ("ase", "batched"):
-        maker = ExploreMaker(temperatures=[500.0], steps=8, sample_every=4, engine=engine,
-                             starts_per_temperature=2, device="cpu", uncertainty="last-layer")  # fmt: skip
+        maker = ExploreMaker(
+            temperatures=[500.0],
+            steps=8,
+            sample_every=4,
+            engine=engine,
+            starts_per_temperature=2,
+            device="cpu",
+            uncertainty="last-layer",
+        )
         job = maker.make(finetuned, starts, 0)
         run_locally(job, store=store, root_dir=tmp / engine, create_folders=True, log=False)
         store.connect()
@@ -184,8 +226,12 @@ def test_exploration_records_last_layer_scores_from_the_force_call(explored):
     frames = [AseAtomsAdaptor.get_atoms(as_structure(c.structure)) for c in ase.candidates]
     for c, p in zip(ase.candidates, method.predict(frames), strict=True):
         assert np.allclose(p.scores.atom, c.atom_scores, rtol=1e-6)
-    hydrogen = [s for c in ase.candidates for s, z in zip(c.atom_scores, c.structure["sites"],
-                strict=True) if z["species"][0]["element"] == "H"]  # fmt: skip
+    hydrogen = [
+        s
+        for c in ase.candidates
+        for s, z in zip(c.atom_scores, c.structure["sites"], strict=True)
+        if z["species"][0]["element"] == "H"
+    ]
     assert np.isfinite(hydrogen).all()
 
 
@@ -203,10 +249,14 @@ def test_last_layer_campaign_with_one_model_calibrates_and_reports(tmp_path, fou
             name="llpr",
             finetune={"committee_size": 1},
             explore={"temperatures": [300.0, 600.0], "starts_per_temperature": 2, "steps": 20},
-            select={"uncertainty": "last-layer", "max_labels_per_iteration": 10,
-                    "novelty_threshold": 0.0, "trust_hi": 1e6},
+            select={
+                "uncertainty": "last-layer",
+                "max_labels_per_iteration": 10,
+                "novelty_threshold": 0.0,
+                "trust_hi": 1e6,
+            },
         )
-    )  # fmt: skip
+    )
     run_campaign(config, tmp_path, log=False)
     status = campaign_status(open_campaign_dir(Path(tmp_path)))
     first, second = status["iterations"][:2]
@@ -218,7 +268,9 @@ def test_last_layer_campaign_with_one_model_calibrates_and_reports(tmp_path, fou
     assert 0.9 <= cal["coverage_observed"] <= 1.0
     assert len(cal["frames"]) == len(cal["atom_errors"]) == cal["n_points"]
     assert second["trust_window"] == pytest.approx([cal["trust_lo"], cal["trust_hi"]])
-    assert cal["trust_lo"] == pytest.approx(config.select.target_force_error / conformal["quantile"])
+    assert cal["trust_lo"] == pytest.approx(
+        config.select.target_force_error / conformal["quantile"]
+    )
     console = Console(width=200, record=True)
     console.print(status_table(status))
     assert "last-layer calibration (iteration 0): q" in console.export_text()

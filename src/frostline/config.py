@@ -241,7 +241,12 @@ class ExploreConfig(_Strict):
     sample_every: int = Field(10, ge=1)
     starts_per_temperature: int = Field(2, ge=1)
     friction: float = Field(0.02, gt=0, description="Langevin friction, 1/fs")
-    abort_force_std: float = Field(1.0, gt=0, description="eV/Å: stop a trajectory beyond this")
+    abort_force_std: float = Field(
+        1.0,
+        gt=0,
+        description="eV/Å: stop a trajectory when the committee force std exceeds this (not "
+        "applied with select.uncertainty: last-layer, whose raw scores have no eV/Å scale)",
+    )
     max_strain: float = Field(
         0.0,
         ge=0,
