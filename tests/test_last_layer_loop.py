@@ -123,7 +123,9 @@ def test_status_line_and_plot_title_say_what_the_conformal_fit_is(tmp_path):
     line = conformal_line(cal)
     assert line.startswith(f"q {conformal.quantile:.3g}, scales Cu ")
     assert "90 % bound covers 95 % of 20 frames" in line
-    status = {"campaign": "c", "iterations": [{"index": 3, "calibration": cal}]}
+    empty = {"conformal": fit_conformal("last-layer", [], []).model_dump()}  # no labels
+    status = {"campaign": "c", "iterations": [{"index": 3, "calibration": cal},
+                                              {"index": 4, "calibration": empty}]}  # fmt: skip
     assert "last-layer calibration (iteration 3): q" in _status_caption(status)
     title = calibration_title("c", [cal])
     assert "90 % conformal bound" in title and "trust window of 1 fits" in title

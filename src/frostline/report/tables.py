@@ -132,11 +132,13 @@ def conformal_line(cal: dict) -> str:
 
 
 def _conformal_caption(status: dict) -> str | None:
-    """The latest last-layer calibration in one line (None: the campaign has none)."""
-    for it in reversed(status["iterations"]):
-        cal = it.get("calibration") or {}
-        if cal.get("conformal"):
-            return f"last-layer calibration (iteration {it['index']}): {conformal_line(cal)}"
+    """The latest last-layer calibration in one line: the latest fitted one, else the latest
+    attempted on labelled frames (None: the campaign has none)."""
+    cals = [(it["index"], it.get("calibration") or {}) for it in status["iterations"]]
+    cals = [(i, c) for i, c in cals if (c.get("conformal") or {}).get("n_frames")]
+    fitted = [(i, c) for i, c in cals if c["conformal"].get("quantile") is not None]
+    for index, cal in (fitted or cals)[-1:]:
+        return f"last-layer calibration (iteration {index}): {conformal_line(cal)}"
     return None
 
 
