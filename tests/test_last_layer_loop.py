@@ -276,3 +276,17 @@ def test_last_layer_campaign_with_one_model_calibrates_and_reports(tmp_path, fou
     console = Console(width=200, record=True)
     console.print(status_table(status))
     assert "last-layer calibration (iteration 0): q" in console.export_text()
+
+
+def test_explore_jobs_stored_before_the_uncertainty_field_still_resume():
+    from frostline.explore.jobs import ExploreMaker
+    from frostline.reliability.memo import _key, _plain, memo_keys
+
+    maker = ExploreMaker()
+    before = {k: v for k, v in _plain(maker).items() if k != "uncertainty"}
+    old = _key("explore", {"maker": before, "iteration": 1})
+    assert old in memo_keys("explore", maker=maker, iteration=1)
+    llpr = ExploreMaker(uncertainty="last-layer")
+    assert old not in memo_keys("explore", maker=llpr, iteration=1)
+    with pytest.raises(ValueError, match="ExploreMaker.uncertainty must be one of"):
+        ExploreMaker(uncertainty="laplace")
