@@ -352,7 +352,9 @@ class IterationDoc(BaseModel):
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict)
     trust_window: list[float] | None = Field(
-        None, description="[lo, hi] used to select (eV/Å; descriptor units with 'descriptor')"
+        None,
+        description="[lo, hi] used to select (eV/Å; descriptor units with 'descriptor'; with "
+        "'last-layer' raw LLPR units, then the units of the conformal fit that derived it)",
     )
     uncertainty: str = Field(
         "committee", description="'committee', 'descriptor' or 'last-layer' (selection)"
