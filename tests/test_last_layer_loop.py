@@ -290,3 +290,19 @@ def test_explore_jobs_stored_before_the_uncertainty_field_still_resume():
     assert old not in memo_keys("explore", maker=llpr, iteration=1)
     with pytest.raises(ValueError, match="ExploreMaker.uncertainty must be one of"):
         ExploreMaker(uncertainty="laplace")
+
+
+def test_previous_fit_is_checked_on_the_new_batch():
+    """The window selection used (the latest earlier fit) is tested on held-out frames."""
+    from frostline.select.uncertainty.calibration import FrameScores
+    from frostline.select.uncertainty.loop import previous_coverage
+
+    scores = [FrameScores(atom=[0.1 * k, 0.05], symbols=["H", "Cu"]) for k in range(1, 11)]
+    errors = [[0.3 * 0.1 * k, 0.01] for k in range(1, 11)]  # error = 0.3 x the H score
+    fit = fit_conformal("last-layer", scores, errors).model_dump()
+    docs = [{"index": 0, "calibration": {"conformal": fit}}]
+    batch = [FrameScores(atom=[0.5, 0.05], symbols=["H", "Cu"])] * 4
+    assert previous_coverage(docs, 1, batch, [0.1, 0.1, 0.1, 0.1]) == 1.0
+    assert previous_coverage(docs, 1, batch, [0.1, 0.1, 5.0, 5.0]) == 0.5  # under-covered
+    assert previous_coverage(docs, 0, batch, [0.1] * 4) is None  # no earlier fit
+    assert previous_coverage([], 1, batch, [0.1] * 4) is None

@@ -125,10 +125,13 @@ def conformal_line(cal: dict) -> str:
     nominal = 100 * conformal.get("coverage", 0.9)
     observed = cal.get("coverage_observed")
     covered = "–" if observed is None else f"{100 * observed:.0f} %"
-    return (
+    text = (
         f"q {conformal['quantile']:.3g}, scales {scales} eV/Å, {nominal:.0f} % bound covers "
         f"{covered} of {conformal.get('n_frames', cal.get('n_points'))} frames"
     )
+    if cal.get("coverage_previous_fit") is not None:
+        text += f" (previous fit: {100 * cal['coverage_previous_fit']:.0f} % of this batch)"
+    return text
 
 
 def _conformal_caption(status: dict) -> str | None:

@@ -63,6 +63,10 @@ class Calibration(BaseModel):
     coverage_observed: float | None = Field(
         None, description="last-layer: share of the fitted frames whose error is within the bound"
     )
+    coverage_previous_fit: float | None = Field(
+        None,
+        description="last-layer: share of this batch within the previous fit's bound (held out)",
+    )
     frames: list[FrameScores] = Field(
         default_factory=list, description="last-layer: this batch's per-atom scores"
     )

@@ -356,7 +356,7 @@ def _calibrate_last_layer(
     labels = [x for x in labels if x.structure_hash in picked]
     records = current_records()
     earlier = []
-    if settings["history"] > 1 and campaign is not None:
-        window = {"$gte": index - settings["history"] + 1, "$lt": index}
+    if campaign is not None:  # the pooled batches, and the previous fit (held-out coverage)
+        window = {"$gte": index - max(settings["history"], 2) + 1, "$lt": index}
         earlier = records.find("iterations", {"campaign": campaign, "index": window})
     return calibrate_last_layer(records, finetuned.models[0], labels, settings, earlier, index)

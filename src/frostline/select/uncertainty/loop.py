@@ -191,7 +191,8 @@ def calibrate_last_layer(
 
     ``settings``: ``target_error``, ``hi_factor``, ``min_points``, ``hi_reference``,
     ``history`` and ``device`` (those of ``calibrate_committee``); ``earlier``: iteration
-    documents whose batches join the fit (the last ``history - 1`` before ``index``).
+    documents before ``index``: the batches of the last ``history - 1`` join the fit, and the
+    latest fitted one's bound is checked on this batch (``coverage_previous_fit``).
     """
     scores, errors = label_scores(records, model, labels, settings.get("device", "cpu"))
     fit_scores, fit_errors, added = list(scores), list(errors), []
@@ -216,6 +217,7 @@ def calibrate_last_layer(
         pooled_from=added,
         note=conformal.note,
     )
+    out.coverage_previous_fit = previous_coverage(earlier, index, scores, frame_errors)
     if not conformal.fitted:
         out.stds = [s.frame for s in scores]
         return out
@@ -231,6 +233,21 @@ def calibrate_last_layer(
     if math.isfinite(lo) and math.isfinite(hi):
         out.trust_lo, out.trust_hi, out.hi_reference_error = lo, hi, reference
     return out
+
+
+def previous_coverage(
+    earlier: Sequence[dict], index: int, scores: Sequence[FrameScores], errors: Sequence[float]
+) -> float | None:
+    """Share of this batch's frames within the bound of the latest earlier fit (held-out
+    frames, scored by this iteration's model: how the window selection used held up)."""
+    for doc in sorted(earlier, key=lambda d: d.get("index", -1), reverse=True):
+        conformal = (doc.get("calibration") or {}).get("conformal") or {}
+        if doc.get("index", index) < index and conformal.get("quantile") is not None:
+            if not scores:
+                return None
+            fit = ConformalCalibration.model_validate(conformal)
+            return coverage_of([fit.bound(s) for s in scores], errors)
+    return None
 
 
 def window_scales(iterations: Sequence[dict], trust: Sequence[float] | None) -> dict[str, float]:
