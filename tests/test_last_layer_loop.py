@@ -276,6 +276,10 @@ def test_last_layer_campaign_with_one_model_calibrates_and_reports(tmp_path, fou
     console = Console(width=200, record=True)
     console.print(status_table(status))
     assert "last-layer calibration (iteration 0): q" in console.export_text()
+    from frostline.report.plots import calibration_plot, calibration_title
+
+    assert "conformal bound" in calibration_title("llpr", [cal])
+    assert calibration_plot(status, tmp_path / "calibration.png").stat().st_size > 0
 
 
 def test_explore_jobs_stored_before_the_uncertainty_field_still_resume():
