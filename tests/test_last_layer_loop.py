@@ -250,10 +250,15 @@ def test_last_layer_campaign_with_one_model_calibrates_and_reports(tmp_path, fou
         tiny_campaign(
             name="llpr",
             finetune={"committee_size": 1},
-            explore={"temperatures": [300.0, 600.0], "starts_per_temperature": 2, "steps": 20},
+            explore={
+                "temperatures": [300.0, 600.0],
+                "starts_per_temperature": 2,
+                "steps": 12,
+                "sample_every": 3,
+            },
             select={
                 "uncertainty": "last-layer",
-                "max_labels_per_iteration": 10,
+                "max_labels_per_iteration": 9,  # the fewest a 90 % conformal bound needs
                 "novelty_threshold": 0.0,
                 "trust_hi": 1e6,
             },
