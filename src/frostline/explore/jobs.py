@@ -242,4 +242,4 @@ class ExploreMaker(Maker):
             return None
         from frostline.select.uncertainty.loop import LastLayerScorer, last_layer_state
 
-        return LastLayerScorer(model, last_layer_state(records, docs[0]))
+        return LastLayerScorer(model, last_layer_state(records, docs[0], self.device))
