@@ -237,6 +237,18 @@ def test_exploration_records_last_layer_scores_from_the_force_call(explored):
     assert np.isfinite(hydrogen).all()
 
 
+# one model; 16 MD frames, 9 labels (the fewest a 90 % conformal bound needs), every frame a
+# candidate before the first calibration
+LAST_LAYER_CAMPAIGN = {
+    "name": "llpr",
+    "finetune": {"committee_size": 1},
+    "explore": {"temperatures": [300.0, 600.0], "starts_per_temperature": 2, "steps": 12,
+                "sample_every": 3},
+    "select": {"uncertainty": "last-layer", "max_labels_per_iteration": 9,
+               "novelty_threshold": 0.0, "trust_hi": 1e6},
+}  # fmt: skip
+
+
 @pytest.mark.slow
 def test_last_layer_campaign_with_one_model_calibrates_and_reports(tmp_path, foundation):
     """committee_size 1: explore, select, label and a conformal calibration per batch."""
@@ -246,24 +258,7 @@ def test_last_layer_campaign_with_one_model_calibrates_and_reports(tmp_path, fou
     from frostline.registry.queries import campaign_status, open_campaign_dir
     from frostline.report.tables import status_table
 
-    config = parse_config(
-        tiny_campaign(
-            name="llpr",
-            finetune={"committee_size": 1},
-            explore={
-                "temperatures": [300.0, 600.0],
-                "starts_per_temperature": 2,
-                "steps": 12,
-                "sample_every": 3,
-            },
-            select={
-                "uncertainty": "last-layer",
-                "max_labels_per_iteration": 9,  # the fewest a 90 % conformal bound needs
-                "novelty_threshold": 0.0,
-                "trust_hi": 1e6,
-            },
-        )
-    )
+    config = parse_config(tiny_campaign(**LAST_LAYER_CAMPAIGN))
     run_campaign(config, tmp_path, log=False)
     status = campaign_status(open_campaign_dir(Path(tmp_path)))
     first, second = status["iterations"][:2]
