@@ -14,7 +14,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 """Selection strategies (``select.strategy``; classes in ``frostline.select.strategies``)."""
 Stratify = Literal["none", "exploration"]
 STRATIFY: tuple[str, ...] = get_args(Stratify)
-Uncertainty = Literal["committee", "descriptor"]
+Uncertainty = Literal["committee", "descriptor", "last-layer"]
 UNCERTAINTIES: tuple[str, ...] = get_args(Uncertainty)
 ContactDeficit = Literal["absolute", "relative"]
 CONTACT_DEFICITS: tuple[str, ...] = get_args(ContactDeficit)

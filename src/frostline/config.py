@@ -277,7 +277,12 @@ class ExploreConfig(_Strict):
     sample_every: int = Field(10, ge=1)
     starts_per_temperature: int = Field(2, ge=1)
     friction: float = Field(0.02, gt=0, description="Langevin friction, 1/fs")
-    abort_force_std: float = Field(1.0, gt=0, description="eV/Å: stop a trajectory beyond this")
+    abort_force_std: float = Field(
+        1.0,
+        gt=0,
+        description="eV/Å: stop a trajectory when the committee force std exceeds this (not "
+        "applied with select.uncertainty: last-layer, whose raw scores have no eV/Å scale)",
+    )
     max_strain: float = Field(
         0.0,
         ge=0,
@@ -307,6 +312,11 @@ class ExploreConfig(_Strict):
 DESCRIPTOR_TRUST = (0.1, 5.0)
 """First trust window with ``uncertainty: descriptor`` (novelty units: a 0.01 Å rattle of a
 labelled H2/Cu frame is ~0.3, another adsorption geometry 0.7-2)."""
+LAST_LAYER_TRUST = (1e-6, 1e6)
+"""First trust window with ``uncertainty: last-layer`` (raw LLPR standard deviations have no
+scale before calibration, and differ by element: measured 0.3-1.4 for Cu and 6-14 for H atoms
+of the same H2/Cu frames): every plausible frame is a candidate, ranked by its score; later
+windows come from the conformal fit, in its normalised units."""
 
 
 class SelectConfig(_Strict):
@@ -341,7 +351,11 @@ class SelectConfig(_Strict):
         "committee",
         description="committee: max atomic force std of the committee (eV/Å); descriptor: one "
         "model is enough, a frame's novelty against every label bought (foundation descriptors;"
-        " trust_lo/trust_hi then in descriptor units, calibration maps them to force errors)",
+        " trust_lo/trust_hi then in descriptor units, calibration maps them to force errors); "
+        "last-layer: member 0's last-layer (LLPR) variance per atom, read in the force call "
+        "(MD costs about one model; committee_size 1 suffices), calibrated per element by a "
+        "conformal bound after every labelled batch (trust_lo/trust_hi: the first window, in "
+        "LLPR standard deviation units)",
     )
     trust_lo: float = Field(0.05, gt=0, description="eV/Å: below is 'accurate' (first window)")
     trust_hi: float = Field(0.5, gt=0, description="eV/Å: at or above is 'too uncertain'")
@@ -407,11 +421,12 @@ class SelectConfig(_Strict):
 
     @model_validator(mode="after")
     def _window(self) -> SelectConfig:
-        if self.uncertainty == "descriptor":  # the eV/Å defaults mean nothing in these units
+        first = {"descriptor": DESCRIPTOR_TRUST, "last-layer": LAST_LAYER_TRUST}
+        if self.uncertainty in first:  # the eV/Å defaults mean nothing in these units
             if "trust_lo" not in self.model_fields_set:
-                self.trust_lo = DESCRIPTOR_TRUST[0]
+                self.trust_lo = first[self.uncertainty][0]
             if "trust_hi" not in self.model_fields_set:
-                self.trust_hi = DESCRIPTOR_TRUST[1]
+                self.trust_hi = first[self.uncertainty][1]
         if self.trust_hi <= self.trust_lo:
             raise ValueError("trust_hi must be larger than trust_lo")
         return self
@@ -627,7 +642,8 @@ class CampaignConfig(_Strict):
         if self.finetune.committee_size == 1 and self.select.uncertainty == "committee":
             raise ValueError(
                 "finetune.committee_size 1 has no committee spread (every frame would look "
-                "accurate): use select.uncertainty: descriptor, or committee_size >= 2"
+                "accurate): use select.uncertainty: last-layer or descriptor, or "
+                "committee_size >= 2"
             )
         return self
 

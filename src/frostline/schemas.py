@@ -68,7 +68,14 @@ class CandidateStructure(BaseModel):
 
     structure: dict
     provenance: Provenance = Field(default_factory=Provenance)
-    max_force_std: float | None = Field(None, description="max atomic committee force std, eV/Å")
+    max_force_std: float | None = Field(
+        None,
+        description="the frame's uncertainty: max atomic committee force std (eV/Å), or the "
+        "selection's uncertainty score (descriptor novelty, last-layer LLPR std)",
+    )
+    atom_scores: list[float] | None = Field(
+        None, description="last-layer: each atom's LLPR standard deviation (exploration)"
+    )
     energy_std_per_atom: float | None = Field(None, description="committee energy std, eV/atom")
     max_force: float | None = Field(None, description="largest predicted atomic force, eV/Å")
 
@@ -293,8 +300,9 @@ class SelectionResult(BaseModel):
     uncertainty: str = Field(
         "committee",
         description="what the trust window applies to: 'committee' (max atomic force std, eV/Å;"
-        " the candidates' max_force_std) or 'descriptor' (novelty against the labelled set,"
-        " stored in the selected candidates' max_force_std)",
+        " the candidates' max_force_std), 'descriptor' (novelty against the labelled set,"
+        " stored in the selected candidates' max_force_std) or 'last-layer' (LLPR std per atom;"
+        " max_force_std: the frame score in the calibrated window's units)",
     )
     accurate_fraction: float
     stop_reason: str | None = None
@@ -350,11 +358,17 @@ class IterationDoc(BaseModel):
     fates: dict[str, int] = Field(default_factory=dict, description="candidates per fate")
     filter_reasons: dict[str, int] = Field(default_factory=dict)
     trust_window: list[float] | None = Field(
-        None, description="[lo, hi] used to select (eV/Å; descriptor units with 'descriptor')"
+        None,
+        description="[lo, hi] used to select (eV/Å; descriptor units with 'descriptor'; with "
+        "'last-layer' raw LLPR units, then the units of the conformal fit that derived it)",
     )
-    uncertainty: str = Field("committee", description="'committee' or 'descriptor' (selection)")
+    uncertainty: str = Field(
+        "committee", description="'committee', 'descriptor' or 'last-layer' (selection)"
+    )
     calibration: dict[str, Any] | None = Field(
-        None, description="committee std → true force error fit on this iteration's labels"
+        None,
+        description="score → true force error fit on this iteration's labels (last-layer: "
+        "the conformal quantile, per-element scales and observed coverage under 'conformal')",
     )
     wall_time_s: dict[str, float] = Field(default_factory=dict)
     created: datetime = Field(default_factory=utcnow)

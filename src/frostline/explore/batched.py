@@ -56,7 +56,10 @@ class BatchedLangevin:
     """Langevin (or, with ``friction=0``, velocity Verlet) MD of many replicas at once.
 
     ``thermalize``: draw initial momenta from each replica's generator at its temperature (as the
-    ASE engine does); otherwise the starts' own momenta are used.
+    ASE engine does); otherwise the starts' own momenta are used. ``scorer``: per-atom scores of
+    the committee's latest call (hooks on a member, e.g. ``LastLayerScorer``), recorded on
+    sampled frames instead of the committee deviation; ``abort_force_std`` then does not apply
+    (as in :func:`frostline.explore.samplers.langevin_frames`).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class BatchedLangevin:
         friction: float = 0.02,
         skin: float = 0.5,
         thermalize: bool = True,
+        scorer: Callable[[Sequence[str]], np.ndarray] | None = None,
     ) -> None:
         if not (len(starts) == len(temperatures) == len(seeds)):
             raise ValueError(
@@ -82,6 +86,7 @@ class BatchedLangevin:
         if friction < 0:
             raise ValueError(f"friction must be >= 0 1/fs, got {friction}")
         self.committee = committee
+        self.scorer = scorer
         self.device, self.dtype = committee.device, committee.dtype
         self.skin = float(skin)
         self.cutoff = committee.r_max + self.skin
@@ -264,7 +269,14 @@ class BatchedLangevin:
         self, step: int, out: CommitteeOutput, abort_force_std: float, abort_min_distance: float
     ) -> set[int]:
         """Record a frame of every active replica; return the replicas that must stop."""
-        per_atom = torch.sqrt(out.forces_var.sum(dim=1))  # DP-GEN's force deviation
+        scores = None
+        if self.scorer is None:
+            per_atom = torch.sqrt(out.forces_var.sum(dim=1))  # DP-GEN's force deviation
+        else:  # the scorer's hooks hold the features of the call that gave ``out``
+            symbols = [z for r in self.active for z in self.replicas[r].start.symbols]
+            scores = self.scorer(symbols)
+            per_atom = self._tensor(scores)
+            abort_force_std = float("inf")
         n_graphs = len(self.active)
         f_std = torch.zeros(n_graphs, dtype=self.dtype, device=self.device).scatter_reduce(
             0, self._static["batch"], per_atom, reduce="amax", include_self=False
@@ -295,9 +307,10 @@ class BatchedLangevin:
                     float(e_std_np[i]) / len(atoms),
                     dmin,
                     float(f_norm[lo:hi].max()),
+                    None if scores is None else [float(x) for x in scores[lo:hi]],
                 )
             )
-            if not ok_np[i] or not np.isfinite(fs):
+            if not ok_np[i] or (scores is None and not np.isfinite(fs)):
                 rep.stopped = "not_finite"
             elif dmin < abort_min_distance:
                 rep.stopped = "min_distance"
@@ -321,7 +334,10 @@ def batched_langevin_frames(
     abort_min_distance: float = 0.5,
     skin: float = 0.5,
     on_step: Callable[[int], None] | None = None,
+    scorer: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> list[Replica]:
     """Run one replica per (start, temperature, seed) together; frames as ``langevin_frames``."""
-    md = BatchedLangevin(committee, starts, temperatures, seeds, timestep_fs, friction, skin)
+    md = BatchedLangevin(
+        committee, starts, temperatures, seeds, timestep_fs, friction, skin, scorer=scorer
+    )
     return md.run(steps, sample_every, abort_force_std, abort_min_distance, on_step)

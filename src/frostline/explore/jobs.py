@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from ase import Atoms
@@ -11,12 +12,13 @@ from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from frostline.choices import UNCERTAINTIES, Uncertainty
 from frostline.explore.batched import batched_langevin_frames
 from frostline.explore.samplers import Frame, langevin_frames
 from frostline.explore.shared_committee import SharedCommittee
 from frostline.finetune.committee import load_committee, load_models
 from frostline.jobs import frostline_job
-from frostline.reliability.memo import memo_key, memo_lookup, memo_mark
+from frostline.reliability.memo import memo_keys, memo_lookup, memo_mark
 from frostline.schemas import (
     CandidateStructure,
     ExploreResult,
@@ -43,6 +45,14 @@ class ExploreMaker(Maker):
     (symmetric strain, components uniform in ±``max_strain``, seeded per trajectory): MD at
     fixed cell then samples compressed, expanded and sheared cells, the configurations that
     decide equations of state and elastic constants, which near-equilibrium MD never visits.
+
+    ``uncertainty="last-layer"``: member 0 alone drives the MD, and every sampled frame records
+    its per-atom last-layer (LLPR) standard deviations, read by hooks from the same model call
+    that gave the frame's forces (about one model's cost; the member's LLPR state is fitted and
+    stored on first use, reloaded after: ``frostline.select.uncertainty.loop``). The frame's
+    ``max_force_std`` is then the largest of those scores, which have no eV/Å scale before
+    calibration: ``abort_force_std`` is not applied in this mode (close contacts and
+    non-finite numbers still stop a trajectory; wild frames fail selection's sanity filters).
     """
 
     name: str = "explore"
@@ -58,8 +68,15 @@ class ExploreMaker(Maker):
     dtype: str = "float64"
     device: str = "auto"
     seed: int = 0
+    uncertainty: Uncertainty = "committee"
+    # fields added after campaigns were stored (at their defaults: left out of the memo key)
+    MEMO_ADDED_FIELDS: ClassVar[tuple[str | tuple[str, ...], ...]] = ("uncertainty",)
 
     def __post_init__(self) -> None:
+        if self.uncertainty not in UNCERTAINTIES:
+            raise ValueError(
+                f"ExploreMaker.uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}"
+            )
         if self.engine not in ENGINES:
             raise ValueError(f"ExploreMaker.engine must be one of {ENGINES}, got {self.engine!r}")
         if self.dtype not in ("float64", "float32"):
@@ -103,16 +120,16 @@ class ExploreMaker(Maker):
         finetuned = FineTuneResult.model_validate(finetuned)
         if not starts:
             raise ValueError("exploration needs at least one starting structure")
-        key = memo_key(
+        keys = memo_keys(
             "explore",
             maker=self,
             models=[(m.model_id, m.file.sha256) for m in finetuned.models],
             starts=starts,
             iteration=iteration,
         )
-        reused = memo_lookup(key)
+        reused = memo_lookup(keys)
         if reused is not None:  # a resumed run: these trajectories ran before the crash
-            memo_mark(key)
+            memo_mark(keys[0])
             return ExploreResult.model_validate(reused)
         plan = self.plan(len(starts), iteration)
         atoms = self.start_cells([AseAtomsAdaptor.get_atoms(as_structure(s)) for s in starts], plan)
@@ -124,10 +141,8 @@ class ExploreMaker(Maker):
         )
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task("md", total=len(plan) * self.steps)
-            if self.engine == "batched":
-                runs = self._run_batched(finetuned, atoms, plan, progress, task)
-            else:
-                runs = self._run_ase(finetuned, atoms, plan, progress, task)
+            run = self._run_batched if self.engine == "batched" else self._run_ase
+            runs = run(finetuned, atoms, plan, progress, task)
         candidates: list[CandidateStructure] = []
         n_steps = n_aborted = 0
         for (temp, _, _), (frames, done) in zip(plan, runs, strict=True):
@@ -143,9 +158,10 @@ class ExploreMaker(Maker):
                         max_force_std=frame.max_force_std,
                         energy_std_per_atom=frame.energy_std_per_atom,
                         max_force=frame.max_force,
+                        atom_scores=frame.atom_scores,
                     )
                 )
-        memo_mark(key)
+        memo_mark(keys[0])
         return ExploreResult(
             candidates=candidates,
             n_trajectories=len(plan),
@@ -156,9 +172,17 @@ class ExploreMaker(Maker):
 
     def _run_ase(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
         """One ASE Langevin trajectory after the other with mace's ``MACECalculator``."""
-        calc = load_committee(
-            current_records(), finetuned.models, device=self.device, dtype=self.dtype
-        )
+        records, models = current_records(), self._members(finetuned)
+        calc = load_committee(records, models, device=self.device, dtype=self.dtype)
+        scorer = self._scorer(records, models, calc.models[0])
+        try:
+            return self._trajectories(calc, atoms, plan, progress, task, scorer)
+        finally:
+            if scorer is not None:
+                scorer.close()
+
+    def _trajectories(self, calc, atoms, plan, progress, task, scorer) -> list:
+        """The ASE engine's trajectories, one after the other."""
         runs = []
         for (temp, seed, _), start in zip(plan, atoms, strict=True):
             frames: list[Frame] = []
@@ -172,6 +196,7 @@ class ExploreMaker(Maker):
                 friction=self.friction,
                 seed=seed,
                 abort_force_std=self.abort_force_std,
+                scorer=scorer,
             ):
                 progress.advance(task, frame.step - (frames[-1].step if frames else 0))
                 frames.append(frame)
@@ -182,19 +207,39 @@ class ExploreMaker(Maker):
 
     def _run_batched(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
         """All trajectories in one batch per step with the (shared-trunk) committee."""
-        models = load_models(current_records(), finetuned.models)  # rebuilt, not unpickled
+        records, docs = current_records(), self._members(finetuned)
+        models = load_models(records, docs)  # rebuilt, not unpickled
         committee = SharedCommittee(models, device=self.device, dtype=self.dtype)
-        replicas = batched_langevin_frames(
-            committee,
-            atoms,
-            [temp for temp, _, _ in plan],
-            [seed for _, seed, _ in plan],
-            self.steps,
-            self.sample_every,
-            timestep_fs=self.timestep_fs,
-            friction=self.friction,
-            abort_force_std=self.abort_force_std,
-            on_step=lambda n: progress.advance(task, n),
-        )
+        scorer = self._scorer(records, docs, committee.models[0])
+        try:
+            replicas = batched_langevin_frames(
+                committee,
+                atoms,
+                [temp for temp, _, _ in plan],
+                [seed for _, seed, _ in plan],
+                self.steps,
+                self.sample_every,
+                timestep_fs=self.timestep_fs,
+                friction=self.friction,
+                abort_force_std=self.abort_force_std,
+                on_step=lambda n: progress.advance(task, n),
+                scorer=scorer,
+            )
+        finally:
+            if scorer is not None:
+                scorer.close()
         progress.update(task, completed=len(plan) * self.steps)
         return [(rep.frames, rep.steps_done) for rep in replicas]
+
+    def _members(self, finetuned: FineTuneResult) -> list:
+        """The models that drive the MD: the committee, or member 0 alone (last-layer)."""
+        return finetuned.models[:1] if self.uncertainty == "last-layer" else finetuned.models
+
+    def _scorer(self, records, docs: list, model):
+        """last-layer: hooks on ``model`` (member 0 as the engine runs it) scoring each call's
+        atoms with the member's stored (or newly fitted) LLPR state; otherwise None."""
+        if self.uncertainty != "last-layer":
+            return None
+        from frostline.select.uncertainty.loop import LastLayerScorer, last_layer_state
+
+        return LastLayerScorer(model, last_layer_state(records, docs[0], self.device))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ class Frame:
     energy_std_per_atom: float
     min_distance: float
     max_force: float | None = None  # largest committee-mean atomic force, eV/Å
+    atom_scores: list[float] | None = None  # per-atom uncertainty of a ``scorer`` (last-layer)
 
 
 def committee_uncertainty(calc: Calculator, atoms: Atoms) -> tuple[float, float]:
@@ -55,11 +57,18 @@ def langevin_frames(
     seed: int = 0,
     abort_force_std: float = 1.0,
     abort_min_distance: float = 0.5,
+    scorer: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> Iterator[Frame]:
     """Run Langevin MD and yield a frame every ``sample_every`` steps.
 
     The trajectory stops early (after yielding the offending frame) when atoms come closer than
     ``abort_min_distance`` or the committee's force deviation exceeds ``abort_force_std``.
+
+    ``scorer`` (e.g. ``LastLayerScorer``): per-atom scores of the model call that gave the
+    frame's forces (called with the frame's symbols); they replace the committee deviation as
+    the frame's uncertainty (``max_force_std`` = their maximum, ``atom_scores``), and
+    ``abort_force_std`` is then not applied (an uncalibrated score has no eV/Å scale): only
+    close contacts and non-finite numbers stop the trajectory.
     """
     atoms = start.copy()
     atoms.calc = calc
@@ -79,10 +88,17 @@ def langevin_frames(
         dyn.run(n)
         done += n
         fmax = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
-        f_std, e_std = committee_uncertainty(calc, atoms)
+        scores, limit = None, abort_force_std
+        if scorer is None:
+            f_std, e_std = committee_uncertainty(calc, atoms)
+        else:  # the hooks hold the features of the call that gave these forces
+            scores = [float(x) for x in scorer(atoms.get_chemical_symbols())]
+            f_std, e_std, limit = max(scores), 0.0, math.inf
         dmin = min_distance(atoms)
         frame = atoms.copy()
         frame.calc = None
-        yield Frame(frame, done, temperature, f_std, e_std, dmin, fmax)
-        if dmin < abort_min_distance or f_std > abort_force_std or not np.isfinite(f_std):
+        yield Frame(frame, done, temperature, f_std, e_std, dmin, fmax, scores)
+        if dmin < abort_min_distance or f_std > limit or not np.isfinite(fmax):
+            return
+        if scorer is None and not np.isfinite(f_std):
             return

@@ -158,7 +158,9 @@ class ActiveLearningMaker(Maker):
             foundation=foundation,
             finetune=FineTuneMaker(**section_fields(ft, FineTuneMaker, seed=config.seed)),
             sweep=ft.sweep,
-            explore=ExploreMaker(**section_fields(config.explore, ExploreMaker, **shared)),
+            explore=ExploreMaker(
+                **section_fields(config.explore, ExploreMaker, uncertainty=se.uncertainty, **shared)
+            ),
             select=SelectMaker(
                 **section_fields(
                     se,

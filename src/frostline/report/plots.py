@@ -3,7 +3,8 @@
 - ``learning_curve.png``: validation force and energy MAE against training labels, with the
   foundation's zero-shot error on the same validation set;
 - ``calibration.png``: committee max force std against the true max atomic force error of every
-  freshly labelled structure, the fitted line per iteration, the target error and trust windows;
+  freshly labelled structure, the fitted line per iteration, the target error and trust windows
+  (``uncertainty: last-layer``: the element-scaled LLPR frame score and the conformal bound);
 - ``fates.png``: what happened to every explored frame, per iteration;
 - ``timing.png``: wall time per stage, per iteration.
 
@@ -73,6 +74,15 @@ def calibration_title(campaign: str, cals: list[dict]) -> str:
     """What the calibration plot draws: shaded windows only where a window was derived, and why
     none was otherwise (e.g. error not growing with the std: a downward fit)."""
     derived = sum(c.get("trust_lo") is not None for c in cals)
+    if any(c.get("conformal") for c in cals):  # last-layer: conformal bounds, not lines
+        nominal = 100 * max((c.get("conformal") or {}).get("coverage", 0.9) for c in cals)
+        if derived:
+            return (
+                f"{campaign}: last-layer calibration (lines: {nominal:.0f} % conformal bound; "
+                f"shaded: trust window of {derived} fits)"
+            )
+        notes = sorted({c.get("note") or "no fit" for c in cals})
+        return f"{campaign}: last-layer calibration (no bound: {'; '.join(notes)})"
     if derived:
         return f"{campaign}: committee calibration (shaded: trust window of {derived} fits)"
     notes = sorted({c.get("note") or "no fit" for c in cals})
@@ -95,15 +105,24 @@ def calibration_plot(status: dict, path: Path, target_error: float | None = None
         label = f"iteration {index}"
         if cal.get("r2") is not None:
             label += f" (R² {cal['r2']:.2f})"
+        elif cal.get("coverage_observed") is not None:
+            label += f" (covers {100 * cal['coverage_observed']:.0f} %)"
         ax.scatter(cal["stds"], cal["errors"], s=18, color=color, label=label)
+        x = np.linspace(0.0, top * 1.05, 20)
         if cal.get("slope") is not None:
-            x = np.linspace(0.0, top * 1.05, 20)
             ax.plot(x, cal["intercept"] + cal["slope"] * x, color=color, lw=1)
+        elif (cal.get("conformal") or {}).get("quantile") is not None:
+            ax.plot(x, cal["conformal"]["quantile"] * x, color=color, lw=1)  # bound q·u
         if cal.get("trust_lo") is not None:
             ax.axvspan(cal["trust_lo"], cal["trust_hi"], color=color, alpha=0.08)
     if target_error is not None:
         ax.axhline(target_error, color="k", ls="--", lw=1, label="target error")
-    ax.set_xlabel("committee max atomic force std (eV/Å)")
+    last_layer = any(c.get("conformal") for _, c in cals)
+    ax.set_xlabel(
+        "last-layer score max_i a_z σ_i (element-scaled, eV/Å)"
+        if last_layer
+        else "committee max atomic force std (eV/Å)"
+    )
     ax.set_ylabel("true max atomic force error (eV/Å)")
     ax.set_title(calibration_title(status["campaign"], [c for _, c in cals]), fontsize=9)
     ax.legend(fontsize=7)

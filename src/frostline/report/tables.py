@@ -97,7 +97,7 @@ def _table(
 def _status_caption(status: dict) -> str | None:
     """The zero-shot line, and why the campaign is not converged when its uncertainty calls
     the frames accurate but the validation errors do not agree."""
-    lines = [_zero_shot_caption(status)]
+    lines = [_zero_shot_caption(status), _conformal_caption(status)]
     note = status["iterations"][-1].get("convergence_note") if status["iterations"] else None
     if note:
         lines.append(f"not converged: {note}")
@@ -113,6 +113,36 @@ def _zero_shot_caption(status: dict) -> str | None:
         f"E MAE {_fmt(status.get('zero_shot_energy_mae_mev_per_atom'))} meV/atom "
         "(per-element shift)"
     )
+
+
+def conformal_line(cal: dict) -> str:
+    """One line of a last-layer calibration: conformal multiplier, per-element scales and the
+    observed coverage of the bound on the fitted frames (or why nothing was fitted)."""
+    conformal = cal.get("conformal") or {}
+    if conformal.get("quantile") is None:
+        return f"no bound: {conformal.get('note') or cal.get('note') or 'not fitted'}"
+    scales = " · ".join(f"{z} {a:.3g}" for z, a in sorted(conformal["element_scales"].items()))
+    nominal = 100 * conformal.get("coverage", 0.9)
+    observed = cal.get("coverage_observed")
+    covered = "–" if observed is None else f"{100 * observed:.0f} %"
+    text = (
+        f"q {conformal['quantile']:.3g}, scales {scales} eV/Å, {nominal:.0f} % bound covers "
+        f"{covered} of {conformal.get('n_frames', cal.get('n_points'))} frames"
+    )
+    if cal.get("coverage_previous_fit") is not None:
+        text += f" (previous fit: {100 * cal['coverage_previous_fit']:.0f} % of this batch)"
+    return text
+
+
+def _conformal_caption(status: dict) -> str | None:
+    """The latest last-layer calibration in one line: the latest fitted one, else the latest
+    attempted on labelled frames (None: the campaign has none)."""
+    cals = [(it["index"], it.get("calibration") or {}) for it in status["iterations"]]
+    cals = [(i, c) for i, c in cals if (c.get("conformal") or {}).get("n_frames")]
+    fitted = [(i, c) for i, c in cals if c["conformal"].get("quantile") is not None]
+    for index, cal in (fitted or cals)[-1:]:
+        return f"last-layer calibration (iteration {index}): {conformal_line(cal)}"
+    return None
 
 
 def element_cell(by_element: dict[str, float] | None) -> str:
@@ -191,7 +221,7 @@ def training_hints(status: dict) -> list[str]:
     return hints
 
 
-_WINDOW_UNIT = {"committee": "eV/Å", "descriptor": "(descriptor)"}
+_WINDOW_UNIT = {"committee": "eV/Å", "descriptor": "(descriptor)", "last-layer": "(LLPR)"}
 
 FATE_COLUMNS = (
     "selected",
@@ -245,6 +275,8 @@ def fates_table(status: dict, wide: bool = True) -> Table:
 
 
 def _calibration_cell(cal: dict) -> str:
+    if cal.get("conformal"):
+        return conformal_line(cal)
     if cal.get("slope") is None:
         return cal.get("note") or "–"
     text = f"a={cal['intercept']:.2f} b={cal['slope']:.2f} R²={cal['r2']:.2f} (n={cal['n_points']})"

@@ -26,14 +26,21 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from frostline.finetune.evaluate import atom_force_errors
+from frostline.select.uncertainty.calibration import ConformalCalibration, FrameScores
 
 HI_REFERENCES = ("target", "typical")
 
 
 class Calibration(BaseModel):
-    """A fitted std → error relation and the trust window derived from it."""
+    """A fitted score → error relation and the trust window derived from it.
+
+    ``uncertainty: committee`` (and ``descriptor``): a straight line through (score, error);
+    ``last-layer``: a split-conformal bound with per-element scales (``conformal``), ``stds``
+    then holding each frame's normalised score (``ConformalCalibration.frame_score``).
+    """
 
     n_points: int
+    uncertainty: str = Field("committee", description="the uncertainty method calibrated")
     slope: float | None = None
     intercept: float | None = None
     r2: float | None = None
@@ -50,6 +57,22 @@ class Calibration(BaseModel):
         "``errors`` hold this batch's points only; ``n_points`` counts all that were fitted)",
     )
     note: str | None = Field(None, description="why no window was derived, if none was")
+    conformal: ConformalCalibration | None = Field(
+        None, description="last-layer: the conformal fit (quantile, per-element scales)"
+    )
+    coverage_observed: float | None = Field(
+        None, description="last-layer: share of the fitted frames whose error is within the bound"
+    )
+    coverage_previous_fit: float | None = Field(
+        None,
+        description="last-layer: share of this batch within the previous fit's bound (held out)",
+    )
+    frames: list[FrameScores] = Field(
+        default_factory=list, description="last-layer: this batch's per-atom scores"
+    )
+    atom_errors: list[list[float]] = Field(
+        default_factory=list, description="last-layer: this batch's atomic force errors, eV/Å"
+    )
     started_at: float | None = Field(None, description="epoch seconds when calibration began")
     wall_time_s: float = 0.0
 
@@ -119,16 +142,22 @@ def pooled_points(
     Returns (stds, errors, indices of the iterations added). Documents outside the window,
     without calibration points or with mismatched lists are skipped.
     """
-    if history < 1:
-        raise ValueError(f"calibration history must be >= 1, got {history}")
     all_stds, all_errors, added = list(stds), list(errors), []
-    for doc in sorted(earlier, key=lambda d: d.get("index", -1)):
-        i = doc.get("index")
+    for doc in pooled_iterations(earlier, index, history):
         cal = doc.get("calibration") or {}
         s, e = cal.get("stds") or [], cal.get("errors") or []
-        if i is None or not index - history < i < index or not s or len(s) != len(e):
+        if not s or len(s) != len(e):
             continue
         all_stds += list(s)
         all_errors += list(e)
-        added.append(int(i))
+        added.append(int(doc["index"]))
     return all_stds, all_errors, added
+
+
+def pooled_iterations(earlier: Sequence[dict], index: int, history: int) -> list[dict]:
+    """The iteration documents of ``earlier`` among the ``history - 1`` before ``index``,
+    oldest first (the batches a calibration with ``history`` pools)."""
+    if history < 1:
+        raise ValueError(f"calibration history must be >= 1, got {history}")
+    window = [d for d in earlier if d.get("index") is not None and index - history < d["index"]]
+    return sorted([d for d in window if d["index"] < index], key=lambda d: d["index"])

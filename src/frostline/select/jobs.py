@@ -58,10 +58,12 @@ class SelectMaker(Maker):
     ``descriptor_model`` (a MACE ``.model`` path, normally the campaign's foundation) enables
     the novelty gate and diverse picking; without it selection uses the trust window only.
 
-    ``uncertainty``: ``committee`` (the committee's max atomic force std, eV/Å) or
+    ``uncertainty``: ``committee`` (the committee's max atomic force std, eV/Å),
     ``descriptor`` (one model is enough: a frame's novelty against every label bought, in
     descriptor units; needs ``descriptor_model``; the trust window is then in those units, and
-    calibration fits the true force error against it).
+    calibration fits the true force error against it) or ``last-layer`` (member 0's LLPR
+    standard deviation per atom, recorded by exploration; a calibrated window is in the units
+    of its conformal fit, whose per-element scales are applied to every atom's score here).
     """
 
     name: str = "select"
@@ -127,6 +129,7 @@ class SelectMaker(Maker):
         descriptor, labelled = self._descriptor(iteration)
         trained = self._labelled_atoms(iteration, role="train") if self.contact_picks else []
         candidates = self._scored(explored.candidates, labelled, descriptor)
+        candidates = self._normalised(candidates, iteration, trust)
         n = len(candidates)
         strata = (
             [exploration_stratum(c) for c in candidates] if self.stratify == "exploration" else None
@@ -198,6 +201,33 @@ class SelectMaker(Maker):
             for c, s in zip(candidates, scores, strict=True)
         ]
 
+    def _normalised(
+        self, candidates: list[CandidateStructure], iteration: int, trust: list[float] | None
+    ) -> list[CandidateStructure]:
+        """last-layer: each frame's score in the units of the calibrated window ``trust`` (the
+        per-element scales of the conformal fit that derived it applied to its atoms' scores);
+        an uncalibrated window compares the raw largest atom score."""
+        if self.uncertainty != "last-layer" or not trust:
+            return candidates
+        from frostline.select.uncertainty.calibration import ConformalCalibration, FrameScores
+        from frostline.select.uncertainty.loop import window_scales
+
+        earlier = current_records().find(
+            "iterations", {"campaign": self.campaign, "index": {"$lt": iteration}}
+        )
+        scales = window_scales(earlier, trust)
+        if not scales:
+            return candidates
+        cal = ConformalCalibration(method="last-layer", element_scales=scales)
+        out = []
+        for c in candidates:
+            if c.atom_scores is not None:
+                symbols = [site["species"][0]["element"] for site in c.structure["sites"]]
+                score = cal.frame_score(FrameScores(atom=c.atom_scores, symbols=symbols))
+                c = c.model_copy(update={"max_force_std": score})
+            out.append(c)
+        return out
+
     def _result(
         self,
         plan: BatchPlan,
@@ -266,12 +296,24 @@ def calibrate_committee(
     per structure is paired with the std that selection saw for that structure. With
     ``history`` > 1 the points of the ``history - 1`` iterations before ``index`` of
     ``campaign`` (from their iteration documents in the store) join the fit.
+
+    A selection made with ``uncertainty: last-layer`` is calibrated with a split-conformal
+    bound on member 0's per-atom LLPR scores and true atomic force errors instead
+    (``frostline.select.uncertainty.loop.calibrate_last_layer``).
     """
     started_at, t0 = time.time(), time.perf_counter()
     finetuned = FineTuneResult.model_validate(finetuned)
     selection = SelectionResult.model_validate(selection)
     labels = [LabelledStructure.model_validate(x) for x in new_labels or []]
     labels = [x for x in labels if x.status == "ok"]
+    if selection.uncertainty == "last-layer":  # a conformal bound on member 0's LLPR scores
+        settings = dict(
+            target_error=target_error, hi_factor=hi_factor, device=device,
+            min_points=min_points, hi_reference=hi_reference, history=history,
+        )  # fmt: skip
+        cal = _calibrate_last_layer(finetuned, selection, labels, settings, campaign, index)
+        cal.started_at, cal.wall_time_s = started_at, time.perf_counter() - t0
+        return cal
     std_by_hash = {structure_hash(c.structure): c.max_force_std for c in selection.selected}
     pairs = [(std_by_hash[x.structure_hash], x) for x in labels if x.structure_hash in std_by_hash]
     stds, errors = [], []
@@ -297,3 +339,24 @@ def calibrate_committee(
         cal.pooled_from = added
     cal.started_at, cal.wall_time_s = started_at, time.perf_counter() - t0
     return cal
+
+
+def _calibrate_last_layer(
+    finetuned: FineTuneResult,
+    selection: SelectionResult,
+    labels: list[LabelledStructure],
+    settings: dict,
+    campaign: str | None,
+    index: int,
+) -> Calibration:
+    """The conformal calibration of the last-layer scores on the selected, labelled frames."""
+    from frostline.select.uncertainty.loop import calibrate_last_layer
+
+    picked = {structure_hash(c.structure) for c in selection.selected}
+    labels = [x for x in labels if x.structure_hash in picked]
+    records = current_records()
+    earlier = []
+    if campaign is not None:  # the pooled batches, and the previous fit (held-out coverage)
+        window = {"$gte": index - max(settings["history"], 2) + 1, "$lt": index}
+        earlier = records.find("iterations", {"campaign": campaign, "index": window})
+    return calibrate_last_layer(records, finetuned.models[0], labels, settings, earlier, index)
