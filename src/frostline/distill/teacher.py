@@ -32,6 +32,19 @@ STRAIN_REACH = 2.0
 """Every other strained structure is strained up to this multiple of ``max_strain``."""
 
 
+@dataclass(frozen=True)
+class Langevin:
+    """The teacher's Langevin MD: time step (fs), friction (1/fs) and the random seed (which
+    also draws the seeds, strains and defects)."""
+
+    timestep_fs: float = 1.0
+    friction: float = 0.02
+    seed: int = 0
+
+
+LANGEVIN = Langevin()
+
+
 @dataclass
 class TeacherSample:
     """A structure with the teacher's energy (eV) and forces (eV/Å)."""
@@ -104,9 +117,7 @@ def generate_teacher_data(
     sample_every: int = 5,
     rattle_stdev: float = 0.05,
     max_strain: float = 0.03,
-    timestep_fs: float = 1.0,
-    friction: float = 0.02,
-    seed: int = 0,
+    langevin: Langevin = LANGEVIN,
     progress: Callable[[int], None] | None = None,
 ) -> list[TeacherSample]:
     """About ``n_structures`` teacher-labelled structures (see the module docstring).
@@ -119,7 +130,7 @@ def generate_teacher_data(
         raise ValueError(f"n_teacher_structures must be >= 4, not {n_structures}")
     if not temperatures or any(t <= 0 for t in temperatures):
         raise ValueError(f"temperatures must be > 0 K, got {list(temperatures)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(langevin.seed)
     plan = TeacherPlan.split(n_structures, len(seeds))
     out = _Samples(calc, progress)
     for i in rng.permutation(len(seeds))[: plan.n_seed]:
@@ -127,18 +138,7 @@ def generate_teacher_data(
         out.group += 1
     for source, count in (("strain", plan.n_strain), ("defect", plan.n_defect)):
         _add_variants(out, seeds, rng, source, count, rattle_stdev, max_strain)
-    _add_md(
-        out,
-        seeds,
-        rng,
-        plan.n_md,
-        temperatures,
-        md_steps,
-        sample_every,
-        timestep_fs,
-        friction,
-        seed,
-    )
+    _add_md(out, seeds, rng, plan.n_md, temperatures, md_steps, sample_every, langevin)
     return out.samples
 
 
@@ -179,9 +179,7 @@ def _add_md(
     temperatures: Sequence[float],
     md_steps: int,
     sample_every: int,
-    timestep_fs: float,
-    friction: float,
-    seed: int,
+    langevin: Langevin,
 ) -> None:
     """``n_md`` frames of teacher Langevin MD from random seeds, the temperatures in turn, a
     group per trajectory (one that leaves the teacher's domain ends there)."""
@@ -198,9 +196,9 @@ def _add_md(
             temperature,
             md_steps,
             sample_every,
-            timestep_fs=timestep_fs,
-            friction=friction,
-            seed=seed + 7919 * (run + 1),
+            timestep_fs=langevin.timestep_fs,
+            friction=langevin.friction,
+            seed=langevin.seed + 7919 * (run + 1),
             abort_force_std=math.inf,
         )
         run += 1
@@ -259,14 +257,12 @@ def beyond_samples(
     temperature: float,
     max_strain: float,
     n: int = 16,
-    timestep_fs: float = 1.0,
-    friction: float = 0.02,
-    seed: int = 0,
+    langevin: Langevin = LANGEVIN,
 ) -> list[TeacherSample]:
     """Teacher-labelled frames outside the teacher data: half the seeds strained by
     1.25-1.5 x the largest teacher strain (``STRAIN_REACH x max_strain``, at least 5 %), half
     teacher MD frames at ``temperature`` (pass one above the teacher data's)."""
-    rng = np.random.default_rng(seed + 104729)
+    rng = np.random.default_rng(langevin.seed + 104729)
     out: list[TeacherSample] = []
     reach = max(STRAIN_REACH * max_strain, 0.04)
     for k in range(n // 2):
@@ -284,9 +280,9 @@ def beyond_samples(
         temperature,
         10 * (n - len(out)),
         10,
-        timestep_fs,
-        friction,
-        seed,
+        langevin.timestep_fs,
+        langevin.friction,
+        langevin.seed,
         abort_force_std=math.inf,
     )
     for frame in frames:
