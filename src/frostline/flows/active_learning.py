@@ -307,11 +307,13 @@ class ActiveLearningMaker(Maker):
         if reason is not None:
             return self.stop(records, doc, reason, spent, finetuned.committee_metrics)
         return self.next_iteration(
+            index,
             doc,
             finetuned,
             selection,
             calibration,
-            train + ok_new,
+            train,
+            ok_new,
             validation,
             starts,
             spent,
@@ -401,18 +403,20 @@ class ActiveLearningMaker(Maker):
 
     def next_iteration(
         self,
+        index: int,
         doc: IterationDoc,
         finetuned: FineTuneResult,
         selection: SelectionResult,
         calibration: Calibration | None,
         train: list[LabelledStructure],
+        ok_new: list[LabelledStructure],
         validation: list[LabelledStructure],
         starts: list[dict],
         spent: int,
         swept_at: int | None,
     ) -> Response:
-        """Iteration ``doc.index + 1`` on ``train`` (this one's labels added), with the trust
-        window calibrated (or kept), and the freeze level and rate carried unless a sweep is due."""
+        """Iteration ``index + 1`` on ``train`` plus this one's good labels ``ok_new``: the trust
+        window calibrated (or kept), the freeze level and rate carried unless a sweep is due."""
         trust = None
         if self.calibration.apply and calibration and calibration.trust_lo is not None:
             trust = [calibration.trust_lo, calibration.trust_hi]
@@ -421,12 +425,13 @@ class ActiveLearningMaker(Maker):
         if finetuned.freeze_sweep:  # this iteration swept
             swept_at = doc.n_labelled
         policy = "every" if self.resweep else self.sweep
-        due = sweep_due(policy, doc.n_labelled + doc.n_new_labels, swept_at)
+        due = sweep_due(policy, doc.n_labelled + len(ok_new), swept_at)
         freeze = None if due else finetuned.freeze_level
         # a rate is carried only when a rate sweep chose it (keeps memo keys of other campaigns)
         lr = finetuned.lr if not due and self.finetune.lr_sweep else None
-        index = doc.index + 1
-        nxt = self.iteration(index, train, validation, starts, spent, trust, freeze, swept_at, lr)
-        nxt.name = f"iteration {index}"
+        nxt = self.iteration(
+            index + 1, train + ok_new, validation, starts, spent, trust, freeze, swept_at, lr
+        )
+        nxt.name = f"iteration {index + 1}"
         route(nxt, "control", self.routing)
         return Response(replace=Flow([nxt], output=nxt.output))
