@@ -66,6 +66,8 @@ def embedded(tmp_path):
     populate(backend.records)
     yield backend
     backend.records.close()
+
+
 @functools.cache
 def tiny_model_blob() -> bytes:
     """A stored-model blob (weights + architecture) of a tiny MACE (4 channels, ~30 kB): the

@@ -273,9 +273,7 @@ def models_export(
     dir: DirOpt = None,
     store: StoreOpt = None,
     database: DatabaseOpt = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="replace existing output files")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace existing output files")] = False,
     allow_failed: Annotated[
         bool,
         typer.Option("--allow-failed", help="ACE surrogate: export one that failed its checks"),

@@ -39,6 +39,15 @@ MAKER_BASES = ("jobflow.core.maker.Maker",)
 """A ``maker`` oracle's ``settings.maker`` must name a subclass of this (atomate2 makers are)."""
 
 
+def check_elements(symbols: list[str]) -> list[str]:
+    """``symbols`` unchanged if every one is a chemical symbol (case-sensitive: Cu, not cu);
+    else ``ValueError`` naming the unknown ones."""
+    bad = [e for e in symbols if e not in chemical_symbols[1:]]
+    if bad:
+        raise ValueError(f"unknown element(s): {', '.join(bad)}")
+    return symbols
+
+
 def import_class(
     path: Any, field: str, bases: tuple[str, ...], importable: bool = True
 ) -> type | None:
@@ -632,10 +641,7 @@ class CampaignConfig(_Strict):
     @field_validator("elements")
     @classmethod
     def _known_elements(cls, v: list[str]) -> list[str]:
-        bad = [e for e in v if e not in chemical_symbols[1:]]
-        if bad:
-            raise ValueError(f"unknown element(s): {', '.join(bad)}")
-        return sorted(set(v))
+        return sorted(set(check_elements(v)))
 
     @model_validator(mode="after")
     def _uncertainty_needs_a_committee(self) -> CampaignConfig:

@@ -24,7 +24,7 @@ class CampaignStructures:
 
 def read_seed_file(path: Path, elements: list[str]) -> list[Atoms]:
     """Read seeds with ASE and check them; errors name the file and the structure."""
-    from frostline.reliability.inputs import check_atoms_shape, check_structure_file
+    from frostline.reliability.inputs import check_atoms, check_structure_file
 
     check_structure_file(path, "system.seeds_file")
     try:
@@ -36,14 +36,7 @@ def read_seed_file(path: Path, elements: list[str]) -> list[Atoms]:
     if not frames:
         raise ConfigError(f"{path}: no structures in seeds file")
     for i, atoms in enumerate(frames):
-        if len(atoms) == 0:
-            raise ConfigError(f"{path}: structure {i} has no atoms")
-        check_atoms_shape(atoms, path, i)
-        unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
-        if unknown:
-            raise ConfigError(
-                f"{path}: structure {i} contains {', '.join(unknown)} not listed in 'elements'"
-            )
+        check_atoms(atoms, path, i, elements)
         if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-6:
             raise ConfigError(f"{path}: structure {i} is periodic with a zero-volume cell")
         if min_distance(atoms) < 0.5:

@@ -15,7 +15,13 @@ from typing import Any, Literal
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from frostline.config import CampaignConfig, ConfigError, OracleConfig, read_yaml
+from frostline.config import (
+    CampaignConfig,
+    ConfigError,
+    OracleConfig,
+    check_elements,
+    read_yaml,
+)
 
 ASE_ORACLES = ("emt", "xtb", "chgnet", "chgnet-r2scan", "ase")
 """Oracles with an ASE calculator: property validation evaluates them directly."""
@@ -157,10 +163,7 @@ class AlloySpec(_Strict):
     @field_validator("elements")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        bad = [e for e in v if e not in chemical_symbols[1:]]
-        if bad:
-            raise ValueError(f"unknown element(s): {', '.join(bad)}")
-        return list(dict.fromkeys(v))
+        return list(dict.fromkeys(check_elements(v)))
 
     @field_validator("systems")
     @classmethod

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator
 from jobflow import Maker
 from pydantic import ValidationError
 from pymatgen.core import Structure
@@ -44,6 +45,8 @@ from frostline.distill.ace import (
 from frostline.distill.grade import GradeModel, fit_grade
 from frostline.distill.schemas import CompanionFile, DistillResult, StabilityReport, SweepPoint
 from frostline.distill.teacher import (
+    LANGEVIN,
+    Langevin,
     TeacherSample,
     beyond_samples,
     generate_teacher_data,
@@ -180,9 +183,7 @@ def build_surrogate(
     workdir: Path,
     settings: DistillConfig,
     temperatures: Sequence[float],
-    timestep_fs: float = 1.0,
-    friction: float = 0.02,
-    seed: int = 0,
+    langevin: Langevin = LANGEVIN,
 ) -> SurrogateBuild:
     """Teacher data → basis sweep → linear ACE files (``surrogate.yace``/``.yaml``/``.asi``/
     ``.grade.npz``), plus teacher-labelled frames beyond the teacher data for the fidelity check.
@@ -204,12 +205,10 @@ def build_surrogate(
             sample_every=settings.sample_every,
             rattle_stdev=settings.rattle,
             max_strain=settings.max_strain,
-            timestep_fs=timestep_fs,
-            friction=friction,
-            seed=seed,
+            langevin=langevin,
             progress=lambda k: progress.advance(task, k),
         )
-    train, holdout = split_by_group(samples, settings.holdout_fraction, seed)
+    train, holdout = split_by_group(samples, settings.holdout_fraction, langevin.seed)
     fit, points, chosen = sweep_fit(
         samples,
         train,
@@ -235,9 +234,7 @@ def build_surrogate(
         teacher,
         BEYOND_FACTOR * max(temperatures),
         settings.max_strain,
-        timestep_fs=timestep_fs,
-        friction=friction,
-        seed=seed,
+        langevin=langevin,
     )
     return SurrogateBuild(
         fit, samples, list(train), list(holdout), points, chosen, files, padded, beyond
@@ -519,13 +516,31 @@ class DistillMaker(Maker):
         if not ids:
             raise ValueError("distill: the campaign summary has no final_model_ids to distil")
         records = current_records()
-        found = {d["model_id"]: d for d in records.find("model_docs", {"model_id": {"$in": ids}})}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise ValueError(f"distill: model ids not in the store: {', '.join(missing)}")
-        parents = [ModelDoc.model_validate(found[i]) for i in ids]
-        workdir = Path.cwd()
+        parents = stored_models(records, ids)
         teacher = committee_calculator(load_models(records, parents), device=self.device)
+        train_labels, val_labels = self.campaign_labels(records)
+        seeds = [labelled_atoms(lab) for lab in train_labels]
+        elements = self.elements or parents[0].elements
+        build = build_surrogate(
+            teacher,
+            seeds,
+            elements,
+            Path.cwd() / "surrogate",
+            settings,
+            self.temperatures,
+            Langevin(self.timestep_fs, self.friction, self.seed),
+        )
+        result = self.assess(build, teacher, seeds, val_labels, train_labels, settings)
+        result.parent_model_ids, result.elements = ids, list(elements)
+        self.record(records, build, result, parents[0], train_labels)
+        result.wall_time_s = time.perf_counter() - t0
+        announce(result)
+        return {**summary, "surrogate": result.model_dump(mode="json")}
+
+    def campaign_labels(
+        self, records: Records
+    ) -> tuple[list[LabelledStructure], list[LabelledStructure]]:
+        """The campaign's good labels: (training, validation); no training ones is an error."""
         labelled = [
             LabelledStructure.model_validate(d)
             for d in records.find("labelled", {"campaign": self.campaign, "status": "ok"})
@@ -534,36 +549,25 @@ class DistillMaker(Maker):
         val_labels = [lab for lab in labelled if lab.role == "validation"]
         if not train_labels:
             raise ValueError(f"distill: campaign {self.campaign} has no labelled training data")
-        seeds = [labelled_atoms(lab) for lab in train_labels]
-        elements = self.elements or parents[0].elements
-        build = build_surrogate(
-            teacher,
-            seeds,
-            elements,
-            workdir / "surrogate",
-            settings,
-            self.temperatures,
-            self.timestep_fs,
-            self.friction,
-            self.seed,
-        )
-        files = build.files
-        calc = SurrogateCalculator(files["yace"])
-        vs_teacher = teacher_errors(calc, build.holdout_samples())
-        beyond = teacher_errors(calc, build.beyond) if build.beyond else None
-        vs_val = evaluate(calc, val_labels) if val_labels else None
-        vs_train = evaluate(calc, train_labels)
-        teacher_val = evaluate(teacher, val_labels) if val_labels else None
-        biggest = max(seeds, key=len)
-        stability = self.stability(calc, seeds, val_labels, settings)
-        grade = grade_report(build, seeds, [labelled_atoms(lab) for lab in val_labels])
-        cell = supercell(biggest, settings.speed_atoms)
-        speed = time_per_atom_step(calc, cell)
-        teacher_speed = time_per_atom_step(teacher, cell, repeats=2)
-        result = DistillResult(
+        return train_labels, val_labels
+
+    def assess(
+        self,
+        build: SurrogateBuild,
+        teacher: Calculator,
+        seeds: Sequence[Atoms],
+        val_labels: Sequence[LabelledStructure],
+        train_labels: Sequence[LabelledStructure],
+        settings: DistillConfig,
+    ) -> DistillResult:
+        """The chosen surrogate against the teacher (held out, beyond) and the oracle labels,
+        its MD stability, extrapolation grades and speed (ids and elements left empty)."""
+        calc = SurrogateCalculator(build.files["yace"])
+        cell = supercell(max(seeds, key=len), settings.speed_atoms)
+        return DistillResult(
             model_id="",
-            parent_model_ids=ids,
-            elements=list(elements),
+            parent_model_ids=[],
+            elements=[],
             cutoff=build.chosen.cutoff,
             n_functions_per_element=build.chosen.n_functions_per_element,
             n_functions=build.chosen.n_functions,
@@ -573,54 +577,82 @@ class DistillMaker(Maker):
             sweep=build.sweep,
             target_force_mae_mev_per_a=settings.target_force_mae_mev_per_a,
             target_met=build.chosen.meets_target,
-            vs_teacher=vs_teacher,
-            vs_teacher_beyond=beyond,
-            vs_oracle_validation=vs_val,
-            vs_oracle_train=vs_train,
-            teacher_vs_oracle_validation=teacher_val,
-            stability=stability,
-            grade=grade,
-            speed_us_per_atom_step=speed,
-            teacher_speed_us_per_atom_step=teacher_speed,
+            vs_teacher=teacher_errors(calc, build.holdout_samples()),
+            vs_teacher_beyond=teacher_errors(calc, build.beyond) if build.beyond else None,
+            vs_oracle_validation=evaluate(calc, val_labels) if val_labels else None,
+            vs_oracle_train=evaluate(calc, train_labels),
+            teacher_vs_oracle_validation=evaluate(teacher, val_labels) if val_labels else None,
+            stability=self.stability(calc, seeds, val_labels, settings),
+            grade=grade_report(build, seeds, [labelled_atoms(lab) for lab in val_labels]),
+            speed_us_per_atom_step=time_per_atom_step(calc, cell),
+            teacher_speed_us_per_atom_step=time_per_atom_step(teacher, cell, repeats=2),
             speed_n_atoms=len(cell),
             padded_cells=build.padded,
             wall_time_s=0.0,
         )
+
+    def record(
+        self,
+        records: Records,
+        build: SurrogateBuild,
+        result: DistillResult,
+        parent: ModelDoc,
+        train_labels: Sequence[LabelledStructure],
+    ) -> None:
+        """Store the surrogate's files and model document (its fields from the first parent
+        ``parent``); sets ``result.model_id`` and ``result.companions``."""
+        speed, teacher_speed = result.speed_us_per_atom_step, result.teacher_speed_us_per_atom_step
         extra = result.model_dump(mode="json", exclude={"model_id", "companions", "wall_time_s"})
         extra["speedup_vs_teacher"] = teacher_speed / speed if speed > 0 else None
         doc, companions = store_surrogate(
             records,
             self.campaign,
-            files,
+            build.files,
             doc_fields={
-                "iteration": parents[0].iteration,
-                "elements": list(elements),
-                "foundation": parents[0].foundation,
-                "freeze_level": parents[0].freeze_level,
+                "iteration": parent.iteration,
+                "elements": list(result.elements),
+                "foundation": parent.foundation,
+                "freeze_level": parent.freeze_level,
                 "n_train": len(build.train),
                 "training_set_hashes": [lab.structure_hash for lab in train_labels],
-                "metrics": vs_val,
+                "metrics": result.vs_oracle_validation,
             },
             extra=extra,
         )
         result.model_id = doc.model_id
         result.companions = companions
-        result.wall_time_s = time.perf_counter() - t0
-        console.print(
-            f"[bold]distill[/] {doc.model_id}: F MAE vs teacher "
-            f"{vs_teacher.force_mae_mev_per_a:.1f} meV/Å held out"
-            + (f", {beyond.force_mae_mev_per_a:.1f} beyond the teacher data, " if beyond else ", ")
-            + (f"vs oracle {vs_val.force_mae_mev_per_a:.1f} meV/Å, " if vs_val else "")
-            + f"{speed:.1f} µs/atom/step ({teacher_speed / speed:.0f}x the teacher)"
-        )
-        return {**summary, "surrogate": result.model_dump(mode="json")}
+
+
+def stored_models(records: Records, ids: Sequence[str]) -> list[ModelDoc]:
+    """The model documents of ``ids`` (in that order); a missing one is an error naming it."""
+    found = {d["model_id"]: d for d in records.find("model_docs", {"model_id": {"$in": ids}})}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValueError(f"distill: model ids not in the store: {', '.join(missing)}")
+    return [ModelDoc.model_validate(found[i]) for i in ids]
+
+
+def announce(result: DistillResult) -> None:
+    """One console line: the surrogate's errors and speed against the teacher."""
+    vs_teacher, beyond = result.vs_teacher, result.vs_teacher_beyond
+    vs_val, speed = result.vs_oracle_validation, result.speed_us_per_atom_step
+    speedup = result.teacher_speed_us_per_atom_step / speed
+    console.print(
+        f"[bold]distill[/] {result.model_id}: F MAE vs teacher "
+        f"{vs_teacher.force_mae_mev_per_a:.1f} meV/Å held out"
+        + (f", {beyond.force_mae_mev_per_a:.1f} beyond the teacher data, " if beyond else ", ")
+        + (f"vs oracle {vs_val.force_mae_mev_per_a:.1f} meV/Å, " if vs_val else "")
+        + f"{speed:.1f} µs/atom/step ({speedup:.0f}x the teacher)"
+    )
 
 
 __all__ = [
     "DistillMaker",
     "SurrogateBuild",
+    "announce",
     "build_surrogate",
     "export_surrogate",
     "store_surrogate",
+    "stored_models",
     "sweep_fit",
 ]

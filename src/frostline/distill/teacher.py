@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
@@ -30,6 +30,19 @@ MIN_DISTANCE = 0.6
 """Å: generated structures with closer atoms are discarded."""
 STRAIN_REACH = 2.0
 """Every other strained structure is strained up to this multiple of ``max_strain``."""
+
+
+@dataclass(frozen=True)
+class Langevin:
+    """The teacher's Langevin MD: time step (fs), friction (1/fs) and the random seed (which
+    also draws the seeds, strains and defects)."""
+
+    timestep_fs: float = 1.0
+    friction: float = 0.02
+    seed: int = 0
+
+
+LANGEVIN = Langevin()
 
 
 @dataclass
@@ -77,6 +90,24 @@ def _defect(atoms: Atoms, rng: np.random.Generator) -> Atoms:
     return out
 
 
+@dataclass
+class _Samples:
+    """Teacher samples being collected: each added structure is labelled (unless its energy
+    and forces come with it) in the current ``group``."""
+
+    calc: Calculator
+    progress: Callable[[int], None] | None
+    samples: list[TeacherSample] = field(default_factory=list)
+    group: int = 0
+
+    def add(self, atoms: Atoms, source: str, energy=None, forces=None, temperature=None) -> None:
+        if energy is None:
+            energy, forces = label(self.calc, atoms)
+        self.samples.append(TeacherSample(atoms, energy, forces, source, self.group, temperature))
+        if self.progress is not None:
+            self.progress(1)
+
+
 def generate_teacher_data(
     seeds: Sequence[Atoms],
     calc: Calculator,
@@ -86,9 +117,7 @@ def generate_teacher_data(
     sample_every: int = 5,
     rattle_stdev: float = 0.05,
     max_strain: float = 0.03,
-    timestep_fs: float = 1.0,
-    friction: float = 0.02,
-    seed: int = 0,
+    langevin: Langevin = LANGEVIN,
     progress: Callable[[int], None] | None = None,
 ) -> list[TeacherSample]:
     """About ``n_structures`` teacher-labelled structures (see the module docstring).
@@ -101,43 +130,64 @@ def generate_teacher_data(
         raise ValueError(f"n_teacher_structures must be >= 4, not {n_structures}")
     if not temperatures or any(t <= 0 for t in temperatures):
         raise ValueError(f"temperatures must be > 0 K, got {list(temperatures)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(langevin.seed)
     plan = TeacherPlan.split(n_structures, len(seeds))
-    out: list[TeacherSample] = []
-    group = 0
-
-    def add(atoms: Atoms, source: str, grp: int, energy=None, forces=None, temperature=None):
-        if energy is None:
-            energy, forces = label(calc, atoms)
-        out.append(TeacherSample(atoms, energy, forces, source, grp, temperature))
-        if progress is not None:
-            progress(1)
-
-    order = rng.permutation(len(seeds))
-    for i in order[: plan.n_seed]:
-        add(seeds[i].copy(), "seed", group)
-        group += 1
+    out = _Samples(calc, progress)
+    for i in rng.permutation(len(seeds))[: plan.n_seed]:
+        out.add(seeds[i].copy(), "seed")
+        out.group += 1
     for source, count in (("strain", plan.n_strain), ("defect", plan.n_defect)):
-        made = tries = 0
-        while made < count and tries < 20 * count + 20:
-            tries += 1
-            base = seeds[int(rng.integers(len(seeds)))]
-            if source == "strain":
-                reach = STRAIN_REACH if made % 2 else 1.0
-                atoms = rattle(strain(base, rng, reach * max_strain), rng, rattle_stdev)
-            elif len(base) > 2:
-                atoms = rattle(_defect(base, rng), rng, rattle_stdev)
-            else:
-                continue
-            if min_distance(atoms) < MIN_DISTANCE:
-                continue
-            add(atoms, source, group)
-            group += 1
-            made += 1
+        _add_variants(out, seeds, rng, source, count, rattle_stdev, max_strain)
+    _add_md(out, seeds, rng, plan.n_md, temperatures, md_steps, sample_every, langevin)
+    return out.samples
+
+
+def _add_variants(
+    out: _Samples,
+    seeds: Sequence[Atoms],
+    rng: np.random.Generator,
+    source: str,
+    count: int,
+    rattle_stdev: float,
+    max_strain: float,
+) -> None:
+    """``count`` strained (``source="strain"``) or defected seeds, each rattled, in a group of
+    its own (fewer when too many tries come too close)."""
+    made = tries = 0
+    while made < count and tries < 20 * count + 20:
+        tries += 1
+        base = seeds[int(rng.integers(len(seeds)))]
+        if source == "strain":
+            reach = STRAIN_REACH if made % 2 else 1.0
+            atoms = rattle(strain(base, rng, reach * max_strain), rng, rattle_stdev)
+        elif len(base) > 2:
+            atoms = rattle(_defect(base, rng), rng, rattle_stdev)
+        else:
+            continue
+        if min_distance(atoms) < MIN_DISTANCE:
+            continue
+        out.add(atoms, source)
+        out.group += 1
+        made += 1
+
+
+def _add_md(
+    out: _Samples,
+    seeds: Sequence[Atoms],
+    rng: np.random.Generator,
+    n_md: int,
+    temperatures: Sequence[float],
+    md_steps: int,
+    sample_every: int,
+    langevin: Langevin,
+) -> None:
+    """``n_md`` frames of teacher Langevin MD from random seeds, the temperatures in turn, a
+    group per trajectory (one that leaves the teacher's domain ends there)."""
+    calc = out.calc
     frames_per_run = max(1, md_steps // sample_every)
-    max_runs = 3 * math.ceil(plan.n_md / frames_per_run) if plan.n_md else 0
+    max_runs = 3 * math.ceil(n_md / frames_per_run) if n_md else 0
     made = run = 0
-    while made < plan.n_md and run < max_runs:  # trajectories that end early are replaced
+    while made < n_md and run < max_runs:  # trajectories that end early are replaced
         temperature = float(temperatures[run % len(temperatures)])
         start = seeds[int(rng.integers(len(seeds)))]
         frames = langevin_frames(
@@ -146,14 +196,14 @@ def generate_teacher_data(
             temperature,
             md_steps,
             sample_every,
-            timestep_fs=timestep_fs,
-            friction=friction,
-            seed=seed + 7919 * (run + 1),
+            timestep_fs=langevin.timestep_fs,
+            friction=langevin.friction,
+            seed=langevin.seed + 7919 * (run + 1),
             abort_force_std=math.inf,
         )
         run += 1
         for frame in frames:
-            if made >= plan.n_md:
+            if made >= n_md:
                 break
             # the generator is paused right after the teacher evaluated this frame
             energy = float(calc.results["energy"])
@@ -162,10 +212,9 @@ def generate_teacher_data(
                 break  # the trajectory left the teacher's domain: keep what came before
             if frame.min_distance < MIN_DISTANCE:
                 continue  # a close contact (MD stops by itself below 0.5 Å)
-            add(frame.atoms, "md", group, energy, forces, temperature)
+            out.add(frame.atoms, "md", energy, forces, temperature)
             made += 1
-        group += 1
-    return out
+        out.group += 1
 
 
 def split_by_group(
@@ -208,14 +257,12 @@ def beyond_samples(
     temperature: float,
     max_strain: float,
     n: int = 16,
-    timestep_fs: float = 1.0,
-    friction: float = 0.02,
-    seed: int = 0,
+    langevin: Langevin = LANGEVIN,
 ) -> list[TeacherSample]:
     """Teacher-labelled frames outside the teacher data: half the seeds strained by
     1.25-1.5 x the largest teacher strain (``STRAIN_REACH x max_strain``, at least 5 %), half
     teacher MD frames at ``temperature`` (pass one above the teacher data's)."""
-    rng = np.random.default_rng(seed + 104729)
+    rng = np.random.default_rng(langevin.seed + 104729)
     out: list[TeacherSample] = []
     reach = max(STRAIN_REACH * max_strain, 0.04)
     for k in range(n // 2):
@@ -233,9 +280,9 @@ def beyond_samples(
         temperature,
         10 * (n - len(out)),
         10,
-        timestep_fs,
-        friction,
-        seed,
+        langevin.timestep_fs,
+        langevin.friction,
+        langevin.seed,
         abort_force_std=math.inf,
     )
     for frame in frames:

@@ -28,7 +28,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from mace.data.neighborhood import get_neighborhood
-from mace.modules.utils import prepare_graph
+from mace.modules.utils import GraphContext, prepare_graph
 from mace.tools.scatter import scatter_sum
 
 from frostline.choices import Dtype
@@ -251,12 +251,25 @@ class SharedCommittee:
     def _evaluate_shared(
         self, data: dict[str, torch.Tensor], member_forces: bool
     ) -> CommitteeOutput:
-        trunk = self.models[0]
         ctx = prepare_graph(data)
+        feats, pair_node_energy = self._trunk_features(data, ctx)
+        node_energies, energies, inter = self._member_energies(data, ctx, feats, pair_node_energy)
+        forces, per_member = self._forces(inter, ctx.positions, member_forces)
+        return CommitteeOutput(
+            energies=torch.stack(energies).detach(),
+            node_energies=torch.stack(node_energies).detach(),
+            forces=forces.detach(),
+            member_forces=None if per_member is None else per_member.detach(),
+        )
+
+    def _trunk_features(
+        self, data: dict[str, torch.Tensor], ctx: GraphContext
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The shared trunk once: node features after each interaction, and the pair
+        repulsion's node energies (zeros without ZBL)."""
+        trunk = self.models[0]
         n_nodes = ctx.positions.shape[0]
-        arange = ctx.num_atoms_arange.to(torch.int64)
-        heads = ctx.node_heads.to(torch.int64)
-        node_attrs, edge_index, batch = data["node_attrs"], data["edge_index"], data["batch"]
+        node_attrs, edge_index = data["node_attrs"], data["edge_index"]
         node_feats = trunk.node_embedding(node_attrs)
         edge_attrs = trunk.spherical_harmonics(ctx.vectors)
         edge_feats, cutoff = trunk.radial_embedding(
@@ -285,7 +298,20 @@ class SharedCommittee:
             )
             node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
             feats.append(node_feats)
+        return feats, pair_node_energy
 
+    def _member_energies(
+        self,
+        data: dict[str, torch.Tensor],
+        ctx: GraphContext,
+        feats: list[torch.Tensor],
+        pair_node_energy: torch.Tensor,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Each member's readouts on the shared features: node energies, energies per graph,
+        and the interaction energies stacked [K, G]."""
+        arange = ctx.num_atoms_arange.to(torch.int64)
+        heads = ctx.node_heads.to(torch.int64)
+        node_attrs, batch = data["node_attrs"], data["batch"]
         node_energies, inter_energies, energies = [], [], []
         for model in self.models:
             node_e0 = model.atomic_energies_fn(node_attrs)[arange, heads]
@@ -301,20 +327,26 @@ class SharedCommittee:
             inter_energies.append(inter_e)
             energies.append(e0 + inter_e)
             node_energies.append(node_e0 + node_inter)
-        inter = torch.stack(inter_energies)  # [K, G]
+        return node_energies, energies, torch.stack(inter_energies)  # [K, G]
+
+    def _forces(
+        self, inter: torch.Tensor, positions: torch.Tensor, member_forces: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean forces, and per-member forces when ``member_forces`` (else None), from the
+        members' interaction energies ``inter`` [K, G]."""
         k = len(self.models)
         if member_forces and k > 1:
             eye = torch.eye(k, dtype=inter.dtype, device=self.device)
             if self.batched_vjp:
                 # one batched vector-Jacobian product: row k of the identity picks member k
                 grads = torch.autograd.grad(
-                    inter.sum(dim=1), ctx.positions, grad_outputs=eye, is_grads_batched=True
+                    inter.sum(dim=1), positions, grad_outputs=eye, is_grads_batched=True
                 )[0]
             else:
                 grads = torch.stack(
                     [
                         torch.autograd.grad(
-                            inter.sum(dim=1), ctx.positions, grad_outputs=row, retain_graph=True
+                            inter.sum(dim=1), positions, grad_outputs=row, retain_graph=True
                         )[0]
                         for row in eye
                     ]
@@ -322,15 +354,10 @@ class SharedCommittee:
             per_member = -grads
             forces = per_member.mean(0)
         else:
-            (grad,) = torch.autograd.grad(inter.mean(0).sum(), ctx.positions)
+            (grad,) = torch.autograd.grad(inter.mean(0).sum(), positions)
             forces = -grad
             per_member = forces.unsqueeze(0) if member_forces else None
-        return CommitteeOutput(
-            energies=torch.stack(energies).detach(),
-            node_energies=torch.stack(node_energies).detach(),
-            forces=forces.detach(),
-            member_forces=None if per_member is None else per_member.detach(),
-        )
+        return forces, per_member
 
     def _evaluate_independent(self, data: dict[str, torch.Tensor]) -> CommitteeOutput:
         energies, node_energies, forces = [], [], []

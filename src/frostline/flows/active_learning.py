@@ -30,11 +30,12 @@ from frostline.schemas import (
     IterationDoc,
     LabelledStructure,
     SelectionResult,
+    ValidationMetrics,
 )
 from frostline.select.calibration import Calibration
 from frostline.select.filters import SanityLimits
 from frostline.select.jobs import SelectMaker, calibrate_committee
-from frostline.store import current_records
+from frostline.store import Records, current_records
 from frostline.submit.routing import Routes, route, routing_table
 
 
@@ -308,9 +309,47 @@ class ActiveLearningMaker(Maker):
         selection = SelectionResult.model_validate(selection)
         new_labels = [LabelledStructure.model_validate(x) for x in new_labels or []]
         train = [LabelledStructure.model_validate(x) for x in train]
+        doc = self.iteration_doc(
+            index, finetuned, explored, selection, calibration, train, new_labels, started
+        )
+        ok_new = [x for x in new_labels if x.status == "ok"]
+        records = current_records()
+        records.upsert("iterations", [doc.model_dump(mode="json")], key=["campaign", "index"])
+        spent = n_labels_spent + len(new_labels)
+        reason = selection.stop_reason
+        if reason is None and not new_labels:
+            reason = "no new labels"
+        if reason is not None:
+            return self.stop(records, doc, reason, spent, finetuned.committee_metrics)
+        return self.next_iteration(
+            index,
+            doc,
+            finetuned,
+            selection,
+            calibration,
+            train,
+            ok_new,
+            validation,
+            starts,
+            spent,
+            swept_at,
+        )
+
+    def iteration_doc(
+        self,
+        index: int,
+        finetuned: FineTuneResult,
+        explored: ExploreResult,
+        selection: SelectionResult,
+        calibration: Calibration | None,
+        train: list[LabelledStructure],
+        new_labels: list[LabelledStructure],
+        started: float | None,
+    ) -> IterationDoc:
+        """The record of iteration ``index`` (counts, errors, selection, calibration, times)."""
         ok_new = [x for x in new_labels if x.status == "ok"]
         m = finetuned.committee_metrics
-        doc = IterationDoc(
+        return IterationDoc(
             campaign=self.campaign,
             index=index,
             n_labelled=sum(t.status == "ok" for t in train),
@@ -347,32 +386,53 @@ class ActiveLearningMaker(Maker):
             calibration=calibration.model_dump(exclude={"started_at"}) if calibration else None,
             wall_time_s=stage_times(finetuned, explored, selection, calibration, started),
         )
-        records = current_records()
-        records.upsert("iterations", [doc.model_dump(mode="json")], key=["campaign", "index"])
-        spent = n_labels_spent + len(new_labels)
-        reason = selection.stop_reason
-        if reason is None and not new_labels:
-            reason = "no new labels"
-        if reason is not None:
-            state = "converged" if reason == "converged" else "stopped"
-            update_campaign(
-                records,
-                self.campaign,
-                state=state,
-                stop_reason=reason,
-                final_model_ids=doc.model_ids,
-                n_iterations=index + 1,
-                n_labels_spent=spent,
-            )
-            return {
-                "campaign": self.campaign,
-                "state": state,
-                "stop_reason": reason,
-                "iterations": index + 1,
-                "labels_spent": spent,
-                "final_model_ids": doc.model_ids,
-                "final_metrics": m.model_dump() if m else None,
-            }
+
+    def stop(
+        self,
+        records: Records,
+        doc: IterationDoc,
+        reason: str,
+        spent: int,
+        metrics: ValidationMetrics | None,
+    ) -> dict[str, Any]:
+        """Close the campaign after iteration ``doc.index`` (converged or stopped for
+        ``reason``, ``spent`` labels); the campaign summary."""
+        state = "converged" if reason == "converged" else "stopped"
+        update_campaign(
+            records,
+            self.campaign,
+            state=state,
+            stop_reason=reason,
+            final_model_ids=doc.model_ids,
+            n_iterations=doc.index + 1,
+            n_labels_spent=spent,
+        )
+        return {
+            "campaign": self.campaign,
+            "state": state,
+            "stop_reason": reason,
+            "iterations": doc.index + 1,
+            "labels_spent": spent,
+            "final_model_ids": doc.model_ids,
+            "final_metrics": metrics.model_dump() if metrics else None,
+        }
+
+    def next_iteration(
+        self,
+        index: int,
+        doc: IterationDoc,
+        finetuned: FineTuneResult,
+        selection: SelectionResult,
+        calibration: Calibration | None,
+        train: list[LabelledStructure],
+        ok_new: list[LabelledStructure],
+        validation: list[LabelledStructure],
+        starts: list[dict],
+        spent: int,
+        swept_at: int | None,
+    ) -> Response:
+        """Iteration ``index + 1`` on ``train`` plus this one's good labels ``ok_new``: the trust
+        window calibrated (or kept), the freeze level and rate carried unless a sweep is due."""
         trust = None
         if self.calibration.apply and calibration and calibration.trust_lo is not None:
             trust = [calibration.trust_lo, calibration.trust_hi]

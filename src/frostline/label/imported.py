@@ -58,7 +58,7 @@ def read_labelled_file(
 ) -> list[LabelledStructure]:
     """Labelled structures of an extxyz file, checked: energy and forces present and finite,
     forces of shape (n_atoms, 3), only ``elements``. Provenance sampler ``import``."""
-    from frostline.reliability.inputs import check_atoms_shape, check_structure_file
+    from frostline.reliability.inputs import check_atoms, check_structure_file
 
     path = Path(path)
     if not path.is_file():
@@ -72,15 +72,8 @@ def read_labelled_file(
         raise ConfigError(f"{path}: no structures in labelled file")
     out = []
     for i, atoms in enumerate(frames):
+        check_atoms(atoms, path, i, elements)
         n = len(atoms)
-        if n == 0:
-            raise ConfigError(f"{path}: structure {i} has no atoms")
-        check_atoms_shape(atoms, path, i)
-        unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
-        if unknown:
-            raise ConfigError(
-                f"{path}: structure {i} contains {', '.join(unknown)} not listed in 'elements'"
-            )
         energy = _find(atoms, "energy", per_atom=False)
         if energy is None:
             raise ConfigError(

@@ -206,6 +206,8 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
 def legacy_models(records: Records, campaign: str | None = None) -> list[dict[str, Any]]:
     """MACE model documents whose stored file is a pickled ``.model`` (written before frostline
     stored weights plus architecture); their files are checked, never unpickled."""

@@ -9,6 +9,7 @@ cells; the oracle cost and the O(N²) sanity checks grow with it).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,15 @@ def check_atoms_shape(atoms: Atoms, path: Path, i: int) -> None:
         raise ConfigError(f"{path}: structure {i} has non-finite coordinates")
     if not np.all(np.isfinite(np.asarray(atoms.cell))):
         raise ConfigError(f"{path}: structure {i} has a non-finite cell")
+
+
+def check_atoms(atoms: Atoms, path: Path, i: int, elements: Collection[str]) -> None:
+    """Structure ``i`` of ``path`` has atoms, within the limits, of ``elements`` only."""
+    if len(atoms) == 0:
+        raise ConfigError(f"{path}: structure {i} has no atoms")
+    check_atoms_shape(atoms, path, i)
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
+    if unknown:
+        raise ConfigError(
+            f"{path}: structure {i} contains {', '.join(unknown)} not listed in 'elements'"
+        )
