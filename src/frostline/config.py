@@ -503,7 +503,9 @@ class ForgettingConfig(_Strict):
         1.5, gt=0, description="warn when the foundation-domain force MAE grew beyond this factor"
     )
     max_lattice_shift_percent: float = Field(
-        1.0, gt=0, description="warn when a bulk lattice constant moved more than this from the "
+        1.0,
+        gt=0,
+        description="warn when a bulk lattice constant moved more than this from the "
         "foundation's (%)",
     )
     oracle_eos: bool = Field(
