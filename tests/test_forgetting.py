@@ -195,6 +195,10 @@ def test_forgetting_check_on_the_heldout_domain(foundation):
     assert check.force_mae_ratio == pytest.approx(1.0)
     assert check.warnings == []
     assert "foundation-domain force MAE" in check.summary()
+    assert check.reference == "foundation data"  # no oracle: the pretraining labels
+    vs_oracle = check_forgetting(calc, calc, ["Cu", "H"], frames, oracle=EMT())
+    assert vs_oracle.reference == "oracle" and vs_oracle.n_frames == check.n_frames
+    assert vs_oracle.force_mae_before != pytest.approx(check.force_mae_before)  # relabelled
 
 
 @pytest.mark.slow

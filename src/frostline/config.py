@@ -500,13 +500,17 @@ class ForgettingConfig(_Strict):
         True, description="run the check after the last iteration (a few seconds on CPU)"
     )
     max_force_mae_ratio: float = Field(
-        1.5, gt=0, description="warn when the foundation-domain force MAE grew beyond this factor"
+        1.5,
+        gt=0,
+        description="warn when the foundation-domain force MAE vs the oracle grew beyond this "
+        "factor of the foundation's",
     )
     max_lattice_shift_percent: float = Field(
         1.0,
         gt=0,
-        description="warn when a bulk lattice constant moved more than this from the "
-        "foundation's (%)",
+        description="warn when a bulk lattice constant's error vs the oracle grew by more than "
+        "this (percentage points) over the foundation's; without an oracle value, when it moved "
+        "more than this from the foundation's (%)",
     )
     oracle_eos: bool = Field(
         True,

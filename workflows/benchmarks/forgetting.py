@@ -48,6 +48,7 @@ OUT = HERE / "results" / "forgetting"
 LABELS = HERE / "results" / "data_efficiency_f64_p30"  # the data-efficiency cases' labels
 STRATEGIES = ("naive", "replay", "frozen", "lora")
 CASE_ELEMENTS = {"h2cu": ("H", "Cu"), "alloys": ("Cu", "Ni", "Au")}
+MEASUREMENT = "vs-oracle"  # held-out frames relabelled by the case's oracle (2026-12-06)
 MEASURED = ("finetune/forgetting.py", "finetune/train.py", "finetune/replay.py")
 
 
@@ -170,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
         oracle_calc = oracle(case)
         for strategy in args.strategies:
-            key = arm_key(case, strategy, args)
+            key = f"{arm_key(case, strategy, args)}-{MEASUREMENT}"
             measured = ledger.setdefault("measured", {})
             if key not in measured:  # the ledger keeps measurements: no model files needed
                 record = train_arm(case, strategy, args, data, ledger)
