@@ -171,7 +171,10 @@ def test_mace_training_log_goes_to_the_members_log_file_not_the_console(tmp_path
         atoms.arrays["REF_forces"] = atoms.get_forces()
         cells.append(atoms)
     settings = MaceTrainSettings(name="quiet", max_num_epochs=2, batch_size=2, num_channels=8)
-    assert run_mace_training(settings, cells, tmp_path / "run").exists()
+    epochs = []  # the progress display's epoch counter reads mace-torch's "Epoch N:" records
+    on_epoch = lambda done, cap: epochs.append((done, cap))  # noqa: E731
+    assert run_mace_training(settings, cells, tmp_path / "run", on_epoch=on_epoch).exists()
     captured = capfd.readouterr()
     log = (tmp_path / "run" / "logs" / "quiet_run-0.log").read_text()
     assert " INFO: Epoch " in log and "Epoch" not in captured.out + captured.err
+    assert epochs == [(1, 2), (2, 2)]
