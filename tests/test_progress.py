@@ -46,11 +46,15 @@ def test_one_display_redraws_in_place_and_is_gone_at_the_end():
         for _ in range(480):  # one update per MD step: no line each
             progress.advance_stage("explore")
         assert "480/480" in _shown(buffer) and "member 2" not in _shown(buffer)[-400:]
-        console.print("a stage summary line")  # output shows above the display
+        # output of the stages shows above the display: print, logging, their own consoles
+        print("a stage summary line", file=sys.stderr)
+        Console(stderr=True).print("[bold]fine-tune[/] member 1/2: 9 structures")
+        assert sys.stderr.isatty() == sys.__stderr__.isatty()
     out = buffer.getvalue()
     assert out.count("\n") < 60  # redraws, not a line per update
-    # the display is removed at the end: only the printed line stays on the screen
-    assert out.count("\n") - out.count("\x1b[1A") == 1
+    # the display is removed at the end: only the printed lines stay on the screen
+    assert out.count("\n") - out.count("\x1b[1A") == 2
+    assert "a stage summary line" in out and "member 1/2: 9 structures" in out
     assert not progress.active()
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.file_proxy import FileProxy
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -52,17 +53,30 @@ def wanted(console: Console) -> bool:
     return console.is_terminal and not console.is_dumb_terminal and sys.stdout.isatty()
 
 
+class _Through(FileProxy):
+    """``sys.stdout`` / ``sys.stderr`` while a display is open: whole lines show above it.
+
+    rich's own proxy names the file it wraps, so other rich consoles (the stages' own, on
+    stderr) would write past it into the display; this one does not: every console's output
+    goes through the display's console (which writes to the terminal itself).
+    """
+
+    @property
+    def rich_proxied_file(self):
+        raise AttributeError("rich_proxied_file")
+
+
 @contextmanager
 def display(iterations: int, members: int, console: Console | None = None) -> Iterator[bool]:
     """Open the run's display for ``iterations`` iterations of ``members``-model committees.
 
     Without ``console`` it goes to stderr, and only when stderr and stdout are terminals;
-    a ``console`` given (tests) is used when it is a terminal. While it is open, output of
-    ``print`` and of rich consoles on stdout/stderr shows above it. A display already open is
-    kept. Yields whether this call opened one.
+    a ``console`` given (tests) is used when it is a terminal. While it is open, whatever
+    is written to stdout or stderr (``print``, logging, warnings, rich consoles) shows above
+    it. A display already open is kept. Yields whether this call opened one.
     """
     global _display
-    shown = console or Console(stderr=True)
+    shown = console or Console(file=sys.stderr)  # its own file: not the proxies below
     if _display is not None or not (shown.is_terminal if console else wanted(shown)):
         yield False
         return
@@ -75,15 +89,22 @@ def display(iterations: int, members: int, console: Console | None = None) -> It
         console=shown,
         transient=True,
         refresh_per_second=REFRESH_PER_SECOND,
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Through(shown, sys.stdout), _Through(shown, sys.stderr)
     _display = _Display(progress, iterations, members)
     try:
         with progress:
             task = progress.add_task("initial labels", total=iterations, unit="iterations")
             _display.tasks[ITERATION] = task
             yield True
+            sys.stdout.flush()
+            sys.stderr.flush()
     finally:
         _display = None
+        sys.stdout, sys.stderr = saved
 
 
 def active() -> bool:
