@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 from conftest import tiny_campaign
 from rich.console import Console
+from test_cli_startup import run_off_a_terminal
 
 from frostline import progress
 from frostline.cli_common import iterations_note
@@ -88,13 +88,7 @@ def test_one_iteration_run_off_a_terminal_is_short_plain_and_labels_nothing_more
     control characters, a few lines; ``max_iterations: 1`` fine-tunes and explores, labels no
     batch, and says so in one line before any work."""
     data = tiny_campaign(name="once", convergence={"max_iterations": 1})
-    config = tmp_path / "once.yaml"
-    config.write_text(yaml.safe_dump(data))
-    folder = tmp_path / "c"
-    res = subprocess.run(
-        [sys.executable, "-m", "frostline.cli", "run", str(config), "--dir", str(folder)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    res, folder = run_off_a_terminal(data, tmp_path)
     assert res.returncode == 0, res.stderr
     console = res.stdout + res.stderr
     assert CONTROL not in console, console
