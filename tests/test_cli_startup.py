@@ -34,6 +34,19 @@ def _probe(*args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def run_off_a_terminal(data: dict, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """``frostline run`` of campaign ``data`` with stdout and stderr in pipes (as in CI, logs,
+    jobflow-remote workers); its result and the campaign directory."""
+    config = tmp_path / f"{data['name']}.yaml"
+    config.write_text(yaml.safe_dump(data))
+    folder = tmp_path / "c"
+    res = subprocess.run(
+        [sys.executable, "-m", "frostline.cli", "run", str(config), "--dir", str(folder)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    return res, folder
+
+
 def _store_member(records, model_id: str, elements: list[str], campaign: str = "demo") -> None:
     data = f"model {model_id}".encode()
     sha = records.put_model_file(model_id, data)
@@ -104,13 +117,7 @@ def test_third_party_notices_go_to_the_campaign_log_not_the_console(tmp_path):
     data = tiny_campaign(
         name="doomed", oracle={"name": "ase", "settings": {"calculator": faulty, "element": "Cu"}}
     )
-    config = tmp_path / "doomed.yaml"
-    config.write_text(yaml.safe_dump(data))
-    folder = tmp_path / "c"
-    res = subprocess.run(
-        [sys.executable, "-m", "frostline.cli", "run", str(config), "--dir", str(folder)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    res, folder = run_off_a_terminal(data, tmp_path)
     assert res.returncode == 2 and "error: campaign doomed stopped" in res.stderr
     console = res.stdout + res.stderr
     log = (folder / "frostline.log").read_text()
@@ -171,7 +178,10 @@ def test_mace_training_log_goes_to_the_members_log_file_not_the_console(tmp_path
         atoms.arrays["REF_forces"] = atoms.get_forces()
         cells.append(atoms)
     settings = MaceTrainSettings(name="quiet", max_num_epochs=2, batch_size=2, num_channels=8)
-    assert run_mace_training(settings, cells, tmp_path / "run").exists()
+    epochs = []  # the progress display's epoch counter reads mace-torch's "Epoch N:" records
+    on_epoch = lambda done, cap: epochs.append((done, cap))  # noqa: E731
+    assert run_mace_training(settings, cells, tmp_path / "run", on_epoch=on_epoch).exists()
     captured = capfd.readouterr()
     log = (tmp_path / "run" / "logs" / "quiet_run-0.log").read_text()
     assert " INFO: Epoch " in log and "Epoch" not in captured.out + captured.err
+    assert epochs == [(1, 2), (2, 2)]

@@ -91,6 +91,9 @@ def test_submit_says_the_flow_grows():
     )  # fmt: skip
     text = "\n".join(submitted_lines("x", result, max_iterations=3))
     assert "5 jobs to start with" in text and "grows" in text and "3 iterations" in text
+    assert "max_iterations" not in text
+    once = submitted_lines("x", result, max_iterations=1)
+    assert "max_iterations: 1 fine-tunes once" in once[-1]
 
 
 def test_local_project_example_validates_once_its_placeholders_are_filled(tmp_path):

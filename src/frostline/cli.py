@@ -15,10 +15,17 @@ from typing import Annotated
 import typer
 
 from frostline.alloys.cli import register as register_alloy_commands
-from frostline.cli_common import LOG_FILE, heavy_imports, keep_quiet_in, quiet_third_party
+from frostline.cli_common import (
+    LOG_FILE,
+    heavy_imports,
+    iterations_note,
+    keep_quiet_in,
+    quiet_third_party,
+)
 from frostline.cli_common import console as make_console
 from frostline.cli_common import fail as _fail
 from frostline.cli_registry import register as register_registry_commands
+from frostline.progress import display
 from frostline.submit.cli import register as register_submit_command
 
 app = typer.Typer(help="frostline: active learning of MLIPs by frozen fine-tuning of MACE.")
@@ -47,6 +54,9 @@ def _run(config_path: Path, campaign_dir: Path | None, wait_s: float = 0.0) -> d
     except ConfigError as exc:
         _fail(named(exc))
     campaign_dir = Path(campaign_dir or Path("campaigns") / config.name)
+    note = iterations_note(config.convergence.max_iterations)
+    if note:
+        err.print(f"[yellow]note[/]: {note}", soft_wrap=True)  # one line, however narrow
     heavy_imports()  # its notices are held, then kept in DIR/frostline.log once the run ran
     from frostline.finetune.foundation import FoundationError
     from frostline.flows.campaign import run_campaign
@@ -54,8 +64,10 @@ def _run(config_path: Path, campaign_dir: Path | None, wait_s: float = 0.0) -> d
     from frostline.reliability.locking import CampaignLockedError
     from frostline.store import StoreError
 
+    iterations, members = config.convergence.max_iterations, config.finetune.committee_size
     try:
-        result = run_campaign(config, campaign_dir, wait_s=wait_s)
+        with display(iterations, members):  # live progress on a terminal (frostline.progress)
+            result = run_campaign(config, campaign_dir, wait_s=wait_s)
     except (ConfigError, FoundationError) as exc:
         _fail(named(exc))
     except CampaignLockedError as exc:  # another run owns the directory: write nothing there

@@ -50,6 +50,21 @@ def fail(message: str, uri: str | None = None) -> NoReturn:
     raise typer.Exit(2)
 
 
+def iterations_note(max_iterations: int) -> str | None:
+    """A one-line note when ``convergence.max_iterations`` buys no label after the initial set.
+
+    Every iteration but the last fine-tunes, explores, selects and labels; the last one's
+    exploration only measures its committee (a batch labelled then would train no model), so
+    ``max_iterations: 1`` fine-tunes once on the initial set and labels nothing more.
+    """
+    if max_iterations > 1:
+        return None
+    return (
+        "convergence.max_iterations: 1 fine-tunes once on the initial set and labels nothing "
+        "more (the last iteration's exploration only measures the committee); 2 or more to learn"
+    )
+
+
 # Third-party notices that say nothing to a frostline user (all harmless here); they are kept
 # in the campaign's log file (``DIR/frostline.log``) when a command has one, off the console.
 QUIET = re.compile(
@@ -64,6 +79,7 @@ QUIET = re.compile(
             r"'pin_memory' argument is set as true",  # torch's DataLoader in mace-torch, on CPU
             r"TorchScript type system doesn't support",  # torch.jit on mace's modules
             r"implementation of `fixcm=True` in `Langevin`",  # ASE >= 3.28 on its own default
+            r"To copy construct from a tensor",  # mace's MACE.__init__ on stored models rebuilt
         )
     )
 )

@@ -63,6 +63,7 @@ from frostline.distill.validate import (
 from frostline.finetune.committee import committee_calculator, load_models
 from frostline.finetune.evaluate import evaluate
 from frostline.jobs import frostline_job
+from frostline.progress import nested_progress
 from frostline.schemas import CampaignSummary, LabelledStructure, ModelDoc, ModelFile
 from frostline.store import Records, current_records
 
@@ -81,14 +82,13 @@ STABILITY_MIN_ATOMS = 100
 fluctuate too much in temperature for a ±25 % check)."""
 
 
-def _progress() -> Progress:
-    return Progress(
+def _progress() -> Progress:  # inside the run's display when one is open (frostline.progress)
+    return nested_progress(
         TextColumn("[bold]distill[/] {task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
     )
 
 

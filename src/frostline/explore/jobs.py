@@ -10,7 +10,6 @@ import numpy as np
 from ase import Atoms
 from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from frostline.choices import UNCERTAINTIES, Uncertainty
 from frostline.explore.batched import batched_langevin_frames
@@ -18,6 +17,7 @@ from frostline.explore.samplers import Frame, langevin_frames
 from frostline.explore.shared_committee import SharedCommittee
 from frostline.finetune.committee import load_committee, load_models
 from frostline.jobs import frostline_job
+from frostline.progress import advance_stage, end_stage, show_stage
 from frostline.reliability.memo import memo_keys, memo_lookup, memo_mark
 from frostline.schemas import (
     CandidateStructure,
@@ -133,16 +133,10 @@ class ExploreMaker(Maker):
             return ExploreResult.model_validate(reused)
         plan = self.plan(len(starts), iteration)
         atoms = self.start_cells([AseAtomsAdaptor.get_atoms(as_structure(s)) for s in starts], plan)
-        columns = (
-            TextColumn(f"[bold]explore[/] it {iteration} ({self.engine})"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, transient=False) as progress:
-            task = progress.add_task("md", total=len(plan) * self.steps)
-            run = self._run_batched if self.engine == "batched" else self._run_ase
-            runs = run(finetuned, atoms, plan, progress, task)
+        show_stage("explore", f"explore ({self.engine} MD)", len(plan) * self.steps, "steps")
+        run = self._run_batched if self.engine == "batched" else self._run_ase
+        runs = run(finetuned, atoms, plan, lambda n: advance_stage("explore", n))
+        end_stage("explore")
         candidates: list[CandidateStructure] = []
         n_steps = n_aborted = 0
         for (temp, _, _), (frames, done) in zip(plan, runs, strict=True):
@@ -170,18 +164,19 @@ class ExploreMaker(Maker):
             wall_time_s=time.perf_counter() - t0,
         )
 
-    def _run_ase(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
-        """One ASE Langevin trajectory after the other with mace's ``MACECalculator``."""
+    def _run_ase(self, finetuned, atoms, plan, on_steps) -> list[tuple[list[Frame], int]]:
+        """One ASE Langevin trajectory after the other with mace's ``MACECalculator``
+        (``on_steps(n)``: n more MD steps done, an aborted trajectory's rest counted)."""
         records, models = current_records(), self._members(finetuned)
         calc = load_committee(records, models, device=self.device, dtype=self.dtype)
         scorer = self._scorer(records, models, calc.models[0])
         try:
-            return self._trajectories(calc, atoms, plan, progress, task, scorer)
+            return self._trajectories(calc, atoms, plan, on_steps, scorer)
         finally:
             if scorer is not None:
                 scorer.close()
 
-    def _trajectories(self, calc, atoms, plan, progress, task, scorer) -> list:
+    def _trajectories(self, calc, atoms, plan, on_steps, scorer) -> list:
         """The ASE engine's trajectories, one after the other."""
         runs = []
         for (temp, seed, _), start in zip(plan, atoms, strict=True):
@@ -198,14 +193,14 @@ class ExploreMaker(Maker):
                 abort_force_std=self.abort_force_std,
                 scorer=scorer,
             ):
-                progress.advance(task, frame.step - (frames[-1].step if frames else 0))
+                on_steps(frame.step - (frames[-1].step if frames else 0))
                 frames.append(frame)
             done = frames[-1].step if frames else 0
-            progress.advance(task, self.steps - done)
+            on_steps(self.steps - done)
             runs.append((frames, done))
         return runs
 
-    def _run_batched(self, finetuned, atoms, plan, progress, task) -> list[tuple[list[Frame], int]]:
+    def _run_batched(self, finetuned, atoms, plan, on_steps) -> list[tuple[list[Frame], int]]:
         """All trajectories in one batch per step with the (shared-trunk) committee."""
         records, docs = current_records(), self._members(finetuned)
         models = load_models(records, docs)  # rebuilt, not unpickled
@@ -222,13 +217,12 @@ class ExploreMaker(Maker):
                 timestep_fs=self.timestep_fs,
                 friction=self.friction,
                 abort_force_std=self.abort_force_std,
-                on_step=lambda n: progress.advance(task, n),
+                on_step=on_steps,
                 scorer=scorer,
             )
         finally:
             if scorer is not None:
                 scorer.close()
-        progress.update(task, completed=len(plan) * self.steps)
         return [(rep.frames, rep.steps_done) for rep in replicas]
 
     def _members(self, finetuned: FineTuneResult) -> list:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -21,6 +21,7 @@ from ase import Atoms
 from ase.io import write
 
 from frostline.choices import MACE_LOSSES, MACE_REPLAY_NAMES
+from frostline.progress import training_reporter
 from frostline.schemas import LabelledStructure, TrainingOutcome
 
 KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
@@ -267,16 +268,38 @@ def foundation_in_training_dtype(settings: MaceTrainSettings, work_dir: Path) ->
     return replace(settings, foundation_model=str(converted))
 
 
+_EPOCH_RECORD = re.compile(r"Epoch (\d+):")  # mace-torch's validation line after each epoch
+
+
+class _EpochReporter(logging.Filter):
+    """Pass each mace-torch "Epoch N:" log record on as ``on_epoch(N + 1, cap)`` (epochs done,
+    once per epoch); every record goes on to mace-torch's log file unchanged."""
+
+    def __init__(self, on_epoch: Callable[[int, int], None], cap: int) -> None:
+        super().__init__()
+        self.on_epoch, self.cap, self.done = on_epoch, cap, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _EPOCH_RECORD.match(record.getMessage())
+        if match is not None and int(match.group(1)) + 1 > self.done:
+            self.done = int(match.group(1)) + 1
+            self.on_epoch(self.done, self.cap)
+        return True
+
+
 def run_mace_training(
     settings: MaceTrainSettings,
     train: Sequence[LabelledStructure | Atoms],
     work_dir: Path,
     valid: Sequence[LabelledStructure | Atoms] | None = None,
     weights: Sequence[float] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Train with mace-torch and return the path of the saved ``.model`` file.
 
-    ``weights``: a loss weight per ``train`` structure (none: all 1).
+    ``weights``: a loss weight per ``train`` structure (none: all 1). ``on_epoch(done, cap)``
+    is called after each epoch (default: the run's progress display, ``frostline.progress``).
+    mace-torch's own log goes to its log file only (``work_dir/logs``), not to the console.
     """
     from mace.cli.run_train import run
     from mace.tools import build_default_arg_parser
@@ -293,6 +316,10 @@ def run_mace_training(
     root = logging.getLogger()
     handlers = list(root.handlers)
     level = root.level
+    if on_epoch is None:
+        on_epoch = training_reporter(settings.name, settings.max_num_epochs)
+    epochs = _EpochReporter(on_epoch, settings.max_num_epochs)
+    root.addFilter(epochs)  # mace-torch logs "Epoch N: ..." to the root logger
     for h in handlers:  # mace-torch logs DEBUG to the root logger; it adds its own console handler
         root.removeHandler(h)
     cwd = os.getcwd()
@@ -300,6 +327,7 @@ def run_mace_training(
         with serial_early_stopping(), open(os.devnull, "w") as null, redirect_stdout(null):
             run(args)
     finally:
+        root.removeFilter(epochs)
         os.chdir(cwd)
         torch.set_default_dtype(dtype)
         for h in list(root.handlers):

@@ -23,6 +23,7 @@ from frostline.flows.jobs import (
 from frostline.jobs import frostline_job
 from frostline.label.jobs import LabelMaker
 from frostline.label.oracles import oracle_settings
+from frostline.progress import show_iteration
 from frostline.schemas import (
     CampaignSummary,
     ExploreResult,
@@ -233,6 +234,7 @@ class ActiveLearningMaker(Maker):
         ``strategy``: the fine-tuning strategy an earlier ``strategy_sweep`` chose.
         """
         started = time.time()
+        show_iteration(index)  # the run's progress display, if one is open
         if index == 0:  # the initial set counts against the budget (imported labels cost nothing)
             n_labels_spent = sum(
                 LabelledStructure.model_validate(t).provenance.sampler != "import" for t in train

@@ -35,6 +35,7 @@ from frostline.label.oracles import (
     oracle_maker,
     unconverged_reason,
 )
+from frostline.progress import advance_stage, end_stage, show_stage
 from frostline.schemas import CandidateStructure, LabelledStructure, structure_hash
 from frostline.store import Records, current_records
 from frostline.submit.routing import Routes, route
@@ -108,6 +109,8 @@ class LabelMaker(Maker):
                 )
                 j.name = f"label {self.oracle.name} {role} {len(jobs)}"
             jobs.append(j)
+        n_unique = len(dict.fromkeys(hashes))
+        show_stage(label_stage(role), f"label {role}", n_unique, "labels", n_unique - len(jobs))
         collect = collect_labels(
             [j.output for j in jobs],
             [reused[h] for h in dict.fromkeys(hashes) if h in reused],
@@ -329,7 +332,13 @@ def record_label(
             stress=None if stress is None else np.asarray(stress).tolist(),
         )
     current_records().upsert("labelled", [label.model_dump(mode="json")], key=LABEL_KEY)
+    advance_stage(label_stage(role))
     return label
+
+
+def label_stage(role: str) -> str:
+    """The progress display's stage of a batch of ``role`` labels (``frostline.progress``)."""
+    return f"label {role}"
 
 
 def store_labels(records: Records, labels: list[LabelledStructure]) -> None:
@@ -355,4 +364,5 @@ def collect_labels(
             store_labels(records, [lab])
         out.append(lab)
     out.extend(LabelledStructure.model_validate(x) for x in imported or [])
+    end_stage(label_stage(role))
     return out

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from frostline.cli_common import LOG_FILE, heavy_imports, keep_quiet_in
+from frostline.cli_common import LOG_FILE, heavy_imports, iterations_note, keep_quiet_in
 from frostline.cli_common import console as make_console
 from frostline.cli_common import fail as _fail
 
@@ -86,6 +86,7 @@ def submit(
 def submitted_lines(name: str, result, max_iterations: int) -> list[str]:
     """What ``frostline submit`` prints: the flow, the jobs it starts with and that it grows."""
     routes = ", ".join(f"{k}→{v or 'any'}" for k, v in result.workers.items())
+    note = iterations_note(max_iterations)
     return [
         f"[bold green]submitted[/] {name}: flow {result.flow_uuid} to {result.manager} "
         f"({result.project}); {routes}",
@@ -93,6 +94,7 @@ def submitted_lines(name: str, result, max_iterations: int) -> list[str]:
         f"fine-tuning, exploration, selection and one labelling job per structure; up to "
         f"{max_iterations} iterations), so `jf flow list` / `jf job list` will show more",
         f"status: frostline status {result.campaign_dir}",
+        *([f"[yellow]note[/]: {note}"] if note else []),
     ]
 
 
