@@ -36,11 +36,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from frostline.config import OracleConfig
 from frostline.finetune.committee import committee_calculator
 from frostline.finetune.forgetting import check_forgetting, force_mae
 from frostline.finetune.foundation import MINI_FOUNDATIONS
 from frostline.finetune.replay import HELDOUT_FILE, read_heldout, replay_path
 from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
+from frostline.label.oracles import builtin_calculator
 
 console = Console()
 HERE = Path(__file__).resolve().parent
@@ -86,15 +88,9 @@ def settings(strategy: str, args: argparse.Namespace, foundation: str) -> MaceTr
 
 
 def oracle(case: str):
-    """The case's oracle as an ASE calculator (for the oracle's own lattice constants)."""
-    if case == "h2cu":
-        from frostline.label.calculators import xtb_calculator
-
-        return xtb_calculator(method="GFN1-xTB", electronic_temperature=1000.0)
-    from chgnet.model import CHGNet
-    from chgnet.model.dynamics import CHGNetCalculator
-
-    return CHGNetCalculator(model=CHGNet.load(model_name="r2scan"), use_device="cpu")
+    """The case's oracle as an ASE calculator (the campaigns' built-in oracle of that name)."""
+    name = "xtb" if case == "h2cu" else "chgnet-r2scan"
+    return builtin_calculator(OracleConfig(name=name))
 
 
 def fingerprint(args: argparse.Namespace) -> str:

@@ -64,6 +64,7 @@ from frostline.finetune.committee import committee_calculator, load_models
 from frostline.finetune.evaluate import evaluate
 from frostline.jobs import frostline_job
 from frostline.progress import nested_progress
+from frostline.registry.models import stored_models
 from frostline.schemas import CampaignSummary, LabelledStructure, ModelDoc, ModelFile
 from frostline.store import Records, current_records
 
@@ -516,7 +517,7 @@ class DistillMaker(Maker):
         if not ids:
             raise ValueError("distill: the campaign summary has no final_model_ids to distil")
         records = current_records()
-        parents = stored_models(records, ids)
+        parents = stored_models(records, ids, "distill")
         teacher = committee_calculator(load_models(records, parents), device=self.device)
         train_labels, val_labels = self.campaign_labels(records)
         seeds = [labelled_atoms(lab) for lab in train_labels]
@@ -621,15 +622,6 @@ class DistillMaker(Maker):
         )
         result.model_id = doc.model_id
         result.companions = companions
-
-
-def stored_models(records: Records, ids: Sequence[str]) -> list[ModelDoc]:
-    """The model documents of ``ids`` (in that order); a missing one is an error naming it."""
-    found = {d["model_id"]: d for d in records.find("model_docs", {"model_id": {"$in": ids}})}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise ValueError(f"distill: model ids not in the store: {', '.join(missing)}")
-    return [ModelDoc.model_validate(found[i]) for i in ids]
 
 
 def announce(result: DistillResult) -> None:

@@ -79,35 +79,29 @@ def pretraining_structures(name: str) -> list[Atoms]:
 
 def build_replay_set(name: str, n: int = 300) -> Path:
     """Label the last ``n`` pretraining structures of ``name`` with CHGNet and ship them."""
-    from ase.io import write
-
-    from frostline.finetune.foundation import drop_unphysical, label_with_chgnet
-
-    labelled = drop_unphysical(label_with_chgnet(pretraining_structures(name)[-n:]))
-    REPLAY_DIR.mkdir(parents=True, exist_ok=True)
-    out = replay_path(name)
-    write(out, _plain(labelled), format="extxyz")
-    return out
+    return _label_and_write(pretraining_structures(name)[-n:], replay_path(name))
 
 
 def build_heldout_set(n_per_group: int = 12, seed: int = 1000) -> Path:
     """Label a fresh draw of the mini foundations' generator (the held-out slice)."""
-    from ase.io import write
-
-    from frostline.finetune.foundation import drop_unphysical, label_with_chgnet
     from frostline.structures import mini_foundation_structures
 
     structures = mini_foundation_structures(n_per_group, np.random.default_rng(seed))
+    return _label_and_write(structures, HELDOUT_FILE)
+
+
+def _label_and_write(structures: list[Atoms], out: Path) -> Path:
+    """CHGNet-PBE labels (as the pretraining's), minus unphysical frames, written to ``out``."""
+    from ase.io import write
+
+    from frostline.finetune.foundation import drop_unphysical, label_with_chgnet
+
     labelled = drop_unphysical(label_with_chgnet(structures))
-    REPLAY_DIR.mkdir(parents=True, exist_ok=True)
-    write(HELDOUT_FILE, _plain(labelled), format="extxyz")
-    return HELDOUT_FILE
-
-
-def _plain(labelled: list[Atoms]) -> list[Atoms]:
     for atoms in labelled:
         atoms.calc = None
-    return labelled
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write(out, labelled, format="extxyz")
+    return out
 
 
 def read_heldout() -> list[Atoms]:

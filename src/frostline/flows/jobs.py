@@ -19,7 +19,6 @@ from frostline.schemas import (
     CampaignSummary,
     CandidateStructure,
     LabelledStructure,
-    ModelDoc,
     Provenance,
     ValidationMetrics,
     utcnow,
@@ -141,12 +140,11 @@ class ForgettingCheckMaker(Maker):
         from frostline.finetune.foundation import load_foundation_model
         from frostline.finetune.replay import read_heldout, shipped_foundation_name
         from frostline.label.oracles import builtin_calculator
+        from frostline.registry.models import stored_models
 
         limits = ForgettingConfig.model_validate(self.settings)
         records = current_records()
-        ids = list(summary.get("final_model_ids") or [])
-        docs = [ModelDoc.model_validate(d)
-                for d in records.find("model_docs", {"model_id": {"$in": ids}})]  # fmt: skip
+        docs = stored_models(records, summary.get("final_model_ids") or [], "forgetting check")
         model = load_committee(records, docs, device=self.device)
         foundation = committee_calculator([load_foundation_model(self.foundation)], self.device)
         heldout = read_heldout() if shipped_foundation_name(self.foundation) else []

@@ -11,11 +11,13 @@ import hashlib
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ase.data import chemical_symbols
 
+from frostline.schemas import ModelDoc
 from frostline.store import Records, StoreError
 
 FORCE_MAE = "metrics.force_mae_mev_per_a"
@@ -267,3 +269,13 @@ def mark_superseded(records: Records, campaign: str, iteration: int, used: list[
             changed.append({**doc, "superseded": superseded})
     records.upsert("model_docs", changed, key=["model_id"])
     return marked
+
+
+def stored_models(records: Records, ids: Sequence[str], what: str = "models") -> list[ModelDoc]:
+    """The model documents of ``ids`` (in that order); a missing one is an error naming it
+    (``what``: the caller, named in the error)."""
+    found = {d["model_id"]: d for d in records.find("model_docs", {"model_id": {"$in": ids}})}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValueError(f"{what}: model ids not in the store: {', '.join(missing)}")
+    return [ModelDoc.model_validate(found[i]) for i in ids]
