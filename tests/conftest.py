@@ -59,10 +59,10 @@ def mongodb_store_config(secantus_server):
 
 @pytest.fixture
 def embedded(tmp_path):
-    """A populated embedded campaign store (``test_registry.populate``) and its CLI arguments."""
-    from test_registry import _backend, populate
+    """A populated embedded campaign store (``helpers.registry.populate``) and its CLI arguments."""
+    from helpers.registry import make_backend, populate
 
-    backend = _backend("embedded", tmp_path, None)
+    backend = make_backend("embedded", tmp_path, None)
     populate(backend.records)
     yield backend
     backend.records.close()

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 from conftest import tiny_campaign
+from helpers.cli import run_off_a_terminal
 from rich.console import Console
-from test_cli_startup import run_off_a_terminal
 
 from frostline import progress
 from frostline.cli_common import iterations_note

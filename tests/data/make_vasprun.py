@@ -21,7 +21,7 @@ HERE = Path(__file__).parent
 
 
 def cu4():
-    """The candidate structure (also built by tests/test_vasp.py)."""
+    """The candidate structure (also built by tests/label/test_vasp.py)."""
     atoms = bulk("Cu", "fcc", a=3.62, cubic=True)
     atoms.rattle(0.04, seed=7)
     return atoms

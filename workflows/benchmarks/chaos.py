@@ -7,7 +7,7 @@ between an oracle job's stored output and its label record, and just after a fin
 fine-tune), faults injected (and how many were recorded and isolated), bad inputs tried (all
 refused or accepted cleanly; foundation files that are not models and bad campaign names
 included), labels lost, duplicated and recomputed (goal 0) and committees retrained (goal 0).
-``tests/test_chaos.py``, ``tests/test_reliability.py`` and ``tests/test_fuzz_inputs.py`` run
+``tests/reliability/test_chaos.py``, ``tests/reliability/test_reliability.py`` and ``tests/reliability/test_fuzz_inputs.py`` run
 the same harness with fewer cases.
 """
 

@@ -23,7 +23,7 @@ def tiny_campaign(name: str = "tiny", **overrides) -> dict:
         "select": {"trust_lo": 1e-9, "trust_hi": 10.0, "max_labels_per_iteration": 2},
         "oracle": {"name": "emt"},
         "convergence": {"max_iterations": 2, "label_budget": 50, "accurate_fraction": 0.9},
-        "distill": {"enabled": False},  # tests/test_distill.py turns it on
-        "forgetting": {"enabled": False},  # tests/test_forgetting.py turns it on
+        "distill": {"enabled": False},  # tests/distill/test_distill.py turns it on
+        "forgetting": {"enabled": False},  # tests/finetune/test_forgetting.py turns it on
     }
     return merge_sections(config, overrides)

@@ -7,7 +7,7 @@ accepted, or refused with a ``ConfigError`` / ``FoundationError`` whose message 
 code 2, print one message without a traceback, and create no campaign directory (no
 half-written store). Accepted cases are not run (they would start a campaign).
 
-Used by ``tests/test_fuzz_inputs.py`` and ``workflows/benchmarks/chaos.py``.
+Used by ``tests/reliability/test_fuzz_inputs.py`` and ``workflows/benchmarks/chaos.py``.
 """
 
 from __future__ import annotations

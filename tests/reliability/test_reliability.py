@@ -13,10 +13,10 @@ import pytest
 import yaml
 from ase.build import bulk
 from conftest import tiny_campaign
+from helpers.labels import candidates, run_label
 from jobflow import run_locally
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymongo.errors import AutoReconnect
-from test_label import candidates, run_label
 from typer.testing import CliRunner
 
 from frostline.cli import app

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from ase.calculators.emt import EMT
+from helpers.labels import emt_label, emt_labels
 from jobflow import run_locally
 
 from frostline.config import StoreConfig
@@ -15,27 +16,8 @@ from frostline.finetune.committee import committee_calculator, fetch_model_files
 from frostline.finetune.freeze import apply_freeze, count_parameters, frozen_modules
 from frostline.finetune.jobs import FineTuneMaker, member_loss_weights
 from frostline.finetune.train import write_training_file
-from frostline.schemas import FineTuneResult, LabelledStructure
+from frostline.schemas import FineTuneResult
 from frostline.store import Records, make_job_store
-from frostline.structures import h2_cu111_structures
-
-
-def emt_label(atoms, stress: bool = True, stress_offset: float = 0.0) -> LabelledStructure:
-    """``atoms`` labelled by EMT (stress in eV/Å³ shifted by ``stress_offset`` if asked)."""
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    atoms.calc = EMT()
-    return LabelledStructure(
-        structure=AseAtomsAdaptor.get_structure(atoms).as_dict(),
-        energy=atoms.get_potential_energy(),
-        forces=atoms.get_forces().tolist(),
-        stress=(atoms.get_stress() + stress_offset).tolist() if stress else None,
-        oracle="emt",
-    )
-
-
-def emt_labels(n: int, seed: int) -> list[LabelledStructure]:
-    return [emt_label(a) for a in h2_cu111_structures(n, np.random.default_rng(seed))]
 
 
 @pytest.mark.parametrize("level", [0, 1, 5, 6, 7])

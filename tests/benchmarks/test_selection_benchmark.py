@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "workflows" / "benchmarks" / "selection.py"
+BENCHMARK = Path(__file__).resolve().parents[2] / "workflows" / "benchmarks" / "selection.py"
 
 
 def load_benchmark():

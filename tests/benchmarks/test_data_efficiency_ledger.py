@@ -15,7 +15,7 @@ from ase.build import bulk
 
 from frostline.finetune.foundation import MINI_FOUNDATION
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "workflows" / "benchmarks" / "data_efficiency.py"
+BENCHMARK = Path(__file__).resolve().parents[2] / "workflows" / "benchmarks" / "data_efficiency.py"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from frostline.cli import app
 from frostline.config import StoreConfig, parse_config
 from frostline.store import BLOB_STORE, Records, StoreError
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "frostline"
+SRC = Path(__file__).resolve().parents[2] / "src" / "frostline"
 USER, PASSWORD = "frostuser", "Pw-9f3k-Secret"
 
 

@@ -16,17 +16,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
-from test_cli_startup import _store_member
-from test_registry import _backend, invoke
+from helpers.cli import store_member
+from helpers.registry import invoke, make_backend
 
 from frostline.registry.models import list_models
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- registry defects ----------------------------------------------------------------------------
 def test_exact_elements_match_models_stored_in_any_order(embedded):
-    _store_member(embedded.records, "demo-it000-m0", ["H", "Cu"])
+    store_member(embedded.records, "demo-it000-m0", ["H", "Cu"])
     assert "demo-it000-m0" in [d["model_id"] for d in list_models(embedded.records, "Cu,H")]
     res = invoke(["models", "list", *embedded.args, "--elements", "Cu,H", "--json"])
     assert "demo-it000-m0" in [d["model_id"] for d in json.loads(res.stdout)]
@@ -35,8 +35,8 @@ def test_exact_elements_match_models_stored_in_any_order(embedded):
 
 
 def test_kind_filter_and_docs_agree_on_the_kinds_campaigns_write(tmp_path):
-    backend = _backend("embedded", tmp_path, None)
-    _store_member(backend.records, "demo-it000-m0", ["Cu", "H"])
+    backend = make_backend("embedded", tmp_path, None)
+    store_member(backend.records, "demo-it000-m0", ["Cu", "H"])
     res = invoke(["models", "list", *backend.args, "--kind", "mace-finetuned"])
     assert res.exit_code == 0 and "0 model(s)" in res.stdout
     assert "committee-member" in res.stdout  # says which kind a campaign's models have
@@ -54,7 +54,7 @@ def test_database_named_in_the_uri_is_used_and_an_empty_one_is_not_silent(secant
     database = f"t{uuid.uuid4().hex}"
     config = StoreConfig(kind="mongodb", uri=secantus_server.uri, database=database)
     records = Records(make_job_store(config)).connect()
-    _store_member(records, "db-m0", ["Cu", "H"])
+    store_member(records, "db-m0", ["Cu", "H"])
     records.close()
     base = secantus_server.uri.rstrip("/")
     env = {"FROSTLINE_MONGODB_URI": ""}

@@ -18,8 +18,8 @@ import pytest
 import torch
 from ase.build import add_adsorbate, fcc111
 from conftest import tiny_campaign
+from helpers.labels import emt_labels
 from jobflow import run_locally
-from test_finetune import emt_labels
 from typer.testing import CliRunner
 
 from frostline.cli import app

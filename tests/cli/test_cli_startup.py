@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-from test_registry import invoke
+from helpers.cli import run_off_a_terminal, store_member
+from helpers.registry import invoke
 
 from frostline.schemas import ModelDoc, ModelFile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "mace", "jobflow")
 PROBE = f"""
 import json, sys
@@ -34,31 +34,6 @@ def _probe(*args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_off_a_terminal(data: dict, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
-    """``frostline run`` of campaign ``data`` with stdout and stderr in pipes (as in CI, logs,
-    jobflow-remote workers); its result and the campaign directory."""
-    config = tmp_path / f"{data['name']}.yaml"
-    config.write_text(yaml.safe_dump(data))
-    folder = tmp_path / "c"
-    res = subprocess.run(
-        [sys.executable, "-m", "frostline.cli", "run", str(config), "--dir", str(folder)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    return res, folder
-
-
-def _store_member(records, model_id: str, elements: list[str], campaign: str = "demo") -> None:
-    data = f"model {model_id}".encode()
-    sha = records.put_model_file(model_id, data)
-    doc = ModelDoc(
-        model_id=model_id, kind="committee-member", campaign=campaign, elements=elements,
-        metrics=dict(n_structures=2, energy_mae_mev_per_atom=1.0, energy_rmse_mev_per_atom=1.0,
-                     force_mae_mev_per_a=12.0, force_rmse_mev_per_a=14.0),
-        file=ModelFile(filename="m.model", sha256=sha, size_bytes=len(data)),
-    )  # fmt: skip
-    records.upsert("model_docs", [doc.model_dump(mode="json")], ["model_id"])
-
-
 # -- a CLI that answers at once ------------------------------------------------------------------
 def test_help_imports_no_torch_mace_or_jobflow():
     result = _probe("--help")
@@ -68,7 +43,7 @@ def test_help_imports_no_torch_mace_or_jobflow():
 
 
 def test_models_list_and_status_import_no_torch_or_mace(embedded):
-    _store_member(embedded.records, "demo-it000-m0", ["H", "Cu"], campaign="alpha")
+    store_member(embedded.records, "demo-it000-m0", ["H", "Cu"], campaign="alpha")
     result = _probe("models", "list", *embedded.args, "--json")
     assert result["code"] == 0 and "demo-it000-m0" in result["out"]
     assert "torch" not in result["heavy"] and "mace" not in result["heavy"]

@@ -28,7 +28,7 @@ from frostline.label.oracles import oracle_maker
 from frostline.schemas import CandidateStructure, LabelledStructure
 from frostline.store import Records
 
-DATA = Path(__file__).parent / "data" / "vasp_cu4"
+DATA = Path(__file__).resolve().parents[1] / "data" / "vasp_cu4"
 sys.path.insert(0, str(DATA.parent))
 from make_vasprun import cu4, emt_reference  # noqa: E402
 

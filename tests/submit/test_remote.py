@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_campaign
+from helpers.submit import EXPECTED_WORKER, ROUTING, TWO_ITERATIONS
 from jobflow import JobStore
 from typer.testing import CliRunner
 
@@ -26,17 +27,7 @@ from frostline.store import make_job_store
 from frostline.submit.remote import jobstore_spec, local_worker, project_dict, write_project
 from frostline.submit.routing import TYPE_KEY, route, routing_table
 
-TESTS = Path(__file__).resolve().parent
-ROUTING = {
-    "default": {"worker": "cpu"},
-    "finetune": {"worker": "gpu", "exec_config": "gpu_env"},
-    "explore": {"worker": "gpu", "exec_config": "gpu_env"},
-    "select": {"worker": "gpu"},
-    "distill": {"worker": "gpu", "exec_config": "gpu_env"},
-    "label": {"worker": "cpu", "exec_config": "cpu_env", "resources": {"job_name": "fl-label"}},
-}
-EXPECTED_WORKER = {"finetune": "gpu", "explore": "gpu", "select": "gpu", "label": "cpu"}
-EXPECTED_WORKER.update(control="cpu", distill="gpu")
+TESTS = Path(__file__).resolve().parents[1]
 RUNNER = {  # poll every second (defaults: 30 s), give up on a stale lock after 20 s
     "delay_checkout": 1,
     "delay_check_run_status": 1,
@@ -44,11 +35,6 @@ RUNNER = {  # poll every second (defaults: 30 s), give up on a stale lock after 
     "lock_timeout": 20,
     "delta_retry": [1, 2, 5],
 }
-
-
-# a fixed, tiny trust window: every frame stays 'uncertain', so the loop runs both iterations
-# whatever the first committee's calibration says (the job counts below depend on it)
-TWO_ITERATIONS = {"trust": "fixed"}
 
 
 def remote_campaign(name: str, log: Path) -> dict:

@@ -399,7 +399,7 @@ def test_shipped_alloy_config_parses_and_matches_the_package_copy():
 
     from frostline.config import read_yaml
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     shipped = root / "configs" / "alloys_cu_ni_au.yaml"
     packaged = root / "src" / "frostline" / "data" / "alloys_cu_ni_au.yaml"
     assert shipped.read_text() == packaged.read_text()  # `frostline demo --alloys` runs the copy

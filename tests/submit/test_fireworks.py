@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import yaml
 from conftest import tiny_campaign
-from test_submit import EXPECTED_WORKER, ROUTING, TWO_ITERATIONS
+from helpers.submit import EXPECTED_WORKER, ROUTING, TWO_ITERATIONS
 from typer.testing import CliRunner
 
 from frostline.cli import app

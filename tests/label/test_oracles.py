@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import numpy as np
 import pytest
-from ase.build import bulk, molecule
+from ase.build import bulk
 from ase.calculators.emt import EMT
-from atomate2.forcefields.schemas import ForceFieldTaskDocument
-from jobflow import run_locally
+from helpers.labels import candidates, run_label
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.config import OracleConfig
-from frostline.label.jobs import LabelMaker
-from frostline.schemas import CandidateStructure, LabelledStructure
+from frostline.schemas import CandidateStructure
 from frostline.store import Records
-from frostline.structures import cu111_slab
-
-
-def candidates() -> list[CandidateStructure]:
-    cu = bulk("Cu", "fcc", cubic=True)
-    cu.rattle(0.05, seed=1)
-    h2 = molecule("H2", vacuum=4.0)
-    h2.pbc = True
-    return [
-        CandidateStructure(structure=AseAtomsAdaptor.get_structure(a).as_dict())
-        for a in (cu, cu111_slab(), h2)
-    ]
-
-
-def run_label(store, oracle: OracleConfig, cands, campaign: str = "c"):
-    job = LabelMaker(oracle=oracle, campaign=campaign).make(cands)
-    # atomate2 writes files into the job folder: keep them out of the checkout
-    root = tempfile.mkdtemp(prefix="frostline-label-")
-    responses = run_locally(job, store=store, create_folders=True, root_dir=root, log=False)
-    store.connect()
-    labels = [LabelledStructure.model_validate(x) for x in job.output.resolve(store)]
-    n_oracle_jobs = sum(
-        1
-        for uuid in responses
-        for r in responses[uuid].values()
-        if isinstance(r.output, ForceFieldTaskDocument)
-    )
-    return labels, n_oracle_jobs
 
 
 def test_emt_labels_match_direct_calculation(job_store):
@@ -151,7 +119,7 @@ def test_killed_batch_keeps_finished_labels_and_resumes(tmp_path):
     (tmp_path / "oracle.json").write_text(oracle.model_dump_json())
     (tmp_path / "cands.json").write_text(json.dumps([c.model_dump(mode="json") for c in cands]))
     (tmp_path / "run1").mkdir()
-    tests_dir = str(Path(__file__).parent)
+    tests_dir = str(Path(__file__).resolve().parents[1])
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]),
