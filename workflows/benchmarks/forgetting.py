@@ -2,8 +2,10 @@
 
 The mini-64 foundation (CHGNet-PBE level) is fine-tuned on the two cases of the data-efficiency
 benchmark (their committed labels: H2/Cu(111) by GFN1-xTB, Cu-Ni-Au alloys by CHGNet-r2SCAN)
-with each strategy, on the same ``--n`` training structures, every run until mace-torch's
-early stopping (``--patience``) or the epoch cap (recorded: a run at its cap is marked):
+with each strategy, on the same ``--n`` training structures and ``--seeds`` (three by default),
+every run until mace-torch's early stopping (``--patience``, 30) or the epoch cap (300; a run
+still improving at its cap, the project's ``TrainingOutcome.still_improving``, is counted as not
+converged and named on the ``converged:`` line):
 
 - ``frozen``: ``--freeze 6`` (frostline's default level);
 - ``naive``: a full fine-tune (f0) on the target data alone;
@@ -14,8 +16,8 @@ early stopping (``--patience``) or the epoch cap (recorded: a run at its cap is 
 Per case and strategy it prints the target-domain test force MAE, the force MAE on the held-out
 slice of the foundation's domain (fresh cells of its pretraining generator with only the case's
 elements) after / before fine-tuning, and each pure element's bulk lattice constant error vs the
-oracle (equation of state, ``frostline.finetune.forgetting``). The last line is the larger
-after / before ratio of the two cases per strategy:
+oracle (equation of state, ``frostline.finetune.forgetting``), as seed means ± spread. The
+last line is the larger of the two cases' seed-mean after / before ratios per strategy:
 
     foundation-domain force MAE after / before: frozen X, naive Y, replay Z
 
@@ -23,7 +25,9 @@ Goal: replay <= 1.1 while its target-domain error is within 10 % of the best str
 With no arguments: the whole run, or a re-print from ``results/forgetting/results.json`` when
 its inputs (data, settings, this script and the modules it measures) are unchanged; finished
 trainings and their measurements are kept in ``results/forgetting/ledger-CASE.json`` (commit it: a
-killed run, or one in a fresh checkout without the model files, resumes there).
+killed run, or one in a fresh checkout without the model files, resumes there); the trainings
+run seed by seed, so a partial run holds whole seeds. ``--reprint`` prints what the ledgers hold
+for these settings without training (with ``seeds per arm: k of 3``).
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +49,7 @@ from frostline.finetune.foundation import MINI_FOUNDATIONS
 from frostline.finetune.replay import HELDOUT_FILE, read_heldout, replay_path
 from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
 from frostline.label.oracles import builtin_calculator
+from frostline.schemas import TrainingOutcome
 
 console = Console()
 HERE = Path(__file__).resolve().parent
@@ -63,12 +70,14 @@ def case_data(case: str, n: int, n_val: int, n_test: int) -> tuple[list, list, l
     return pool[:n], val[:n_val], test[:n_test]
 
 
-def settings(strategy: str, args: argparse.Namespace, foundation: str) -> MaceTrainSettings:
+def settings(
+    strategy: str, args: argparse.Namespace, foundation: str, seed: int
+) -> MaceTrainSettings:
     """mace-torch settings of one strategy (the same everything else)."""
     extra = {"patience": str(args.patience)}
     base = MaceTrainSettings(
         name=strategy,
-        seed=args.seed,
+        seed=seed,
         max_num_epochs=args.epochs,
         batch_size=4,
         lr=args.lr,
@@ -107,9 +116,9 @@ def fingerprint(args: argparse.Namespace) -> str:
     return h.hexdigest()[:16]
 
 
-def arm_key(case: str, strategy: str, args) -> str:
-    """What one arm's training and measurement depend on (settings, case, measuring code)."""
-    s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]))
+def arm_key(case: str, strategy: str, args, seed: int) -> str:
+    """What one arm's training and measurement depend on (settings with the seed, case)."""
+    s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]), seed)
     return hashlib.sha256(f"{case}|{s.fingerprint()}|{args.n}".encode()).hexdigest()[:16]
 
 
@@ -118,20 +127,21 @@ def save_ledger(case: str, ledger: dict) -> None:
     (OUT / f"ledger-{case}.json").write_text(json.dumps(ledger, indent=1, default=str))
 
 
-def train_arm(case: str, strategy: str, args, data, ledger: dict) -> dict:
+def train_arm(case: str, strategy: str, args, data, ledger: dict, seed: int) -> dict:
     """One strategy's fine-tune on one case (from the ledger when it finished before)."""
-    s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]))
-    key = arm_key(case, strategy, args)
-    folder = OUT / "runs" / case / strategy
+    s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]), seed)
+    key = arm_key(case, strategy, args, seed)
+    folder = OUT / "runs" / case / f"{strategy}-seed{seed}"
     model = folder / f"{strategy}.model"
     if key in ledger.get("trainings", {}) and model.exists():
         return ledger["trainings"][key]
     train, val, _ = data
-    console.print(f"[bold]{case}[/] {strategy}: training on {len(train)} structures")
+    console.print(f"[bold]{case}[/] {strategy} seed {seed}: training on {len(train)} structures")
+    start = time.perf_counter()
     run_mace_training(s, train, folder, valid=val)
     outcome = training_outcome(folder, strategy, args.epochs)
     record = {"model": str(model.relative_to(OUT)), "training": outcome.model_dump() if outcome
-              else None}  # fmt: skip
+              else None, "wall_s": round(time.perf_counter() - start)}  # fmt: skip
     ledger.setdefault("trainings", {})[key] = record
     save_ledger(case, ledger)
     return record
@@ -157,67 +167,117 @@ def measure(case: str, record: dict, data, heldout, oracle_calc, foundation_name
     }
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Every case and strategy (trainings from the case's ledger where finished)."""
-    heldout = read_heldout()
-    results: dict = {}
-    for case in args.cases:
-        data = case_data(case, args.n, args.n_val, args.n_test)
-        ledger_path = OUT / f"ledger-{case}.json"  # one per case: cases can run side by side
-        ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
-        oracle_calc = oracle(case)
-        for strategy in args.strategies:
-            key = f"{arm_key(case, strategy, args)}-{MEASUREMENT}"
+def load_ledger(case: str) -> dict:
+    """A case's ledger (empty before its first training)."""
+    path = OUT / f"ledger-{case}.json"  # one per case: cases can run side by side
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run(args: argparse.Namespace, train: bool = True) -> dict:
+    """Every seed, case and strategy, seed by seed (trainings and measurements from the case's
+    ledger where finished); ``train=False`` only collects what the ledgers hold.
+    Returns {case: {strategy: [measurement per seed]}}."""
+    heldout = read_heldout() if train else None
+    results: dict = {case: {s: [] for s in args.strategies} for case in args.cases}
+    for seed in args.seeds:
+        for case in args.cases:
+            data = case_data(case, args.n, args.n_val, args.n_test) if train else None
+            ledger, oracle_calc = load_ledger(case), None
             measured = ledger.setdefault("measured", {})
-            if key not in measured:  # the ledger keeps measurements: no model files needed
-                record = train_arm(case, strategy, args, data, ledger)
-                measured[key] = measure(case, record, data, heldout, oracle_calc, args.foundation)
-                save_ledger(case, ledger)
-            results.setdefault(case, {})[strategy] = measured[key]
+            for strategy in args.strategies:
+                key = f"{arm_key(case, strategy, args, seed)}-{MEASUREMENT}"
+                if key not in measured and train:  # measurements kept: no model files needed
+                    record = train_arm(case, strategy, args, data, ledger, seed)
+                    oracle_calc = oracle_calc or oracle(case)
+                    measured[key] = measure(
+                        case, record, data, heldout, oracle_calc, args.foundation
+                    )
+                    save_ledger(case, ledger)
+                if key in measured:
+                    results[case][strategy].append(measured[key])
     return results
 
 
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    """Mean and spread (half the range) over seeds."""
+    return float(np.mean(values)), float((max(values) - min(values)) / 2)
+
+
+def fmt(values: list[float], digits: int = 1) -> str:
+    """``mean ± spread`` over seeds (the value alone for one seed)."""
+    m, s = mean_spread(values)
+    return f"{m:.{digits}f}" if len(values) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def still_improving(r: dict) -> bool:
+    """The run ended at its cap still improving (the project's rule)."""
+    return bool(r["training"]) and TrainingOutcome(**r["training"]).still_improving
+
+
+def lattice_cell(runs: list[dict], key: str) -> str:
+    """Seed-mean lattice constant error vs the oracle per element (%)."""
+    elements = [el for el, v in runs[0][key].items() if v is not None]
+    return ", ".join(f"{el} {np.mean([r[key][el] for r in runs]):+.2f}" for el in elements)
+
+
+def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace) -> Table:
+    """One case: the foundation, then every strategy as seed means ± spread."""
+    table = Table(title=f"{case}: {args.n} training structures, foundation {args.foundation}")
+    for col in ("strategy", "seeds", "target F MAE", "domain F MAE after / before", "epochs",
+                "lattice error vs oracle %"):  # fmt: skip
+        table.add_column(col)
+    first = next(runs for runs in arms.values() if runs)
+    table.add_row("foundation", "–", f"{first[0]['foundation_target_force_mae']:.1f}",
+                  f"{first[0]['check']['force_mae_before']:.1f}", "–",
+                  lattice_cell(first, "foundation_lattice_error_percent"))  # fmt: skip
+    for strategy, runs in arms.items():
+        if not runs:
+            continue
+        epochs = [
+            f"{(r['training'] or {}).get('epochs_run', '?')}" + (" (cap)" * still_improving(r))
+            for r in runs
+        ]
+        table.add_row(
+            strategy, str(len(runs)), fmt([r["target_force_mae"] for r in runs]),
+            f"{fmt([r['check']['force_mae_after'] for r in runs])} / "
+            f"{runs[0]['check']['force_mae_before']:.1f} = {fmt([r['ratio'] for r in runs], 2)}",
+            " ".join(epochs), lattice_cell(runs, "lattice_error_percent"),
+        )  # fmt: skip
+    return table
+
+
 def report(results: dict, args: argparse.Namespace) -> None:
-    """A table per case, then the last line."""
+    """A table per case, the replay and convergence lines, then the last line."""
     for case, arms in results.items():
-        table = Table(title=f"{case}: {args.n} training structures, foundation {args.foundation}")
-        for col in ("strategy", "target F MAE", "domain F MAE after / before", "epochs",
-                    "lattice error vs oracle %"):  # fmt: skip
-            table.add_column(col)
-        first = next(iter(arms.values()))
-        lattice0 = ", ".join(
-            f"{el} {v:+.2f}"
-            for el, v in first["foundation_lattice_error_percent"].items()
-            if v is not None
-        )
-        table.add_row("foundation", f"{first['foundation_target_force_mae']:.1f}",
-                      f"{first['check']['force_mae_before']:.1f}", "–", lattice0)  # fmt: skip
-        for strategy, r in arms.items():
-            c = r["check"]
-            t = r["training"] or {}
-            capped = " (cap)" if t.get("epochs_run") == t.get("max_epochs") else ""
-            table.add_row(
-                strategy,
-                f"{r['target_force_mae']:.1f}",
-                f"{c['force_mae_after']:.1f} / {c['force_mae_before']:.1f} = {r['ratio']:.2f}",
-                f"{t.get('epochs_run', '?')}{capped}",
-                ", ".join(
-                    f"{el} {v:+.2f}"
-                    for el, v in r["lattice_error_percent"].items()
-                    if v is not None
-                ),  # fmt: skip
-            )
-        console.print(table)
-    worst = {
-        s: max(results[c][s]["ratio"] for c in results)
-        for s in ("frozen", "naive", "replay")
-        if all(s in results[c] for c in results)
-    }
+        if any(arms.values()):
+            console.print(case_table(case, arms, args))
+    counts = [len(runs) for arms in results.values() for runs in arms.values()]
+    print(f"seeds per arm: {min(counts)} of {len(args.seeds)}")
     for case, arms in results.items():
-        best = min(r["target_force_mae"] for r in arms.values())
-        if "replay" in arms:
-            within = 100 * (arms["replay"]["target_force_mae"] / best - 1)
+        means = {
+            s: np.mean([r["target_force_mae"] for r in runs]) for s, runs in arms.items() if runs
+        }
+        if "replay" in means:
+            within = 100 * (means["replay"] / min(means.values()) - 1)
             print(f"{case}: replay target-domain error {within:+.1f} % vs the best strategy's")
+    capped = sorted(
+        {
+            f"{case} {s}"
+            for case, arms in results.items()
+            for s, runs in arms.items()
+            for r in runs
+            if still_improving(r)
+        }  # fmt: skip
+    )
+    if not any(counts):
+        print("converged: no (nothing trained with these settings yet)")
+    else:
+        print("converged: " + ("yes" if not capped else f"no ({', '.join(capped)} at the cap)"))
+    worst = {
+        s: max(np.mean([r["ratio"] for r in results[c][s]]) for c in results)
+        for s in ("frozen", "naive", "replay")
+        if all(results[c].get(s) for c in results)
+    }
     print(
         "foundation-domain force MAE after / before: "
         + ", ".join(f"{s} {worst[s]:.2f}" for s in worst)
@@ -232,14 +292,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40, help="training structures per case")
     parser.add_argument("--n-val", type=int, default=30)
     parser.add_argument("--n-test", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=80, help="epoch cap")
-    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=300, help="epoch cap")
+    parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--lr", type=float, default=0.005)
     parser.add_argument("--replay-samples", type=int, default=80)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--reprint", action="store_true", help="print what the ledgers hold; train nothing"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    key = fingerprint(args)
+    if args.reprint:
+        report(run(args, train=False), args)
+        return
+    key = fingerprint(argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "reprint"}))
     saved = OUT / "results.json"
     if saved.exists() and (old := json.loads(saved.read_text())).get("fingerprint") == key:
         console.print(f"inputs unchanged: re-printing {saved}")
