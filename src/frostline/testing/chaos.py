@@ -1,6 +1,7 @@
 """Chaos harness: kill -9 ``frostline run`` at random points, resume, and audit the store.
 
-Used by ``tests/reliability/test_chaos.py`` (a few kills) and ``workflows/benchmarks/chaos.py`` (>= 20).
+Used by ``tests/reliability/test_chaos.py`` (a few kills) and ``workflows/benchmarks/chaos.py``
+(>= 20).
 The oracle is :class:`CountingEMT`, which appends the frostline structure hash of every
 *finished* calculation (with its process id and calculator instance) to a counter file, so the
 audit can tell, per label, how many oracle jobs computed it:
