@@ -220,7 +220,8 @@ class FineTuneConfig(_Strict):
         None,
         description="extxyz of the foundation's pretraining data (REF_energy, REF_forces) for "
         "multihead-replay; empty: the shipped subset for the mini foundations, mace-torch's own "
-        "Materials Project replay for mace_mp names",
+        "Materials Project replay for mace_mp names; a relative path is read beside the "
+        "campaign file; checked before the campaign starts",
     )
     replay_samples: int = Field(
         200, ge=1, description="replay structures drawn (by seed) per multihead fine-tune"
@@ -708,7 +709,8 @@ def read_yaml(path: Path) -> Any:
 def load_config(path: str | Path) -> CampaignConfig:
     """Read a campaign YAML file (safe loader) and validate it.
 
-    Relative paths inside (seeds file, foundation file) are resolved against the file's folder.
+    Relative paths inside (seeds, labelled and replay files, foundation file) are resolved
+    against the file's folder.
     """
     path = Path(path)
     data = read_yaml(path)
@@ -719,6 +721,9 @@ def load_config(path: str | Path) -> CampaignConfig:
     labelled = config.system.labelled_file
     if labelled is not None and not labelled.is_absolute():
         config.system.labelled_file = base / labelled
+    replay = config.finetune.replay_file
+    if replay is not None and not Path(replay).is_absolute():
+        config.finetune.replay_file = str(base / replay)
     if config.foundation != "mini" and not Path(config.foundation).is_absolute():
         candidate = base / config.foundation
         if candidate.exists():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from ase.build import fcc111
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
@@ -14,12 +16,18 @@ from conftest import tiny_campaign
 from typer.testing import CliRunner
 
 from frostline.cli import app
-from frostline.config import ConfigError, FineTuneConfig, ForgettingConfig, parse_config
+from frostline.config import (
+    ConfigError,
+    FineTuneConfig,
+    ForgettingConfig,
+    load_config,
+    parse_config,
+)
 from frostline.finetune.forgetting import check_forgetting, equation_of_state
 from frostline.finetune.jobs import FineTuneMaker
-from frostline.finetune.replay import read_heldout, replay_file_for, replay_path
+from frostline.finetune.replay import read_heldout, replay_file_for, replay_path, replay_source
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
-from frostline.flows.campaign import run_campaign
+from frostline.flows.campaign import check_inputs, run_campaign
 from frostline.registry.queries import campaign_status, open_campaign_dir
 
 
@@ -82,9 +90,24 @@ def test_bad_strategy_settings_are_one_line_errors(foundation):
         FineTuneConfig(strategy="bogus")
     with pytest.raises(ConfigError, match="finetune"):
         parse_config(tiny_campaign(finetune={"strategy": "multihead-replay", "e0s": "average"}))
-    maker = FineTuneMaker(strategy="multihead-replay", replay_file="/nonexistent.extxyz")
     with pytest.raises(ValueError, match="finetune.replay_file"):
-        maker._replay_file(foundation)
+        replay_source("/nonexistent.extxyz", foundation)
+
+
+def test_replay_file_resolved_against_the_config_and_checked_before_the_run(tmp_path):
+    """A relative ``finetune.replay_file`` is read beside the campaign file (like the seeds
+    file); a missing one stops the campaign before any store write, naming the field."""
+    config_file = tmp_path / "c.yaml"
+    finetune = {"strategy": "multihead-replay", "replay_file": "pretraining.extxyz"}
+    config_file.write_text(yaml.safe_dump(tiny_campaign(finetune=finetune)))
+    config = load_config(config_file)
+    assert config.finetune.replay_file == str(tmp_path / "pretraining.extxyz")
+    with pytest.raises(ConfigError, match="finetune.replay_file: .*pretraining.extxyz"):
+        check_inputs(config)
+    shutil.copy(replay_path("mini"), tmp_path / "pretraining.extxyz")
+    check_inputs(config)  # present now: accepted
+    config.finetune.replay_file = None  # the shipped subset of the mini foundation
+    check_inputs(config)
 
 
 def test_shipped_replay_sets_are_the_foundations_pretraining_data(foundation):

@@ -19,14 +19,13 @@ from rich.console import Console
 from frostline.choices import (
     CHECKPOINT_ON,
     FINETUNE_STRATEGIES,
-    MACE_REPLAY_NAMES,
     MEMBER_WEIGHTS,
 )
 from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
 from frostline.finetune.freeze import count_parameters, lora_parameters
-from frostline.finetune.replay import replay_file_for
+from frostline.finetune.replay import replay_source
 from frostline.finetune.safe_model import model_file_to_blob, read_blob
 from frostline.finetune.train import (
     MACE_LOSSES,
@@ -524,26 +523,10 @@ class FineTuneMaker(Maker):
         if strategy != "multihead-replay":
             return {}
         return {
-            "pt_train_file": self._replay_file(foundation),
+            "pt_train_file": replay_source(self.replay_file, foundation),
             "num_samples_pt": self.replay_samples,
             "weight_pt_head": self.replay_weight,
         }
-
-    def _replay_file(self, foundation: str) -> str:
-        """The replay set: ``replay_file``, the shipped subset of a mini foundation's
-        pretraining data, or mace-torch's own Materials Project replay for a ``mace_mp`` name."""
-        if self.replay_file is not None:
-            if not Path(self.replay_file).is_file():
-                raise ValueError(f"finetune.replay_file: {self.replay_file} does not exist")
-            return str(self.replay_file)
-        if (shipped := replay_file_for(foundation)) is not None:
-            return str(shipped)
-        if not Path(foundation).exists():
-            return MACE_REPLAY_NAMES[0]  # a mace_mp name: mace-torch's "mp" replay data
-        raise ValueError(
-            f"finetune.replay_file: foundation {Path(foundation).name} has no shipped replay "
-            "set; give an extxyz of its pretraining data (REF_energy, REF_forces)"
-        )
 
     def _parameters(self, foundation_model, level: int, strategy: str) -> tuple[int, int]:
         """(trainable, total) parameters of a fine-tune at ``level`` with ``strategy``."""

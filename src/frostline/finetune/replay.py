@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from frostline.choices import MACE_REPLAY_NAMES
 from frostline.finetune.foundation import MINI_FOUNDATIONS, PACKAGE_DATA
 
 REPLAY_DIR = PACKAGE_DATA / "replay"
@@ -64,6 +65,24 @@ def replay_file_for(spec: str) -> Path | None:
         return None
     path = replay_path(name)
     return path if path.is_file() else None
+
+
+def replay_source(replay_file: str | Path | None, foundation: str) -> str:
+    """The replay set of a multihead-replay fine-tune: ``replay_file`` (``finetune.replay_file``)
+    when given, the shipped subset of a mini foundation's pretraining data, or mace-torch's own
+    Materials Project replay for a ``mace_mp`` name; a ``ValueError`` naming the field else."""
+    if replay_file is not None:
+        if not Path(replay_file).is_file():
+            raise ValueError(f"finetune.replay_file: {replay_file} does not exist")
+        return str(replay_file)
+    if (shipped := replay_file_for(foundation)) is not None:
+        return str(shipped)
+    if not Path(foundation).exists():
+        return MACE_REPLAY_NAMES[0]  # a mace_mp name: mace-torch's "mp" replay data
+    raise ValueError(
+        f"finetune.replay_file: foundation {Path(foundation).name} has no shipped replay "
+        "set; give an extxyz of its pretraining data (REF_energy, REF_forces)"
+    )
 
 
 def pretraining_structures(name: str) -> list[Atoms]:

@@ -62,12 +62,27 @@ def check_inputs(config: CampaignConfig) -> None:
     from frostline.seeds import campaign_structures
 
     campaign_structures(config)
+    check_replay_file(config)
     if config.system.labelled_file is not None:
         from frostline.label.imported import read_labelled_file
 
         read_labelled_file(
             config.system.labelled_file, config.elements, config.name, config.system.labelled_oracle
         )
+
+
+def check_replay_file(config: CampaignConfig) -> None:
+    """A multihead-replay fine-tune's replay set exists (``finetune.replay_file`` or the
+    foundation's shipped one), checked before the campaign starts."""
+    from frostline.finetune.replay import replay_source
+
+    ft = config.finetune
+    if "multihead-replay" not in (ft.strategy, *ft.strategy_sweep):
+        return
+    try:
+        replay_source(ft.replay_file, resolve_foundation(config.foundation))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def without_secrets(config: CampaignConfig) -> CampaignConfig:
