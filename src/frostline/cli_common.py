@@ -40,7 +40,9 @@ def console(stderr: bool = False, wide: bool = False) -> Console:
 def fail(message: str, uri: str | None = None) -> NoReturn:
     """Print ``error: MESSAGE`` in red on one line of stderr (credentials of ``uri`` and of
     ``$FROSTLINE_MONGODB_URI`` scrubbed) and exit with code 2."""
-    uri = uri or os.environ.get("FROSTLINE_MONGODB_URI")
+    from frostline.settings import settings
+
+    uri = uri or settings().mongodb_uri
     if uri or "://" in str(message):
         from frostline.registry.stores import scrub
 

@@ -5,6 +5,7 @@
 | ``FROSTLINE_MONGODB_URI`` | ``mongodb_uri`` | MongoDB URI when ``store.uri`` is not set |
 | ``FROSTLINE_JOB_STORE`` | ``job_store`` | JSON ``StoreConfig`` on jobflow-remote workers |
 | ``FROSTLINE_STORE_RETRY_S`` | ``store_retry_s`` | how long a run rides out a store outage |
+| ``FROSTLINE_LEASE_S`` | ``lease_s`` | lifetime of a campaign's lease in its store |
 | ``FROSTLINE_WARM_SOCKET`` | ``warm_socket`` | socket of the warm worker server |
 | ``FROSTLINE_CACHE`` | ``cache`` | cache folder (CP2K data built by pymatgen) |
 | ``FROSTLINE_CP2K_DATA`` | ``cp2k_data`` | CP2K's basis-set and potential files |
@@ -24,6 +25,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "FROSTLINE_"
 DEFAULT_RETRY_S = 600.0
 """How long a campaign run waits for its MongoDB to come back (``FROSTLINE_STORE_RETRY_S``)."""
+DEFAULT_LEASE_S = 120.0
+"""Lifetime of a campaign's lease, renewed by the run holding it (``FROSTLINE_LEASE_S``)."""
 
 
 class FrostlineSettings(BaseSettings):
@@ -34,6 +37,7 @@ class FrostlineSettings(BaseSettings):
     mongodb_uri: str | None = None
     job_store: str | None = None
     store_retry_s: float = DEFAULT_RETRY_S
+    lease_s: float = DEFAULT_LEASE_S
     warm_socket: str | None = None
     cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "frostline")
     cp2k_data: Path = Path("/usr/share/cp2k")
@@ -51,6 +55,15 @@ class FrostlineSettings(BaseSettings):
             return max(0.0, float(value))
         except (TypeError, ValueError):
             return DEFAULT_RETRY_S
+
+    @field_validator("lease_s", mode="before")
+    @classmethod
+    def _lease(cls, value: Any) -> float:
+        """Not a number: the default; at least 1 s."""
+        try:
+            return max(1.0, float(value))
+        except (TypeError, ValueError):
+            return DEFAULT_LEASE_S
 
 
 def settings() -> FrostlineSettings:

@@ -15,7 +15,8 @@ on the same host (its holder cannot be running: it would hold the directory lock
 campaign killed and resumed in place does not wait for the expiry. The holder renews it
 every ``ttl_s / 4`` s from a daemon thread and deletes it at the end; a holder killed with
 ``kill -9`` elsewhere stops renewing and its lease expires after ``ttl_s`` (default
-:data:`DEFAULT_TTL_S`, environment ``FROSTLINE_LEASE_S``), when a new run takes over.
+:data:`frostline.settings.DEFAULT_LEASE_S`, environment ``FROSTLINE_LEASE_S``), when a new
+run takes over.
 Expiry compares wall clocks of the hosts: keep them synchronised (NTP), as usual for MongoDB.
 """
 
@@ -31,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from frostline.reliability.errors import CampaignError
+from frostline.settings import settings
 
 LEASES = "frostline_leases"
 """Collection of campaign leases (next to frostline's other collections)."""
-DEFAULT_TTL_S = 120.0
-ENV_TTL = "FROSTLINE_LEASE_S"
 
 
 class CampaignLeasedError(CampaignError):
@@ -43,11 +43,8 @@ class CampaignLeasedError(CampaignError):
 
 
 def lease_ttl() -> float:
-    """Lease lifetime in s (``$FROSTLINE_LEASE_S`` or :data:`DEFAULT_TTL_S`)."""
-    try:
-        return max(1.0, float(os.environ.get(ENV_TTL, DEFAULT_TTL_S)))
-    except ValueError:
-        return DEFAULT_TTL_S
+    """Lease lifetime in s (``$FROSTLINE_LEASE_S``, default 120 s: ``frostline.settings``)."""
+    return settings().lease_s
 
 
 def describe(doc: dict[str, Any], now: float | None = None) -> str:
