@@ -259,34 +259,18 @@ def test_stochastic_picks_in_proportion_to_the_score():
     share = picks.count(0) / len(picks)
     assert 0.19 < share < 0.31  # p = 0.1 / (0.1 + 0.3) = 0.25; diverse would never pick it
     assert plan_batch(cands, 0.05, 0.5, LIMITS, cap=1).selected == [1]
-    squared = [
-        plan_batch(
-            cands,
-            0.05,
-            0.5,
-            LIMITS,
-            1,
-            "stochastic",
-            np.random.default_rng(seed),
-            sampling_power=2.0,
-        ).selected[0]
-        for seed in range(600)
-    ]
-    assert 0.05 < squared.count(0) / 600 < 0.16  # p = 0.01 / (0.01 + 0.09) = 0.1
-    uniform = [
-        plan_batch(
-            cands,
-            0.05,
-            0.5,
-            LIMITS,
-            1,
-            "stochastic",
-            np.random.default_rng(seed),
-            sampling_power=0.0,
-        ).selected[0]
-        for seed in range(600)
-    ]
-    assert 0.43 < uniform.count(0) / 600 < 0.57
+
+    def share_of_first(power: float) -> float:
+        """How often a stochastic pick of one takes candidate 0, with ``sampling_power``."""
+        picks = [
+            plan_batch(cands, 0.05, 0.5, LIMITS, 1, "stochastic", np.random.default_rng(seed),
+                       sampling_power=power).selected[0]
+            for seed in range(600)
+        ]  # fmt: skip
+        return picks.count(0) / 600
+
+    assert 0.05 < share_of_first(2.0) < 0.16  # p = 0.01 / (0.01 + 0.09) = 0.1
+    assert 0.43 < share_of_first(0.0) < 0.57
 
 
 @pytest.mark.parametrize(
