@@ -290,7 +290,8 @@ class ExploreConfig(_Strict):
         1.0,
         gt=0,
         description="eV/Å: stop a trajectory when the committee force std exceeds this (not "
-        "applied with select.uncertainty: last-layer, whose raw scores have no eV/Å scale)",
+        "applied with select.uncertainty: last-layer, whose raw scores have no eV/Å scale: "
+        "see abort_error_factor)",
     )
     abort_error_factor: float = Field(
         10.0,
