@@ -102,6 +102,37 @@ def test_biased_md_reaches_larger_uncertainty_than_thermal_md_from_the_same_star
     assert _max_scaled_sigma(runs["biased"]) > 2 * _max_scaled_sigma(runs["thermal"])
 
 
+def test_batched_engine_biases_each_replica_as_the_ase_engine(mini):
+    """Two replicas in one batch (one bias each, by the layout) follow the ASE biased runs."""
+    from frostline.explore.batched import batched_langevin_frames
+    from frostline.explore.shared_committee import SharedCommittee
+
+    calc, llpr, start = mini
+    model, seeds = calc.models[0], [2, 5]
+    reference = []
+    for seed in seeds:
+        bias = LastLayerBias(model, llpr, 5.0, 0.5, SCALES)
+        try:
+            reference.append(list(langevin_frames(start, calc, 300.0, 10, 5, seed=seed, bias=bias)))
+        finally:
+            bias.close()
+    committee = SharedCommittee([model], device="cpu")
+    bias = LastLayerBias(committee.models[0], llpr, 5.0, 0.5, SCALES)
+    try:
+        replicas = batched_langevin_frames(
+            committee, [start, start], [300.0] * 2, seeds, 10, 5, abort_force_std=np.inf,
+            bias=bias,
+        )  # fmt: skip
+    finally:
+        bias.close()
+    assert len(bias.last_energy) == 2 and (bias.last_energy < 0).all()
+    for rep, ref in zip(replicas, reference, strict=True):
+        assert [f.step for f in rep.frames] == [f.step for f in ref] == [5, 10]
+        for a, b in zip(rep.frames, ref, strict=True):
+            assert np.allclose(a.atoms.positions, b.atoms.positions, atol=1e-9, rtol=0)
+            assert np.isclose(a.max_force, b.max_force, rtol=1e-7)
+
+
 def test_md_stops_on_the_calibrated_bound_in_both_engines(mini):
     from frostline.explore.batched import batched_langevin_frames
     from frostline.explore.shared_committee import SharedCommittee
@@ -171,3 +202,20 @@ def test_bad_bias_settings_are_one_line_naming_the_field():
 
     with pytest.raises(ValueError, match="ExploreMaker.bias_strength must be > 0"):
         ExploreMaker(uncertainty="last-layer", bias="uncertainty", bias_strength=-1.0)
+
+
+def test_features_and_bias_hooks_coexist_in_either_order(mini):
+    """Hooks measure their layers' gains with a probe call, which must not reach (and break)
+    hooks already on the model (exploration attaches the bias before the scorer)."""
+    calc, llpr, atoms = mini
+    model = calc.models[0]
+    bias = LastLayerBias(model, llpr, 1.0, 0.3, SCALES)
+    scorer = LastLayerScorer(model, llpr)
+    try:
+        bias.layout(atoms.get_chemical_symbols())
+        _energy_forces(calc, atoms)
+        assert len(scorer(atoms.get_chemical_symbols())) == len(atoms)
+        assert bias.last_energy.shape == (1,)
+    finally:
+        scorer.close()
+        bias.close()

@@ -226,7 +226,10 @@ def _calibrated_biased_run(store, records, doc, starts, tmp):
     maker = ExploreMaker(temperatures=[500.0], steps=8, sample_every=4, device="cpu",
                          uncertainty="last-layer", bias="uncertainty")  # fmt: skip
     job = maker.make(finetuned, starts, 1, [0.1, 0.3])
-    run_locally(job, store=store, root_dir=tmp / "calibrated", create_folders=True, log=False)
+    run_locally(
+        job, store=store, root_dir=tmp / "calibrated", create_folders=True, log=False,
+        ensure_success=True,
+    )  # fmt: skip
     store.connect()
     return ExploreResult.model_validate(job.output.resolve(store))
 
