@@ -114,6 +114,7 @@ def langevin_frames(
     atoms.calc = calc
     if bias is not None:
         bias.layout(atoms.get_chemical_symbols())
+        calc.reset()  # results it cached for these positions were computed without the bias
     rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     dyn = Langevin(
