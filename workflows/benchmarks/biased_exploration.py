@@ -9,7 +9,8 @@ above the surface) and seeds, at the archived campaign's middle temperature (800
 ``--temperatures``) and MD settings (200 steps, a frame every 10, Langevin 0.02 1/fs, 1 fs),
 thermal MD and uncertainty-biased MD (``explore.bias: uncertainty``, the calibration's
 per-element scales) run with the campaign's calibrated stop (``abort_error_factor`` x 0.3
-eV/Å; ``--abort-factor 1e9``: none). Per mode: the fraction of sampled frames whose H-H distance exceeds 1.2 Å (the dissociation path), the
+eV/Å; ``--abort-factor 1e9``: none). Per mode: the fraction of sampled frames whose H-H
+distance exceeds 1.2 Å (the dissociation path), the
 largest frame score ``max_i a_z σ_i`` (eV/Å) and the trajectories stopped early.
 
     OMP_NUM_THREADS=2 .venv/bin/python workflows/benchmarks/biased_exploration.py
