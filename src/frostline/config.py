@@ -291,7 +291,35 @@ class ExploreConfig(_Strict):
         1.0,
         gt=0,
         description="eV/Å: stop a trajectory when the committee force std exceeds this (not "
-        "applied with select.uncertainty: last-layer, whose raw scores have no eV/Å scale)",
+        "applied with select.uncertainty: last-layer, whose raw scores have no eV/Å scale: "
+        "see abort_error_factor)",
+    )
+    abort_error_factor: float = Field(
+        10.0,
+        gt=1,
+        description="once a calibration derived the trust window: stop a trajectory when a "
+        "frame's calibrated predicted error (last-layer: the conformal 90 % bound; committee: "
+        "the linear std → error fit) exceeds this x select.target_force_error (the abort "
+        "reason 'error_bound'; applies to both uncertainties, and to last-layer, which has no "
+        "raw abort)",
+    )
+    bias: Literal["none", "uncertainty"] = Field(
+        "none",
+        description="uncertainty: uncertainty-driven dynamics, a bias energy A [exp(-σ²/(N B²)) "
+        "- 1] added to the model's (σ²: the calibrated last-layer variance summed over the N "
+        "atoms) pushes the MD towards configurations the model is unsure of; needs "
+        "select.uncertainty: last-layer and applies once a calibration exists (thermal MD "
+        "before); frames record it in their provenance",
+    )
+    bias_strength: float = Field(
+        1.0, gt=0, description="bias: uncertainty: A, the depth of the bias energy, eV"
+    )
+    bias_width: float = Field(
+        0.3,
+        gt=0,
+        description="bias: uncertainty: B, eV/Å: the root-mean-square calibrated atomic error at "
+        "which the bias has deepened to 63 % of A (the force pulling up the uncertainty is "
+        "largest below it)",
     )
     max_strain: float = Field(
         0.0,
@@ -649,6 +677,15 @@ class CampaignConfig(_Strict):
     @classmethod
     def _known_elements(cls, v: list[str]) -> list[str]:
         return sorted(set(check_elements(v)))
+
+    @model_validator(mode="after")
+    def _bias_needs_last_layer(self) -> CampaignConfig:
+        if self.explore.bias == "uncertainty" and self.select.uncertainty != "last-layer":
+            raise ValueError(
+                "explore.bias: uncertainty needs select.uncertainty: last-layer (the bias "
+                f"differentiates the last-layer variance), not {self.select.uncertainty!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _uncertainty_needs_a_committee(self) -> CampaignConfig:

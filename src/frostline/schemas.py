@@ -61,6 +61,7 @@ class Provenance(BaseModel):
     sampler: str = "seed"
     temperature: float | None = None
     parent: str | None = None
+    bias: str | None = None  # exploration MD bias the frame came from ("uncertainty"), if any
 
 
 class CandidateStructure(BaseModel):
@@ -268,6 +269,11 @@ class ExploreResult(BaseModel):
     n_trajectories: int
     n_steps_total: int
     n_aborted: int = 0
+    abort_reasons: dict[str, int] = Field(
+        default_factory=dict,
+        description="trajectories stopped early, by reason (not_finite, min_distance, "
+        "force_std, error_bound)",
+    )
     wall_time_s: float
 
 

@@ -201,7 +201,47 @@ def explored(foundation, tmp_path_factory):
         run_locally(job, store=store, root_dir=tmp / engine, create_folders=True, log=False)
         store.connect()
         results[engine] = ExploreResult.model_validate(job.output.resolve(store))
+    results["calibrated"] = _calibrated_biased_run(store, records, doc, starts, tmp)
     return records, doc, results
+
+
+def _calibrated_biased_run(store, records, doc, starts, tmp):
+    """Iteration 1 of campaign ``c`` with a window a conformal fit derived: its bound
+    (huge: every trajectory stops at its first frame) and its scales (the bias)."""
+    from jobflow import run_locally
+
+    from frostline.explore.jobs import ExploreMaker
+    from frostline.schemas import ExploreResult, FineTuneResult
+    from frostline.select.uncertainty.calibration import ConformalCalibration
+
+    fit = ConformalCalibration(method="last-layer", element_scales={"Cu": 0.5, "H": 0.02},
+                               quantile=1e6)  # fmt: skip
+    calibration = {"trust_lo": 0.1, "trust_hi": 0.3, "conformal": fit.model_dump()}
+    records.upsert("iterations", [{"campaign": "c", "index": 0, "calibration": calibration}],
+                   ["campaign", "index"])  # fmt: skip
+    model = doc.model_copy(update={"campaign": "c"})
+    finetuned = FineTuneResult(
+        models=[model], freeze_level=6, trainable_parameters=1, total_parameters=2, wall_time_s=0
+    ).model_dump(mode="json")
+    maker = ExploreMaker(temperatures=[500.0], steps=8, sample_every=4, device="cpu",
+                         uncertainty="last-layer", bias="uncertainty")  # fmt: skip
+    job = maker.make(finetuned, starts, 1, [0.1, 0.3])
+    run_locally(
+        job, store=store, root_dir=tmp / "calibrated", create_folders=True, log=False,
+        ensure_success=True,
+    )  # fmt: skip
+    store.connect()
+    return ExploreResult.model_validate(job.output.resolve(store))
+
+
+@pytest.mark.slow
+def test_a_calibrated_window_stops_and_biases_exploration(explored):
+    result = explored[2]["calibrated"]
+    assert result.n_aborted == result.n_trajectories == 2
+    assert result.abort_reasons == {"error_bound": 2} and len(result.candidates) == 2
+    assert all(c.provenance.bias == "uncertainty" for c in result.candidates)
+    assert all(c.provenance.bias is None for c in explored[2]["ase"].candidates)  # thermal
+    assert explored[2]["ase"].abort_reasons == {}  # no calibration: no calibrated stop
 
 
 @pytest.mark.slow
@@ -287,9 +327,15 @@ def test_explore_jobs_stored_before_the_uncertainty_field_still_resume():
     from frostline.reliability.memo import _key, _plain, memo_keys
 
     maker = ExploreMaker()
-    before = {k: v for k, v in _plain(maker).items() if k != "uncertainty"}
+    added = {"uncertainty", "abort_error_factor", "target_force_error", "bias", "bias_strength",
+             "bias_width"}  # fmt: skip
+    for fields in (added, added - {"uncertainty"}):  # the keys before each addition
+        before = {k: v for k, v in _plain(maker).items() if k not in fields}
+        assert _key("explore", {"maker": before, "iteration": 1}) in memo_keys(
+            "explore", maker=maker, iteration=1
+        )
+    before = {k: v for k, v in _plain(maker).items() if k not in added}
     old = _key("explore", {"maker": before, "iteration": 1})
-    assert old in memo_keys("explore", maker=maker, iteration=1)
     llpr = ExploreMaker(uncertainty="last-layer")
     assert old not in memo_keys("explore", maker=llpr, iteration=1)
     with pytest.raises(ValueError, match="ExploreMaker.uncertainty must be one of"):

@@ -18,6 +18,7 @@ images are tracked by the shifts, so positions are never wrapped).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ from ase import Atoms, units
 from ase.md.velocitydistribution import thermalize_momenta
 from mace.data.neighborhood import get_neighborhood
 
-from frostline.explore.samplers import Frame
+from frostline.explore.samplers import AbortRule, Frame
 from frostline.explore.shared_committee import CommitteeOutput, SharedCommittee
 from frostline.structures import min_distance
 
@@ -41,7 +42,7 @@ class Replica:
     seed: int
     frames: list[Frame] = field(default_factory=list)
     steps_done: int = 0
-    stopped: str | None = None  # why it stopped early ("force_std", "min_distance", "not_finite")
+    stopped: str | None = None  # why it stopped early (``AbortRule.reason``)
 
 
 @dataclass
@@ -59,7 +60,9 @@ class BatchedLangevin:
     ASE engine does); otherwise the starts' own momenta are used. ``scorer``: per-atom scores of
     the committee's latest call (hooks on a member, e.g. ``LastLayerScorer``), recorded on
     sampled frames instead of the committee deviation; ``abort_force_std`` then does not apply
-    (as in :func:`frostline.explore.samplers.langevin_frames`).
+    (as in :func:`frostline.explore.samplers.langevin_frames`). ``bias``: a ``LastLayerBias``
+    whose hooks sit on the committee's (one) model, laid out for the active replicas (one bias
+    per replica; uncertainty-biased MD, :mod:`frostline.explore.bias`).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class BatchedLangevin:
         skin: float = 0.5,
         thermalize: bool = True,
         scorer: Callable[[Sequence[str]], np.ndarray] | None = None,
+        bias=None,
     ) -> None:
         if not (len(starts) == len(temperatures) == len(seeds)):
             raise ValueError(
@@ -86,7 +90,7 @@ class BatchedLangevin:
         if friction < 0:
             raise ValueError(f"friction must be >= 0 1/fs, got {friction}")
         self.committee = committee
-        self.scorer = scorer
+        self.scorer, self.bias = scorer, bias
         self.device, self.dtype = committee.device, committee.dtype
         self.skin = float(skin)
         self.cutoff = committee.r_max + self.skin
@@ -157,6 +161,8 @@ class BatchedLangevin:
             "ptr": torch.as_tensor(offsets, device=self.device),
         }
         self._batch_np = batch
+        if self.bias is not None:
+            self.bias.layout([z for rep in reps for z in rep.start.symbols], batch)
         self._assemble_edges()
 
     def _assemble_edges(self) -> None:
@@ -222,11 +228,16 @@ class BatchedLangevin:
         abort_force_std: float = 1.0,
         abort_min_distance: float = 0.5,
         on_step: Callable[[int], None] | None = None,
+        error_bound: Callable[[Frame], float] | None = None,
+        max_error: float = float("inf"),
     ) -> list[Replica]:
         """Advance all replicas ``steps`` steps (fewer if one stops); sample every ``sample_every``.
 
-        ``on_step(n)`` is called after each step with the number of replicas that made it.
+        ``on_step(n)`` is called after each step with the number of replicas that made it;
+        a replica stops by :class:`~frostline.explore.samplers.AbortRule` (``error_bound``,
+        ``max_error``: its calibrated stop).
         """
+        rule = AbortRule(abort_force_std, abort_min_distance, error_bound, max_error)
         if steps < 1 or sample_every < 1:
             raise ValueError(f"steps ({steps}) and sample_every ({sample_every}) must be >= 1")
         out = self.committee.evaluate(self.graph())
@@ -251,7 +262,7 @@ class BatchedLangevin:
             if on_step is not None:
                 on_step(len(self.active))
             if sample:
-                stopped = self._sample(step, out, abort_force_std, abort_min_distance)
+                stopped = self._sample(step, out, rule)
                 if stopped:
                     self._scatter()
                     keep = [i for i, r in enumerate(self.active) if r not in stopped]
@@ -265,9 +276,7 @@ class BatchedLangevin:
         self._scatter()
         return self.replicas
 
-    def _sample(
-        self, step: int, out: CommitteeOutput, abort_force_std: float, abort_min_distance: float
-    ) -> set[int]:
+    def _sample(self, step: int, out: CommitteeOutput, rule: AbortRule) -> set[int]:
         """Record a frame of every active replica; return the replicas that must stop."""
         scores = None
         if self.scorer is None:
@@ -276,7 +285,7 @@ class BatchedLangevin:
             symbols = [z for r in self.active for z in self.replicas[r].start.symbols]
             scores = self.scorer(symbols)
             per_atom = self._tensor(scores)
-            abort_force_std = float("inf")
+            rule = dataclasses.replace(rule, force_std=float("inf"))
         n_graphs = len(self.active)
         f_std = torch.zeros(n_graphs, dtype=self.dtype, device=self.device).scatter_reduce(
             0, self._static["batch"], per_atom, reduce="amax", include_self=False
@@ -298,24 +307,19 @@ class BatchedLangevin:
             atoms.set_momenta(p[lo:hi])
             dmin = min_distance(atoms) if ok_np[i] else float("nan")
             fs = float(f_std_np[i]) if ok_np[i] else float("inf")
-            rep.frames.append(
-                Frame(
-                    atoms,
-                    step,
-                    rep.temperature,
-                    fs,
-                    float(e_std_np[i]) / len(atoms),
-                    dmin,
-                    float(f_norm[lo:hi].max()),
-                    None if scores is None else [float(x) for x in scores[lo:hi]],
-                )
+            frame = Frame(
+                atoms,
+                step,
+                rep.temperature,
+                fs,
+                float(e_std_np[i]) / len(atoms),
+                dmin,
+                float(f_norm[lo:hi].max()),
+                None if scores is None else [float(x) for x in scores[lo:hi]],
             )
-            if not ok_np[i] or (scores is None and not np.isfinite(fs)):
-                rep.stopped = "not_finite"
-            elif dmin < abort_min_distance:
-                rep.stopped = "min_distance"
-            elif fs > abort_force_std:
-                rep.stopped = "force_std"
+            frame.stop_reason = "not_finite" if not ok_np[i] else rule.reason(frame)
+            rep.frames.append(frame)
+            rep.stopped = frame.stop_reason
             if rep.stopped is not None:
                 stopped.add(r)
         return stopped
@@ -335,9 +339,15 @@ def batched_langevin_frames(
     skin: float = 0.5,
     on_step: Callable[[int], None] | None = None,
     scorer: Callable[[Sequence[str]], np.ndarray] | None = None,
+    error_bound: Callable[[Frame], float] | None = None,
+    max_error: float = float("inf"),
+    bias=None,
 ) -> list[Replica]:
     """Run one replica per (start, temperature, seed) together; frames as ``langevin_frames``."""
     md = BatchedLangevin(
-        committee, starts, temperatures, seeds, timestep_fs, friction, skin, scorer=scorer
+        committee, starts, temperatures, seeds, timestep_fs, friction, skin, scorer=scorer,
+        bias=bias,
+    )  # fmt: skip
+    return md.run(
+        steps, sample_every, abort_force_std, abort_min_distance, on_step, error_bound, max_error
     )
-    return md.run(steps, sample_every, abort_force_std, abort_min_distance, on_step)

@@ -13,6 +13,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.choices import UNCERTAINTIES, Uncertainty
 from frostline.explore.batched import batched_langevin_frames
+from frostline.explore.bias import BIASES, LastLayerBias
 from frostline.explore.samplers import Frame, langevin_frames
 from frostline.explore.shared_committee import SharedCommittee
 from frostline.finetune.committee import load_committee, load_models
@@ -53,6 +54,14 @@ class ExploreMaker(Maker):
     ``max_force_std`` is then the largest of those scores, which have no eV/Å scale before
     calibration: ``abort_force_std`` is not applied in this mode (close contacts and
     non-finite numbers still stop a trajectory; wild frames fail selection's sanity filters).
+
+    Once a calibration has derived the trust window ``trust`` (``make``), a trajectory also stops
+    when a frame's calibrated predicted error (``ErrorBound``: the conformal bound, or the
+    committee's linear fit) exceeds ``abort_error_factor`` x ``target_force_error`` (reason
+    ``error_bound``, counted in ``ExploreResult.abort_reasons``). ``bias="uncertainty"``
+    (last-layer only): uncertainty-driven dynamics with that calibration's per-element scales
+    (:mod:`frostline.explore.bias`); without a calibration the MD stays thermal. Frames from
+    biased MD say so in their provenance (``bias``).
     """
 
     name: str = "explore"
@@ -69,8 +78,16 @@ class ExploreMaker(Maker):
     device: str = "auto"
     seed: int = 0
     uncertainty: Uncertainty = "committee"
+    abort_error_factor: float = 10.0
+    target_force_error: float = 0.3
+    bias: str = "none"
+    bias_strength: float = 1.0
+    bias_width: float = 0.3
     # fields added after campaigns were stored (at their defaults: left out of the memo key)
-    MEMO_ADDED_FIELDS: ClassVar[tuple[str | tuple[str, ...], ...]] = ("uncertainty",)
+    MEMO_ADDED_FIELDS: ClassVar[tuple[str | tuple[str, ...], ...]] = (
+        "uncertainty",
+        ("abort_error_factor", "target_force_error", "bias", "bias_strength", "bias_width"),
+    )
 
     def __post_init__(self) -> None:
         if self.uncertainty not in UNCERTAINTIES:
@@ -83,6 +100,20 @@ class ExploreMaker(Maker):
             raise ValueError(f"ExploreMaker.dtype must be float64 or float32, got {self.dtype!r}")
         if not 0 <= self.max_strain < 0.5:
             raise ValueError(f"ExploreMaker.max_strain must be in [0, 0.5), got {self.max_strain}")
+        self._check_bias()
+
+    def _check_bias(self) -> None:
+        if self.bias not in BIASES:
+            raise ValueError(f"ExploreMaker.bias must be one of {BIASES}, got {self.bias!r}")
+        if self.bias != "none" and self.uncertainty != "last-layer":
+            raise ValueError("ExploreMaker.bias 'uncertainty' needs uncertainty 'last-layer'")
+        for name in ("bias_strength", "bias_width", "target_force_error"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ExploreMaker.{name} must be > 0, got {getattr(self, name)}")
+        if not self.abort_error_factor > 1:
+            raise ValueError(
+                f"ExploreMaker.abort_error_factor must be > 1, got {self.abort_error_factor}"
+            )
 
     def plan(self, n_starts: int, iteration: int) -> list[tuple[float, int, int]]:
         """(temperature, seed, index of the start) of every trajectory, in output order."""
@@ -107,7 +138,11 @@ class ExploreMaker(Maker):
 
     @frostline_job(ExploreResult, data="candidates")
     def make(
-        self, finetuned: FineTuneResult, starts: list[dict], iteration: int = 0
+        self,
+        finetuned: FineTuneResult,
+        starts: list[dict],
+        iteration: int = 0,
+        trust: list[float] | None = None,
     ) -> ExploreResult:
         """Run ``starts_per_temperature`` trajectories per temperature from ``starts``.
 
@@ -115,6 +150,8 @@ class ExploreMaker(Maker):
         job store's ``data`` store, their output document refers to them: the document store
         stays small, so looking up any job output (the embedded store reads every document of
         its collection per query) costs little however many iterations a campaign has run.
+        ``trust``: the calibrated trust window of this iteration's selection; the calibration
+        that derived it gives the calibrated stop and the bias their scales.
         """
         t0 = time.perf_counter()
         finetuned = FineTuneResult.model_validate(finetuned)
@@ -134,20 +171,32 @@ class ExploreMaker(Maker):
         plan = self.plan(len(starts), iteration)
         atoms = self.start_cells([AseAtomsAdaptor.get_atoms(as_structure(s)) for s in starts], plan)
         show_stage("explore", f"explore ({self.engine} MD)", len(plan) * self.steps, "steps")
+        cal = self._calibration(finetuned, iteration, trust)
         run = self._run_batched if self.engine == "batched" else self._run_ase
-        runs = run(finetuned, atoms, plan, lambda n: advance_stage("explore", n))
+        runs = run(finetuned, atoms, plan, lambda n: advance_stage("explore", n), cal)
         end_stage("explore")
+        result = self._result(plan, runs, iteration, self.bias if self._bias_scales(cal) else None)
+        memo_mark(keys[0])
+        result.wall_time_s = time.perf_counter() - t0
+        return result
+
+    def _result(self, plan, runs, iteration: int, bias: str | None) -> ExploreResult:
+        """The candidates of ``runs`` (``(frames, steps done)`` per trajectory of ``plan``),
+        their provenance (``bias``: the MD bias applied), and the trajectories stopped early."""
         candidates: list[CandidateStructure] = []
         n_steps = n_aborted = 0
+        reasons: dict[str, int] = {}
         for (temp, _, _), (frames, done) in zip(plan, runs, strict=True):
             n_steps += done
             n_aborted += done < self.steps
+            if frames and frames[-1].stop_reason:
+                reasons[frames[-1].stop_reason] = reasons.get(frames[-1].stop_reason, 0) + 1
             for frame in frames:
                 candidates.append(
                     CandidateStructure(
                         structure=AseAtomsAdaptor.get_structure(frame.atoms).as_dict(),
                         provenance=Provenance(
-                            iteration=iteration, sampler="langevin", temperature=temp
+                            iteration=iteration, sampler="langevin", temperature=temp, bias=bias
                         ),
                         max_force_std=frame.max_force_std,
                         energy_std_per_atom=frame.energy_std_per_atom,
@@ -155,28 +204,59 @@ class ExploreMaker(Maker):
                         atom_scores=frame.atom_scores,
                     )
                 )
-        memo_mark(keys[0])
         return ExploreResult(
             candidates=candidates,
             n_trajectories=len(plan),
             n_steps_total=n_steps,
             n_aborted=n_aborted,
-            wall_time_s=time.perf_counter() - t0,
+            abort_reasons=reasons,
+            wall_time_s=0.0,
         )
 
-    def _run_ase(self, finetuned, atoms, plan, on_steps) -> list[tuple[list[Frame], int]]:
+    def _calibration(
+        self, finetuned: FineTuneResult, iteration: int, trust: list[float] | None
+    ) -> dict:
+        """The calibration that derived ``trust`` (from the iteration documents of the models'
+        campaign before ``iteration``), or {}."""
+        if not trust or not finetuned.models:
+            return {}
+        from frostline.select.uncertainty.loop import window_calibration
+
+        criteria = {"campaign": finetuned.models[0].campaign, "index": {"$lt": iteration}}
+        earlier = current_records().find("iterations", criteria)
+        return window_calibration(earlier, trust)
+
+    def _abort(self, cal: dict) -> dict:
+        """The calibrated stop of ``langevin_frames``/``batched_langevin_frames``, if any."""
+        from frostline.select.uncertainty.loop import ErrorBound
+
+        bound = ErrorBound.of(cal)
+        if bound is None:
+            return {}
+        return {
+            "error_bound": bound,
+            "max_error": self.abort_error_factor * self.target_force_error,
+        }
+
+    def _bias_scales(self, cal: dict) -> dict[str, float] | None:
+        """The per-element scales the bias uses (the conformal fit's), or None: no bias."""
+        scales = ((cal.get("conformal") or {}).get("element_scales")) or None
+        return scales if self.bias == "uncertainty" and self.uncertainty == "last-layer" else None
+
+    def _run_ase(self, finetuned, atoms, plan, on_steps, cal) -> list[tuple[list[Frame], int]]:
         """One ASE Langevin trajectory after the other with mace's ``MACECalculator``
         (``on_steps(n)``: n more MD steps done, an aborted trajectory's rest counted)."""
         records, models = current_records(), self._members(finetuned)
         calc = load_committee(records, models, device=self.device, dtype=self.dtype)
-        scorer = self._scorer(records, models, calc.models[0])
+        scorer, bias = self._hooks(records, models, calc.models[0], cal)
         try:
-            return self._trajectories(calc, atoms, plan, on_steps, scorer)
+            return self._trajectories(calc, atoms, plan, on_steps, scorer, bias, cal)
         finally:
-            if scorer is not None:
-                scorer.close()
+            for hooks in (scorer, bias):
+                if hooks is not None:
+                    hooks.close()
 
-    def _trajectories(self, calc, atoms, plan, on_steps, scorer) -> list:
+    def _trajectories(self, calc, atoms, plan, on_steps, scorer, bias, cal) -> list:
         """The ASE engine's trajectories, one after the other."""
         runs = []
         for (temp, seed, _), start in zip(plan, atoms, strict=True):
@@ -192,6 +272,8 @@ class ExploreMaker(Maker):
                 seed=seed,
                 abort_force_std=self.abort_force_std,
                 scorer=scorer,
+                bias=bias,
+                **self._abort(cal),
             ):
                 on_steps(frame.step - (frames[-1].step if frames else 0))
                 frames.append(frame)
@@ -200,12 +282,12 @@ class ExploreMaker(Maker):
             runs.append((frames, done))
         return runs
 
-    def _run_batched(self, finetuned, atoms, plan, on_steps) -> list[tuple[list[Frame], int]]:
+    def _run_batched(self, finetuned, atoms, plan, on_steps, cal) -> list[tuple[list[Frame], int]]:
         """All trajectories in one batch per step with the (shared-trunk) committee."""
         records, docs = current_records(), self._members(finetuned)
         models = load_models(records, docs)  # rebuilt, not unpickled
         committee = SharedCommittee(models, device=self.device, dtype=self.dtype)
-        scorer = self._scorer(records, docs, committee.models[0])
+        scorer, bias = self._hooks(records, docs, committee.models[0], cal)
         try:
             replicas = batched_langevin_frames(
                 committee,
@@ -219,21 +301,30 @@ class ExploreMaker(Maker):
                 abort_force_std=self.abort_force_std,
                 on_step=on_steps,
                 scorer=scorer,
+                bias=bias,
+                **self._abort(cal),
             )
         finally:
-            if scorer is not None:
-                scorer.close()
+            for hooks in (scorer, bias):
+                if hooks is not None:
+                    hooks.close()
         return [(rep.frames, rep.steps_done) for rep in replicas]
 
     def _members(self, finetuned: FineTuneResult) -> list:
         """The models that drive the MD: the committee, or member 0 alone (last-layer)."""
         return finetuned.models[:1] if self.uncertainty == "last-layer" else finetuned.models
 
-    def _scorer(self, records, docs: list, model):
-        """last-layer: hooks on ``model`` (member 0 as the engine runs it) scoring each call's
-        atoms with the member's stored (or newly fitted) LLPR state; otherwise None."""
+    def _hooks(self, records, docs: list, model, cal: dict) -> tuple:
+        """(scorer, bias) on ``model`` (member 0 as the engine runs it), last-layer only: hooks
+        scoring each call's atoms with the member's stored (or newly fitted) LLPR state, and
+        the uncertainty bias when configured and calibrated (else None)."""
         if self.uncertainty != "last-layer":
-            return None
+            return None, None
         from frostline.select.uncertainty.loop import LastLayerScorer, last_layer_state
 
-        return LastLayerScorer(model, last_layer_state(records, docs[0], self.device))
+        llpr = last_layer_state(records, docs[0], self.device)
+        scales = self._bias_scales(cal)
+        bias = None
+        if scales:
+            bias = LastLayerBias(model, llpr, self.bias_strength, self.bias_width, scales)
+        return LastLayerScorer(model, llpr), bias

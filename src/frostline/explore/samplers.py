@@ -27,6 +27,38 @@ class Frame:
     min_distance: float
     max_force: float | None = None  # largest committee-mean atomic force, eV/Å
     atom_scores: list[float] | None = None  # per-atom uncertainty of a ``scorer`` (last-layer)
+    stop_reason: str | None = None  # why the trajectory stopped at this frame (``AbortRule``)
+
+
+@dataclass
+class AbortRule:
+    """When a trajectory stops (after the frame that breaks it), for both MD engines.
+
+    ``force_std``: raw committee force deviation, eV/Å (inf: not applied, as for an uncalibrated
+    last-layer score); ``min_distance``: Å; ``error_bound``: the frame's calibrated predicted
+    error bound (eV/Å, e.g. ``frostline.select.uncertainty.loop.ErrorBound``), stopping the
+    trajectory above ``max_error``.
+    """
+
+    force_std: float = 1.0
+    min_distance: float = 0.5
+    error_bound: Callable[[Frame], float] | None = None
+    max_error: float = math.inf
+
+    def reason(self, frame: Frame) -> str | None:
+        """``not_finite``, ``min_distance``, ``force_std``, ``error_bound`` or None (go on)."""
+        scored = frame.atom_scores is not None  # a scorer's inf is an unknown element, not NaN
+        if not np.isfinite(frame.max_force or 0.0) or not (
+            scored or np.isfinite(frame.max_force_std)
+        ):
+            return "not_finite"
+        if frame.min_distance < self.min_distance:
+            return "min_distance"
+        if frame.max_force_std > self.force_std:
+            return "force_std"
+        if self.error_bound is not None and self.error_bound(frame) > self.max_error:
+            return "error_bound"
+        return None
 
 
 def committee_uncertainty(calc: Calculator, atoms: Atoms) -> tuple[float, float]:
@@ -58,6 +90,9 @@ def langevin_frames(
     abort_force_std: float = 1.0,
     abort_min_distance: float = 0.5,
     scorer: Callable[[Sequence[str]], np.ndarray] | None = None,
+    error_bound: Callable[[Frame], float] | None = None,
+    max_error: float = math.inf,
+    bias=None,
 ) -> Iterator[Frame]:
     """Run Langevin MD and yield a frame every ``sample_every`` steps.
 
@@ -69,9 +104,17 @@ def langevin_frames(
     the frame's uncertainty (``max_force_std`` = their maximum, ``atom_scores``), and
     ``abort_force_std`` is then not applied (an uncalibrated score has no eV/Å scale): only
     close contacts and non-finite numbers stop the trajectory.
+
+    ``error_bound``/``max_error``: the calibrated stop (:class:`AbortRule`); the stopping frame's
+    ``stop_reason`` says which rule stopped it. ``bias``: a ``LastLayerBias`` whose hooks sit on
+    ``calc``'s model (uncertainty-biased MD, :mod:`frostline.explore.bias`): laid out here for
+    ``start``'s atoms; the frames' forces then include the bias force.
     """
     atoms = start.copy()
     atoms.calc = calc
+    if bias is not None:
+        bias.layout(atoms.get_chemical_symbols())
+        calc.reset()  # results it cached for these positions were computed without the bias
     rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     dyn = Langevin(
@@ -94,11 +137,10 @@ def langevin_frames(
         else:  # the hooks hold the features of the call that gave these forces
             scores = [float(x) for x in scorer(atoms.get_chemical_symbols())]
             f_std, e_std, limit = max(scores), 0.0, math.inf
-        dmin = min_distance(atoms)
         frame = atoms.copy()
         frame.calc = None
-        yield Frame(frame, done, temperature, f_std, e_std, dmin, fmax, scores)
-        if dmin < abort_min_distance or f_std > limit or not np.isfinite(fmax):
-            return
-        if scorer is None and not np.isfinite(f_std):
+        out = Frame(frame, done, temperature, f_std, e_std, min_distance(atoms), fmax, scores)
+        out.stop_reason = AbortRule(limit, abort_min_distance, error_bound, max_error).reason(out)
+        yield out
+        if out.stop_reason is not None:
             return

@@ -161,7 +161,13 @@ class ActiveLearningMaker(Maker):
             finetune=FineTuneMaker(**section_fields(ft, FineTuneMaker, seed=config.seed)),
             sweep=ft.sweep,
             explore=ExploreMaker(
-                **section_fields(config.explore, ExploreMaker, uncertainty=se.uncertainty, **shared)
+                **section_fields(
+                    config.explore,
+                    ExploreMaker,
+                    uncertainty=se.uncertainty,
+                    target_force_error=se.target_force_error,
+                    **shared,
+                )
             ),
             select=SelectMaker(
                 **section_fields(
@@ -244,7 +250,7 @@ class ActiveLearningMaker(Maker):
             self.foundation, train, validation, self.campaign, index, freeze, lr, **chosen
         )
         ft.name = f"finetune {index}"
-        ex = self.explore.make(ft.output, starts, index)
+        ex = self.explore.make(ft.output, starts, index, trust)
         ex.name = f"explore {index}"
         se = self.select.make(ex.output, n_labels_spent, index, trust, ft.output.committee_metrics)
         se.name = f"select {index}"

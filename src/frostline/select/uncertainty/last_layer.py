@@ -59,7 +59,7 @@ def _weight_gain(layer: torch.nn.Module) -> float:
     try:
         weight.requires_grad_(True)
         with torch.enable_grad():
-            out = layer(probe)[0, 0]
+            out = layer.forward(probe)[0, 0]  # not through forward hooks already on it
             (grad,) = torch.autograd.grad(out, weight)
     finally:
         weight.requires_grad_(not frozen)

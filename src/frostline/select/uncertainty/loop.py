@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
@@ -250,18 +251,59 @@ def previous_coverage(
     return None
 
 
-def window_scales(iterations: Sequence[dict], trust: Sequence[float] | None) -> dict[str, float]:
-    """The per-element scales of the conformal fit that derived the window ``trust`` (the
-    latest of ``iterations`` whose calibration window it is), or {} (an uncalibrated window:
-    scores are compared raw)."""
+def window_calibration(iterations: Sequence[dict], trust: Sequence[float] | None) -> dict:
+    """The calibration document that derived the window ``trust`` (the latest of
+    ``iterations`` whose calibration window it is), or {} (no window, or one set by hand)."""
     if not trust:
         return {}
     for doc in sorted(iterations, key=lambda d: d.get("index", -1), reverse=True):
         cal = doc.get("calibration") or {}
-        conformal = cal.get("conformal") or {}
         window = (cal.get("trust_lo"), cal.get("trust_hi"))
-        if conformal.get("quantile") is None or None in window:
+        if None in window:
             continue
         if all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(window, trust, strict=True)):
-            return dict(conformal.get("element_scales") or {})
+            return cal
     return {}
+
+
+def window_scales(iterations: Sequence[dict], trust: Sequence[float] | None) -> dict[str, float]:
+    """The per-element scales of the conformal fit that derived the window ``trust``, or {}
+    (an uncalibrated window: scores are compared raw)."""
+    conformal = window_calibration(iterations, trust).get("conformal") or {}
+    if conformal.get("quantile") is None:
+        return {}
+    return dict(conformal.get("element_scales") or {})
+
+
+@dataclass
+class ErrorBound:
+    """A frame's calibrated predicted error (eV/Å), from the calibration of a trust window.
+
+    ``last-layer`` (a conformal fit): the bound ``q · max_i a_z(i) σ_i`` on the frame's largest
+    atomic force error (its per-atom scores and elements); ``committee`` (a linear fit with a
+    positive slope): ``slope · max_force_std + intercept``. Exploration stops a trajectory when
+    it exceeds ``explore.abort_error_factor`` x ``select.target_force_error``.
+    """
+
+    conformal: ConformalCalibration | None = None
+    slope: float = 0.0
+    intercept: float = 0.0
+
+    @classmethod
+    def of(cls, calibration: dict) -> ErrorBound | None:
+        """The bound of a stored calibration, or None (none fitted, or not increasing)."""
+        conformal = calibration.get("conformal") or {}
+        if conformal.get("quantile") is not None:
+            return cls(conformal=ConformalCalibration.model_validate(conformal))
+        if (calibration.get("slope") or 0.0) > 0:
+            return cls(slope=calibration["slope"], intercept=calibration.get("intercept") or 0.0)
+        return None
+
+    def __call__(self, frame) -> float:
+        """The bound of an explored ``Frame`` (its ``atom_scores``, or ``max_force_std``)."""
+        if self.conformal is None:
+            return self.slope * frame.max_force_std + self.intercept
+        if frame.atom_scores is None:
+            return math.nan
+        symbols = frame.atoms.get_chemical_symbols()
+        return self.conformal.bound(FrameScores(atom=frame.atom_scores, symbols=symbols))
