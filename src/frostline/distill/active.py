@@ -178,6 +178,11 @@ class ActiveLearner:
         starts = [self.stability.cell] * self.plan.n_cell_runs + [self.seeds[i] for i in picks]
         return [(s, float(t)) for t in self.plan.temperatures for s in starts]
 
+    def check(self, fit: LinearACEFit):
+        """The stability check of ``fit`` (a ``StabilityReport``)."""
+        yace = write_yace(fit, self.workdir / "check.yace")
+        return self.stability.check(SurrogateCalculator(yace))
+
     def round_langevin(self, r: int) -> Langevin:
         """The surrogate MD settings of round ``r`` (its own random seed)."""
         lang = self.langevin

@@ -312,9 +312,7 @@ def build_surrogate(
         settings.energy_weight,
         settings.ridge,
     )
-    fit, rounds = learner.run(fit)
-    for r in rounds:
-        console.print(f"[bold]distill[/] active round {r.round}: {active_line(r)}")
+    fit, rounds, chosen = grow_until_stable(learner, fit, points, chosen, settings)
     files = write_files(fit, samples, train, holdout, seeds, workdir, settings.active_set)
     beyond = beyond_samples(
         seeds, teacher, BEYOND_FACTOR * max(temperatures), settings.max_strain, langevin=langevin
@@ -323,6 +321,45 @@ def build_surrogate(
     build = SurrogateBuild(fit, samples, train, holdout, points, chosen, files, padded, beyond)
     build.active_rounds, build.check = rounds, learner.stability
     return build
+
+
+def grow_until_stable(
+    learner: ActiveLearner,
+    fit: LinearACEFit,
+    points: list[SweepPoint],
+    chosen: SweepPoint,
+    settings: DistillConfig,
+) -> tuple[LinearACEFit, list[ActiveRound], SweepPoint]:
+    """Active learning with ``fit``'s basis; while the refit fails the stability check and a
+    larger size is in ``settings.basis_sizes``, refit with the next size on the grown data (a
+    point appended to ``points``) and learn again. Returns the last fit, all rounds, its point."""
+    rounds: list[ActiveRound] = []
+    larger = [n for n in settings.basis_sizes if n > chosen.n_functions_per_element]
+    while True:
+        fit, new = learner.run(fit)
+        for r in new:
+            r.n_functions_per_element = fit.spec.n_functions_per_element
+            r.round += len(rounds)
+            console.print(f"[bold]distill[/] active round {r.round}: {active_line(r)}")
+        rounds += new
+        if not (new and learner.stability.steps and larger):
+            return fit, rounds, chosen
+        if learner.check(fit).stable:
+            return fit, rounds, chosen
+        console.print(f"[bold]distill[/] still unstable: trying {larger[0]} functions/element")
+        train, holdout = learner.train, learner.holdout
+        fit, grown, chosen = sweep_fit(
+            learner.samples,
+            train,
+            holdout,
+            fit.spec.elements,
+            [larger.pop(0)],
+            [chosen.cutoff],
+            settings.target_force_mae_mev_per_a,
+            settings.energy_weight,
+            settings.ridge,
+        )
+        points += grown
 
 
 def active_line(r: ActiveRound) -> str:
@@ -558,8 +595,8 @@ class DistillMaker(Maker):
     stability_steps: int = 200
     active_set: bool = True
     speed_atoms: int = 500
-    active_rounds: int = 2
-    active_frames: int = 40
+    active_rounds: int = 3
+    active_frames: int = 60
     active_steps: int = 200
     core_repulsion: bool = False
     timestep_fs: float = 1.0

@@ -55,6 +55,7 @@ class ActiveRound(BaseModel):
     """
 
     round: int
+    n_functions_per_element: int | None = None
     n_trajectories: int
     n_ended_early: int = Field(description="surrogate MD runs stopped by a close contact")
     n_candidates: int
