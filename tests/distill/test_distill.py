@@ -37,6 +37,9 @@ TINY = DistillConfig(
     cutoffs=[5.0],
     target_force_mae_mev_per_a=1.0,  # unreachable: the sweep tries every size
     stability_steps=20,
+    active_rounds=1,
+    active_frames=8,
+    active_steps=20,
 )
 
 
@@ -469,6 +472,9 @@ def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
         "basis_sizes": [16],
         "stability_steps": 10,
         "speed_atoms": 50,
+        "active_rounds": 1,
+        "active_frames": 4,
+        "active_steps": 20,
     }
     config = parse_config(
         tiny_campaign(
@@ -489,6 +495,10 @@ def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
     assert docs[0]["campaign"] == "dist" and docs[0]["metrics"]["force_mae_mev_per_a"] > 0
     assert set(surrogate["vs_teacher_beyond"]["force_mae_by_element"]) == {"Cu", "H"}
     assert surrogate["grade"]["threshold"] > 0
+    (active,) = surrogate["active_rounds"]  # recorded in the result and the stored document
+    assert active["n_added"] == 4 and active["stable_before"] is not None
+    assert docs[0]["surrogate"]["active_rounds"] == surrogate["active_rounds"]
+    assert surrogate["teacher_sources"]["active"] == 4
     stability = surrogate["stability"]
     assert stability["n_atoms"] >= 100 and stability["reference_contacts_a"]
     assert stability["stable"] == (not stability["failures"])
