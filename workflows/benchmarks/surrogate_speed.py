@@ -253,10 +253,13 @@ def print_report(report: dict) -> None:
                 + (": " + "; ".join(st["failures"]) if st["failures"] else "")
             )
     b, chosen = report["build"], report["build"]["chosen"]
+    rounds = b.get("active_rounds") or []
     console.print(
         f"surrogate: {chosen['n_functions_per_element']} functions/element, rc "
         f"{chosen['cutoff']} Å, held-out teacher F MAE {chosen['force_mae_mev_per_a']:.1f}"
-        f" meV/Å; {b['n_teacher_train']} train / {b['n_teacher_holdout']} held-out teacher frames;"
+        f" meV/Å after the sweep, {rounds[-1]['holdout_force_mae_mev_per_a'] if rounds else 0:.1f}"
+        f" after active learning; {b['n_teacher_train']} train / {b['n_teacher_holdout']} held-out"
+        " teacher frames;"
         f" load average at start {report['load_average']}"
     )
     print(
@@ -274,7 +277,9 @@ def main() -> None:
     parser.add_argument("--n-teacher", type=int, default=300, help="teacher structures")
     parser.add_argument("--target", type=float, default=40.0, help="meV/Å vs teacher")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
-    parser.add_argument("--active-rounds", type=int, default=2, help="distill.active_rounds")
+    parser.add_argument(
+        "--active-rounds", type=int, default=DistillConfig().active_rounds, help="per basis size"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--reprint", action="store_true", help="print the committed report")
     args = parser.parse_args()

@@ -714,6 +714,7 @@ class DistillMaker(Maker):
         its MD stability, extrapolation grades and speed (ids and elements left empty)."""
         calc = SurrogateCalculator(build.files["yace"])
         cell = supercell(max(seeds, key=len), settings.speed_atoms)
+        vs_teacher = teacher_errors(calc, build.holdout_samples())
         return DistillResult(
             model_id="",
             parent_model_ids=[],
@@ -726,8 +727,8 @@ class DistillMaker(Maker):
             teacher_sources=dict(Counter(s.source for s in build.samples)),
             sweep=build.sweep,
             target_force_mae_mev_per_a=settings.target_force_mae_mev_per_a,
-            target_met=build.chosen.meets_target,
-            vs_teacher=teacher_errors(calc, build.holdout_samples()),
+            target_met=vs_teacher.force_mae_mev_per_a <= settings.target_force_mae_mev_per_a,
+            vs_teacher=vs_teacher,
             vs_teacher_beyond=teacher_errors(calc, build.beyond) if build.beyond else None,
             vs_oracle_validation=evaluate(calc, val_labels) if val_labels else None,
             vs_oracle_train=evaluate(calc, train_labels),
