@@ -114,3 +114,27 @@ def test_stability_cell_is_relaxed_by_the_teacher():
     start.calc = EMT()
     assert np.abs(work.get_forces()).max() < 0.5 * np.abs(start.get_forces()).max()
     assert run.contact_limits()["H-H"] == pytest.approx(0.75 * min_distance(seed[h]))
+
+
+def test_basis_grows_while_the_md_check_fails(small, tmp_path):
+    """A check no surrogate can pass (contacts must stay above 10 Å): after the rounds with the
+    chosen size the next larger size is fitted and learns too; every round says its size, and
+    the sweep records the grown size."""
+    from frostline.config import DistillConfig
+    from frostline.distill.jobs import grow_until_stable, sweep_fit
+
+    seeds, samples, train, holdout, _ = small
+    samples, train = list(samples), list(train)
+    settings = DistillConfig(basis_sizes=[6, 8], active_rounds=1, active_frames=3)
+    fit, points, chosen = sweep_fit(samples, train, holdout, ["Cu", "H"], [6], [4.0], 1.0)
+    impossible = StabilityRun(seeds[0], 300.0, 5, {"Cu-Cu": 10.0, "Cu-H": 10.0, "H-H": 10.0})
+    plan = ActivePlan(1, 3, 10, (300.0,), n_cell_runs=1, n_seed_runs=1)
+    learner = ActiveLearner(
+        EMT(), samples, train, holdout, seeds, impossible, plan, LANGEVIN, tmp_path
+    )
+    fit, rounds, chosen = grow_until_stable(learner, fit, points, chosen, settings)
+    assert [r.n_functions_per_element for r in rounds] == [6, 8]
+    assert [r.round for r in rounds] == [1, 2]
+    assert fit.spec.n_functions_per_element == 8 == chosen.n_functions_per_element
+    assert [p.n_functions_per_element for p in points] == [6, 8]
+    assert not learner.check(fit).stable  # kept, and the assessment will say it failed
