@@ -3,8 +3,10 @@
 ``DistillMaker.make(summary)`` runs after the last iteration. It generates teacher data around the
 campaign's labelled configurations (``frostline.distill.teacher``), fits linear ACE potentials of
 increasing size (a sweep over functions per element and cutoffs) until one meets the accuracy
-target on held-out teacher data, validates the chosen one against the oracle labels the campaign
-bought, checks a short MD for stability, times it against the teacher, and records it as a
+target on held-out teacher data, grows its training data by teacher-labelled active learning of
+the surrogate itself (``frostline.distill.active``; a larger basis while its MD still fails the
+stability check), validates it against the oracle labels the campaign bought, checks a short MD
+for stability, times it against the teacher, and records it as a
 ``ModelDoc`` of kind ``ace-surrogate`` with its ``.yace`` (plus B-basis ``.yaml`` and ``.asi``
 active set for extrapolation grades) as blobs.
 """
