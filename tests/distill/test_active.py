@@ -138,3 +138,17 @@ def test_basis_grows_while_the_md_check_fails(small, tmp_path):
     assert fit.spec.n_functions_per_element == 8 == chosen.n_functions_per_element
     assert [p.n_functions_per_element for p in points] == [6, 8]
     assert not learner.check(fit).stable  # kept, and the assessment will say it failed
+
+
+def test_compositions_between_the_labels():
+    """Fidelity frames with a composition no seed has: a doubled cell minus one atom of its
+    rarest element (3 H on a doubled H2/Cu(111)); single-element seeds are not used."""
+    from frostline.distill.teacher import between_compositions
+
+    rng = np.random.default_rng(3)
+    seeds = [h2_on_slab(cu111_slab((2, 2, 2)), rng), cu111_slab((2, 2, 2))]
+    frames = between_compositions(seeds, rng, 3)
+    assert len(frames) == 3
+    assert {a.get_chemical_formula() for a in frames} == {"H3Cu16"}
+    assert {a.get_chemical_formula() for a in seeds} == {"H2Cu8", "Cu8"}
+    assert between_compositions([cu111_slab()], rng, 3) == []
