@@ -575,6 +575,18 @@ class DistillConfig(_Strict):
     stability_steps: int = Field(200, ge=0, description="MD steps of the stability check (0: off)")
     active_set: bool = Field(True, description="write an .asi active set (extrapolation grade)")
     speed_atoms: int = Field(500, ge=1, description="atoms in the speed-test supercell")
+    active_rounds: int = Field(
+        3,
+        ge=0,
+        description="rounds of teacher-labelled active learning of the surrogate per basis size "
+        "(while the MD check fails, the next larger of basis_sizes is tried)",
+    )
+    active_frames: int = Field(60, ge=1, description="frames added per active-learning round")
+    active_steps: int = Field(200, ge=10, description="surrogate MD steps per exploration run")
+    core_repulsion: bool = Field(
+        False,
+        description="ZBL core below the stability check's contact limits (H2/Cu: harmful, off)",
+    )
 
     @field_validator("temperatures")
     @classmethod

@@ -37,6 +37,9 @@ TINY = DistillConfig(
     cutoffs=[5.0],
     target_force_mae_mev_per_a=1.0,  # unreachable: the sweep tries every size
     stability_steps=20,
+    active_rounds=1,
+    active_frames=8,
+    active_steps=20,
 )
 
 
@@ -86,7 +89,9 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     """Held-out teacher data: force MAE far below the forces' own size; sweep grows with size."""
     holdout = built.holdout_samples()
     assert holdout and len(built.train) > len(holdout)
-    assert {s.source for s in built.samples} == {"seed", "strain", "defect", "md"}
+    assert {s.source for s in built.samples} == {"seed", "strain", "defect", "md", "active"}
+    (active,) = built.active_rounds  # one round (TINY); 30 is the largest size: no growth
+    assert active.n_added == 8 == sum(s.source == "active" for s in built.samples)
     assert {s.temperature for s in built.samples if s.source == "md"} == {300.0, 800.0, 1200.0}
     calc = SurrogateCalculator(built.files["yace"])
     m = teacher_errors(calc, holdout)
@@ -98,8 +103,8 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     assert sizes == [12, 30]  # target unreachable: every size tried, best kept
     assert built.sweep[1].force_mae_mev_per_a < built.sweep[0].force_mae_mev_per_a
     assert built.chosen.n_functions_per_element == 30
-    # the calculator on the exported file agrees with the fitted coefficients
-    assert m.force_mae_mev_per_a == pytest.approx(built.chosen.force_mae_mev_per_a, rel=1e-6)
+    # the calculator on the exported file agrees with the final (actively learned) fit
+    assert m.force_mae_mev_per_a == pytest.approx(active.holdout_force_mae_mev_per_a, rel=1e-6)
 
 
 @pytest.mark.slow
@@ -107,7 +112,11 @@ def test_fidelity_beyond_the_teacher_data(built):
     """Teacher-labelled frames outside the teacher data (stronger strains, MD at 2 x the top
     temperature): the surrogate is checked against them per element."""
     sources = [s.source for s in built.beyond]
-    assert sources.count("beyond-strain") == 8 and sources.count("beyond-md") >= 4
+    assert sources.count("beyond-strain") == 8 and sources.count("beyond-md") >= 2
+    between = [s.atoms for s in built.beyond if s.source == "beyond-composition"]
+    assert len(between) == 4  # H coverages no seed and no teacher frame has
+    formulas = {a.get_chemical_formula() for a in [*map(lambda s: s.atoms, built.samples)]}
+    assert all(a.get_chemical_formula() not in formulas for a in between)
     assert {s.temperature for s in built.beyond if s.source == "beyond-md"} == {1600.0}
     calc = SurrogateCalculator(built.files["yace"])
     beyond = teacher_errors(calc, built.beyond)
@@ -469,6 +478,9 @@ def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
         "basis_sizes": [16],
         "stability_steps": 10,
         "speed_atoms": 50,
+        "active_rounds": 1,
+        "active_frames": 4,
+        "active_steps": 20,
     }
     config = parse_config(
         tiny_campaign(
@@ -489,6 +501,10 @@ def test_campaign_with_distillation_stores_surrogate(tmp_path, foundation):
     assert docs[0]["campaign"] == "dist" and docs[0]["metrics"]["force_mae_mev_per_a"] > 0
     assert set(surrogate["vs_teacher_beyond"]["force_mae_by_element"]) == {"Cu", "H"}
     assert surrogate["grade"]["threshold"] > 0
+    (active,) = surrogate["active_rounds"]  # recorded in the result and the stored document
+    assert active["n_added"] == 4 and active["stable_before"] is not None
+    assert docs[0]["surrogate"]["active_rounds"] == surrogate["active_rounds"]
+    assert surrogate["teacher_sources"]["active"] == 4
     stability = surrogate["stability"]
     assert stability["n_atoms"] >= 100 and stability["reference_contacts_a"]
     assert stability["stable"] == (not stability["failures"])

@@ -5,14 +5,16 @@ on frames outside both training sets.
     .venv/bin/python workflows/benchmarks/surrogate_speed.py --reprint   # committed results
 
 1. teacher: the shipped mini foundation (MACE, 32x0e, 2 layers, r_max 5 Å; float64);
-2. surrogate: ``frostline.distill.jobs.build_surrogate`` (teacher MD at 300/800 K, strains up to
-   3 %, vacancies around H2/Cu(111) seeds; basis sweep until the held-out force MAE vs the
-   teacher meets ``--target``), reused from ``results/surrogate_speed/surrogate/`` when its
-   inputs are unchanged;
+2. surrogate: ``frostline.distill.jobs.build_surrogate`` (teacher MD at 300/800/1,200 K,
+   strains up to 6 %, vacancies around H2/Cu(111) seeds; basis sweep until the held-out force
+   MAE vs the teacher meets ``--target``; ``--active-rounds`` rounds of teacher-labelled active
+   learning of the surrogate), then the MD stability check of the surrogate and of the teacher
+   (same teacher-relaxed cell, same seed); reused from ``results/surrogate_speed/surrogate/``
+   when its inputs are unchanged;
 3. held-out frames outside both the teacher data and the foundation's training data: H2 on
-   another facet (Cu(100)), Cu(111)+H2 strained by 5-8 %, and teacher MD at 1,500 K; labelled by
-   the oracle (GFN1-xTB, tblite; labels cached in ``oracle_labels.json``), the teacher and the
-   surrogate;
+   another facet (Cu(100)), Cu(111)+H2 strained by 5-8 %, H coverages no label has (1 H on
+   3x3, 3 H on 2x2), and teacher MD at 1,500 K; labelled by the oracle (GFN1-xTB, tblite;
+   labels cached in ``oracle_labels.json``), the teacher and the surrogate;
 4. speed: µs/atom/step (energy + forces) of the teacher and the surrogate on the same ~100- and
    ~1,000-atom Cu(111)+H2 cells, float64 both, 1 thread and all threads, one warm-up call and
    ``--repeats`` timed calls (median) on both sides; a MACE with MACE-MP-0 medium's architecture
@@ -42,7 +44,8 @@ from rich.table import Table
 
 from frostline.config import DistillConfig
 from frostline.distill.ace import SurrogateCalculator
-from frostline.distill.jobs import build_surrogate
+from frostline.distill.jobs import active_line, build_surrogate
+from frostline.distill.schemas import ActiveRound
 from frostline.distill.teacher import principal_strain
 from frostline.distill.validate import error_metrics, predict_atoms, time_per_atom_step
 from frostline.explore.samplers import langevin_frames
@@ -101,8 +104,12 @@ def surrogate(teacher, settings: DistillConfig, seeds) -> tuple[dict[str, Path],
         "n_teacher_holdout": len(build.holdout),
         "sweep": [p.model_dump() for p in build.sweep],
         "chosen": build.chosen.model_dump(),
+        "active_rounds": [r.model_dump() for r in build.active_rounds],
         "build_time_s": time.perf_counter() - t0,
     }
+    console.print("MD stability check of the surrogate and of the teacher (same cell and seed)")
+    info["stability"] = build.check.check(SurrogateCalculator(build.files["yace"])).model_dump()
+    info["teacher_stability"] = build.check.check(teacher).model_dump()
     info_path.write_text(json.dumps(info, indent=2))
     return {k: Path(p) for k, p in build.files.items()}, info
 
@@ -118,10 +125,23 @@ def held_out_frames(teacher, quick: bool) -> dict[str, list]:
         principal_strain(atoms, rng, 0.05, 0.08)
         for atoms in h2_cu111_structures(n, rng, include_references=False)
     ]
+    frames["other H coverage"] = [coverage_frame(rng, k % 2 == 0) for k in range(2 * n)]
     start = h2_cu111_structures(1, np.random.default_rng(7), include_references=False)[0]
     md = langevin_frames(start, teacher, 1500.0, 40 * n, 20, timestep_fs=0.5, seed=3)
     frames["MD 1500 K"] = [f.atoms for f in md][: 2 * n]
     return frames
+
+
+def coverage_frame(rng: np.random.Generator, low: bool):
+    """Cu(111) with an H coverage no label and no teacher frame has: one H on a 3x3 slab
+    (1/9 monolayer; between the clean slab and the labels' H2 on 2x2) or three H on 2x2."""
+    if low:
+        atoms = h2_on_slab(rattle(cu111_slab((3, 3, 3)), rng, 0.05), rng)
+        del atoms[-1]
+        return atoms
+    atoms = h2_on_slab(h2_on_slab(rattle(cu111_slab(), rng, 0.05), rng), rng)
+    del atoms[-1]
+    return atoms
 
 
 def oracle_labels(frames: list) -> tuple[list[float], list[np.ndarray]]:
@@ -220,11 +240,26 @@ def print_report(report: dict) -> None:
             f"held-out teacher frames, misses {100 * g['miss_rate']:.1f} % of "
             f"{g['n_extrapolative']:.0f} probes (distill.grade.extrapolative_probes)"
         )
+    for r in report["build"].get("active_rounds", []):
+        console.print(f"active round {r['round']}: {active_line(ActiveRound(**r))}")
+    for who in ("stability", "teacher_stability"):
+        st = report["build"].get(who)
+        if st:
+            console.print(
+                f"MD check, {'surrogate' if who == 'stability' else 'teacher'}: "
+                f"{'stable' if st['stable'] else 'FAILED'} ({st['n_atoms']} atoms, "
+                f"{st['temperature_k']:.0f} K target, mean {st['mean_temperature_k']:.0f} K, max "
+                f"{st['max_temperature_k']:.0f} K, closest {st['min_distance_a']:.2f} Å)"
+                + (": " + "; ".join(st["failures"]) if st["failures"] else "")
+            )
     b, chosen = report["build"], report["build"]["chosen"]
+    rounds = b.get("active_rounds") or []
     console.print(
         f"surrogate: {chosen['n_functions_per_element']} functions/element, rc "
         f"{chosen['cutoff']} Å, held-out teacher F MAE {chosen['force_mae_mev_per_a']:.1f}"
-        f" meV/Å; {b['n_teacher_train']} train / {b['n_teacher_holdout']} held-out teacher frames;"
+        f" meV/Å after the sweep, {rounds[-1]['holdout_force_mae_mev_per_a'] if rounds else 0:.1f}"
+        f" after active learning; {b['n_teacher_train']} train / {b['n_teacher_holdout']} held-out"
+        " teacher frames;"
         f" load average at start {report['load_average']}"
     )
     print(
@@ -242,6 +277,9 @@ def main() -> None:
     parser.add_argument("--n-teacher", type=int, default=300, help="teacher structures")
     parser.add_argument("--target", type=float, default=40.0, help="meV/Å vs teacher")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
+    parser.add_argument(
+        "--active-rounds", type=int, default=DistillConfig().active_rounds, help="per basis size"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--reprint", action="store_true", help="print the committed report")
     args = parser.parse_args()
@@ -264,7 +302,9 @@ def main() -> None:
         basis_sizes=[16] if args.quick else [50, 100, 200, 300],
         cutoffs=[5.0],
         target_force_mae_mev_per_a=args.target,
-        stability_steps=0,
+        active_rounds=1 if args.quick else args.active_rounds,
+        active_steps=20 if args.quick else 200,
+        stability_steps=20 if args.quick else 200,
     )
     seeds = h2_cu111_structures(12, np.random.default_rng(1), rattle_stdev=0.05)
     files, build = surrogate(teacher, settings, seeds)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,8 @@ E0_METADATA_KEY = "frostline_E0"
 """Key of the per-element reference energies in the B-basis ``.yaml`` metadata (JSON)."""
 E0_AUXDATA_KEY = "E0"
 """Key of the reference energies (basis element order) in the B-basis ``.yaml`` auxdata."""
+CORE_WIDTH = 0.25
+"""Å over which a pair's ACE terms hand over to the ZBL core below its ``r_in``."""
 
 
 # -- basis ---------------------------------------------------------------------------------------
@@ -60,6 +62,14 @@ class BasisSpec:
     nradmax_by_orders: tuple[int, ...] = (15, 6, 4, 3)
     lmax_by_orders: tuple[int, ...] = (0, 3, 3, 2)
     dcut: float = 0.01
+    core: tuple[tuple[str, float], ...] = ()
+    """ZBL core repulsion per element pair (``("Cu-H", r_in)``): below ``r_in`` the pair's ACE
+    terms are switched off smoothly (over ``CORE_WIDTH`` Å) and pyace's ZBL takes over; pairs at
+    or beyond ``r_in`` are untouched (so a fit on frames without closer pairs is unchanged)."""
+
+    def with_core(self, shortest: dict[str, float]) -> BasisSpec:
+        """This spec with a ZBL core below ``shortest[pair]`` (e.g. the training contacts)."""
+        return replace(self, core=tuple(sorted(shortest.items())))
 
     def potential_config(self) -> dict:
         """The ``potential`` section pacemaker would read (linear embedding, one density)."""
@@ -102,7 +112,22 @@ def build_basis(spec: BasisSpec):
     if not 1.0 < spec.cutoff <= 12.0:
         raise ACEError(f"cutoff must be in (1, 12] Å, not {spec.cutoff}")
     config = pyace.create_multispecies_basis_config(spec.potential_config())
+    _set_core(config, dict(spec.core))
     return pyace.ACEBBasisSet(config)
+
+
+def _set_core(config, core: dict[str, float]) -> None:
+    """ZBL inner core on the pair blocks of ``config`` named in ``core`` (as pacemaker's
+    ``setup_zbl_inner_core_repulsion``; the embedding's density cutoff is left off)."""
+    if not core:
+        return
+    for block in config.funcspecs_blocks:  # pyace wants one inner cutoff type for all blocks
+        names = sorted(block.block_name.split())
+        pair = "-".join(names * 2 if len(names) == 1 else names)
+        block.r_in = float(core.get(pair, 0.0))  # 0: no core for a pair without a limit
+        block.delta_in = CORE_WIDTH
+        block.inner_cutoff_type = "zbl"
+        block.core_rep_parameters = [1.0, 1.0]
 
 
 def _function_layout(basis) -> tuple[int, list[int]]:

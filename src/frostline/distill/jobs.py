@@ -3,8 +3,10 @@
 ``DistillMaker.make(summary)`` runs after the last iteration. It generates teacher data around the
 campaign's labelled configurations (``frostline.distill.teacher``), fits linear ACE potentials of
 increasing size (a sweep over functions per element and cutoffs) until one meets the accuracy
-target on held-out teacher data, validates the chosen one against the oracle labels the campaign
-bought, checks a short MD for stability, times it against the teacher, and records it as a
+target on held-out teacher data, grows its training data by teacher-labelled active learning of
+the surrogate itself (``frostline.distill.active``; a larger basis while its MD still fails the
+stability check), validates it against the oracle labels the campaign bought, checks a short MD
+for stability, times it against the teacher, and records it as a
 ``ModelDoc`` of kind ``ace-surrogate`` with its ``.yace`` (plus B-basis ``.yaml`` and ``.asi``
 active set for extrapolation grades) as blobs.
 """
@@ -42,8 +44,15 @@ from frostline.distill.ace import (
     write_bbasis_yaml,
     write_yace,
 )
+from frostline.distill.active import ActiveLearner, ActivePlan
 from frostline.distill.grade import GradeModel, fit_grade
-from frostline.distill.schemas import CompanionFile, DistillResult, StabilityReport, SweepPoint
+from frostline.distill.schemas import (
+    ActiveRound,
+    CompanionFile,
+    DistillResult,
+    StabilityReport,
+    SweepPoint,
+)
 from frostline.distill.teacher import (
     LANGEVIN,
     Langevin,
@@ -53,12 +62,13 @@ from frostline.distill.teacher import (
     split_by_group,
 )
 from frostline.distill.validate import (
+    StabilityRun,
     error_metrics,
-    md_stability,
     shortest_contacts,
     supercell,
     teacher_errors,
     time_per_atom_step,
+    within_limits,
 )
 from frostline.finetune.committee import committee_calculator, load_models
 from frostline.finetune.evaluate import evaluate
@@ -78,6 +88,8 @@ BEYOND_FACTOR = 2.0
 """The fidelity check's MD frames: this multiple of the highest distillation temperature."""
 COMPANION_SUFFIXES = {"yaml": ".yaml", "asi": ".asi", "grade": ".grade.npz"}
 """Files stored with a surrogate's ``.yace`` (B-basis, MaxVol active set, grade model)."""
+RELAX_STEPS = 200
+"""FIRE steps of the teacher relaxation of the stability check's seed."""
 STABILITY_MIN_ATOMS = 100
 """The stability MD runs on the biggest seed repeated to at least this many atoms (small cells
 fluctuate too much in temperature for a ±25 % check)."""
@@ -107,6 +119,9 @@ class SurrogateBuild:
     padded: bool
     beyond: list[TeacherSample] = field(default_factory=list)
     """Teacher-labelled frames outside the teacher data (stronger strains, hotter MD)."""
+    active_rounds: list[ActiveRound] = field(default_factory=list)
+    check: StabilityRun | None = None
+    """The MD stability check the rounds (and the final assessment) use."""
 
     def holdout_samples(self) -> list[TeacherSample]:
         return [self.samples[i] for i in self.holdout]
@@ -177,6 +192,69 @@ def sweep_fit(
     return fits[best], points, points[best]
 
 
+def teacher_data(
+    teacher: object,
+    seeds: Sequence[Atoms],
+    settings: DistillConfig,
+    temperatures: Sequence[float],
+    langevin: Langevin = LANGEVIN,
+) -> list[TeacherSample]:
+    """``settings.n_teacher_structures`` teacher-labelled structures around ``seeds`` (MD at
+    ``temperatures``), with a progress bar."""
+    with _progress() as progress:
+        task = progress.add_task("teacher labels", total=settings.n_teacher_structures)
+        return generate_teacher_data(
+            seeds,
+            teacher,
+            settings.n_teacher_structures,
+            temperatures,
+            md_steps=settings.md_steps,
+            sample_every=settings.sample_every,
+            rattle_stdev=settings.rattle,
+            max_strain=settings.max_strain,
+            langevin=langevin,
+            progress=lambda k: progress.advance(task, k),
+        )
+
+
+def stability_run(
+    seeds: Sequence[Atoms],
+    temperatures: Sequence[float],
+    steps: int,
+    langevin: Langevin = LANGEVIN,
+    labelled: Sequence[Atoms] = (),
+    teacher: Calculator | None = None,
+) -> StabilityRun:
+    """The stability check: the biggest seed (relaxed by ``teacher`` when given, so that the MD
+    does not start with energy stored in a strained seed, e.g. a stretched H2, which heats the
+    cell whatever the potential) repeated to ``STABILITY_MIN_ATOMS`` at the highest temperature;
+    contacts judged against the shortest in ``seeds`` and ``labelled``."""
+    start = max(seeds, key=len)
+    if teacher is not None:
+        start = relaxed(start, teacher)
+    return StabilityRun(
+        supercell(start, STABILITY_MIN_ATOMS),
+        max(temperatures),
+        steps,
+        shortest_contacts([*seeds, *labelled]),
+        STABILITY_TIMESTEP_FS,
+        langevin.friction,
+        langevin.seed,
+    )
+
+
+def relaxed(atoms: Atoms, calc: Calculator, fmax: float = 0.05, steps: int = RELAX_STEPS) -> Atoms:
+    """``atoms`` after at most ``steps`` FIRE steps with ``calc`` (positions only)."""
+    from ase.optimize import FIRE
+
+    work = atoms.copy()
+    work.calc = calc
+    FIRE(work, logfile=None).run(fmax=fmax, steps=steps)
+    out = work.copy()
+    out.calc = None
+    return out
+
+
 def build_surrogate(
     teacher: object,
     seeds: Sequence[Atoms],
@@ -185,30 +263,25 @@ def build_surrogate(
     settings: DistillConfig,
     temperatures: Sequence[float],
     langevin: Langevin = LANGEVIN,
+    stability: StabilityRun | None = None,
 ) -> SurrogateBuild:
-    """Teacher data → basis sweep → linear ACE files (``surrogate.yace``/``.yaml``/``.asi``/
-    ``.grade.npz``), plus teacher-labelled frames beyond the teacher data for the fidelity check.
+    """Teacher data → basis sweep → active learning of the surrogate → linear ACE files
+    (``surrogate.yace``/``.yaml``/``.asi``/``.grade.npz``), plus teacher-labelled frames beyond
+    the teacher data for the fidelity check.
 
     The teacher MD runs at ``temperatures`` and at ``HOT_FACTOR`` x the highest (users run
-    hotter than the campaign explored); the fidelity frames at ``BEYOND_FACTOR`` x the highest.
+    hotter than the campaign explored), and so does the surrogate's exploration in the
+    ``settings.active_rounds`` rounds (``frostline.distill.active``); ``stability`` (default
+    :func:`stability_run` of the seeds) is checked before each round. The fidelity frames are
+    at ``BEYOND_FACTOR`` x the highest temperature.
     """
     workdir = Path(workdir)
     md_temperatures = [*temperatures, HOT_FACTOR * max(temperatures)]
     workdir.mkdir(parents=True, exist_ok=True)
-    with _progress() as progress:
-        task = progress.add_task("teacher labels", total=settings.n_teacher_structures)
-        samples = generate_teacher_data(
-            seeds,
-            teacher,
-            settings.n_teacher_structures,
-            md_temperatures,
-            md_steps=settings.md_steps,
-            sample_every=settings.sample_every,
-            rattle_stdev=settings.rattle,
-            max_strain=settings.max_strain,
-            langevin=langevin,
-            progress=lambda k: progress.advance(task, k),
-        )
+    check = stability or stability_run(
+        seeds, temperatures, settings.stability_steps, langevin, teacher=teacher
+    )
+    samples = within(teacher_data(teacher, seeds, settings, md_temperatures, langevin), check)
     train, holdout = split_by_group(samples, settings.holdout_fraction, langevin.seed)
     fit, points, chosen = sweep_fit(
         samples,
@@ -228,17 +301,102 @@ def build_surrogate(
             f"with {chosen.n_functions_per_element} functions/element, rc {chosen.cutoff} Å); "
             "add larger distill.basis_sizes or set distill.require_target false"
         )
-    files = write_files(fit, samples, train, holdout, seeds, workdir, settings.active_set)
-    padded = any(is_padded(s.atoms) for s in samples)
-    beyond = beyond_samples(
-        seeds,
+    learner = ActiveLearner(
         teacher,
-        BEYOND_FACTOR * max(temperatures),
-        settings.max_strain,
-        langevin=langevin,
+        samples,
+        train,
+        holdout,
+        seeds,
+        check,
+        active_plan(settings, md_temperatures),
+        langevin,
+        workdir,
+        settings.energy_weight,
+        settings.ridge,
     )
-    return SurrogateBuild(
-        fit, samples, list(train), list(holdout), points, chosen, files, padded, beyond
+    fit, rounds, chosen = grow_until_stable(learner, fit, points, chosen, settings)
+    files = write_files(fit, samples, train, holdout, seeds, workdir, settings.active_set)
+    beyond = beyond_samples(
+        seeds, teacher, BEYOND_FACTOR * max(temperatures), settings.max_strain, langevin=langevin
+    )
+    padded = any(is_padded(s.atoms) for s in samples)
+    build = SurrogateBuild(fit, samples, train, holdout, points, chosen, files, padded, beyond)
+    build.active_rounds, build.check = rounds, learner.stability
+    return build
+
+
+def grow_until_stable(
+    learner: ActiveLearner,
+    fit: LinearACEFit,
+    points: list[SweepPoint],
+    chosen: SweepPoint,
+    settings: DistillConfig,
+) -> tuple[LinearACEFit, list[ActiveRound], SweepPoint]:
+    """Active learning with ``fit``'s basis; while the refit fails the stability check and a
+    larger size is in ``settings.basis_sizes``, refit with the next size on the grown data (a
+    point appended to ``points``) and learn again. Returns the last fit, all rounds, its point."""
+    rounds: list[ActiveRound] = []
+    larger = [n for n in settings.basis_sizes if n > chosen.n_functions_per_element]
+    while True:
+        fit, new = learner.run(fit)
+        for r in new:
+            r.n_functions_per_element = fit.spec.n_functions_per_element
+            r.round += len(rounds)
+            console.print(f"[bold]distill[/] active round {r.round}: {active_line(r)}")
+        rounds += new
+        if not (new and learner.stability.steps and larger):
+            return fit, rounds, chosen
+        if learner.check(fit).stable:
+            return fit, rounds, chosen
+        console.print(f"[bold]distill[/] still unstable: trying {larger[0]} functions/element")
+        train, holdout = learner.train, learner.holdout
+        fit, grown, chosen = sweep_fit(
+            learner.samples,
+            train,
+            holdout,
+            fit.spec.elements,
+            [larger.pop(0)],
+            [chosen.cutoff],
+            settings.target_force_mae_mev_per_a,
+            settings.energy_weight,
+            settings.ridge,
+        )
+        points += grown
+
+
+def active_line(r: ActiveRound) -> str:
+    """One line for a round: frames added and their disagreement, stability before."""
+    verdict = "stable" if r.stable_before else "unstable" if r.stable_before is False else "-"
+    return (
+        f"{r.n_added} of {r.n_candidates} frames added ({r.n_ended_early} of {r.n_trajectories}"
+        f" runs ended early), their F MAE vs teacher {r.added_before_mev_per_a:.0f} → "
+        f"{r.added_after_mev_per_a:.0f} meV/Å, held out {r.holdout_force_mae_mev_per_a:.1f}; "
+        f"MD before: {verdict}"
+        + (f" ({r.mean_temperature_before_k:.0f} K)" if r.mean_temperature_before_k else "")
+    )
+
+
+def within(samples: list[TeacherSample], check: StabilityRun) -> list[TeacherSample]:
+    """``samples`` without those whose contacts the stability check would call a collapse
+    (the teacher extrapolates there; the surrogate's ZBL core takes over)."""
+    kept = [s for s in samples if within_limits(s.atoms, check.contact_limits())]
+    if len(kept) < len(samples):
+        limits = ", ".join(f"{k} {v:.2f}" for k, v in check.contact_limits().items())
+        console.print(
+            f"[bold]distill[/] {len(samples) - len(kept)} teacher frames with contacts below "
+            f"the stability check's limits ({limits} Å) left out"
+        )
+    return kept
+
+
+def active_plan(settings: DistillConfig, temperatures: Sequence[float]) -> ActivePlan:
+    """The active-learning plan of ``settings`` (exploration at ``temperatures``)."""
+    return ActivePlan(
+        rounds=settings.active_rounds,
+        frames=settings.active_frames,
+        steps=settings.active_steps,
+        temperatures=tuple(temperatures),
+        core=settings.core_repulsion,
     )
 
 
@@ -439,6 +597,10 @@ class DistillMaker(Maker):
     stability_steps: int = 200
     active_set: bool = True
     speed_atoms: int = 500
+    active_rounds: int = 3
+    active_frames: int = 60
+    active_steps: int = 200
+    core_repulsion: bool = False
     timestep_fs: float = 1.0
     friction: float = 0.02
     device: str = "auto"
@@ -476,29 +638,12 @@ class DistillMaker(Maker):
             **values,
         )
 
-    def stability(
-        self,
-        calc: SurrogateCalculator,
-        seeds: Sequence[Atoms],
-        val_labels: Sequence[LabelledStructure],
-        settings: DistillConfig,
-    ) -> StabilityReport | None:
-        """MD check on the biggest seed repeated to ``STABILITY_MIN_ATOMS`` at the highest
-        temperature; contacts judged against the shortest labelled ones (``None``: no steps)."""
-        if not settings.stability_steps:
+    @staticmethod
+    def stability(calc: SurrogateCalculator, check: StabilityRun | None) -> StabilityReport | None:
+        """The MD check ``check`` of ``calc`` (``None``: no check or no steps), failures shown."""
+        if check is None or not check.steps:
             return None
-        report = md_stability(
-            calc,
-            supercell(max(seeds, key=len), STABILITY_MIN_ATOMS),
-            max(self.temperatures),
-            settings.stability_steps,
-            STABILITY_TIMESTEP_FS,
-            self.friction,
-            self.seed,
-            reference_contacts=shortest_contacts(
-                [*seeds, *(labelled_atoms(lab) for lab in val_labels)]
-            ),
-        )
+        report = check.check(calc)
         if not report.stable:
             console.print(
                 "[bold red]distill: surrogate FAILED its MD stability check:[/] "
@@ -522,6 +667,11 @@ class DistillMaker(Maker):
         train_labels, val_labels = self.campaign_labels(records)
         seeds = [labelled_atoms(lab) for lab in train_labels]
         elements = self.elements or parents[0].elements
+        langevin = Langevin(self.timestep_fs, self.friction, self.seed)
+        labelled = [labelled_atoms(lab) for lab in val_labels]
+        check = stability_run(
+            seeds, self.temperatures, settings.stability_steps, langevin, labelled, teacher
+        )
         build = build_surrogate(
             teacher,
             seeds,
@@ -529,7 +679,8 @@ class DistillMaker(Maker):
             Path.cwd() / "surrogate",
             settings,
             self.temperatures,
-            Langevin(self.timestep_fs, self.friction, self.seed),
+            langevin,
+            check,
         )
         result = self.assess(build, teacher, seeds, val_labels, train_labels, settings)
         result.parent_model_ids, result.elements = ids, list(elements)
@@ -565,6 +716,7 @@ class DistillMaker(Maker):
         its MD stability, extrapolation grades and speed (ids and elements left empty)."""
         calc = SurrogateCalculator(build.files["yace"])
         cell = supercell(max(seeds, key=len), settings.speed_atoms)
+        vs_teacher = teacher_errors(calc, build.holdout_samples())
         return DistillResult(
             model_id="",
             parent_model_ids=[],
@@ -577,18 +729,20 @@ class DistillMaker(Maker):
             teacher_sources=dict(Counter(s.source for s in build.samples)),
             sweep=build.sweep,
             target_force_mae_mev_per_a=settings.target_force_mae_mev_per_a,
-            target_met=build.chosen.meets_target,
-            vs_teacher=teacher_errors(calc, build.holdout_samples()),
+            target_met=vs_teacher.force_mae_mev_per_a <= settings.target_force_mae_mev_per_a,
+            vs_teacher=vs_teacher,
             vs_teacher_beyond=teacher_errors(calc, build.beyond) if build.beyond else None,
             vs_oracle_validation=evaluate(calc, val_labels) if val_labels else None,
             vs_oracle_train=evaluate(calc, train_labels),
             teacher_vs_oracle_validation=evaluate(teacher, val_labels) if val_labels else None,
-            stability=self.stability(calc, seeds, val_labels, settings),
+            stability=self.stability(calc, build.check),
             grade=grade_report(build, seeds, [labelled_atoms(lab) for lab in val_labels]),
             speed_us_per_atom_step=time_per_atom_step(calc, cell),
             teacher_speed_us_per_atom_step=time_per_atom_step(teacher, cell, repeats=2),
             speed_n_atoms=len(cell),
             padded_cells=build.padded,
+            active_rounds=build.active_rounds,
+            core_repulsion=dict(build.fit.spec.core),
             wall_time_s=0.0,
         )
 

@@ -46,6 +46,31 @@ class StabilityReport(BaseModel):
     failures: list[str] = Field(default_factory=list)
 
 
+class ActiveRound(BaseModel):
+    """One round of teacher-labelled active learning of the surrogate (``distill.active``).
+
+    Disagreement = the surrogate's force MAE against the teacher (meV/Å) on a frame; ``before``
+    with the surrogate that explored, ``after`` with the refit (the added frames are then
+    training data). The stability fields are the check of the surrogate *before* this round.
+    """
+
+    round: int
+    n_functions_per_element: int | None = None
+    n_trajectories: int
+    n_ended_early: int = Field(description="surrogate MD runs stopped by a close contact")
+    n_candidates: int
+    n_added: int
+    candidate_median_mev_per_a: float
+    added_before_mev_per_a: float
+    added_after_mev_per_a: float
+    holdout_force_mae_mev_per_a: float | None = Field(
+        default=None, description="refit vs teacher on the held-out teacher data"
+    )
+    stable_before: bool | None = Field(description="None: no stability check (0 steps)")
+    failures_before: list[str] = Field(default_factory=list)
+    mean_temperature_before_k: float | None = None
+
+
 class CompanionFile(BaseModel):
     """An extra file of a surrogate, stored as a blob under ``blob_id``."""
 
@@ -88,5 +113,9 @@ class DistillResult(BaseModel):
     teacher_speed_us_per_atom_step: float | None = None
     speed_n_atoms: int
     padded_cells: bool = Field(description="some cells were partly periodic and got vacuum")
+    active_rounds: list[ActiveRound] = Field(default_factory=list)
+    core_repulsion: dict[str, float] = Field(
+        default_factory=dict, description="Å: ZBL core below this distance per element pair"
+    )
     companions: dict[str, CompanionFile] = Field(default_factory=dict)
     wall_time_s: float

@@ -251,6 +251,24 @@ def principal_strain(atoms: Atoms, rng: np.random.Generator, low: float, high: f
     return out
 
 
+def between_compositions(seeds: Sequence[Atoms], rng: np.random.Generator, n: int) -> list[Atoms]:
+    """Up to ``n`` cells whose composition no seed and no teacher structure has: a seed with two
+    or more elements doubled along its first periodic axis, minus one atom of its rarest element
+    (e.g. 3 H on a doubled H2/Cu(111) cell: a coverage between the labels'), rattled by 0.02 Å."""
+    usable = [
+        a for a in seeds if a.pbc[0] and len(set(a.get_chemical_symbols())) > 1 and len(a) > 2
+    ]
+    out: list[Atoms] = []
+    for _ in range(n if usable else 0):
+        atoms = usable[int(rng.integers(len(usable)))].repeat((2, 1, 1))
+        symbols = np.array(atoms.get_chemical_symbols())
+        kinds, counts = np.unique(symbols, return_counts=True)
+        rarest = np.flatnonzero(symbols == kinds[np.argmin(counts)])
+        del atoms[int(rng.choice(rarest))]
+        out.append(rattle(atoms, rng, 0.02))
+    return out
+
+
 def beyond_samples(
     seeds: Sequence[Atoms],
     calc: Calculator,
@@ -260,7 +278,8 @@ def beyond_samples(
     langevin: Langevin = LANGEVIN,
 ) -> list[TeacherSample]:
     """Teacher-labelled frames outside the teacher data: half the seeds strained by
-    1.25-1.5 x the largest teacher strain (``STRAIN_REACH x max_strain``, at least 5 %), half
+    1.25-1.5 x the largest teacher strain (``STRAIN_REACH x max_strain``, at least 5 %), a
+    quarter with a composition between the labels (:func:`between_compositions`), the rest
     teacher MD frames at ``temperature`` (pass one above the teacher data's)."""
     rng = np.random.default_rng(langevin.seed + 104729)
     out: list[TeacherSample] = []
@@ -273,6 +292,9 @@ def beyond_samples(
                 break
         energy, forces = label(calc, atoms)
         out.append(TeacherSample(atoms, energy, forces, "beyond-strain", k))
+    for k, atoms in enumerate(between_compositions(seeds, rng, n // 4)):
+        energy, forces = label(calc, atoms)
+        out.append(TeacherSample(atoms, energy, forces, "beyond-composition", n // 2 + k))
     start = max(seeds, key=len)
     frames = langevin_frames(
         start,

@@ -78,6 +78,12 @@ def shortest_contacts(structures: Sequence[Atoms]) -> dict[str, float]:
     return {pair_label(p): d for p, d in ContactIndex(structures).shortest.items()}
 
 
+def within_limits(atoms: Atoms, limits: dict[str, float]) -> bool:
+    """No contact of ``atoms`` shorter than its element pair's entry in ``limits`` (Å)."""
+    contacts = atom_contacts(atoms)
+    return all(d >= limits.get(pair_label(p), 0.0) for p, d in contacts.items())
+
+
 def _step_contacts(work: Atoms, seen: ContactIndex, collapse: float) -> bool:
     """Count this step's contacts in ``seen``; True when two atoms are closer than ``collapse``."""
     contacts = atom_contacts(work)
@@ -241,3 +247,34 @@ def time_per_atom_step(
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return float(np.median(times) / len(work) * 1e6)
+
+
+@dataclass(frozen=True)
+class StabilityRun:
+    """The MD stability check a surrogate must pass: cell, temperature, steps, references."""
+
+    cell: Atoms
+    temperature: float
+    steps: int
+    reference_contacts: dict[str, float]
+    timestep_fs: float = 0.5
+    friction: float = 0.02
+    seed: int = 0
+
+    def contact_limits(self, criteria: StabilityCriteria | None = None) -> dict[str, float]:
+        """Per element pair, the shortest contact the check accepts (Å)."""
+        fraction = (criteria or StabilityCriteria()).contact_fraction
+        return {pair: fraction * d for pair, d in self.reference_contacts.items()}
+
+    def check(self, calc: Calculator) -> StabilityReport:
+        """:func:`md_stability` of ``calc`` with these settings."""
+        return md_stability(
+            calc,
+            self.cell,
+            self.temperature,
+            self.steps,
+            self.timestep_fs,
+            self.friction,
+            self.seed,
+            reference_contacts=self.reference_contacts,
+        )
