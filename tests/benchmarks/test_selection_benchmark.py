@@ -187,6 +187,7 @@ def test_per_seed_summary_prints_each_seed_and_the_mean(capsys):
         ],
         "random-single": [{"barrier_error": 0.2, "source": "retrained"}],
     }
+    capsys.readouterr()  # what importing the benchmark printed
     bench.print_per_seed(curves, args, tails, elbows)
     out = capsys.readouterr().out.splitlines()
     # seed 0: AL reaches random's best (100) at 18 labels, random at 26; seed 1: AL never does

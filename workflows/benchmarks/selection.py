@@ -556,7 +556,8 @@ def seed_line(values: list[float | None], fmt: str = "{:.2f}") -> str:
     if n == 0:
         return f"{shown} (no seed reached it)"
     of = f"{n} of {len(values)}" if n < len(values) else f"{n}"
-    return f"{shown} (mean {fmt.format(mean)} ± {fmt.format(spread)} over {of} seeds)"
+    unsigned = fmt.replace("+", "")
+    return f"{shown} (mean {fmt.format(mean)} ± {unsigned.format(spread)} over {of} seeds)"
 
 
 def print_per_seed(
