@@ -24,7 +24,10 @@ settings; only the selection differs:
   committee (a K-th of the fine-tuning cost), frames ranked by their descriptor novelty against
   the labels (``uncertainty: descriptor``); ``frostline-descriptor-coverage``: the same with an
   unweighted k-means (``sampling_power: 0``), meant to follow how the explored frames are
-  distributed instead of leaning to the most novel ones.
+  distributed instead of leaning to the most novel ones; ``frostline-last-layer``:
+  ``frostline-contact`` with a single fine-tuned model scored by its last-layer (LLPR)
+  variance (``uncertainty: last-layer``, the uncertainty benchmark's best method; first window
+  open, then the conformal fit's), compared with ``random-single``.
 
 Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
 equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
@@ -40,10 +43,20 @@ ratio is printed, then last, on the oracle-MD
 test set, "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5;
 with ``--md-test-starts 0`` the validation set's). With ``--seeds N`` every
 arm runs N times (campaign seed 0..N-1: seeds, committee, exploration and picks differ) and the
-curves are averaged point by point before the ratio is taken. A finished campaign is archived
+curves are averaged point by point before the ratio is taken; each seed's own ratios (force MAE
+and tail, target: that seed's random best) are printed with their mean ± spread (sample
+standard deviation; a seed that never reaches its target is shown, not averaged). With
+``--elbow`` (default: the uncertainty benchmark's labelled H2/Cu(111) elbow set), each arm's
+final model (iteration ``--iterations`` - 1) is scored on the elbow by ``h2cu_elbow.py``'s
+barrier code and its barrier error printed per seed with mean ± spread
+(``selection_elbow.py``; cached in ``OUT/FOLDER.elbow.json``). A finished campaign is archived
 beside its folder (``OUT/FOLDER.campaign.json``: figures, labels, config, oracle-MD curves;
 committed with the results): on a fresh checkout without the folder the archive is read, so the
-tables and ratios are printed again without re-running what is finished.
+tables and ratios are printed again without re-running what is finished. ``--reuse DIR``
+reads a campaign OUT does not hold from ``DIR``'s archive (never writing there) when it holds
+at least ``--iterations`` iterations; every campaign read or resumed must have been run with
+the settings this command asks for (apart from its iteration count: longer campaigns' curves
+are cut at ``--iterations``), else the benchmark stops naming the folder and the settings.
 
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
@@ -59,6 +72,8 @@ tables and ratios are printed again without re-running what is finished.
                                                 steps/sample-every frames per iteration, all arms)
         [--foundation mini-64]                 (the foundation every arm fine-tunes)
         [--freeze 0]                           (one level for all fine-tunes, no freeze sweep)
+        [--out results/selection_last_layer] [--reuse results/selection_long]
+        [--elbow results/uncertainty_quality/h2cu-elbow.extxyz]   (or none)
 """
 
 from __future__ import annotations
