@@ -263,3 +263,16 @@ def test_a_cached_elbow_result_is_read_for_its_set_and_iteration_only(tmp_path):
     assert usable_elbow(cached, "digest", 5)
     assert not usable_elbow(cached, "digest", 4) and not usable_elbow(cached, "other", 5)
     assert not usable_elbow(None, "digest", 5)
+
+
+def test_the_final_elbows_are_drawn_per_arm_and_seed(tmp_path):
+    load_benchmark()
+    import numpy as np
+    from h2cu_elbow import BONDS, HEIGHTS
+    from selection_elbow import ElbowSet, plot_final_elbows
+
+    reference = np.linspace(-1, 2, len(HEIGHTS) * len(BONDS)).reshape(len(HEIGHTS), len(BONDS))
+    elbow = ElbowSet([], reference, 1.0, -1.0, "digest")
+    doc = {"labels": 50, "grid": (reference + 0.1).tolist()}
+    path = plot_final_elbows({"a": [doc, doc], "b": [doc]}, elbow, tmp_path / "elbow.png")
+    assert path.stat().st_size > 10_000

@@ -102,7 +102,7 @@ from campaign_record import (  # noqa: E402
     has_store,
 )
 from common import figure, oracle_md_frames  # noqa: E402
-from selection_elbow import final_elbow, load_elbow_set  # noqa: E402
+from selection_elbow import final_elbow, load_elbow_set, plot_final_elbows  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
 RESULTS = Path("workflows/benchmarks/results")
@@ -795,6 +795,8 @@ def main() -> None:
     seed_curves = {name: arm.md_part("mae") if arm.md else arm.curves for name, arm in arms.items()}
     seed_tails = {name: arm.md_part("p95") for name, arm in arms.items() if arm.md}
     elbows = {name: arm.elbows for name, arm in arms.items() if arm.elbows}
+    if elbows:
+        print(f"elbow plot: {plot_final_elbows(elbows, elbow, args.out / 'selection_elbow.png')}")
     bought = {name: arm.bought for name, arm in arms.items()}
     md_curves, tail_curves, element_curves, temperature_curves = {}, {}, {}, {}
     for name, arm in arms.items():

@@ -36,6 +36,7 @@ from h2cu_elbow import (  # noqa: E402
     labelled_elbow,
     minimax_barrier,
 )
+from h2cu_elbow import plot as plot_elbow  # noqa: E402
 
 ELBOW_SUFFIX = ".elbow.json"
 
@@ -154,3 +155,15 @@ def final_elbow(
     }
     cache.write_text(json.dumps(doc))
     return doc
+
+
+def plot_final_elbows(elbows: dict[str, list[dict]], elbow: ElbowSet, path: Path) -> Path:
+    """``h2cu_elbow.py``'s figure for every arm's and seed's final model (the oracle's elbow;
+    the lowest energy over heights per bond length, oracle and models)."""
+    rows = [
+        {**doc, "arm": arm if seed == 0 else f"{arm} seed {seed}"}
+        for arm, docs in elbows.items()
+        for seed, doc in enumerate(docs)
+    ]
+    plot_elbow(rows, elbow.reference, path)
+    return path
