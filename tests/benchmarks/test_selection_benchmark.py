@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -205,7 +206,12 @@ def archived(folder: Path, config: dict, iterations: int) -> Path:
     from campaign_record import CampaignRecord, archive_path
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    status = {"iterations": [{"index": i, "n_labelled": 10 + 8 * i} for i in range(iterations)]}
+    status = {
+        "iterations": [
+            {"index": i, "n_labelled": 10 + 8 * i, "force_mae_mev_per_a": 200.0 - i}
+            for i in range(iterations)
+        ]
+    }
     return CampaignRecord(iterations, status, [], config).save(archive_path(folder))
 
 
@@ -250,7 +256,6 @@ def test_label_temperatures_can_stop_before_an_iteration():
 
 def test_a_cached_elbow_result_is_read_for_its_set_and_iteration_only(tmp_path):
     load_benchmark()
-    import json
 
     import numpy as np
     from selection_elbow import ElbowSet, elbow_cache_path, final_elbow, usable_elbow
@@ -276,3 +281,25 @@ def test_the_final_elbows_are_drawn_per_arm_and_seed(tmp_path):
     doc = {"labels": 50, "grid": (reference + 0.1).tolist()}
     path = plot_final_elbows({"a": [doc, doc], "b": [doc]}, elbow, tmp_path / "elbow.png")
     assert path.stat().st_size > 10_000
+
+
+def test_no_run_reads_a_campaign_as_far_as_it_got_and_trains_nothing(tmp_path, capsys):
+    bench = load_benchmark()
+    out = tmp_path / "out"
+    argv = ["--foundation", "mini-64", "--out", str(out), "--md-test-starts", "0"]
+    args = bench.build_parser().parse_args([*argv, "--iterations", "3", "--no-run"])
+    archived(out / "frostline-last-layer", bench.arm_config("frostline-last-layer", args), 0)
+    record_file = out / "frostline-last-layer.campaign.json"
+    doc = json.loads(record_file.read_text())  # a killed campaign: 4 iterations, not finished
+    doc["status"]["iterations"] = [
+        {"index": i, "n_labelled": 10 + 8 * i, "force_mae_mev_per_a": 200.0 - i} for i in range(4)
+    ]
+    record_file.write_text(json.dumps(doc))
+    curve, md, bought, elbow = bench.seed_campaign("frostline-last-layer", 0, args, [], None)
+    assert curve == [(10, 200.0), (18, 199.0), (26, 198.0)] and md is None and elbow is None
+    assert "unfinished, read as far as it got (4 iterations)" in capsys.readouterr().out
+    args.iterations = 5
+    with pytest.raises(SystemExit, match=r"frostline-last-layer: 4 iterations finished"):
+        bench.seed_campaign("frostline-last-layer", 0, args, [], None)
+    with pytest.raises(SystemExit, match=r"random-single: no campaign \(--no-run"):
+        bench.seed_campaign("random-single", 0, args, [], None)

@@ -695,6 +695,12 @@ def build_parser() -> argparse.ArgumentParser:
         " OUT does not hold, if run with the same settings (e.g. results/selection_long)",
     )
     parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="train nothing: read every campaign as far as it got (at least --iterations "
+        "iterations, finished or not); an archived campaign's elbow only from its cache",
+    )
+    parser.add_argument(
         "--elbow",
         type=Path,
         default=RESULTS / "uncertainty_quality" / "h2cu-elbow.extxyz",
@@ -741,6 +747,8 @@ def seed_campaign(name: str, seed: int, args: argparse.Namespace, md_test: list,
     folder = campaign_folder(args, name, seed)
     expected = arm_config(name, args, seed)
     check_settings(folder, expected)
+    if args.no_run:
+        return read_as_far_as_run(folder, name, seed, args, md_test, elbow)
     if not campaign_done(folder, args.iterations):
         verb = "resuming" if has_store(folder) else "running"
         if not has_store(folder) and archive_path(folder).exists():
@@ -749,16 +757,45 @@ def seed_campaign(name: str, seed: int, args: argparse.Namespace, md_test: list,
         run_campaign(parse_config(expected, name), folder, log=False)
         (folder / "finished").write_text(f"{args.iterations}\n")
     record = CampaignRecord.load(folder)  # read once: store, or archive
-    md = cached_md_test_curve(folder, md_test, record) if md_test else None
     if has_store(folder):
         status = record.status
         write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
+    return seed_figures(folder, record, seed, args, md_test, elbow)
+
+
+def seed_figures(
+    folder: Path, record: CampaignRecord, seed: int, args: argparse.Namespace, md_test, elbow
+) -> tuple:
+    """A campaign's curves cut at ``--iterations``, its training labels per temperature and
+    its final model's elbow figures (None when ``--no-run`` would have to train it)."""
+    md = cached_md_test_curve(folder, md_test, record) if md_test else None
+    if has_store(folder):
         key = {"test_set": test_set_key(md_test)} if md_test else {}
         archive_campaign(folder, {**key, **md} if md else None, record)
     md = {k: cut(v, args.iterations) for k, v in md.items()} if md else None
-    doc = final_elbow(folder, args.out, record, args.iterations, elbow) if elbow else None
+    doc = None
+    if elbow:
+        doc = final_elbow(folder, args.out, record, args.iterations, elbow, not args.no_run)
+    if doc is None and elbow:
+        print(f"{folder.name}: no elbow figures (its models are gone; run without --no-run)")
     bought = record.label_temperatures(before=args.iterations - 1)
-    return cut(record.curve(), args.iterations), md, bought, doc
+    return cut(record.curve(), args.iterations), md, bought, doc and {**doc, "seed": seed}
+
+
+def read_as_far_as_run(
+    folder: Path, name: str, seed: int, args: argparse.Namespace, md_test, elbow
+) -> tuple:
+    """``--no-run``: the campaign as far as it got (store, else archive), if that is at least
+    ``--iterations`` iterations (else a one-line error naming it); nothing is trained."""
+    if not (has_store(folder) or archive_path(folder).exists()):
+        raise SystemExit(f"{folder}: no campaign (--no-run runs none)")
+    record = CampaignRecord.load(folder)
+    done = len(record.status["iterations"])
+    if done < args.iterations:
+        raise SystemExit(f"{folder}: {done} iterations finished, --iterations {args.iterations}")
+    if not campaign_done(folder, args.iterations):
+        print(f"{name} (seed {seed}): unfinished, read as far as it got ({done} iterations)")
+    return seed_figures(folder, record, seed, args, md_test, elbow)
 
 
 def run_arms(args: argparse.Namespace, md_test: list, elbow) -> dict[str, ArmSeeds]:

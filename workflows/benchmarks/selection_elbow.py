@@ -125,13 +125,18 @@ def retrained_final_row(record: CampaignRecord, index: int, elbow: ElbowSet) -> 
 
 
 def final_elbow(
-    folder: Path, out: Path, record: CampaignRecord, iterations: int, elbow: ElbowSet
-) -> dict:
+    folder: Path,
+    out: Path,
+    record: CampaignRecord,
+    iterations: int,
+    elbow: ElbowSet,
+    retrain: bool = True,
+) -> dict | None:
     """The elbow figures of the campaign's model at iteration ``iterations - 1`` (cached).
 
     ``source``: ``store`` (the campaign's own model) or ``retrained`` (its archive's labels
-    fine-tuned again, see the module docstring); ``barrier_error`` / ``well_error``: eV,
-    model minus oracle.
+    fine-tuned again, see the module docstring; None instead without ``retrain``);
+    ``barrier_error`` / ``well_error``: eV, model minus oracle.
     """
     cache = elbow_cache_path(out, folder)
     index = iterations - 1
@@ -142,6 +147,8 @@ def final_elbow(
     if has_store(folder):
         calc = stored_final_calculator(folder, index)
         row = {**elbow_row(calc, elbow.frames, elbow.reference), "source": "store"}
+    elif not retrain:
+        return None
     else:
         print(f"fine-tuning {folder.name}'s iteration {index} again for the elbow ...", flush=True)
         row = {**retrained_final_row(record, index, elbow), "source": "retrained"}
@@ -161,9 +168,9 @@ def plot_final_elbows(elbows: dict[str, list[dict]], elbow: ElbowSet, path: Path
     """``h2cu_elbow.py``'s figure for every arm's and seed's final model (the oracle's elbow;
     the lowest energy over heights per bond length, oracle and models)."""
     rows = [
-        {**doc, "arm": arm if seed == 0 else f"{arm} seed {seed}"}
+        {**doc, "arm": f"{arm} seed {doc.get('seed', 0)}"}
         for arm, docs in elbows.items()
-        for seed, doc in enumerate(docs)
+        for doc in docs
     ]
     plot_elbow(rows, elbow.reference, path)
     return path
