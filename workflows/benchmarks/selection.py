@@ -697,8 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-run",
         action="store_true",
-        help="train nothing: read every campaign as far as it got (at least --iterations "
-        "iterations, finished or not); an archived campaign's elbow only from its cache",
+        help="run or resume no campaign: read each as far as it got (at least --iterations "
+        "iterations, finished or not), e.g. after a cut-off",
     )
     parser.add_argument(
         "--elbow",
@@ -767,17 +767,13 @@ def seed_figures(
     folder: Path, record: CampaignRecord, seed: int, args: argparse.Namespace, md_test, elbow
 ) -> tuple:
     """A campaign's curves cut at ``--iterations``, its training labels per temperature and
-    its final model's elbow figures (None when ``--no-run`` would have to train it)."""
+    its final model's elbow figures."""
     md = cached_md_test_curve(folder, md_test, record) if md_test else None
     if has_store(folder):
         key = {"test_set": test_set_key(md_test)} if md_test else {}
         archive_campaign(folder, {**key, **md} if md else None, record)
     md = {k: cut(v, args.iterations) for k, v in md.items()} if md else None
-    doc = None
-    if elbow:
-        doc = final_elbow(folder, args.out, record, args.iterations, elbow, not args.no_run)
-    if doc is None and elbow:
-        print(f"{folder.name}: no elbow figures (its models are gone; run without --no-run)")
+    doc = final_elbow(folder, args.out, record, args.iterations, elbow) if elbow else None
     bought = record.label_temperatures(before=args.iterations - 1)
     return cut(record.curve(), args.iterations), md, bought, doc and {**doc, "seed": seed}
 
@@ -786,7 +782,8 @@ def read_as_far_as_run(
     folder: Path, name: str, seed: int, args: argparse.Namespace, md_test, elbow
 ) -> tuple:
     """``--no-run``: the campaign as far as it got (store, else archive), if that is at least
-    ``--iterations`` iterations (else a one-line error naming it); nothing is trained."""
+    ``--iterations`` iterations (else a one-line error naming it); no campaign is run or
+    resumed (an archived campaign's final model may still be fine-tuned again for the elbow)."""
     if not (has_store(folder) or archive_path(folder).exists()):
         raise SystemExit(f"{folder}: no campaign (--no-run runs none)")
     record = CampaignRecord.load(folder)

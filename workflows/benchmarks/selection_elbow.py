@@ -125,18 +125,13 @@ def retrained_final_row(record: CampaignRecord, index: int, elbow: ElbowSet) -> 
 
 
 def final_elbow(
-    folder: Path,
-    out: Path,
-    record: CampaignRecord,
-    iterations: int,
-    elbow: ElbowSet,
-    retrain: bool = True,
-) -> dict | None:
+    folder: Path, out: Path, record: CampaignRecord, iterations: int, elbow: ElbowSet
+) -> dict:
     """The elbow figures of the campaign's model at iteration ``iterations - 1`` (cached).
 
     ``source``: ``store`` (the campaign's own model) or ``retrained`` (its archive's labels
-    fine-tuned again, see the module docstring; None instead without ``retrain``);
-    ``barrier_error`` / ``well_error``: eV, model minus oracle.
+    fine-tuned again, see the module docstring); ``barrier_error`` / ``well_error``: eV,
+    model minus oracle.
     """
     cache = elbow_cache_path(out, folder)
     index = iterations - 1
@@ -147,8 +142,6 @@ def final_elbow(
     if has_store(folder):
         calc = stored_final_calculator(folder, index)
         row = {**elbow_row(calc, elbow.frames, elbow.reference), "source": "store"}
-    elif not retrain:
-        return None
     else:
         print(f"fine-tuning {folder.name}'s iteration {index} again for the elbow ...", flush=True)
         row = {**retrained_final_row(record, index, elbow), "source": "retrained"}
