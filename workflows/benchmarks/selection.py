@@ -57,6 +57,8 @@ reads a campaign OUT does not hold from ``DIR``'s archive (never writing there) 
 at least ``--iterations`` iterations; every campaign read or resumed must have been run with
 the settings this command asks for (apart from its iteration count: longer campaigns' curves
 are cut at ``--iterations``), else the benchmark stops naming the folder and the settings.
+``--no-run`` runs and resumes no campaign: each is read as far as it got (a cut-off run with
+at least ``--iterations`` finished iterations; its partial archive is written too).
 
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
@@ -72,7 +74,7 @@ are cut at ``--iterations``), else the benchmark stops naming the folder and the
                                                 steps/sample-every frames per iteration, all arms)
         [--foundation mini-64]                 (the foundation every arm fine-tunes)
         [--freeze 0]                           (one level for all fine-tunes, no freeze sweep)
-        [--out results/selection_last_layer] [--reuse results/selection_long]
+        [--out results/selection_last_layer] [--reuse results/selection_long] [--no-run]
         [--elbow results/uncertainty_quality/h2cu-elbow.extxyz]   (or none)
 """
 
