@@ -256,7 +256,6 @@ def test_label_temperatures_can_stop_before_an_iteration():
 
 def test_a_cached_elbow_result_is_read_for_its_set_and_iteration_only(tmp_path):
     load_benchmark()
-
     import numpy as np
     from selection_elbow import ElbowSet, elbow_cache_path, final_elbow, usable_elbow
 
@@ -303,3 +302,24 @@ def test_no_run_reads_a_campaign_as_far_as_it_got_and_trains_nothing(tmp_path, c
         bench.seed_campaign("frostline-last-layer", 0, args, [], None)
     with pytest.raises(SystemExit, match=r"random-single: no campaign \(--no-run"):
         bench.seed_campaign("random-single", 0, args, [], None)
+
+
+def test_a_model_on_the_elbow_scores_zero_error_against_its_own_labels():
+    """``h2cu_elbow.elbow_row``, which the selection benchmark scores final models with: a
+    model that is the oracle (EMT labels, EMT model) has no force, energy or barrier error."""
+    from ase.calculators.emt import EMT
+
+    load_benchmark()
+    from h2cu_elbow import elbow_frames, elbow_row, end_points, energy_grid, minimax_barrier
+
+    frames = elbow_frames()
+    for atoms in frames:
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+    reference = energy_grid(frames, [a.info["REF_energy"] for a in frames])
+    row = elbow_row(EMT(), frames, reference)
+    assert row["force_mae"] == pytest.approx(0, abs=1e-9) and row["energy_rmse"] < 1e-6
+    assert row["barrier"] == pytest.approx(minimax_barrier(reference, *end_points(reference)))
+    shifted = elbow_row(EMT(), frames, reference - 0.1)  # a reference 0.1 eV lower everywhere
+    assert shifted["energy_rmse"] == pytest.approx(100.0)
