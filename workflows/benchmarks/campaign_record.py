@@ -133,11 +133,16 @@ class CampaignRecord:
             if d.get("role") == role and d.get("status") == "ok"
         ]
 
-    def label_temperatures(self) -> dict[str, int]:
-        """Training labels bought per exploration temperature ("initial": the seeds)."""
+    def label_temperatures(self, before: int | None = None) -> dict[str, int]:
+        """Training labels bought per exploration temperature ("initial": the seeds); with
+        ``before``, only those bought before iteration ``before`` (its model's training set:
+        a campaign run for more iterations than it is read for)."""
         counts: dict[str, int] = {}
         for doc in self.labelled:
             if doc.get("role") != "train" or doc.get("status") != "ok":
+                continue
+            bought_at = (doc.get("provenance") or {}).get("iteration", -1)
+            if before is not None and bought_at >= before:
                 continue
             t = (doc.get("provenance") or {}).get("temperature")
             key = "initial" if t is None else f"{t:.0f} K"

@@ -130,31 +130,35 @@ def dissociated_energy(grid: np.ndarray) -> float:
     return float(np.nanmin(grid[:, BONDS.index(1.6) :]))
 
 
+def elbow_row(calc, frames: list[Atoms], reference: np.ndarray) -> dict:
+    """One model (calculator) on the labelled elbow ``frames``: force MAE (meV/Å), relative-
+    energy RMSE (meV), barrier and dissociated well (eV, far molecule = 0), its energy grid."""
+    from frostline.distill.validate import predict_atoms
+
+    ref_forces = np.concatenate([a.arrays["REF_forces"] for a in frames])
+    start, end = end_points(reference)
+    energies, forces = predict_atoms(calc, frames)
+    grid = energy_grid(frames, energies)
+    return {
+        "force_mae": 1000 * float(np.mean(np.abs(np.concatenate(forces) - ref_forces))),
+        "energy_rmse": 1000 * float(np.sqrt(np.mean((grid - reference) ** 2))),
+        "barrier": minimax_barrier(grid, start, end),
+        "dissociated": dissociated_energy(grid),
+        "grid": grid.tolist(),
+    }
+
+
 def evaluate_folder(folder: Path, frames: list[Atoms], reference: np.ndarray) -> list[dict]:
     """Force MAE, relative-energy RMSE and barrier of every iteration's committee."""
-    from frostline.distill.validate import predict_atoms
     from frostline.finetune.committee import load_committee
     from frostline.registry.queries import iteration_committees, open_campaign_dir
 
     records = open_campaign_dir(folder)
-    ref_forces = np.concatenate([a.arrays["REF_forces"] for a in frames])
-    start, end = end_points(reference)
     rows = []
     for it, members in iteration_committees(records):
         calc = load_committee(records, members, device="cpu")
-        energies, forces = predict_atoms(calc, frames)
-        grid = energy_grid(frames, energies)
-        rows.append(
-            {
-                "arm": folder.name,
-                "labels": it["n_labelled"],
-                "force_mae": 1000 * float(np.mean(np.abs(np.concatenate(forces) - ref_forces))),
-                "energy_rmse": 1000 * float(np.sqrt(np.mean((grid - reference) ** 2))),
-                "barrier": minimax_barrier(grid, start, end),
-                "dissociated": dissociated_energy(grid),
-                "grid": grid.tolist(),
-            }
-        )
+        row = elbow_row(calc, frames, reference)
+        rows.append({"arm": folder.name, "labels": it["n_labelled"], **row})
     return rows
 
 

@@ -24,7 +24,10 @@ settings; only the selection differs:
   committee (a K-th of the fine-tuning cost), frames ranked by their descriptor novelty against
   the labels (``uncertainty: descriptor``); ``frostline-descriptor-coverage``: the same with an
   unweighted k-means (``sampling_power: 0``), meant to follow how the explored frames are
-  distributed instead of leaning to the most novel ones.
+  distributed instead of leaning to the most novel ones; ``frostline-last-layer``:
+  ``frostline-contact`` with a single fine-tuned model scored by its last-layer (LLPR)
+  variance (``uncertainty: last-layer``, the uncertainty benchmark's best method; first window
+  open, then the conformal fit's), compared with ``random-single``.
 
 Two fixed held-out test sets: the campaigns' validation set (rattled H2/Cu(111) seeds, close to
 equilibrium and to the first labels) and an oracle-MD test set (GFN1-xTB's own Langevin MD at the
@@ -40,10 +43,22 @@ ratio is printed, then last, on the oracle-MD
 test set, "labels needed to reach the target force MAE, AL / random = X" (goal <= 0.5;
 with ``--md-test-starts 0`` the validation set's). With ``--seeds N`` every
 arm runs N times (campaign seed 0..N-1: seeds, committee, exploration and picks differ) and the
-curves are averaged point by point before the ratio is taken. A finished campaign is archived
+curves are averaged point by point before the ratio is taken; each seed's own ratios (force MAE
+and tail, target: that seed's random best) are printed with their mean ± spread (sample
+standard deviation; a seed that never reaches its target is shown, not averaged). With
+``--elbow`` (default: the uncertainty benchmark's labelled H2/Cu(111) elbow set), each arm's
+final model (iteration ``--iterations`` - 1) is scored on the elbow by ``h2cu_elbow.py``'s
+barrier code and its barrier error printed per seed with mean ± spread
+(``selection_elbow.py``; cached in ``OUT/FOLDER.elbow.json``). A finished campaign is archived
 beside its folder (``OUT/FOLDER.campaign.json``: figures, labels, config, oracle-MD curves;
 committed with the results): on a fresh checkout without the folder the archive is read, so the
-tables and ratios are printed again without re-running what is finished.
+tables and ratios are printed again without re-running what is finished. ``--reuse DIR``
+reads a campaign OUT does not hold from ``DIR``'s archive (never writing there) when it holds
+at least ``--iterations`` iterations; every campaign read or resumed must have been run with
+the settings this command asks for (apart from its iteration count: longer campaigns' curves
+are cut at ``--iterations``), else the benchmark stops naming the folder and the settings.
+``--no-run`` runs and resumes no campaign: each is read as far as it got (a cut-off run with
+at least ``--iterations`` finished iterations; its partial archive is written too).
 
     .venv/bin/python workflows/benchmarks/selection.py [--iterations 5] [--per-iteration 8]
         [--committee 2] [--calibration-picks 2] [--seeds 1]
@@ -59,6 +74,8 @@ tables and ratios are printed again without re-running what is finished.
                                                 steps/sample-every frames per iteration, all arms)
         [--foundation mini-64]                 (the foundation every arm fine-tunes)
         [--freeze 0]                           (one level for all fine-tunes, no freeze sweep)
+        [--out results/selection_last_layer] [--reuse results/selection_long] [--no-run]
+        [--elbow results/uncertainty_quality/h2cu-elbow.extxyz]   (or none)
 """
 
 from __future__ import annotations
@@ -66,13 +83,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 from ase import Atoms
 
-from frostline.config import DESCRIPTOR_TRUST, parse_config
+from frostline.config import DESCRIPTOR_TRUST, LAST_LAYER_TRUST, parse_config
 from frostline.finetune.train import MACE_LOSSES
 from frostline.flows.campaign import run_campaign
 from frostline.registry.queries import open_campaign_dir
@@ -86,8 +104,10 @@ from campaign_record import (  # noqa: E402
     has_store,
 )
 from common import figure, oracle_md_frames  # noqa: E402
+from selection_elbow import final_elbow, load_elbow_set, plot_final_elbows  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "frostline" / "data" / "demo_h2_cu111.yaml"
+RESULTS = Path("workflows/benchmarks/results")
 
 REPRESENTATIVE = {
     "strategy": "representative",
@@ -128,6 +148,16 @@ ARMS = {
         "contact_deficit": "relative",
     },
     "frostline-descriptor": DESCRIPTOR,
+    # frostline-contact with one fine-tuned model scored by its last-layer (LLPR) variance, the
+    # uncertainty benchmark's best method; its first window is open (raw LLPR units, not the
+    # demo's eV/Å): every plausible frame is a candidate until a conformal fit derives one
+    "frostline-last-layer": {
+        **REPRESENTATIVE,
+        "contact_picks": 1,
+        "uncertainty": "last-layer",
+        "trust_lo": LAST_LAYER_TRUST[0],
+        "trust_hi": LAST_LAYER_TRUST[1],
+    },
     # the same, the k-means unweighted (sampling_power 0): meant to cover the explored frames as
     # they are distributed instead of leaning to the most novel (measured: it still leans, README)
     "frostline-descriptor-coverage": {**DESCRIPTOR, "sampling_power": 0.0},
@@ -157,6 +187,7 @@ ARM_COMMITTEE = {
     "frostline-descriptor": 1,
     "frostline-descriptor-coverage": 1,
     "frostline-descriptor-stratified": 1,
+    "frostline-last-layer": 1,
     "random-single": 1,
 }
 """Arms whose committee size is not ``--committee``."""
@@ -343,6 +374,75 @@ def curve(folder: Path) -> list[tuple[int, float]]:
     return CampaignRecord.load(folder).curve()
 
 
+def flat_settings(config: dict) -> dict[str, object]:
+    """A campaign config validated by today's schema (defaults added since filled in), as
+    dotted keys (``finetune.epochs``) with their values."""
+    out: dict[str, object] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(parse_config(config, "campaign.yaml").model_dump(mode="json"), "")
+    return out
+
+
+def settings_differences(stored: dict, expected: dict) -> dict[str, tuple[object, object]]:
+    """Settings in which a stored campaign differs from the one this command asks for:
+    {dotted key: (stored, asked)}. ``convergence.max_iterations`` is left out (a campaign run
+    for more iterations went through the same first ones; its curves are cut at
+    ``--iterations``)."""
+    a, b = flat_settings(stored), flat_settings(expected)
+    keys = sorted((a.keys() | b.keys()) - {"convergence.max_iterations"})
+    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
+
+
+def stored_config(folder: Path) -> dict | None:
+    """The config of the campaign in ``folder`` (its store, else its archive), None if none."""
+    if has_store(folder):
+        return yaml.safe_load((folder / "campaign.yaml").read_text())
+    if archive_path(folder).exists():
+        return CampaignRecord.from_archive(archive_path(folder)).config
+    return None
+
+
+def check_settings(folder: Path, expected: dict) -> None:
+    """Refuse (one line naming the folder and the settings) a campaign run with other settings."""
+    stored = stored_config(folder)
+    if stored is None:
+        return
+    diff = settings_differences(stored, expected)
+    if diff:
+        shown = ", ".join(f"{k} {a!r} (asked {b!r})" for k, (a, b) in list(diff.items())[:4])
+        raise SystemExit(
+            f"{folder}: its campaign was run with other settings than this command's: {shown}"
+            + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+            + "; use another --out"
+        )
+
+
+def campaign_folder(args: argparse.Namespace, name: str, seed: int) -> Path:
+    """``OUT/ARM[-seedN]``; when it holds nothing and ``--reuse DIR`` has that campaign's
+    archive with at least ``--iterations`` iterations, ``DIR/ARM[-seedN]`` (read only)."""
+    folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
+    if has_store(folder) or archive_path(folder).exists() or args.reuse is None:
+        return folder
+    earlier = args.reuse / folder.name
+    archive = archive_path(earlier)
+    if not has_store(earlier) and archive.exists():
+        if CampaignRecord.from_archive(archive).iterations >= args.iterations:
+            return earlier
+    return folder
+
+
+def cut(points: list, iterations: int) -> list:
+    """The first ``iterations`` points of a per-iteration curve (a longer campaign's)."""
+    return list(points[:iterations])
+
+
 def archive_campaign(
     folder: Path, md_test: dict | None, record: CampaignRecord | None = None
 ) -> Path:
@@ -455,12 +555,51 @@ def report(
     return ratio
 
 
-def print_per_seed(seed_curves: dict[str, list], args: argparse.Namespace) -> None:
-    """The seeds' own AL / random ratios, so the spread behind the mean curves is visible."""
-    if args.seeds < 2 or args.al_arm not in seed_curves or args.random_arm not in seed_curves:
-        return
-    ratios = per_seed_ratios(seed_curves[args.al_arm], seed_curves[args.random_arm], args.target)
-    print("AL / random of each seed on its own: " + " / ".join(f"{r:.2f}" for r in ratios))
+def mean_spread(values: list[float | None]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation of the finite ``values`` and how many there are
+    (nan mean with none, nan spread with fewer than two): a seed that never reached a target
+    (nan) is shown on its own line but cannot enter a mean."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return float("nan"), float("nan"), 0
+    spread = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+    return float(np.mean(finite)), spread, len(finite)
+
+
+def seed_line(values: list[float | None], fmt: str = "{:.2f}") -> str:
+    """``0.63 / 1.46 / nan (mean 1.05 ± 0.58 over 2 of 3 seeds)``."""
+    mean, spread, n = mean_spread(values)
+    shown = " / ".join("nan" if v is None else fmt.format(v) for v in values)
+    if n == 0:
+        return f"{shown} (no seed reached it)"
+    of = f"{n} of {len(values)}" if n < len(values) else f"{n}"
+    unsigned = fmt.replace("+", "")
+    return f"{shown} (mean {fmt.format(mean)} ± {unsigned.format(spread)} over {of} seeds)"
+
+
+def print_per_seed(
+    seed_curves: dict[str, list],
+    args: argparse.Namespace,
+    seed_tails: dict[str, list] | None = None,
+    elbows: dict[str, list[dict]] | None = None,
+) -> None:
+    """Each seed's own AL / random ratios (oracle-MD force MAE else validation, and tail; the
+    target: that seed's random best) and each arm's final-model elbow barrier error, with
+    their mean ± spread over the seeds: the spread behind the mean curves."""
+    al, rnd = args.al_arm, args.random_arm
+    if al in seed_curves and rnd in seed_curves:
+        ratios = per_seed_ratios(seed_curves[al], seed_curves[rnd], args.target)
+        print(f"AL / random of each seed on its own: {seed_line(ratios)}")
+    if seed_tails and al in seed_tails and rnd in seed_tails:
+        ratios = per_seed_ratios(seed_tails[al], seed_tails[rnd], None)
+        print(f"tail (random's best p95) AL / random of each seed: {seed_line(ratios)}")
+    for arm, docs in (elbows or {}).items():
+        errors = [d["barrier_error"] for d in docs]
+        absolute = mean_spread([abs(e) for e in errors])[0]
+        retrained = sum(d["source"] == "retrained" for d in docs)
+        note = f"; {retrained} fine-tuned again from the archive" if retrained else ""
+        print(f"elbow barrier error of {arm}'s final model (eV) of each seed: "
+              f"{seed_line(errors, '{:+.2f}')}, mean |error| {absolute:.2f}{note}")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -549,7 +688,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", default="batched", choices=["ase", "batched"])
     parser.add_argument("--dtype", default="float32", choices=["float64", "float32"])
     parser.add_argument("--target", type=float, default=None, help="meV/Å (default: random's best)")
-    parser.add_argument("--out", type=Path, default=Path("workflows/benchmarks/results/selection"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "selection_last_layer")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="a results folder whose campaign archives are read (never written) for a campaign"
+        " OUT does not hold, if run with the same settings (e.g. results/selection_long)",
+    )
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="run or resume no campaign: read each as far as it got (at least --iterations "
+        "iterations, finished or not), e.g. after a cut-off",
+    )
+    parser.add_argument(
+        "--elbow",
+        type=Path,
+        default=RESULTS / "uncertainty_quality" / "h2cu-elbow.extxyz",
+        help="the labelled H2/Cu(111) elbow set (h2cu_elbow.py); 'none': no barrier",
+    )
     parser.add_argument(
         "--arms", nargs="+", default=["frostline", "dpgen", "random"], choices=list(ARMS)
     )
@@ -565,58 +723,129 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass
+class ArmSeeds:
+    """One arm's campaigns, one entry per seed: validation curve, oracle-MD curves (``mae``,
+    ``p95``, ``by_element``, ``by_temperature``; cut at ``--iterations``), training labels per
+    exploration temperature, final model's elbow figures (``selection_elbow.final_elbow``)."""
+
+    curves: list = field(default_factory=list)
+    md: list[dict] = field(default_factory=list)
+    bought: list[dict[str, int]] = field(default_factory=list)
+    elbows: list[dict] = field(default_factory=list)
+
+    def md_part(self, part: str) -> list:
+        return [m[part] for m in self.md]
+
+
+def seed_campaign(name: str, seed: int, args: argparse.Namespace, md_test: list, elbow) -> tuple:
+    """Run (or resume, or read) one arm's campaign for ``seed``; its curves and elbow figures.
+
+    A killed campaign is resumed, not read half done; a finished one with fewer iterations than
+    asked is given the rest (its finished iterations are reused); without its folder, a
+    campaign whose archive holds the iterations is read from it (``--reuse``: an earlier
+    results folder's archive). A campaign run with other settings is refused.
+    """
+    folder = campaign_folder(args, name, seed)
+    expected = arm_config(name, args, seed)
+    check_settings(folder, expected)
+    if args.no_run:
+        return read_as_far_as_run(folder, name, seed, args, md_test, elbow)
+    if not campaign_done(folder, args.iterations):
+        verb = "resuming" if has_store(folder) else "running"
+        if not has_store(folder) and archive_path(folder).exists():
+            verb = "running again (its archive holds fewer iterations; the store is gone)"
+        print(f"{verb} {name} (seed {seed}) ...", flush=True)
+        run_campaign(parse_config(expected, name), folder, log=False)
+        (folder / "finished").write_text(f"{args.iterations}\n")
+    record = CampaignRecord.load(folder)  # read once: store, or archive
+    if has_store(folder):
+        status = record.status
+        write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
+    return seed_figures(folder, record, seed, args, md_test, elbow)
+
+
+def seed_figures(
+    folder: Path, record: CampaignRecord, seed: int, args: argparse.Namespace, md_test, elbow
+) -> tuple:
+    """A campaign's curves cut at ``--iterations``, its training labels per temperature and
+    its final model's elbow figures."""
+    md = cached_md_test_curve(folder, md_test, record) if md_test else None
+    if has_store(folder):
+        key = {"test_set": test_set_key(md_test)} if md_test else {}
+        archive_campaign(folder, {**key, **md} if md else None, record)
+    md = {k: cut(v, args.iterations) for k, v in md.items()} if md else None
+    doc = final_elbow(folder, args.out, record, args.iterations, elbow) if elbow else None
+    bought = record.label_temperatures(before=args.iterations - 1)
+    return cut(record.curve(), args.iterations), md, bought, doc and {**doc, "seed": seed}
+
+
+def read_as_far_as_run(
+    folder: Path, name: str, seed: int, args: argparse.Namespace, md_test, elbow
+) -> tuple:
+    """``--no-run``: the campaign as far as it got (store, else archive), if that is at least
+    ``--iterations`` iterations (else a one-line error naming it); no campaign is run or
+    resumed (an archived campaign's final model may still be fine-tuned again for the elbow)."""
+    if not (has_store(folder) or archive_path(folder).exists()):
+        raise SystemExit(f"{folder}: no campaign (--no-run runs none)")
+    record = CampaignRecord.load(folder)
+    done = len(record.status["iterations"])
+    if done < args.iterations:
+        raise SystemExit(f"{folder}: {done} iterations finished, --iterations {args.iterations}")
+    if not campaign_done(folder, args.iterations):
+        print(f"{name} (seed {seed}): unfinished, read as far as it got ({done} iterations)")
+    return seed_figures(folder, record, seed, args, md_test, elbow)
+
+
+def run_arms(args: argparse.Namespace, md_test: list, elbow) -> dict[str, ArmSeeds]:
+    """Every arm's campaigns, seeds 0..``--seeds``-1 (seed 0 of every arm first)."""
+    arms = {name: ArmSeeds() for name in args.arms}
+    for seed in range(args.seeds):
+        for name in args.arms:
+            curve_, md, bought, doc = seed_campaign(name, seed, args, md_test, elbow)
+            arms[name].curves.append(curve_)
+            arms[name].bought.append(bought)
+            if md:
+                arms[name].md.append(md)
+            if doc:
+                arms[name].elbows.append(doc)
+    return arms
+
+
 def main() -> None:
     args = build_parser().parse_args()
     logging.getLogger("jobflow").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    curves, md_curves, tail_curves, element_curves, temperature_curves = {}, {}, {}, {}, {}
-    bought: dict[str, list[dict[str, int]]] = {name: [] for name in args.arms}
-    seed_curves: dict[str, list] = {}  # oracle-MD (else validation) curve of every seed
     md_test = []
     if args.md_test_starts > 0:
         md_test = oracle_md_test_set(args, args.out / "oracle-md-test.extxyz")
         print(f"oracle-MD test set: {len(md_test)} frames ({args.out / 'oracle-md-test.extxyz'})")
-    for name in args.arms:
-        per_seed, md_per_seed, tail_per_seed, element_per_seed = [], [], [], []
-        temperature_per_seed: list = []
-        for seed in range(args.seeds):
-            folder = args.out / (name if seed == 0 else f"{name}-seed{seed}")
-            # a killed campaign is resumed, not read half done; a finished one with fewer
-            # iterations than asked is given the rest (its finished iterations are reused)
-            # (without its folder, a campaign whose archive holds the iterations is read from it)
-            if not campaign_done(folder, args.iterations):
-                verb = "resuming" if has_store(folder) else "running"
-                if not has_store(folder) and archive_path(folder).exists():
-                    verb = "running again (its archive holds fewer iterations; the store is gone)"
-                print(f"{verb} {name} (seed {seed}) ...", flush=True)
-                run_campaign(parse_config(arm_config(name, args, seed), name), folder, log=False)
-                (folder / "finished").write_text(f"{args.iterations}\n")
-            record = CampaignRecord.load(folder)  # read once: store, or archive
-            per_seed.append(record.curve())
-            md = cached_md_test_curve(folder, md_test, record) if md_test else None
-            if md:
-                md_per_seed.append(md["mae"])
-                tail_per_seed.append(md["p95"])
-                element_per_seed.append(md["by_element"])
-                temperature_per_seed.append(md["by_temperature"])
-            if has_store(folder):
-                status = record.status
-                write_campaign_plots(status, folder / "plots", status.get("target_force_error"))
-                key = {"test_set": test_set_key(md_test)} if md_test else {}
-                archive_campaign(folder, {**key, **md} if md else None, record)
-            bought[name].append(record.label_temperatures())
-        curves[name] = mean_curve(per_seed)
-        seed_curves[name] = md_per_seed or per_seed
-        if md_test:
-            md_curves[name] = mean_curve(md_per_seed)
-            tail_curves[name] = mean_curve(tail_per_seed)
-            element_curves[name] = mean_keyed_curves(element_per_seed)
-            temperature_curves[name] = mean_keyed_curves(temperature_per_seed)
+    elbow = None
+    if str(args.elbow) != "none":
+        elbow = load_elbow_set(args.elbow, test_set_key)
+        print(f"elbow set: {len(elbow.frames)} frames ({args.elbow}), GFN1-xTB barrier "
+              f"{elbow.barrier:.2f} eV")  # fmt: skip
+    arms = run_arms(args, md_test, elbow)
+    curves = {name: mean_curve(arm.curves) for name, arm in arms.items()}
+    # oracle-MD (else validation) curve of every seed
+    seed_curves = {name: arm.md_part("mae") if arm.md else arm.curves for name, arm in arms.items()}
+    seed_tails = {name: arm.md_part("p95") for name, arm in arms.items() if arm.md}
+    elbows = {name: arm.elbows for name, arm in arms.items() if arm.elbows}
+    if elbows:
+        print(f"elbow plot: {plot_final_elbows(elbows, elbow, args.out / 'selection_elbow.png')}")
+    bought = {name: arm.bought for name, arm in arms.items()}
+    md_curves, tail_curves, element_curves, temperature_curves = {}, {}, {}, {}
+    for name, arm in arms.items():
+        if arm.md:
+            md_curves[name] = mean_curve(arm.md_part("mae"))
+            tail_curves[name] = mean_curve(arm.md_part("p95"))
+            element_curves[name] = mean_keyed_curves(arm.md_part("by_element"))
+            temperature_curves[name] = mean_keyed_curves(arm.md_part("by_temperature"))
     val_ratio = report(
         curves, args.target, "validation", args.al_arm, args.out / "selection.png", args.random_arm
     )
     if not md_curves:
-        print_per_seed(seed_curves, args)
+        print_per_seed(seed_curves, args, elbows=elbows)
         print(f"labels needed to reach the target force MAE, AL / random = {val_ratio:.2f}")
         return
     print(f"validation set (rattled seeds): AL / random = {val_ratio:.2f}")
@@ -655,7 +884,7 @@ def main() -> None:
         args.out / "selection_md_test.png",
         args.random_arm,
     )
-    print_per_seed(seed_curves, args)
+    print_per_seed(seed_curves, args, seed_tails, elbows)
     print(f"labels needed to reach the target force MAE, AL / random = {md_ratio:.2f}")
 
 
