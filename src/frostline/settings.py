@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FROSTLINE_"
@@ -27,6 +27,10 @@ DEFAULT_RETRY_S = 600.0
 """How long a campaign run waits for its MongoDB to come back (``FROSTLINE_STORE_RETRY_S``)."""
 DEFAULT_LEASE_S = 120.0
 """Lifetime of a campaign's lease, renewed by the run holding it (``FROSTLINE_LEASE_S``)."""
+
+
+SECONDS = {"store_retry_s": (DEFAULT_RETRY_S, 0.0), "lease_s": (DEFAULT_LEASE_S, 1.0)}
+"""Duration fields: (default, minimum) in s."""
 
 
 class FrostlineSettings(BaseSettings):
@@ -47,23 +51,16 @@ class FrostlineSettings(BaseSettings):
         "one progress line per stage (for debugging; the chaos harness counts these lines)",
     )
 
-    @field_validator("store_retry_s", mode="before")
+    @field_validator("store_retry_s", "lease_s", mode="before")
     @classmethod
-    def _retry_budget(cls, value: Any) -> float:
-        """Not a number: the default; a negative number: 0 (no retries)."""
+    def _seconds(cls, value: Any, info: ValidationInfo) -> float:
+        """A duration in s: not a number gives the default; clipped at the field's minimum
+        (store retry: 0, no retries; lease: 1 s)."""
+        default, least = SECONDS[info.field_name]
         try:
-            return max(0.0, float(value))
+            return max(least, float(value))
         except (TypeError, ValueError):
-            return DEFAULT_RETRY_S
-
-    @field_validator("lease_s", mode="before")
-    @classmethod
-    def _lease(cls, value: Any) -> float:
-        """Not a number: the default; at least 1 s."""
-        try:
-            return max(1.0, float(value))
-        except (TypeError, ValueError):
-            return DEFAULT_LEASE_S
+            return default
 
 
 def settings() -> FrostlineSettings:

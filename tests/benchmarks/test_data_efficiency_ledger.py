@@ -4,27 +4,20 @@ checkpoint (no training here; the trainings themselves are mace-torch's, tested 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ase.build import bulk
+from helpers.benchmarks import BENCHMARKS, load_benchmark
 
 from frostline.finetune.foundation import MINI_FOUNDATION
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "workflows" / "benchmarks" / "data_efficiency.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("data_efficiency_bench", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("data_efficiency")
 
 
 def labelled_cells(n: int, seed: int):
@@ -153,10 +146,7 @@ def test_a_model_file_without_its_record_is_recorded_when_reused(bench, tmp_path
 
 
 def test_a_side_ledger_merges_without_losing_records(tmp_path):
-    spec = importlib.util.spec_from_file_location("one_training_bench", BENCHMARK.with_name(
-        "one_training.py"))  # fmt: skip
-    one = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(one)
+    one = load_benchmark("one_training")
     main, side = tmp_path / "case-ledger.json", tmp_path / "side.json"
     main.write_text(json.dumps({"n15/f0": {"key": "a", "test": [1, 1]},
                                 "n30/f0": {"key": "b", "test": [2, 2]}}))  # fmt: skip
@@ -197,7 +187,7 @@ def test_a_continuation_record_survives_its_shorter_run_trained_again(bench, tmp
     assert ledger.get_continuation("n4/f0-4x-epochs/f0", other_cap) is None
 
 
-HEADLINE = BENCHMARK.parent / "results" / "data_efficiency_f64_p30"
+HEADLINE = BENCHMARKS / "results" / "data_efficiency_f64_p30"
 
 
 def test_seed_means_and_the_ratio_from_trained_sizes(bench):

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers.benchmarks import load_benchmark
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "workflows" / "benchmarks" / "selection.py"
 
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("selection_bench", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def load_selection():
+    """The selection benchmark as a fresh module."""
+    return load_benchmark("selection")
 
 
 def test_a_finished_campaign_is_given_more_iterations_when_asked(tmp_path):
-    bench = load_benchmark()
+    bench = load_selection()
     folder = tmp_path / "random-single"
     folder.mkdir()
     (folder / "campaign.yaml").write_text(yaml.safe_dump({"convergence": {"max_iterations": 6}}))
@@ -36,11 +30,7 @@ def test_a_finished_campaign_is_given_more_iterations_when_asked(tmp_path):
 
 
 def test_label_set_ledger_keys_do_not_depend_on_where_the_checkout_is(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        "label_sets_bench", BENCHMARK.with_name("label_sets.py")
-    )
-    label_sets = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(label_sets)
+    label_sets = load_benchmark("label_sets", "label_sets_bench")
     monkeypatch.chdir(tmp_path)
     inside = tmp_path / "src" / "frostline" / "data" / "mini-foundation-64.model"
     assert label_sets.portable(inside) == Path("src/frostline/data/mini-foundation-64.model")
@@ -79,13 +69,8 @@ def test_a_campaign_whose_folder_is_gone_is_read_from_its_archive(finished_campa
     gone) the curves, oracle-MD figures and label sets come from the archive, bit for bit."""
     import shutil
 
-    bench = load_benchmark()
-    label_sets = importlib.util.module_from_spec(
-        spec := importlib.util.spec_from_file_location(
-            "label_sets_bench2", BENCHMARK.with_name("label_sets.py")
-        )
-    )
-    spec.loader.exec_module(label_sets)
+    bench = load_selection()
+    label_sets = load_benchmark("label_sets", "label_sets_bench2")
     import data_efficiency as de
 
     folder = finished_campaign
@@ -115,7 +100,7 @@ def test_a_campaign_whose_folder_is_gone_is_read_from_its_archive(finished_campa
 
 
 def test_an_unreadable_archive_is_named(tmp_path):
-    load_benchmark()
+    load_selection()
     from campaign_record import CampaignRecord
 
     (tmp_path / "random.campaign.json").write_text('{"version": 99}')
@@ -135,7 +120,7 @@ def test_an_unreadable_archive_is_named(tmp_path):
 def test_descriptor_variants_differ_from_the_descriptor_arm_in_one_setting(arm, setting, value):
     from frostline.config import parse_config
 
-    bench = load_benchmark()
+    bench = load_selection()
     args = bench.build_parser().parse_args(["--foundation", "mini-64", "--freeze", "0"])
     variant = parse_config(bench.arm_config(arm, args))
     novelty = parse_config(bench.arm_config("frostline-descriptor", args))
@@ -149,7 +134,7 @@ def test_descriptor_variants_differ_from_the_descriptor_arm_in_one_setting(arm, 
 def test_the_last_layer_arm_is_the_descriptor_arm_scored_by_its_last_layer():
     from frostline.config import LAST_LAYER_TRUST, parse_config
 
-    bench = load_benchmark()
+    bench = load_selection()
     args = bench.build_parser().parse_args(["--foundation", "mini-64", "--freeze", "0"])
     last = parse_config(bench.arm_config("frostline-last-layer", args))
     novelty = parse_config(bench.arm_config("frostline-descriptor", args))
@@ -161,7 +146,7 @@ def test_the_last_layer_arm_is_the_descriptor_arm_scored_by_its_last_layer():
 
 
 def test_seed_spread_leaves_out_the_seeds_that_never_reached_the_target():
-    bench = load_benchmark()
+    bench = load_selection()
     mean, spread, n = bench.mean_spread([0.5, 1.5, float("nan"), None])
     assert (mean, n) == (1.0, 2) and spread == pytest.approx(2**0.5 / 2)
     assert bench.mean_spread([0.7])[1] != bench.mean_spread([0.7])[1]  # one seed: no spread
@@ -173,7 +158,7 @@ def test_seed_spread_leaves_out_the_seeds_that_never_reached_the_target():
 
 
 def test_per_seed_summary_prints_each_seed_and_the_mean(capsys):
-    bench = load_benchmark()
+    bench = load_selection()
     args = bench.build_parser().parse_args(
         ["--al-arm", "frostline-last-layer", "--random-arm", "random-single"]
     )
@@ -202,7 +187,7 @@ def test_per_seed_summary_prints_each_seed_and_the_mean(capsys):
 
 def archived(folder: Path, config: dict, iterations: int) -> Path:
     """An archive of a campaign run with ``config`` (no labels), as selection.py writes it."""
-    load_benchmark()
+    load_selection()
     from campaign_record import CampaignRecord, archive_path
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +201,7 @@ def archived(folder: Path, config: dict, iterations: int) -> Path:
 
 
 def test_a_reused_campaign_must_have_been_run_with_the_same_settings(tmp_path):
-    bench = load_benchmark()
+    bench = load_selection()
     earlier, out = tmp_path / "selection_long", tmp_path / "new"
     argv = ["--foundation", "mini-64", "--epochs", "200", "--iterations", "6", "--out", str(out)]
     args = bench.build_parser().parse_args([*argv, "--reuse", str(earlier)])
@@ -240,7 +225,7 @@ def test_a_reused_campaign_must_have_been_run_with_the_same_settings(tmp_path):
 
 
 def test_label_temperatures_can_stop_before_an_iteration():
-    load_benchmark()
+    load_selection()
     from campaign_record import CampaignRecord
 
     def label(iteration: int, temperature: float | None) -> dict:
@@ -255,7 +240,7 @@ def test_label_temperatures_can_stop_before_an_iteration():
 
 
 def test_a_cached_elbow_result_is_read_for_its_set_and_iteration_only(tmp_path):
-    load_benchmark()
+    load_selection()
     import numpy as np
     from selection_elbow import ElbowSet, elbow_cache_path, final_elbow, usable_elbow
 
@@ -270,7 +255,7 @@ def test_a_cached_elbow_result_is_read_for_its_set_and_iteration_only(tmp_path):
 
 
 def test_the_final_elbows_are_drawn_per_arm_and_seed(tmp_path):
-    load_benchmark()
+    load_selection()
     import numpy as np
     from h2cu_elbow import BONDS, HEIGHTS
     from selection_elbow import ElbowSet, plot_final_elbows
@@ -283,7 +268,7 @@ def test_the_final_elbows_are_drawn_per_arm_and_seed(tmp_path):
 
 
 def test_no_run_reads_a_campaign_as_far_as_it_got_and_trains_nothing(tmp_path, capsys):
-    bench = load_benchmark()
+    bench = load_selection()
     out = tmp_path / "out"
     argv = ["--foundation", "mini-64", "--out", str(out), "--md-test-starts", "0"]
     args = bench.build_parser().parse_args([*argv, "--iterations", "3", "--no-run"])
@@ -309,7 +294,7 @@ def test_a_model_on_the_elbow_scores_zero_error_against_its_own_labels():
     model that is the oracle (EMT labels, EMT model) has no force, energy or barrier error."""
     from ase.calculators.emt import EMT
 
-    load_benchmark()
+    load_selection()
     from h2cu_elbow import elbow_frames, elbow_row, end_points, energy_grid, minimax_barrier
 
     frames = elbow_frames()
