@@ -116,18 +116,15 @@ def fingerprint(args: argparse.Namespace) -> str:
     return h.hexdigest()[:16]
 
 
-def arm_key(case: str, strategy: str, args, seed: int, root: Path | None = None) -> str:
+def arm_key(case: str, strategy: str, args, seed: int) -> str:
     """What one arm's training and measurement depend on (settings with the seed, case); the
     foundation and replay files named relative to the checkout, so that a ledger's keys hold
-    in any clone (``root``: a checkout's ``src/frostline`` parent, for old absolute keys)."""
+    in any clone."""
     s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]), seed)
-    here = str(Path(__file__).resolve().parents[2])
+    here = Path(__file__).resolve().parents[2]
     for field in ("foundation_model", "pt_train_file"):
-        value = getattr(s, field)
-        if value and root is None:
+        if value := getattr(s, field):
             setattr(s, field, str(Path(value).relative_to(here)))
-        elif value:
-            setattr(s, field, value.replace(here, str(root)))
     return hashlib.sha256(f"{case}|{s.fingerprint()}|{args.n}".encode()).hexdigest()[:16]
 
 
