@@ -566,6 +566,11 @@ class DistillConfig(_Strict):
         default_factory=lambda: [50, 100, 200], min_length=1, description="functions per element"
     )
     cutoffs: list[float] = Field(default_factory=lambda: [5.0], min_length=1, description="Å")
+    pair_cutoff_factor: float = Field(
+        4.5,
+        description="per element pair: cutoff min(cutoffs, factor x the pair's shortest teacher "
+        "contact), so a short bond (H-H) gets its radial functions where it lives; 0: off",
+    )
     target_force_mae_mev_per_a: float = Field(
         50.0, gt=0, description="meV/Å vs teacher (held out): smallest basis meeting it wins"
     )
@@ -601,6 +606,13 @@ class DistillConfig(_Strict):
         if any(n < 4 for n in v):
             raise ValueError("basis sizes (functions per element) must be >= 4")
         return sorted(set(v))
+
+    @field_validator("pair_cutoff_factor")
+    @classmethod
+    def _pair_factor(cls, v: float) -> float:
+        if v != 0 and not 2.0 <= v <= 20.0:
+            raise ValueError("pair_cutoff_factor must be 0 (off) or between 2 and 20")
+        return v
 
     @field_validator("cutoffs")
     @classmethod

@@ -7,6 +7,7 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.morse import MorsePotential
 from conftest import tiny_campaign
+from pyace import ACEBBasisSet
 
 from frostline.config import ConfigError, DistillConfig, parse_config
 from frostline.distill.ace import (
@@ -17,6 +18,7 @@ from frostline.distill.ace import (
     build_basis,
     design_matrix,
     fit_linear_ace,
+    pair_cutoffs,
 )
 from frostline.distill.jobs import (
     DistillMaker,
@@ -25,7 +27,7 @@ from frostline.distill.jobs import (
     store_surrogate,
 )
 from frostline.distill.teacher import generate_teacher_data, split_by_group
-from frostline.distill.validate import md_stability, teacher_errors
+from frostline.distill.validate import md_stability, shortest_contacts, teacher_errors
 from frostline.finetune.committee import committee_calculator
 from frostline.structures import cu111_slab, h2_cu111_structures, h2_on_slab
 
@@ -103,6 +105,11 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     assert sizes == [12, 30]  # target unreachable: every size tried, best kept
     assert built.sweep[1].force_mae_mev_per_a < built.sweep[0].force_mae_mev_per_a
     assert built.chosen.n_functions_per_element == 30
+    # H-H gets its own cutoff (TINY keeps the default factor), in the exported B-basis too
+    hh = built.chosen.pair_cutoffs["H-H"]
+    d_all = shortest_contacts([s.atoms for s in built.samples])["H-H"]  # <= the sweep's
+    assert 4.5 * d_all - 1e-3 <= hh < 5.0
+    assert block_cutoffs(ACEBBasisSet(str(built.files["yaml"])))["H"] == pytest.approx(hh)
     # the calculator on the exported file agrees with the final (actively learned) fit
     assert m.force_mae_mev_per_a == pytest.approx(active.holdout_force_mae_mev_per_a, rel=1e-6)
 
@@ -438,6 +445,7 @@ def test_failed_surrogate_is_marked_and_not_exported(built, tmp_path):
         ("n_teacher_structures", 3, "n_teacher_structures"),
         ("holdout_fraction", 1.5, "holdout_fraction"),
         ("temperatures", [-5.0], "temperatures"),
+        ("pair_cutoff_factor", 1.0, "pair_cutoff_factor"),
     ],
 )
 def test_bad_settings_name_the_field(field, value, match):
@@ -445,6 +453,22 @@ def test_bad_settings_name_the_field(field, value, match):
         parse_config(tiny_campaign(distill={field: value}))
     with pytest.raises(ValueError, match=rf"DistillMaker field '{match}"):
         DistillMaker(**{field: value})
+
+
+def block_cutoffs(basis) -> dict[str, float]:
+    """Radial cutoff of each pair block of a pyace basis (``"H H"`` -> Å)."""
+    return {b.block_name: b.rcutij for b in basis.to_BBasisConfiguration().funcspecs_blocks}
+
+
+def test_short_pairs_get_their_own_cutoff():
+    """H-H (shortest contact 0.56 Å) ends at 4.5 x 0.56 Å; Cu pairs keep the 5 Å cutoff."""
+    contacts = {"H-H": 0.5624, "Cu-H": 1.4146, "Cu-Cu": 1.98}
+    pairs = pair_cutoffs(contacts, 5.0, 4.5)
+    assert pairs == (("H-H", 2.531),)
+    assert pair_cutoffs(contacts, 5.0, 0.0) == ()
+    assert pair_cutoffs(contacts, 8.0, 4.5) == (("Cu-H", 6.366), ("H-H", 2.531))
+    blocks = block_cutoffs(build_basis(BasisSpec(("Cu", "H"), 20, 5.0, pair_cutoffs=pairs)))
+    assert blocks == {"Cu": 5.0, "Cu H": 5.0, "H": 2.531, "H Cu": 5.0}
 
 
 def test_fit_errors_are_clear(teacher):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import time
@@ -199,8 +200,9 @@ def timings(models: dict, cells: dict, threads: list[int], repeats: int) -> dict
     return out
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict, out: Console | None = None) -> None:
     """Tables and the two closing lines (also used by ``--reprint``)."""
+    out = out or console
     table = Table(title="µs/atom/step (energy + forces, float64; 1 warm-up, median of repeats)")
     columns = sorted({k for row in report["timings"].values() for k in row})
     table.add_column("model")
@@ -209,7 +211,7 @@ def print_report(report: dict) -> None:
         table.add_column(f"{size} ({report['cells'][size]} at.), {th} thr.", justify="right")
     for label, row in report["timings"].items():
         table.add_row(label, *[f"{row[c]:,.1f}" if c in row else "–" for c in columns])
-    console.print(table)
+    out.print(table)
     err = Table(title="held-out frames (outside teacher data and foundation data): F MAE meV/Å")
     for col in (
         "frames",
@@ -231,21 +233,21 @@ def print_report(report: dict) -> None:
             " · ".join(f"{k} {v:.1f}" for k, v in by_el.items()),
             f"{100 * f['grade_flagged_fraction']:.0f} %" if "grade_flagged_fraction" in f else "–",
         )
-    console.print(err)
+    out.print(err)
     g = report["build"].get("grade")
     if g:
-        console.print(
+        out.print(
             f"extrapolation grade: threshold {g['threshold']:.2f} (99 % of held-out teacher "
             f"frames); false alarms {100 * g['false_alarm_rate']:.1f} % of {g['n_held_in']:.0f} "
             f"held-out teacher frames, misses {100 * g['miss_rate']:.1f} % of "
             f"{g['n_extrapolative']:.0f} probes (distill.grade.extrapolative_probes)"
         )
     for r in report["build"].get("active_rounds", []):
-        console.print(f"active round {r['round']}: {active_line(ActiveRound(**r))}")
+        out.print(f"active round {r['round']}: {active_line(ActiveRound(**r))}")
     for who in ("stability", "teacher_stability"):
         st = report["build"].get(who)
         if st:
-            console.print(
+            out.print(
                 f"MD check, {'surrogate' if who == 'stability' else 'teacher'}: "
                 f"{'stable' if st['stable'] else 'FAILED'} ({st['n_atoms']} atoms, "
                 f"{st['temperature_k']:.0f} K target, mean {st['mean_temperature_k']:.0f} K, max "
@@ -254,7 +256,7 @@ def print_report(report: dict) -> None:
             )
     b, chosen = report["build"], report["build"]["chosen"]
     rounds = b.get("active_rounds") or []
-    console.print(
+    out.print(
         f"surrogate: {chosen['n_functions_per_element']} functions/element, rc "
         f"{chosen['cutoff']} Å, held-out teacher F MAE {chosen['force_mae_mev_per_a']:.1f}"
         f" meV/Å after the sweep, {rounds[-1]['holdout_force_mae_mev_per_a'] if rounds else 0:.1f}"
@@ -262,14 +264,13 @@ def print_report(report: dict) -> None:
         " teacher frames;"
         f" load average at start {report['load_average']}"
     )
-    print(
+    for line in (
         f"secondary: speed-up MACE-MP-0-medium-sized/ACE = {report['speedup_medium']:.0f} "
-        f"({report['cells']['small']}-atom cell, 1 thread; random weights)"
-    )
-    print(
+        f"({report['cells']['small']}-atom cell, 1 thread; random weights)",
         f"speed-up teacher/ACE = {report['speedup_teacher']:.0f} at held-out force MAE ratio "
-        f"ACE/teacher = {report['mae_ratio']:.2f}"
-    )
+        f"ACE/teacher = {report['mae_ratio']:.2f}",
+    ):
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def main() -> None:
@@ -350,6 +351,9 @@ def main() -> None:
     }
     report_path.write_text(json.dumps(report, indent=2))
     print_report(report)
+    text = Console(record=True, width=80, file=io.StringIO())
+    print_report(report, text)  # the committed text report, as --reprint prints it
+    (RESULTS / "report.txt").write_text(text.export_text())
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from frostline.distill.ace import (
     design_matrix,
     fit_linear_ace,
     is_padded,
+    pair_cutoffs,
     write_active_set,
     write_bbasis_yaml,
     write_yace,
@@ -138,9 +139,12 @@ def sweep_fit(
     energy_weight: float = 10.0,
     ridge: float = 1e-6,
     show_progress: bool = True,
+    pair_cutoff_factor: float = 0.0,
 ) -> tuple[LinearACEFit, list[SweepPoint], SweepPoint]:
     """Fit bases cheapest first (functions per element, then cutoff); stop at the first one
     whose held-out force MAE vs the teacher meets the target, else keep the most accurate.
+    Pairs whose shortest training contact x ``pair_cutoff_factor`` is below a cutoff get that
+    shorter cutoff (:func:`frostline.distill.ace.pair_cutoffs`).
     """
     if not train or not holdout:
         raise ACEError("sweep needs training and held-out teacher data")
@@ -150,12 +154,14 @@ def sweep_fit(
     tr_f = [samples[i].forces for i in train]
     ho_e = [samples[i].energy for i in holdout]
     ho_f = [samples[i].forces for i in holdout]
+    contacts = shortest_contacts([samples[i].atoms for i in train])
     points: list[SweepPoint] = []
     fits: list[LinearACEFit] = []
     with _progress() as progress:
         for n_funcs, cutoff in candidates:
             t0 = time.perf_counter()
-            spec = BasisSpec(tuple(elements), n_funcs, cutoff)
+            pairs = pair_cutoffs(contacts, cutoff, pair_cutoff_factor)
+            spec = BasisSpec(tuple(elements), n_funcs, cutoff, pair_cutoffs=pairs)
             basis = build_basis(spec)
             task = progress.add_task(
                 f"basis {n_funcs}/element, rc {cutoff:g} Å", total=len(structures)
@@ -170,6 +176,7 @@ def sweep_fit(
             point = SweepPoint(
                 n_functions_per_element=n_funcs,
                 cutoff=cutoff,
+                pair_cutoffs=dict(pairs),
                 n_functions=design.n_functions,
                 energy_mae_mev_per_atom=m.energy_mae_mev_per_atom,
                 force_mae_mev_per_a=m.force_mae_mev_per_a,
@@ -178,7 +185,7 @@ def sweep_fit(
             )
             console.print(
                 f"[bold]distill[/] basis {n_funcs}/element rc {cutoff:g} Å: "
-                f"{design.n_functions} functions, held-out F MAE "
+                f"{design.n_functions} functions{pair_text(pairs)}, held-out F MAE "
                 f"{point.force_mae_mev_per_a:.1f} meV/Å, E MAE "
                 f"{point.energy_mae_mev_per_atom:.2f} meV/atom"
             )
@@ -190,6 +197,11 @@ def sweep_fit(
     if points[-1].meets_target:
         best = len(points) - 1
     return fits[best], points, points[best]
+
+
+def pair_text(pairs: Sequence[tuple[str, float]]) -> str:
+    """`` (H-H 2.5 Å)``: the pairs with a shorter cutoff, for progress lines ('' when none)."""
+    return f" ({', '.join(f'{p} {r:g} Å' for p, r in pairs)})" if pairs else ""
 
 
 def teacher_data(
@@ -293,6 +305,7 @@ def build_surrogate(
         settings.target_force_mae_mev_per_a,
         settings.energy_weight,
         settings.ridge,
+        pair_cutoff_factor=settings.pair_cutoff_factor,
     )
     if settings.require_target and not chosen.meets_target:
         raise ACEError(
@@ -360,6 +373,7 @@ def grow_until_stable(
             settings.target_force_mae_mev_per_a,
             settings.energy_weight,
             settings.ridge,
+            pair_cutoff_factor=settings.pair_cutoff_factor,
         )
         points += grown
 
@@ -601,6 +615,7 @@ class DistillMaker(Maker):
     active_frames: int = 60
     active_steps: int = 200
     core_repulsion: bool = False
+    pair_cutoff_factor: float = 4.5
     timestep_fs: float = 1.0
     friction: float = 0.02
     device: str = "auto"
@@ -722,6 +737,7 @@ class DistillMaker(Maker):
             parent_model_ids=[],
             elements=[],
             cutoff=build.chosen.cutoff,
+            pair_cutoffs=dict(build.fit.spec.pair_cutoffs),
             n_functions_per_element=build.chosen.n_functions_per_element,
             n_functions=build.chosen.n_functions,
             n_teacher_train=len(build.train),

@@ -12,6 +12,9 @@ class SweepPoint(BaseModel):
 
     n_functions_per_element: int
     cutoff: float
+    pair_cutoffs: dict[str, float] = Field(
+        default_factory=dict, description="Å: element pairs whose cutoff is shorter"
+    )
     n_functions: int = Field(description="B functions over all elements")
     energy_mae_mev_per_atom: float
     force_mae_mev_per_a: float
@@ -87,6 +90,9 @@ class DistillResult(BaseModel):
     parent_model_ids: list[str]
     elements: list[str]
     cutoff: float
+    pair_cutoffs: dict[str, float] = Field(
+        default_factory=dict, description="Å: element pairs whose cutoff is shorter"
+    )
     n_functions_per_element: int
     n_functions: int
     n_teacher_train: int
