@@ -567,7 +567,7 @@ class DistillConfig(_Strict):
     )
     cutoffs: list[float] = Field(default_factory=lambda: [5.0], min_length=1, description="Å")
     pair_cutoff_factor: float = Field(
-        4.5,
+        4.0,
         description="per element pair: cutoff min(cutoffs, factor x the pair's shortest teacher "
         "contact), so a short bond (H-H) gets its radial functions where it lives; 0: off",
     )

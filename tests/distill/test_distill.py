@@ -105,10 +105,10 @@ def test_tiny_fit_reproduces_teacher_forces(built):
     assert sizes == [12, 30]  # target unreachable: every size tried, best kept
     assert built.sweep[1].force_mae_mev_per_a < built.sweep[0].force_mae_mev_per_a
     assert built.chosen.n_functions_per_element == 30
-    # H-H gets its own cutoff (TINY keeps the default factor), in the exported B-basis too
+    # H-H gets its own cutoff (TINY keeps the default factor 4), in the exported B-basis too
     hh = built.chosen.pair_cutoffs["H-H"]
     d_all = shortest_contacts([s.atoms for s in built.samples])["H-H"]  # <= the sweep's
-    assert 4.5 * d_all - 1e-3 <= hh < 5.0
+    assert 4.0 * d_all - 1e-3 <= hh < 5.0
     assert block_cutoffs(ACEBBasisSet(str(built.files["yaml"])))["H"] == pytest.approx(hh)
     # the calculator on the exported file agrees with the final (actively learned) fit
     assert m.force_mae_mev_per_a == pytest.approx(active.holdout_force_mae_mev_per_a, rel=1e-6)
@@ -461,14 +461,14 @@ def block_cutoffs(basis) -> dict[str, float]:
 
 
 def test_short_pairs_get_their_own_cutoff():
-    """H-H (shortest contact 0.56 Å) ends at 4.5 x 0.56 Å; Cu pairs keep the 5 Å cutoff."""
+    """H-H (shortest contact 0.56 Å) ends at 4 x 0.56 Å; Cu pairs keep the 5 Å cutoff."""
     contacts = {"H-H": 0.5624, "Cu-H": 1.4146, "Cu-Cu": 1.98}
-    pairs = pair_cutoffs(contacts, 5.0, 4.5)
-    assert pairs == (("H-H", 2.531),)
+    pairs = pair_cutoffs(contacts, 5.0, 4.0)
+    assert pairs == (("H-H", 2.25),)
     assert pair_cutoffs(contacts, 5.0, 0.0) == ()
-    assert pair_cutoffs(contacts, 8.0, 4.5) == (("Cu-H", 6.366), ("H-H", 2.531))
+    assert pair_cutoffs(contacts, 8.0, 4.0) == (("Cu-Cu", 7.92), ("Cu-H", 5.658), ("H-H", 2.25))
     blocks = block_cutoffs(build_basis(BasisSpec(("Cu", "H"), 20, 5.0, pair_cutoffs=pairs)))
-    assert blocks == {"Cu": 5.0, "Cu H": 5.0, "H": 2.531, "H Cu": 5.0}
+    assert blocks == {"Cu": 5.0, "Cu H": 5.0, "H": 2.25, "H Cu": 5.0}
 
 
 def test_fit_errors_are_clear(teacher):

@@ -113,10 +113,10 @@ def pair_cutoffs(
     contact where that is below ``cutoff``; ``factor`` 0: none.
 
     With one cutoff for all pairs the few radial functions a pair gets spread over 0-``cutoff``,
-    too coarse for a stiff short bond: on the H2/Cu(111) teacher data an H-H cutoff of 2.5 Å
-    instead of 5 Å cut the surrogate's H force error against its teacher from 257 to 125 meV/Å
-    (held out), 250 to 135 (off the teacher data) and 669 to 344 (dissociation elbow), with Cu
-    unchanged (docs/log/surrogate.md, 2026-12-07).
+    too coarse for a stiff short bond: on the H2/Cu(111) teacher data an H-H cutoff of 2.25 Å
+    (factor 4) instead of 5 Å cut the surrogate's H force error against its teacher from 257 to
+    109 meV/Å (held out), 250 to 117 (off the teacher data) and 669 to 326 (dissociation elbow),
+    with Cu unchanged (``workflows/benchmarks/surrogate_pair_cutoffs.py``, 2026-12-07).
     """
     if factor <= 0:
         return ()

@@ -615,7 +615,7 @@ class DistillMaker(Maker):
     active_frames: int = 60
     active_steps: int = 200
     core_repulsion: bool = False
-    pair_cutoff_factor: float = 4.5
+    pair_cutoff_factor: float = 4.0
     timestep_fs: float = 1.0
     friction: float = 0.02
     device: str = "auto"
