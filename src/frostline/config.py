@@ -312,7 +312,11 @@ class ExploreConfig(_Strict):
         "before); frames record it in their provenance",
     )
     bias_strength: float = Field(
-        1.0, gt=0, description="bias: uncertainty: A, the depth of the bias energy, eV"
+        3.0,
+        gt=0,
+        description="bias: uncertainty: A, the depth of the bias energy, eV (H2/Cu(111): 1 eV "
+        "did not stretch the H-H bond, 3 eV dissociated H2 in 4 of 4 starts without the "
+        "calibrated stop)",
     )
     bias_width: float = Field(
         0.3,

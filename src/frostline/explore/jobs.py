@@ -81,7 +81,7 @@ class ExploreMaker(Maker):
     abort_error_factor: float = 10.0
     target_force_error: float = 0.3
     bias: str = "none"
-    bias_strength: float = 1.0
+    bias_strength: float = 3.0
     bias_width: float = 0.3
     # fields added after campaigns were stored (at their defaults: left out of the memo key)
     MEMO_ADDED_FIELDS: ClassVar[tuple[str | tuple[str, ...], ...]] = (
