@@ -211,6 +211,15 @@ def test_a_reused_campaign_must_have_been_run_with_the_same_settings(tmp_path):
     folder = bench.campaign_folder(args, "random-single", 0)
     assert folder == earlier / "random-single"
     bench.check_settings(folder, asked)  # only the iteration count differs: its curves are cut
+    # a default changed since, of a setting that does nothing in this campaign: the same run
+    explore = asked.get("explore", {})
+    idle = {**longer, "explore": {**explore, "bias": "none", "bias_strength": 1.0}}
+    idle["distill"] = {"enabled": False, "pair_cutoff_factor": 4.5}
+    archived(earlier / "random-single", idle, 12)
+    bench.check_settings(folder, {**asked, "distill": {"enabled": False}})
+    with pytest.raises(SystemExit, match=r"distill\.pair_cutoff_factor 4\.5 \(asked 4\.0"):
+        bench.check_settings(folder, {**asked, "distill": {"enabled": True}})
+    archived(earlier / "random-single", longer, 12)
     assert bench.cut([1, 2, 3, 4, 5, 6, 7, 8], 6) == [1, 2, 3, 4, 5, 6]
     # fewer iterations than asked: run afresh in OUT, the earlier folder is never written
     archived(earlier / "random-single-seed1", bench.arm_config("random-single", args, 1), 4)

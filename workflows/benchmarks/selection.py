@@ -396,8 +396,20 @@ def settings_differences(stored: dict, expected: dict) -> dict[str, tuple[object
     for more iterations went through the same first ones; its curves are cut at
     ``--iterations``)."""
     a, b = flat_settings(stored), flat_settings(expected)
-    keys = sorted((a.keys() | b.keys()) - {"convergence.max_iterations"})
+    idle = inactive_settings(a) & inactive_settings(b)
+    keys = sorted((a.keys() | b.keys()) - {"convergence.max_iterations"} - idle)
     return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
+
+
+def inactive_settings(settings: dict[str, object]) -> set[str]:
+    """Dotted keys that do nothing in a campaign (flat) config: the bias's settings without a
+    bias, the distillation's when it is off (so a changed default there changes no run)."""
+    idle: set[str] = set()
+    if settings.get("explore.bias") == "none":
+        idle |= {"explore.bias_strength", "explore.bias_width"}
+    if settings.get("distill.enabled") is False:
+        idle |= {k for k in settings if k.startswith("distill.") and k != "distill.enabled"}
+    return idle
 
 
 def stored_config(folder: Path) -> dict | None:
