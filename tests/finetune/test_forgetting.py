@@ -23,7 +23,7 @@ from frostline.config import (
     load_config,
     parse_config,
 )
-from frostline.finetune.forgetting import check_forgetting, equation_of_state
+from frostline.finetune.forgetting import ForgettingCheck, check_forgetting, equation_of_state
 from frostline.finetune.jobs import FineTuneMaker
 from frostline.finetune.replay import read_heldout, replay_file_for, replay_path, replay_source
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
@@ -205,6 +205,44 @@ def test_forgetting_check_flags_a_moved_lattice_constant():
         StretchedEMT(1.002), EMT(), ["Cu"], limits=ForgettingConfig(max_lattice_shift_percent=0.1)
     )
     assert len(strict.warnings) == 1
+
+
+class CollapsingEMT(StretchedEMT):
+    """``StretchedEMT`` plus an energy hole under strong compression (no repulsive wall): the
+    LoRA fine-tune of the forgetting benchmark had one (-638 eV/atom at 0.7x copper's a)."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        volume = atoms.get_volume() / len(atoms)
+        self.results["energy"] -= len(atoms) * 50.0 * max(0.0, 8.0 - volume)
+
+
+class Expanding(Calculator):
+    """Energy falls as the cell grows: a bulk with no minimum anywhere."""
+
+    implemented_properties = ("energy",)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {"energy": -atoms.get_volume()}
+
+
+def test_forgetting_check_finds_a_far_well_and_flags_a_lost_bulk():
+    """A lattice 25 % larger (outside the first ±12 % scan) is found by the wider scan, also
+    beside a collapse under compression; a bulk with no minimum is flagged as lost, never NaN."""
+    a_emt, _ = equation_of_state(EMT(), "Cu")
+    far = check_forgetting(CollapsingEMT(1.25), EMT(), ["Cu"], oracle=EMT())
+    (cu,) = far.lattice
+    assert cu.a_model == pytest.approx(1.25 * a_emt, rel=2e-3)
+    assert cu.error_percent() == pytest.approx(25.0, abs=0.3)
+    assert any("away from the oracle's" in w for w in far.warnings)
+    lost = check_forgetting(Expanding(), EMT(), ["Cu"], oracle=EMT())
+    (cu,) = lost.lattice
+    assert cu.a_model is None and cu.shift_percent is None and cu.error_percent() is None
+    assert any(w.startswith("fine-tuning lost bulk Cu: no energy minimum") for w in lost.warnings)
+    assert "no bulk minimum" in lost.summary() and "nan" not in lost.summary()
+    stored = ForgettingCheck.model_validate_json(lost.model_dump_json())  # a store round trip
+    assert stored.lattice[0].a_model is None
 
 
 def test_forgetting_check_on_the_heldout_domain(foundation):

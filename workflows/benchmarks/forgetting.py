@@ -221,9 +221,28 @@ def still_improving(r: dict) -> bool:
 
 
 def lattice_cell(runs: list[dict], key: str) -> str:
-    """Seed-mean lattice constant error vs the oracle per element (%)."""
-    elements = [el for el, v in runs[0][key].items() if v is not None]
-    return ", ".join(f"{el} {np.mean([r[key][el] for r in runs]):+.2f}" for el in elements)
+    """Seed-mean lattice constant error vs the oracle per element (%); ``no minimum (k of n)``
+    when k models had no bulk energy minimum in the check's scans."""
+    which = "foundation" if key.startswith("foundation") else "model"
+    cells = []
+    for el in sorted({el for r in runs for el in r[key]}):
+        values = [r[key].get(el) for r in runs]
+        found = [v for v in values if v is not None and np.isfinite(v)]
+        lost = sum(lattice_lost(r, el, which) for r in runs)
+        if len(found) == len(values):
+            cells.append(f"{el} {np.mean(found):+.2f}")
+        elif lost:
+            cells.append(f"{el} no minimum ({lost} of {len(runs)})")
+    return ", ".join(cells)
+
+
+def lattice_lost(run: dict, element: str, which: str) -> bool:
+    """True when the run's forgetting check found no bulk minimum of ``element`` for ``which``."""
+    for c in run["check"]["lattice"]:
+        if c["element"] == element:
+            a = c[f"a_{which}"]
+            return a is None or not np.isfinite(a)
+    return False
 
 
 def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace) -> Table:

@@ -31,6 +31,8 @@ from frostline.config import ForgettingConfig
 
 STRAINS = np.linspace(-0.03, 0.03, 7)
 """Linear strains of the equation-of-state cells."""
+SCANS = (0.12, 0.3)
+"""Half-widths of the coarse lattice-constant scans tried in turn (fractions of the reference)."""
 
 
 class LatticeCheck(BaseModel):
@@ -38,24 +40,38 @@ class LatticeCheck(BaseModel):
 
     element: str
     structure: str
-    a_model: float
-    a_foundation: float
+    a_model: float | None = Field(
+        description="None: no energy minimum within the widest scan (the model lost the bulk)"
+    )
+    a_foundation: float | None
     a_oracle: float | None = None
-    bulk_modulus_model: float
-    bulk_modulus_foundation: float
+    bulk_modulus_model: float | None
+    bulk_modulus_foundation: float | None
     bulk_modulus_oracle: float | None = None
 
     @property
-    def shift_percent(self) -> float:
-        """Lattice constant change by fine-tuning, % of the foundation's."""
+    def shift_percent(self) -> float | None:
+        """Lattice constant change by fine-tuning, % of the foundation's (None: no minimum)."""
+        if self.a_model is None or self.a_foundation is None:
+            return None
         return 100.0 * (self.a_model - self.a_foundation) / self.a_foundation
 
     def error_percent(self, which: str = "model") -> float | None:
         """Lattice constant error of ``model`` or ``foundation`` vs the oracle, %."""
-        if self.a_oracle is None:
-            return None
         a = self.a_model if which == "model" else self.a_foundation
+        if self.a_oracle is None or a is None:
+            return None
         return 100.0 * (a - self.a_oracle) / self.a_oracle
+
+    def text(self) -> str:
+        """``Cu a 3.800 Å (foundation 3.567, oracle 3.870; +6.5 %)`` for summaries."""
+        oracle = f", oracle {self.a_oracle:.3f}" if self.a_oracle is not None else ""
+        found = f"{self.a_foundation:.3f}" if self.a_foundation is not None else "no minimum"
+        if self.a_model is None:
+            within = f"±{SCANS[-1]:.0%}"
+            return f"{self.element}: no bulk minimum within {within} (foundation {found}{oracle})"
+        shift = f"; {self.shift_percent:+.1f} %" if self.shift_percent is not None else ""
+        return f"{self.element} a {self.a_model:.3f} Å (foundation {found}{oracle}{shift})"
 
 
 class ForgettingCheck(BaseModel):
@@ -89,12 +105,7 @@ class ForgettingCheck(BaseModel):
                 f"foundation-domain force MAE vs {self.reference} {self.force_mae_after:.1f}, "
                 f"{self.force_mae_before:.1f} meV/Å before (x{ratio:.2f}, {self.n_frames} frames)"
             )
-        for c in self.lattice:
-            oracle = f", oracle {c.a_oracle:.3f}" if c.a_oracle is not None else ""
-            parts.append(
-                f"{c.element} a {c.a_model:.3f} Å (foundation {c.a_foundation:.3f}{oracle}; "
-                f"{c.shift_percent:+.1f} %)"
-            )
+        parts += [c.text() for c in self.lattice]
         return "forgetting: " + ("; ".join(parts) if parts else "nothing to compare")
 
 
@@ -106,12 +117,17 @@ def cubic_reference(element: str) -> tuple[str, float] | None:
     return None
 
 
-def equation_of_state(calc, element: str, repeat: int = 2) -> tuple[float, float]:
+def equation_of_state(
+    calc, element: str, repeat: int = 2
+) -> tuple[float, float] | tuple[None, None]:
     """Lattice constant (Å, conventional cubic cell) and bulk modulus (GPa) of ``element``.
 
-    A coarse scan (±12 % of ASE's reference lattice constant) finds the minimum, then a
-    Birch-Murnaghan fit of ±3 % strains around it (``repeat``³ conventional cells: 32 atoms
-    for fcc, so a Gamma-point oracle such as xTB sees a bulk, not a 4-atom molecule).
+    A coarse scan (±12 % of ASE's reference lattice constant, then ±30 % if it has no local
+    minimum inside) finds the well nearest the reference, then a Birch-Murnaghan fit of ±3 %
+    strains around it (``repeat``³ conventional cells: 32 atoms for fcc, so a Gamma-point oracle
+    such as xTB sees a bulk, not a 4-atom molecule). ``(None, None)`` when no scan has a well
+    inside or the fit is not a minimum. (A LoRA fine-tune on H2/Cu slabs put copper's well at
+    about +25 %, with an energy hole under 30 % compression; the ±12 % scan alone returned NaN.)
     """
     from ase.eos import EquationOfState
 
@@ -122,12 +138,24 @@ def equation_of_state(calc, element: str, repeat: int = 2) -> tuple[float, float
         atoms.calc = calc
         return atoms
 
-    coarse = a0 * (1 + np.linspace(-0.12, 0.12, 9))
-    center = coarse[int(np.argmin([cell(a).get_potential_energy() for a in coarse]))]
+    for half in SCANS:
+        coarse = a0 * (1 + np.linspace(-half, half, 9))
+        e = [cell(a).get_potential_energy() for a in coarse]
+        wells = [i for i in range(1, len(e) - 1) if e[i] <= min(e[i - 1], e[i + 1])]
+        if wells:  # the local minimum nearest the reference (not a collapse at the scan's end)
+            center = coarse[min(wells, key=lambda i: abs(coarse[i] - a0))]
+            break
+    else:
+        return None, None
     cells = [cell(center * (1 + eps)) for eps in STRAINS]
     volumes = [c.get_volume() / len(c) for c in cells]
     energies = [c.get_potential_energy() / len(c) for c in cells]
-    v0, _, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
+    try:
+        v0, _, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
+    except (RuntimeError, ValueError):  # no minimum to fit
+        return None, None
+    if not (np.isfinite(v0) and np.isfinite(b) and b > 0):
+        return None, None
     per_cell = len(bulk(element, structure, a=a0, cubic=True))
     return float((v0 * per_cell) ** (1 / 3)), float(b / GPa)
 
@@ -226,6 +254,13 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
             f"foundation's (limit x{limits.max_force_mae_ratio:g}); {hint}"
         )
     for c in check.lattice:
+        if c.a_model is None and c.a_foundation is not None:
+            out.append(
+                f"fine-tuning lost bulk {c.element}: no energy minimum within "
+                f"±{SCANS[-1]:.0%} of its reference lattice constant (foundation "
+                f"{c.a_foundation:.3f} Å); {hint}"
+            )
+            continue
         model_error, foundation_error = c.error_percent("model"), c.error_percent("foundation")
         if model_error is not None and foundation_error is not None:
             worse = abs(model_error) - abs(foundation_error)
@@ -235,7 +270,9 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
                     f"oracle's: {c.a_model:.3f} Å vs {c.a_oracle:.3f} ({model_error:+.1f} %; "
                     f"foundation {foundation_error:+.1f} %); {hint}"
                 )
-        elif abs(c.shift_percent) > limits.max_lattice_shift_percent:
+        elif (
+            c.shift_percent is not None and abs(c.shift_percent) > limits.max_lattice_shift_percent
+        ):
             out.append(
                 f"fine-tuning moved bulk {c.element}'s lattice constant by "
                 f"{c.shift_percent:+.1f} % ({c.a_foundation:.3f} -> {c.a_model:.3f} Å; limit "
