@@ -201,6 +201,7 @@ def test_forgetting_check_flags_a_moved_lattice_constant():
     assert any("lattice constant" in w and "Cu" in w for w in moved.warnings)
     kept = check_forgetting(StretchedEMT(1.002), EMT(), ["Cu"])
     assert kept.warnings == [] and kept.lattice[0].a_oracle is None
+    assert kept.lattice[0].wall_model > 0.5  # EMT copper 25 % compressed: eV/atom above its well
     strict = check_forgetting(
         StretchedEMT(1.002), EMT(), ["Cu"], limits=ForgettingConfig(max_lattice_shift_percent=0.1)
     )
@@ -236,6 +237,8 @@ def test_forgetting_check_finds_a_far_well_and_flags_a_lost_bulk():
     assert cu.a_model == pytest.approx(1.25 * a_emt, rel=2e-3)
     assert cu.error_percent() == pytest.approx(25.0, abs=0.3)
     assert any("away from the oracle's" in w for w in far.warnings)
+    assert cu.wall_model < 0 < cu.wall_foundation  # the hole under compression is caught
+    assert any("removed bulk Cu's repulsive wall" in w for w in far.warnings)
     lost = check_forgetting(Expanding(), EMT(), ["Cu"], oracle=EMT())
     (cu,) = lost.lattice
     assert cu.a_model is None and cu.shift_percent is None and cu.error_percent() is None

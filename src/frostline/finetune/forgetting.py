@@ -9,7 +9,9 @@ Two measurements, both against the foundation itself (and the oracle where it is
 - for every pure element of the campaign with a cubic ASE reference state (fcc, bcc): the bulk
   lattice constant and bulk modulus from an equation-of-state fit (Birch-Murnaghan, ±3 %
   strain), compared with the foundation's and, when the oracle is a cheap ASE calculator,
-  with the oracle's.
+  with the oracle's; and a repulsive-wall probe, the bulk at 0.75x the reference lattice
+  constant, which must lie above the well (a fine-tune that removed the short-range repulsion
+  lets MD collapse even when its lattice constant looks sane).
 
 A model whose lattice constant moved more than ``max_lattice_shift_percent`` from the
 foundation's, or whose held-out force MAE grew beyond ``max_force_mae_ratio`` times the
@@ -33,6 +35,8 @@ STRAINS = np.linspace(-0.03, 0.03, 7)
 """Linear strains of the equation-of-state cells."""
 SCANS = (0.12, 0.3)
 """Half-widths of the coarse lattice-constant scans tried in turn (fractions of the reference)."""
+WALL = 0.75
+"""The repulsive-wall probe: the bulk at this fraction of the reference lattice constant."""
 
 
 class LatticeCheck(BaseModel):
@@ -48,6 +52,12 @@ class LatticeCheck(BaseModel):
     bulk_modulus_model: float | None
     bulk_modulus_foundation: float | None
     bulk_modulus_oracle: float | None = None
+    wall_model: float | None = Field(
+        None,
+        description="eV/atom: energy at 0.75x the reference lattice constant minus the well's; "
+        "negative: the bulk collapses (no repulsive wall)",
+    )
+    wall_foundation: float | None = None
 
     @property
     def shift_percent(self) -> float | None:
@@ -160,6 +170,25 @@ def equation_of_state(
     return float((v0 * per_cell) ** (1 / 3)), float(b / GPa)
 
 
+WALLED = ("model", "foundation")
+
+
+def wall(calc, element: str, a_well: float | None, repeat: int = 2) -> float | None:
+    """Energy per atom (eV) of bulk ``element`` at ``WALL`` x its reference lattice constant
+    minus at ``a_well`` (None without a well). Negative: compressing the bulk lowers its energy,
+    the short-range repulsion is gone and MD can collapse."""
+    if a_well is None:
+        return None
+    structure, a0 = cubic_reference(element) or ("fcc", 4.0)
+
+    def energy(a: float) -> float:
+        atoms = bulk(element, structure, a=a, cubic=True).repeat(repeat)
+        atoms.calc = calc
+        return atoms.get_potential_energy() / len(atoms)
+
+    return float(energy(WALL * a0) - energy(a_well))
+
+
 def force_mae(calc, frames: Sequence[Atoms]) -> float:
     """Force MAE (meV/Å, per component) of ``calc`` against the frames' ``REF_forces``."""
     errors = []
@@ -228,9 +257,10 @@ def check_forgetting(
         fits = {who: equation_of_state(c, element) for who, c in calcs.items() if c is not None}
         lattice = {f"a_{who}": a for who, (a, _) in fits.items()}
         moduli = {f"bulk_modulus_{who}": b for who, (_, b) in fits.items()}
+        walls = {f"wall_{who}": wall(calcs[who], element, fits[who][0]) for who in WALLED}
         structure = cubic_reference(element)[0]
         check.lattice.append(
-            LatticeCheck(element=element, structure=structure, **lattice, **moduli)
+            LatticeCheck(element=element, structure=structure, **lattice, **moduli, **walls)
         )
     check.warnings = forgetting_warnings(check)
     return check
@@ -254,6 +284,13 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
             f"foundation's (limit x{limits.max_force_mae_ratio:g}); {hint}"
         )
     for c in check.lattice:
+        if c.wall_model is not None and c.wall_model < 0 <= (c.wall_foundation or 0.0):
+            out.append(
+                f"fine-tuning removed bulk {c.element}'s repulsive wall: at {WALL:g}x its "
+                f"reference lattice constant its energy is {-c.wall_model:.2f} eV/atom below its "
+                f"minimum (the foundation's is {c.wall_foundation or 0.0:+.2f}; MD can collapse); "
+                f"{hint}"
+            )
         if c.a_model is None and c.a_foundation is not None:
             out.append(
                 f"fine-tuning lost bulk {c.element}: no energy minimum within "
