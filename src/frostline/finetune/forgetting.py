@@ -37,6 +37,8 @@ SCANS = (0.12, 0.3)
 """Half-widths of the coarse lattice-constant scans tried in turn (fractions of the reference)."""
 WALL = 0.75
 """The repulsive-wall probe: the bulk at this fraction of the reference lattice constant."""
+WALLED = ("model", "foundation")
+"""Whose wall the check probes (the oracle's is not needed to tell a lost wall)."""
 
 
 class LatticeCheck(BaseModel):
@@ -144,9 +146,7 @@ def equation_of_state(
     structure, a0 = cubic_reference(element) or ("fcc", 4.0)
 
     def cell(a: float) -> Atoms:
-        atoms = bulk(element, structure, a=a, cubic=True).repeat(repeat)
-        atoms.calc = calc
-        return atoms
+        return bulk_cell(calc, element, a, repeat)
 
     for half in SCANS:
         coarse = a0 * (1 + np.linspace(-half, half, 9))
@@ -170,23 +170,25 @@ def equation_of_state(
     return float((v0 * per_cell) ** (1 / 3)), float(b / GPa)
 
 
-WALLED = ("model", "foundation")
+def bulk_cell(calc, element: str, a: float, repeat: int = 2) -> Atoms:
+    """``repeat``³ conventional cubic cells of ``element`` (its ASE reference structure, else
+    fcc) at lattice constant ``a`` (Å), with ``calc`` attached."""
+    structure, _ = cubic_reference(element) or ("fcc", 4.0)
+    atoms = bulk(element, structure, a=a, cubic=True).repeat(repeat)
+    atoms.calc = calc
+    return atoms
 
 
-def wall(calc, element: str, a_well: float | None, repeat: int = 2) -> float | None:
+def wall(calc, element: str, a_well: float | None) -> float | None:
     """Energy per atom (eV) of bulk ``element`` at ``WALL`` x its reference lattice constant
     minus at ``a_well`` (None without a well). Negative: compressing the bulk lowers its energy,
     the short-range repulsion is gone and MD can collapse."""
     if a_well is None:
         return None
-    structure, a0 = cubic_reference(element) or ("fcc", 4.0)
-
-    def energy(a: float) -> float:
-        atoms = bulk(element, structure, a=a, cubic=True).repeat(repeat)
-        atoms.calc = calc
-        return atoms.get_potential_energy() / len(atoms)
-
-    return float(energy(WALL * a0) - energy(a_well))
+    a0 = (cubic_reference(element) or ("fcc", 4.0))[1]
+    squeezed, well = bulk_cell(calc, element, WALL * a0), bulk_cell(calc, element, a_well)
+    per_atom = [c.get_potential_energy() / len(c) for c in (squeezed, well)]
+    return float(per_atom[0] - per_atom[1])
 
 
 def force_mae(calc, frames: Sequence[Atoms]) -> float:
