@@ -224,3 +224,28 @@ def test_frostline_settings_read_the_environment_at_each_call(monkeypatch, tmp_p
     assert env_var("mongodb_uri") == "FROSTLINE_MONGODB_URI"
     with pytest.raises(KeyError):
         env_var("mongo_uri")
+
+
+def test_makers_built_in_code_obey_the_campaign_files_rules():
+    """Each rule lives on the config model; a maker built without a campaign file gets it too,
+    as a one-line error naming the maker and the field."""
+    from frostline.distill.jobs import DistillMaker
+    from frostline.explore.jobs import ExploreMaker
+    from frostline.finetune.jobs import FineTuneMaker
+
+    # a cross-field rule that only the config held before
+    with pytest.raises(ConfigError, match="finetune.loss huber cannot fit stresses"):
+        parse_config(tiny_campaign(finetune={"loss": "huber", "stress_weight": 1.0}))
+    with pytest.raises(ValueError, match="^FineTuneMaker: .*loss huber cannot fit stresses"):
+        FineTuneMaker(loss="huber", stress_weight=1.0)
+    with pytest.raises(ValueError) as bad:
+        ExploreMaker(steps=0, friction=-1.0)
+    assert str(bad.value).splitlines() == [
+        "ExploreMaker field 'steps': Input should be greater than or equal to 1",
+        "ExploreMaker field 'friction': Input should be greater than 0",
+    ]
+    with pytest.raises(ValueError, match="ExploreMaker: explore.bias: uncertainty needs"):
+        ExploreMaker(bias="uncertainty", uncertainty="committee")
+    with pytest.raises(ValueError, match="DistillMaker field 'basis_sizes'"):
+        DistillMaker(basis_sizes=[])
+    ExploreMaker(bias="uncertainty", uncertainty="last-layer", temperatures=[300.0])  # valid

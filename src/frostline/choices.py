@@ -23,6 +23,10 @@ CheckpointOn = Literal["holdout", "validation"]
 CHECKPOINT_ON: tuple[str, ...] = get_args(CheckpointOn)
 MemberWeights = Literal["uniform", "dirichlet"]
 MEMBER_WEIGHTS: tuple[str, ...] = get_args(MemberWeights)
+Engine = Literal["ase", "batched"]
+"""How exploration runs its trajectories (``explore.engine``)."""
+Bias = Literal["none", "uncertainty"]
+"""Exploration bias (``explore.bias``)."""
 Dtype = Literal["float64", "float32"]
 """Floating-point precision of MACE models (training, exploration)."""
 DTYPES: tuple[str, ...] = get_args(Dtype)

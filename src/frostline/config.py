@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from frostline.choices import (
+    Bias,
     CheckpointOn,
     ContactDeficit,
     Dtype,
+    Engine,
     FineTuneStrategy,
     Loss,
     MemberWeights,
@@ -303,7 +306,7 @@ class ExploreConfig(_Strict):
         "reason 'error_bound'; applies to both uncertainties, and to last-layer, which has no "
         "raw abort)",
     )
-    bias: Literal["none", "uncertainty"] = Field(
+    bias: Bias = Field(
         "none",
         description="uncertainty: uncertainty-driven dynamics, a bias energy A [exp(-σ²/(N B²)) "
         "- 1] added to the model's (σ²: the calibrated last-layer variance summed over the N "
@@ -332,7 +335,7 @@ class ExploreConfig(_Strict):
         description="start every trajectory from a randomly strained cell (symmetric strain, "
         "components uniform in ±max_strain): samples EOS and elastic configurations",
     )
-    engine: Literal["ase", "batched"] = Field(
+    engine: Engine = Field(
         "ase",
         description="'ase': one ASE Langevin run at a time with MACECalculator; 'batched': all "
         "trajectories together in one batch per step with the shared-trunk committee",
@@ -708,11 +711,7 @@ class CampaignConfig(_Strict):
 
     @model_validator(mode="after")
     def _bias_needs_last_layer(self) -> CampaignConfig:
-        if self.explore.bias == "uncertainty" and self.select.uncertainty != "last-layer":
-            raise ValueError(
-                "explore.bias: uncertainty needs select.uncertainty: last-layer (the bias "
-                f"differentiates the last-layer variance), not {self.select.uncertainty!r}"
-            )
+        check_bias_uncertainty(self.explore.bias, self.select.uncertainty)
         return self
 
     @model_validator(mode="after")
@@ -724,6 +723,40 @@ class CampaignConfig(_Strict):
                 "committee_size >= 2"
             )
         return self
+
+
+def check_bias_uncertainty(bias: str, uncertainty: str) -> None:
+    """The rule tying ``explore.bias`` to ``select.uncertainty`` (``ValueError``): the
+    uncertainty bias differentiates the last-layer variance, so it needs that uncertainty."""
+    if bias == "uncertainty" and uncertainty != "last-layer":
+        raise ValueError(
+            "explore.bias: uncertainty needs select.uncertainty: last-layer (the bias "
+            f"differentiates the last-layer variance), not {uncertainty!r}"
+        )
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def maker_settings(maker: Any, section: type[SectionT]) -> SectionT:
+    """Config ``section`` validated from the fields dataclass ``maker`` shares with it by name.
+
+    A maker built in code obeys the same rules as one built from a campaign file (each rule
+    is defined once, on the config model): a bad value raises ``ValueError`` naming the maker
+    and the field, one line per field.
+    """
+    shared = [f.name for f in dataclasses.fields(maker) if f.name in section.model_fields]
+    try:
+        return section.model_validate({name: getattr(maker, name) for name in shared})
+    except ValidationError as exc:
+        where = type(maker).__name__
+        lines = [
+            f"{where} field '{_field_path(e['loc'])}': {e['msg']}"
+            if e["loc"]
+            else f"{where}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ValueError("\n".join(lines)) from None
 
 
 def _field_path(loc: tuple) -> str:

@@ -200,7 +200,7 @@ def test_bad_bias_settings_are_one_line_naming_the_field():
     )
     from frostline.explore.jobs import ExploreMaker
 
-    with pytest.raises(ValueError, match="ExploreMaker.bias_strength must be > 0"):
+    with pytest.raises(ValueError, match="ExploreMaker field 'bias_strength'"):
         ExploreMaker(uncertainty="last-layer", bias="uncertainty", bias_strength=-1.0)
 
 

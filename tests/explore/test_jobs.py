@@ -163,11 +163,11 @@ def test_explore_maker_engines_give_the_same_candidates(foundation, tmp_path):
     assert all(not np.allclose(c, cells[0], atol=1e-3) for c in strained)
     assert not np.allclose(strained[0], strained[2])  # one strain per trajectory
     assert np.allclose(strained[0], strained[1])  # kept along the trajectory
-    with pytest.raises(ValueError, match="ExploreMaker.max_strain"):
+    with pytest.raises(ValueError, match="ExploreMaker field 'max_strain'"):
         ExploreMaker(max_strain=0.6)
-    with pytest.raises(ValueError, match="ExploreMaker.engine"):
+    with pytest.raises(ValueError, match="ExploreMaker field 'engine'"):
         ExploreMaker(engine="lammps")
-    with pytest.raises(ValueError, match="ExploreMaker.dtype"):
+    with pytest.raises(ValueError, match="ExploreMaker field 'dtype'"):
         ExploreMaker(dtype="float16")
 
 

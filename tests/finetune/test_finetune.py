@@ -582,7 +582,7 @@ def test_robust_losses_reach_mace(foundation, tmp_path, loss, mace_loss):
 def test_unknown_loss_is_refused_by_name(tmp_path):
     from frostline.finetune.train import MaceTrainSettings
 
-    with pytest.raises(ValueError, match="FineTuneMaker.loss"):
+    with pytest.raises(ValueError, match="FineTuneMaker field 'loss'"):
         FineTuneMaker(loss="mse")
     with pytest.raises(ValueError, match="finetune.loss: unknown loss 'mse'"):
         MaceTrainSettings(loss="mse").to_argv(tmp_path / "t.xyz", None, tmp_path)

@@ -82,7 +82,7 @@ def test_strategy_arguments_reach_mace_torch(tmp_path):
 
 
 def test_bad_strategy_settings_are_one_line_errors(foundation):
-    with pytest.raises(ValueError, match="FineTuneMaker.strategy"):
+    with pytest.raises(ValueError, match="FineTuneMaker field 'strategy'"):
         FineTuneMaker(strategy="replay-all")
     with pytest.raises(ValueError, match="e0s"):
         FineTuneMaker(strategy="multihead-replay", e0s="average")

@@ -338,7 +338,7 @@ def test_explore_jobs_stored_before_the_uncertainty_field_still_resume():
     old = _key("explore", {"maker": before, "iteration": 1})
     llpr = ExploreMaker(uncertainty="last-layer")
     assert old not in memo_keys("explore", maker=llpr, iteration=1)
-    with pytest.raises(ValueError, match="ExploreMaker.uncertainty must be one of"):
+    with pytest.raises(ValueError, match="ExploreMaker field 'uncertainty'"):
         ExploreMaker(uncertainty="laplace")
 
 

@@ -455,7 +455,7 @@ def test_single_model_descriptor_uncertainty(foundation, h2cu, monkeypatch):
     assert committee.make.original(committee, explored, 0, 1).fates == {"accurate": 4}
     with pytest.raises(ValueError, match="descriptor_model"):
         SelectMaker(uncertainty="descriptor")
-    with pytest.raises(ValueError, match="SelectMaker.uncertainty"):
+    with pytest.raises(ValueError, match="SelectMaker field 'uncertainty'"):
         SelectMaker(uncertainty="dropout")
 
 
@@ -734,7 +734,7 @@ def test_select_maker_stratifies_by_exploration_condition():
     res = plain.make.original(plain, explored, 0, 1)
     assert res.stratum_quota == {} and res.n_topped_up == 0
     assert {c.provenance.temperature for c in res.selected} == {1200}
-    with pytest.raises(ValueError, match="SelectMaker.stratify"):
+    with pytest.raises(ValueError, match="SelectMaker field 'stratify'"):
         SelectMaker(stratify="temperature")
     with pytest.raises(ValueError, match="stratify"):
         SelectConfig(stratify="temperature")

@@ -24,13 +24,12 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from jobflow import Maker
-from pydantic import ValidationError
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from frostline.config import DistillConfig
+from frostline.config import DistillConfig, maker_settings
 from frostline.distill.ace import (
     ACEError,
     BasisSpec,
@@ -80,8 +79,6 @@ from frostline.schemas import CampaignSummary, LabelledStructure, ModelDoc, Mode
 from frostline.store import Records, current_records
 
 console = Console(stderr=True)
-SETTINGS = tuple(f for f in DistillConfig.model_fields if f != "enabled")
-"""DistillMaker fields validated by ``DistillConfig`` (same names, same rules)."""
 STABILITY_TIMESTEP_FS = 0.5
 HOT_FACTOR = 1.5
 """Teacher MD also runs at this multiple of the highest distillation temperature."""
@@ -626,15 +623,7 @@ class DistillMaker(Maker):
 
     def settings(self) -> DistillConfig:
         """The maker's settings as a validated ``DistillConfig``."""
-        values = {k: getattr(self, k) for k in SETTINGS}
-        try:
-            return DistillConfig.model_validate(values)
-        except ValidationError as exc:
-            lines = [
-                f"DistillMaker field '{'.'.join(map(str, e['loc']))}': {e['msg']}"
-                for e in exc.errors()
-            ]
-            raise ValueError("\n".join(lines)) from None
+        return maker_settings(self, DistillConfig)
 
     @classmethod
     def from_config(cls, config, device: str = "auto") -> DistillMaker:

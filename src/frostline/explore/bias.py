@@ -31,8 +31,6 @@ import torch
 
 from frostline.select.uncertainty.last_layer import LLPR, LastLayerFeatures
 
-BIASES = ("none", "uncertainty")
-
 
 def bias_energy(
     variance: torch.Tensor, n_atoms: torch.Tensor, strength: float, width: float

@@ -11,9 +11,10 @@ from ase import Atoms
 from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from frostline.choices import UNCERTAINTIES, Uncertainty
+from frostline.choices import Bias, Dtype, Engine, Uncertainty
+from frostline.config import ExploreConfig, SelectConfig, check_bias_uncertainty, maker_settings
 from frostline.explore.batched import batched_langevin_frames
-from frostline.explore.bias import BIASES, LastLayerBias
+from frostline.explore.bias import LastLayerBias
 from frostline.explore.samplers import Frame, langevin_frames
 from frostline.explore.shared_committee import SharedCommittee
 from frostline.finetune.committee import load_committee, load_models
@@ -29,8 +30,6 @@ from frostline.schemas import (
 )
 from frostline.store import current_records
 from frostline.structures import strain
-
-ENGINES = ("ase", "batched")
 
 
 @dataclass
@@ -73,14 +72,14 @@ class ExploreMaker(Maker):
     friction: float = 0.02
     abort_force_std: float = 1.0
     max_strain: float = 0.0
-    engine: str = "ase"
-    dtype: str = "float64"
+    engine: Engine = "ase"
+    dtype: Dtype = "float64"
     device: str = "auto"
     seed: int = 0
     uncertainty: Uncertainty = "committee"
     abort_error_factor: float = 10.0
     target_force_error: float = 0.3
-    bias: str = "none"
+    bias: Bias = "none"
     bias_strength: float = 3.0
     bias_width: float = 0.3
     # fields added after campaigns were stored (at their defaults: left out of the memo key)
@@ -90,30 +89,12 @@ class ExploreMaker(Maker):
     )
 
     def __post_init__(self) -> None:
-        if self.uncertainty not in UNCERTAINTIES:
-            raise ValueError(
-                f"ExploreMaker.uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}"
-            )
-        if self.engine not in ENGINES:
-            raise ValueError(f"ExploreMaker.engine must be one of {ENGINES}, got {self.engine!r}")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"ExploreMaker.dtype must be float64 or float32, got {self.dtype!r}")
-        if not 0 <= self.max_strain < 0.5:
-            raise ValueError(f"ExploreMaker.max_strain must be in [0, 0.5), got {self.max_strain}")
-        self._check_bias()
-
-    def _check_bias(self) -> None:
-        if self.bias not in BIASES:
-            raise ValueError(f"ExploreMaker.bias must be one of {BIASES}, got {self.bias!r}")
-        if self.bias != "none" and self.uncertainty != "last-layer":
-            raise ValueError("ExploreMaker.bias 'uncertainty' needs uncertainty 'last-layer'")
-        for name in ("bias_strength", "bias_width", "target_force_error"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ExploreMaker.{name} must be > 0, got {getattr(self, name)}")
-        if not self.abort_error_factor > 1:
-            raise ValueError(
-                f"ExploreMaker.abort_error_factor must be > 1, got {self.abort_error_factor}"
-            )
+        maker_settings(self, ExploreConfig)  # the campaign file's rules, named by field
+        maker_settings(self, SelectConfig)  # uncertainty and target_force_error
+        try:
+            check_bias_uncertainty(self.bias, self.uncertainty)
+        except ValueError as exc:
+            raise ValueError(f"ExploreMaker: {exc}") from None
 
     def plan(self, n_starts: int, iteration: int) -> list[tuple[float, int, int]]:
         """(temperature, seed, index of the start) of every trajectory, in output order."""

@@ -17,10 +17,9 @@ from jobflow import Maker
 from rich.console import Console
 
 from frostline.choices import (
-    CHECKPOINT_ON,
-    FINETUNE_STRATEGIES,
     MEMBER_WEIGHTS,
 )
+from frostline.config import FineTuneConfig, maker_settings
 from frostline.finetune.committee import committee_calculator, resolve_device
 from frostline.finetune.evaluate import evaluate
 from frostline.finetune.foundation import load_foundation_model, sha256_file
@@ -28,7 +27,6 @@ from frostline.finetune.freeze import count_parameters, lora_parameters
 from frostline.finetune.replay import replay_source
 from frostline.finetune.safe_model import model_file_to_blob, read_blob
 from frostline.finetune.train import (
-    MACE_LOSSES,
     MaceTrainSettings,
     run_mace_training,
     training_outcome,
@@ -190,22 +188,7 @@ class FineTuneMaker(Maker):
     )
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("checkpoint_on", CHECKPOINT_ON),
-            ("member_weights", MEMBER_WEIGHTS),
-            ("loss", MACE_LOSSES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"FineTuneMaker.{name} must be one of {allowed}, got {getattr(self, name)!r}"
-                )
-        for strategy in (self.strategy, *self.strategy_sweep):
-            if strategy not in FINETUNE_STRATEGIES:
-                raise ValueError(
-                    f"FineTuneMaker.strategy must be one of {FINETUNE_STRATEGIES}, got {strategy!r}"
-                )
-            if strategy == "multihead-replay" and self.e0s == "average":
-                raise ValueError("FineTuneMaker.e0s 'average' cannot be used with multihead-replay")
+        maker_settings(self, FineTuneConfig)  # the campaign file's rules, named by field
 
     @frostline_job(FineTuneResult)
     def make(

@@ -11,14 +11,12 @@ from jobflow import Maker
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.choices import (
-    STRATIFY,
-    UNCERTAINTIES,
     ContactDeficit,
     Strategy,
     Stratify,
     Uncertainty,
 )
-from frostline.config import ConvergenceConfig
+from frostline.config import ConvergenceConfig, SelectConfig, maker_settings
 from frostline.finetune.committee import load_committee
 from frostline.finetune.evaluate import predict
 from frostline.jobs import frostline_job
@@ -89,14 +87,7 @@ class SelectMaker(Maker):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.stratify not in STRATIFY:
-            raise ValueError(
-                f"SelectMaker.stratify must be one of {STRATIFY}, got {self.stratify!r}"
-            )
-        if self.uncertainty not in UNCERTAINTIES:
-            raise ValueError(
-                f"SelectMaker.uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}"
-            )
+        maker_settings(self, SelectConfig)  # the campaign file's rules, named by field
         if self.strategy == "representative" and not self.descriptor_model:
             raise ValueError(
                 "SelectMaker.strategy 'representative' needs descriptor_model (a MACE .model file;"
