@@ -248,6 +248,32 @@ def test_forgetting_check_finds_a_far_well_and_flags_a_lost_bulk():
     assert stored.lattice[0].a_model is None
 
 
+class FusingEMT(EMT):
+    """EMT plus an energy hole for H atoms closer than 0.45 Å: a model that lost the H-H
+    repulsion while every pure bulk (and Cu-H) stays as it was."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, ["energy"], system_changes)
+        h = atoms[[s == "H" for s in atoms.get_chemical_symbols()]]
+        d = h.get_all_distances()[np.triu_indices(len(h), 1)] if len(h) > 1 else np.zeros(0)
+        self.results = {
+            "energy": self.results["energy"] - 400.0 * np.sum(np.clip(0.45 - d, 0, None))
+        }
+
+
+def test_forgetting_check_flags_a_lost_pair_repulsion():
+    """The isolated-dimer probe sees a lost H-H repulsion that no bulk and no other pair shows."""
+    check = check_forgetting(FusingEMT(), EMT(), ["H", "Cu"])
+    walls = {p.pair: (p.wall_model, p.wall_foundation) for p in check.pairs}
+    assert sorted(walls) == ["Cu-Cu", "Cu-H", "H-H"]
+    assert walls["H-H"][0] < 0 < walls["H-H"][1]
+    assert walls["Cu-H"][0] == pytest.approx(walls["Cu-H"][1]) and walls["Cu-H"][0] > 0
+    assert [w.split(":")[0] for w in check.warnings] == ["fine-tuning removed the H-H repulsion"]
+    stored = ForgettingCheck.model_validate_json(check.model_dump_json())  # a store round trip
+    assert stored.pairs == check.pairs
+    assert check_forgetting(EMT(), EMT(), ["H", "Cu"]).warnings == []
+
+
 def test_forgetting_check_on_the_heldout_domain(foundation):
     """The foundation against itself: ratio 1 on the H/Cu frames of the held-out slice."""
     from frostline.finetune.committee import committee_calculator

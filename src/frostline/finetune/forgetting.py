@@ -11,7 +11,10 @@ Two measurements, both against the foundation itself (and the oracle where it is
   strain), compared with the foundation's and, when the oracle is a cheap ASE calculator,
   with the oracle's; and a repulsive-wall probe, the bulk at 0.75x the reference lattice
   constant, which must lie above the well (a fine-tune that removed the short-range repulsion
-  lets MD collapse even when its lattice constant looks sane).
+  lets MD collapse even when its lattice constant looks sane);
+- for every pair of the campaign's elements (H-H, Cu-H, ...): a pair-repulsion probe, the
+  isolated dimer at 0.6x the sum of covalent radii, which must lie above the dimer at that sum
+  (a fine-tune can lose a contact's repulsion that no pure bulk shows).
 
 A model whose lattice constant moved more than ``max_lattice_shift_percent`` from the
 foundation's, or whose held-out force MAE grew beyond ``max_force_mae_ratio`` times the
@@ -21,11 +24,12 @@ foundation's, is flagged (``ForgettingCheck.warnings``; ``frostline status`` pri
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import combinations_with_replacement
 
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
-from ase.data import atomic_numbers, reference_states
+from ase.data import atomic_numbers, covalent_radii, reference_states
 from ase.units import GPa
 from pydantic import BaseModel, Field
 
@@ -39,6 +43,9 @@ WALL = 0.75
 """The repulsive-wall probe: the bulk at this fraction of the reference lattice constant."""
 WALLED = ("model", "foundation")
 """Whose wall the check probes (the oracle's is not needed to tell a lost wall)."""
+PAIR_WALL = 0.6
+"""The pair-repulsion probe: an isolated dimer at this fraction of the sum of covalent radii
+(selection labels frames down to 0.5x, so MD gets this close)."""
 
 
 class LatticeCheck(BaseModel):
@@ -86,6 +93,18 @@ class LatticeCheck(BaseModel):
         return f"{self.element} a {self.a_model:.3f} Å (foundation {found}{oracle}{shift})"
 
 
+class PairCheck(BaseModel):
+    """One element pair's short-range repulsion, probed on the isolated dimer."""
+
+    pair: str = Field(description="'Cu-H': the two elements, alphabetical")
+    wall_model: float | None = Field(
+        None,
+        description="eV: the dimer's energy at 0.6x the sum of covalent radii minus at the sum; "
+        "negative: the pair attracts where it must repel",
+    )
+    wall_foundation: float | None = None
+
+
 class ForgettingCheck(BaseModel):
     """A fine-tuned model against its foundation on the foundation's own domain."""
 
@@ -99,6 +118,7 @@ class ForgettingCheck(BaseModel):
     force_mae_before: float | None = Field(None, description="foundation, meV/Å")
     force_mae_after: float | None = Field(None, description="fine-tuned model, meV/Å")
     lattice: list[LatticeCheck] = Field(default_factory=list)
+    pairs: list[PairCheck] = Field(default_factory=list)
     limits: ForgettingConfig = Field(default_factory=ForgettingConfig)
     warnings: list[str] = Field(default_factory=list)
 
@@ -191,6 +211,32 @@ def wall(calc, element: str, a_well: float | None) -> float | None:
     return float(per_atom[0] - per_atom[1])
 
 
+def dimer_wall(calc, a: str, b: str) -> float:
+    """Energy (eV) of the isolated ``a``-``b`` dimer at ``PAIR_WALL`` x the sum of their
+    covalent radii minus at the sum. Negative: squeezing the pair lowers its energy, the
+    short-range repulsion is gone and MD can fuse the two atoms."""
+    bond = covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]]
+    energies = []
+    for distance in (PAIR_WALL * bond, bond):
+        dimer = Atoms([a, b], positions=[[0.0, 0.0, 0.0], [distance, 0.0, 0.0]], cell=[20.0] * 3)
+        dimer.center()  # a vacuum box: no periodic images, a cell for calculators that scale it
+        dimer.calc = calc
+        energies.append(dimer.get_potential_energy())
+    return float(energies[0] - energies[1])
+
+
+def pair_checks(model, foundation, elements: Sequence[str]) -> list[PairCheck]:
+    """The pair-repulsion probe of ``model`` and ``foundation`` for every pair of ``elements``."""
+    return [
+        PairCheck(
+            pair=f"{a}-{b}",
+            wall_model=dimer_wall(model, a, b),
+            wall_foundation=dimer_wall(foundation, a, b),
+        )
+        for a, b in combinations_with_replacement(sorted(elements), 2)
+    ]
+
+
 def force_mae(calc, frames: Sequence[Atoms]) -> float:
     """Force MAE (meV/Å, per component) of ``calc`` against the frames' ``REF_forces``."""
     errors = []
@@ -264,6 +310,7 @@ def check_forgetting(
         check.lattice.append(
             LatticeCheck(element=element, structure=structure, **lattice, **moduli, **walls)
         )
+    check.pairs = pair_checks(model, foundation, elements)
     check.warnings = forgetting_warnings(check)
     return check
 
@@ -285,6 +332,14 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
             f"fine-tuning forgot: foundation-domain force MAE vs the oracle x{ratio:.2f} of the "
             f"foundation's (limit x{limits.max_force_mae_ratio:g}); {hint}"
         )
+    for p in check.pairs:
+        if p.wall_model is not None and p.wall_model < 0 <= (p.wall_foundation or 0.0):
+            out.append(
+                f"fine-tuning removed the {p.pair} repulsion: the isolated pair at {PAIR_WALL:g}x "
+                f"the sum of covalent radii lies {-p.wall_model:.2f} eV below the pair at that "
+                f"sum (the foundation's: {p.wall_foundation or 0.0:+.2f} eV; MD can fuse the "
+                f"atoms); {hint}"
+            )
     for c in check.lattice:
         if c.wall_model is not None and c.wall_model < 0 <= (c.wall_foundation or 0.0):
             out.append(
