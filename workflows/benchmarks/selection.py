@@ -527,11 +527,24 @@ def per_seed_ratios(
 
 
 def plot(
-    curves: dict[str, list[tuple[int, float]]], target: float, path: Path, test_set: str
+    curves: dict[str, list[tuple[int, float]]],
+    target: float,
+    path: Path,
+    test_set: str,
+    seeds: dict[str, list[list[tuple[int, float]]]] | None = None,
 ) -> None:
+    """The arms' seed-mean curves; with ``seeds`` (each arm's curve per seed), the range of
+    the seeds shaded around each mean."""
     with figure(path, figsize=(6, 4)) as (fig, ax):
         for name, pts in curves.items():
-            ax.plot(*zip(*pts, strict=True), "o-", label=name)
+            (line,) = ax.plot(*zip(*pts, strict=True), "o-", label=name)
+            per_seed = (seeds or {}).get(name, [])
+            if len(per_seed) > 1:
+                rows = np.array([[e for _, e in c[: len(pts)]] for c in per_seed])
+                x = [n for n, _ in pts]
+                band = f"{name}: range of {len(per_seed)} seeds"
+                low, high = rows.min(axis=0), rows.max(axis=0)
+                ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0, label=band)
         ax.axhline(target, color="grey", ls="--", lw=1, label="target")
         ax.set_xlabel("training labels (oracle calls)")
         ax.set_ylabel(f"{test_set} force MAE (meV/Å)")
@@ -546,14 +559,16 @@ def report(
     al_arm: str,
     path: Path,
     random_arm: str = "random",
+    seeds: dict[str, list[list[tuple[int, float]]]] | None = None,
 ) -> float:
-    """Print the curves and labels-to-target of every arm on one test set; the AL / random ratio."""
+    """Print the curves and labels-to-target of every arm on one test set; the AL / random ratio
+    (``seeds``: each arm's curve per seed, shaded in the plot)."""
     if target is None:
         target = min(e for _, e in curves.get(random_arm, next(iter(curves.values()))))
     print(f"\n{test_set} force MAE (meV/Å) at n training labels")
     for name, pts in curves.items():
         print(f"{name:<18} " + "  ".join(f"{n:>3}:{e:6.1f}" for n, e in pts))
-    plot(curves, target, path, test_set)
+    plot(curves, target, path, test_set, seeds)
     print(f"plot: {path}")
     need = {name: labels_to_reach(pts, target) for name, pts in curves.items()}
     for name, n in need.items():
@@ -895,6 +910,7 @@ def main() -> None:
         args.al_arm,
         args.out / "selection_md_test.png",
         args.random_arm,
+        seed_curves,
     )
     print_per_seed(seed_curves, args, seed_tails, elbows)
     print(f"labels needed to reach the target force MAE, AL / random = {md_ratio:.2f}")
