@@ -534,10 +534,10 @@ def test_a_member_that_never_improved_is_retrained_and_recorded(foundation, tmp_
         committee_size=1,
         epochs=2,
         batch_size=2,
-        lr=0.0,
         retrain_failed=2,
         checkpoint_on="validation",
     )
+    maker.lr = 0.0  # a training that cannot improve (no campaign file may set it: lr must be > 0)
     job = maker.make(foundation, emt_labels(4, 0), emt_labels(2, 1), "rf", 0)
     run_locally(job, store=store, root_dir=tmp_path / "jobs", create_folders=True, log=False)
     store.connect()
