@@ -75,6 +75,8 @@ def settings(
 ) -> MaceTrainSettings:
     """mace-torch settings of one strategy (the same everything else)."""
     extra = {"patience": str(args.patience)}
+    if getattr(args, "scheduler_patience", 0):  # 0: mace-torch's 50 (the keys of runs before)
+        extra["scheduler_patience"] = str(args.scheduler_patience)
     base = MaceTrainSettings(
         name=strategy,
         seed=seed,
@@ -320,6 +322,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300, help="epoch cap")
     parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--lr", type=float, default=0.005)
+    parser.add_argument(
+        "--scheduler-patience",
+        type=int,
+        default=0,
+        help="epochs before mace-torch lowers the rate (0: its default 50, which patience 30 "
+        "never reaches: the rate then stays constant)",
+    )
     parser.add_argument("--replay-samples", type=int, default=80)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
