@@ -226,6 +226,18 @@ def test_the_converged_and_seeds_lines(bench):
     assert lines[-1] == "data-efficiency ratio (larger of the cases, goal <= 0.2) = inf"
 
 
+def test_the_completing_command_repeats_a_non_headline_run(bench):
+    """The hint of a run with its own folder and protocol names them (else it would complete
+    the headline run's folder); the headline's own hint stays the bare command."""
+    assert bench.complete_command(bench.parse_args([])) == bench.COMPLETE
+    args = bench.parse_args(
+        ["--train", "--seeds", "0", "--out", "results/x", "--scheduler-patience", "10"]
+    )
+    tokens = bench.complete_command(args).removeprefix(bench.COMPLETE).split()
+    assert tokens == ["--seeds", "0", "--out", "results/x", "--scheduler-patience", "10"]
+    assert "--scheduler-patience 10 --jobs 2` to complete" in bench.seeds_line([1, 1], 3, args)
+
+
 def test_a_target_converges_only_when_it_stopped_early(bench):
     def run(stopped_early, epochs_run, best_epoch):
         return bench.Trained((1.0, 1.0), (1.0, 1.0), stopped_early, 1.0, epochs_run, best_epoch)

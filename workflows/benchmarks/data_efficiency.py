@@ -573,13 +573,14 @@ def converged_line(unconverged: list[str]) -> str:
     return f"scratch targets converged: no ({', '.join(unconverged)})"
 
 
-def seeds_line(counts: list[int], total: int) -> str:
-    """How many seeds the points have (fewest-most of ``total``) and how to complete them."""
+def seeds_line(counts: list[int], total: int, args: argparse.Namespace | None = None) -> str:
+    """How many seeds the points have (fewest-most of ``total``) and how to complete them
+    (the command with ``args``' non-default options)."""
     low, high = (min(counts), max(counts)) if counts else (0, 0)
     have = f"{low}" if low == high else f"{low}-{high}"
     line = f"seeds per point: {have} of {total}"
     if low < total:
-        line += f" (run `{COMPLETE} --jobs 2` to complete; resumes from the ledgers)"
+        line += f" (run `{complete_command(args)} --jobs 2` to complete; resumes from the ledgers)"
     return line
 
 
@@ -858,17 +859,19 @@ def summarise(cd: CaseData, runs: list[SeedRun], args: argparse.Namespace, out: 
         "sweep_choice": {str(run.seed): {str(n): c for n, c in run.choice.items()} for run in runs},
     }
     (out / f"{case}.json").write_text(json.dumps(document, indent=1))
-    print_case_summary(case, sizes[-1], summary, len(targets))
+    print_case_summary(case, sizes[-1], summary, len(targets), args)
     return summary
 
 
-def print_case_summary(case: str, n_all: int, summary: dict, n_targets: int) -> None:
+def print_case_summary(
+    case: str, n_all: int, summary: dict, n_targets: int, args: argparse.Namespace | None = None
+) -> None:
     """The case's ratio line (trained size, interpolated beside it) and what is missing."""
     target, n_reached = summary["target"], summary["n_reached"]
     if summary["missing"]:
         console.print(
             f"{case}: {len(summary['missing'])} trainings not recorded (re-print: not trained; "
-            f"`{COMPLETE} --cases {case}` trains them), e.g. {summary['missing'][0]}"
+            f"`{complete_command(args)} --cases {case}` trains them), e.g. {summary['missing'][0]}"
         )
     if target is None:
         print(f"{case}: no full-data scratch target recorded: ratio unknown")
@@ -1000,20 +1003,37 @@ def replot(case: str, out: Path) -> None:
     plot(case, sorted(stats["scratch"]), stats, target, out / f"data_efficiency_{case}.png")
 
 
+def option_chunks(args: argparse.Namespace) -> list[list[str]]:
+    """The options a case's own process gets (all but ``--cases`` and ``--jobs``), one list
+    per option."""
+    chunks = [["--n", str(args.n)], ["--n-val", str(args.n_val)], ["--n-test", str(args.n_test)]]
+    chunks += [["--data-seed", str(args.data_seed)], ["--seeds", *map(str, args.seeds)]]
+    chunks += [["--arms", *args.arms], ["--replay-samples", str(args.replay_samples)]]
+    chunks += [["--out", str(args.out)], ["--foundation", str(args.foundation)]]
+    chunks += [["--lr", *map(str, args.lr)], ["--lr-finetune", *map(str, args.lr_finetune)]]
+    chunks += [["--patience", str(args.patience)], ["--epoch-scale", str(args.epoch_scale)]]
+    chunks += [["--scheduler-patience", str(args.scheduler_patience)]]
+    chunks += [["--max-extension", str(args.max_extension)], ["--extend-from", args.extend_from]]
+    chunks += [["--max-extension-target", str(args.max_extension_target)]]
+    for flag in ("quick", "extend_all", "train"):
+        chunks += [[f"--{flag.replace('_', '-')}"]] if getattr(args, flag) else []
+    return chunks
+
+
 def forwarded(args: argparse.Namespace) -> list[str]:
     """The options a case's own process gets (all but ``--cases`` and ``--jobs``)."""
-    passed = ["--n", str(args.n), "--n-val", str(args.n_val), "--n-test", str(args.n_test)]
-    passed += ["--data-seed", str(args.data_seed), "--seeds", *map(str, args.seeds)]
-    passed += ["--arms", *args.arms, "--replay-samples", str(args.replay_samples)]
-    passed += ["--out", str(args.out), "--foundation", str(args.foundation)]
-    passed += ["--lr", *map(str, args.lr), "--lr-finetune", *map(str, args.lr_finetune)]
-    passed += ["--patience", str(args.patience), "--epoch-scale", str(args.epoch_scale)]
-    passed += ["--scheduler-patience", str(args.scheduler_patience)]
-    passed += ["--max-extension", str(args.max_extension), "--extend-from", args.extend_from]
-    passed += ["--max-extension-target", str(args.max_extension_target)]
-    for flag in ("quick", "extend_all", "train"):
-        passed += [f"--{flag.replace('_', '-')}"] if getattr(args, flag) else []
-    return passed
+    return [token for chunk in option_chunks(args) for token in chunk]
+
+
+def complete_command(args: argparse.Namespace | None) -> str:
+    """``COMPLETE`` with the options of ``args`` that differ from the headline run's (without
+    them, a run with another ``--out`` or protocol would be completed in the headline's
+    folder)."""
+    if args is None:
+        return COMPLETE
+    headline = option_chunks(parse_args([]))
+    changed = [c for c in option_chunks(args) if c not in headline and c != ["--train"]]
+    return " ".join([COMPLETE, *(token for chunk in changed for token in chunk)])
 
 
 def run_cases_in_parallel(args: argparse.Namespace) -> list[dict]:
@@ -1041,7 +1061,9 @@ def run_cases_in_parallel(args: argparse.Namespace) -> list[dict]:
     return summaries
 
 
-def final_lines(cases: list[str], summaries: list[dict], n_seeds: int) -> list[str]:
+def final_lines(
+    cases: list[str], summaries: list[dict], n_seeds: int, args: argparse.Namespace | None = None
+) -> list[str]:
     """The run's last lines: seeds per point, whether the targets converged, the ratio (the
     larger of the cases, from trained sizes and seed means; inf when a case never reaches)."""
     counts = [c for s in summaries for c in s["seeds_per_point"]]
@@ -1049,7 +1071,7 @@ def final_lines(cases: list[str], summaries: list[dict], n_seeds: int) -> list[s
                    if not s["target_converged"]]  # fmt: skip
     ratios = [s["ratio"] if s["ratio"] is not None else float("inf") for s in summaries]
     return [
-        seeds_line(counts, n_seeds),
+        seeds_line(counts, n_seeds, args),
         converged_line(unconverged),
         f"data-efficiency ratio (larger of the cases, goal <= 0.2) = {max(ratios):.2f}",
     ]
@@ -1179,7 +1201,7 @@ def main() -> None:
     else:
         summaries = [run_case(case, args, args.out) for case in args.cases]
     print(f"total time {(time.perf_counter() - t0) / 60:.1f} min")
-    for line in final_lines(args.cases, summaries, len(args.seeds)):
+    for line in final_lines(args.cases, summaries, len(args.seeds), args):
         print(line)
 
 
