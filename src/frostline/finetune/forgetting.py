@@ -315,6 +315,12 @@ def check_forgetting(
     return check
 
 
+def wall_lost(model: float | None, foundation: float | None) -> bool:
+    """A probe's wall (energy squeezed minus relaxed) went below zero by fine-tuning while the
+    foundation's was not (a foundation without it has nothing to lose)."""
+    return model is not None and model < 0 <= (foundation or 0.0)
+
+
 def forgetting_warnings(check: ForgettingCheck) -> list[str]:
     """What exceeds the check's limits, one line each.
 
@@ -333,7 +339,7 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
             f"foundation's (limit x{limits.max_force_mae_ratio:g}); {hint}"
         )
     for p in check.pairs:
-        if p.wall_model is not None and p.wall_model < 0 <= (p.wall_foundation or 0.0):
+        if wall_lost(p.wall_model, p.wall_foundation):
             out.append(
                 f"fine-tuning removed the {p.pair} repulsion: the isolated pair at {PAIR_WALL:g}x "
                 f"the sum of covalent radii lies {-p.wall_model:.2f} eV below the pair at that "
@@ -341,7 +347,7 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
                 f"atoms); {hint}"
             )
     for c in check.lattice:
-        if c.wall_model is not None and c.wall_model < 0 <= (c.wall_foundation or 0.0):
+        if wall_lost(c.wall_model, c.wall_foundation):
             out.append(
                 f"fine-tuning removed bulk {c.element}'s repulsive wall: at {WALL:g}x its "
                 f"reference lattice constant its energy is {-c.wall_model:.2f} eV/atom below its "
