@@ -135,11 +135,18 @@ def save_ledger(case: str, ledger: dict) -> None:
     (OUT / f"ledger-{case}.json").write_text(json.dumps(ledger, indent=1, default=str))
 
 
+def run_name(strategy: str, args: argparse.Namespace, seed: int) -> str:
+    """A training's folder under ``runs/CASE``: one per protocol, so a run with another
+    scheduler patience never goes on from another protocol's mace-torch checkpoint."""
+    protocol = f"-sp{args.scheduler_patience}" if getattr(args, "scheduler_patience", 0) else ""
+    return f"{strategy}-seed{seed}{protocol}"
+
+
 def train_arm(case: str, strategy: str, args, data, ledger: dict, seed: int) -> dict:
     """One strategy's fine-tune on one case (from the ledger when it finished before)."""
     s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]), seed)
     key = arm_key(case, strategy, args, seed)
-    folder = OUT / "runs" / case / f"{strategy}-seed{seed}"
+    folder = OUT / "runs" / case / run_name(strategy, args, seed)
     model = folder / f"{strategy}.model"
     if key in ledger.get("trainings", {}) and model.exists():
         return ledger["trainings"][key]
