@@ -58,16 +58,46 @@ def test_a_continuation_clears_another_attempt_and_resumes_its_own(bench, tmp_pa
     (folder / "checkpoints" / "f0_run-0_epoch-10.pt").write_bytes(b"a fresh attempt")
     (folder / "logs").mkdir()
     (folder / "logs" / "f0_run-0.log").write_text("Epoch 10:")
-    bench.start_continuation(folder, source, "key-A")
+    bench.start_training(folder, "key-A", source)
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["f0_run-0_epoch-99.pt"]
     assert not (folder / "logs").exists()
     # an interrupted continuation with the same key keeps its own later checkpoints
     (folder / "checkpoints" / "f0_run-0_epoch-150.pt").write_bytes(b"went on")
-    bench.start_continuation(folder, source, "key-A")
+    bench.start_training(folder, "key-A", source)
     assert bench.best_checkpoint(folder, "f0").name == "f0_run-0_epoch-150.pt"
     # another key (other settings) starts again from the source
-    bench.start_continuation(folder, source, "key-B")
+    bench.start_training(folder, "key-B", source)
     assert bench.best_checkpoint(folder, "f0").name == "f0_run-0_epoch-99.pt"
+
+
+def test_a_fresh_run_never_resumes_the_checkpoint_of_other_settings(bench, tmp_path):
+    folder = tmp_path / "n15" / "f6"
+    (folder / "checkpoints").mkdir(parents=True)
+    mine = folder / "checkpoints" / "f6_run-0_epoch-40.pt"
+    mine.write_bytes(b"killed run, never finished, started before the marker existed")
+    bench.start_training(folder, "key-A")
+    assert mine.exists()  # resumed: an interrupted run of these settings
+    (folder / "checkpoints" / "f6_run-0_epoch-60.pt").write_bytes(b"went on")
+    (folder / "frostline-settings.json").write_text("key-A")  # finished
+    bench.start_training(folder, "key-A")
+    assert bench.best_checkpoint(folder, "f6").name == "f6_run-0_epoch-60.pt"
+    bench.start_training(folder, "key-B")  # other settings (e.g. another patience)
+    assert bench.best_checkpoint(folder, "f6") is None
+    assert (folder / "frostline-started.json").read_text() == "key-B"
+    # a finished run of other settings, from before the marker existed: cleared too
+    (folder / "frostline-started.json").unlink()
+    (folder / "checkpoints" / "f6_run-0_epoch-70.pt").write_bytes(b"key-B's")
+    bench.start_training(folder, "key-C")
+    assert bench.best_checkpoint(folder, "f6") is None
+
+
+def test_patience_counts_optimizer_steps_below_the_reference_size(bench):
+    steps = args(patience=30, scheduler_patience=10, patience_reference=60)
+    assert [bench.in_steps(30, n, steps) for n in (15, 30, 60, 300)] == [113, 57, 30, 30]
+    assert bench.in_steps(10, 15, steps) == 38
+    assert bench.in_steps(30, 15, args(patience_reference=0)) == 30
+    settings = bench.train_settings("f6", labelled_cells(15, 0), steps, 1)
+    assert settings.extra == {"patience": "113", "scheduler_patience": "38"}
 
 
 def test_continuation_keys_chain_through_stamps_and_the_ledger(bench, tmp_path):

@@ -50,8 +50,8 @@ each point has and which trainings are not recorded. ``--train`` trains what the
     OMP_NUM_THREADS=1 .venv/bin/python workflows/benchmarks/data_efficiency.py [--train]
         [--cases h2cu alloys] [--seeds 0 1 2] [--arms scratch f0 f5 f6 replay] [--jobs 2]
         [--n 300] [--quick] [--foundation PATH] [--lr 0.01 0.005] [--lr-finetune 0.005 0.002]
-        [--patience 30] [--epoch-scale 2] [--max-extension 4] [--max-extension-target 16]
-        [--extend-from checkpoint] [--out DIR]
+        [--patience 30] [--scheduler-patience 10] [--patience-reference 60] [--epoch-scale 2]
+        [--max-extension 4] [--max-extension-target 16] [--extend-from checkpoint] [--out DIR]
         [--progress]   (the trainings recorded so far in OUT/CASE-ledger.json; trains nothing)
 
 Before 2026-12-06 a run trained by default and the defaults were those of the first run
@@ -66,7 +66,12 @@ their folders (and ledger records), the others live in ``nN-lrX/`` (targets: ``l
 
 A short ``--patience`` ends trainings on noise: with 10, f0 at 60 H2/Cu structures stopped at
 epoch 59 on one EMA spike while its validation error was still falling (test 65.3 meV/Å; the
-same run with patience 30 and 200 epochs: 42.6), so use 30 or more.
+same run with patience 30 and 200 epochs: 42.6), so use 30 or more. Patience counts epochs,
+and an epoch of 15 structures is 4 optimizer steps where one of 300 is 75: with
+``--patience-reference 60`` both patiences (early stopping, ``--scheduler-patience``) are
+counted in the steps of their epochs at 60 structures (at 15: 113 and 38 epochs for 30 and 10),
+so a small set is not stopped on a plateau a hundred steps long (alloys, 15 structures, f6: kept
+epoch 18 of 49 with 30 epochs).
 
 Run it alone on the machine (training speed depends strongly on other load). ``--jobs 2`` runs
 the two cases side by side, one torch thread each. A re-run reuses every model whose settings
@@ -80,6 +85,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections import defaultdict
@@ -277,13 +283,13 @@ def train_settings(
     """mace-torch settings of one arm (``scratch``; ``fN``: fine-tune at freeze level N;
     ``replay``: f0 with multihead replay of the foundation's shipped pretraining subset)."""
     scratch = arm == "scratch"
-    # patience is about noise in the validation curve, not the budget: it does not scale
-    patience = args.patience or None
+    patience = in_steps(args.patience, len(data), args) or None
+    scheduler_patience = in_steps(getattr(args, "scheduler_patience", 0), len(data), args)
     return MaceTrainSettings(
         name=arm,
         seed=args.seed,
         max_num_epochs=epoch_factor * args.epoch_scale * epochs_for(len(data), args.quick),
-        batch_size=min(4, max(1, len(data) - 1)),
+        batch_size=batch_size(len(data)),
         lr=first_rate(args.lr if scratch else args.lr_finetune),
         energy_weight=10.0,
         forces_weight=10.0,
@@ -294,15 +300,28 @@ def train_settings(
         extra={
             **({"patience": str(patience)} if patience else {}),
             # set only when asked for: the ledgers' keys of runs at mace-torch's 50 stay valid
-            **(
-                {"scheduler_patience": str(args.scheduler_patience)}
-                if getattr(args, "scheduler_patience", 0)
-                else {}
-            ),
+            **({"scheduler_patience": str(scheduler_patience)} if scheduler_patience else {}),
         },  # fmt: skip
         **(foundation_architecture(str(args.foundation)) if scratch else {}),
         **(replay_settings(args) if arm == REPLAY else {}),
     )
+
+
+def batch_size(n: int) -> int:
+    """Structures per optimizer step of a training on ``n`` structures."""
+    return min(4, max(1, n - 1))
+
+
+def in_steps(epochs: int, n: int, args: argparse.Namespace) -> int:
+    """A patience of ``epochs`` at ``--patience-reference`` structures, in the epochs of a set
+    of ``n``: the same number of optimizer steps, so a small set (fewer steps per epoch) is
+    not stopped, nor its rate lowered, on a plateau a few dozen steps long. Unchanged at or
+    above the reference size and without one (``--patience-reference 0``: epochs as given)."""
+    reference = getattr(args, "patience_reference", 0)
+    if not epochs or not reference or n >= reference:
+        return epochs
+    steps = math.ceil(reference / batch_size(reference)) / math.ceil(n / batch_size(n))
+    return math.ceil(epochs * steps)
 
 
 def replay_settings(args: argparse.Namespace) -> dict:
@@ -354,21 +373,30 @@ def best_checkpoint(folder: Path, arm: str) -> Path | None:
     return found[-1] if found else None
 
 
-def start_continuation(folder: Path, checkpoint: Path, key: str) -> None:
-    """Make ``folder`` a training that mace-torch resumes from ``checkpoint`` (restart_latest).
+def start_training(folder: Path, key: str, checkpoint: Path | None = None) -> None:
+    """Make ``folder`` the training ``key``, which mace-torch (restart_latest) resumes from the
+    latest checkpoint there: ``checkpoint`` (a continuation), else none (a fresh run).
 
-    A folder already started with ``key`` (an interrupted continuation) is left to resume from
-    its own latest checkpoint; anything else in it (another attempt) is cleared first.
+    A folder already started with ``key`` (an interrupted run) is left to resume from its own
+    latest checkpoint, as is one started before the marker existed and never finished; anything
+    else in it (another attempt, or a finished run of other settings) is cleared first, so a run
+    never goes on from the checkpoint of other settings.
     """
     import shutil
 
-    started = folder / "frostline-started.json"
-    if started.exists() and started.read_text() == key:
+    started, stamp = folder / "frostline-started.json", folder / "frostline-settings.json"
+    if started.exists():
+        if started.read_text() == key:
+            return
+    elif checkpoint is None and (not stamp.exists() or stamp.read_text() == key):
+        started.parent.mkdir(parents=True, exist_ok=True)
+        started.write_text(key)
         return
     for sub in ("checkpoints", "logs", "results"):
         shutil.rmtree(folder / sub, ignore_errors=True)
     (folder / "checkpoints").mkdir(parents=True)
-    shutil.copy2(checkpoint, folder / "checkpoints" / checkpoint.name)
+    if checkpoint is not None:
+        shutil.copy2(checkpoint, folder / "checkpoints" / checkpoint.name)
     started.write_text(key)
 
 
@@ -422,8 +450,8 @@ def train(
         if getattr(args, "reprint", False):
             raise NotRecorded(name)
         source = "trained"
+        start_training(folder, key, checkpoint)
         if checkpoint is not None:
-            start_continuation(folder, checkpoint, key)
             console.print(f"{name}: going on from {checkpoint.relative_to(ledger.root)}")
         model = run_mace_training(runnable(settings), data, folder, valid=valid)
         stamp.write_text(key)
@@ -1013,6 +1041,7 @@ def option_chunks(args: argparse.Namespace) -> list[list[str]]:
     chunks += [["--lr", *map(str, args.lr)], ["--lr-finetune", *map(str, args.lr_finetune)]]
     chunks += [["--patience", str(args.patience)], ["--epoch-scale", str(args.epoch_scale)]]
     chunks += [["--scheduler-patience", str(args.scheduler_patience)]]
+    chunks += [["--patience-reference", str(args.patience_reference)]]
     chunks += [["--max-extension", str(args.max_extension)], ["--extend-from", args.extend_from]]
     chunks += [["--max-extension-target", str(args.max_extension_target)]]
     for flag in ("quick", "extend_all", "train"):
@@ -1180,6 +1209,13 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "the rate then never decays)",
     )
     add("--epoch-scale", type=int, default=1, help="multiply the epoch budget (with --patience)")
+    add(
+        "--patience-reference",
+        type=int,
+        default=0,
+        help="count both patiences in optimizer steps: their epochs at this many structures "
+        "(smaller sets get proportionally more epochs; 0: epochs at every size)",
+    )
     add("--plot-only", action="store_true", help="redraw PNGs from OUT/CASE.json")
     add("--progress", action="store_true", help="print the trainings recorded so far, train none")
 
