@@ -318,7 +318,8 @@ def report(results: dict, args: argparse.Namespace) -> None:
     )
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's options (``argv``: the command line's when None)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=["h2cu", "alloys"])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
@@ -341,7 +342,11 @@ def main() -> None:
     parser.add_argument(
         "--reprint", action="store_true", help="print what the ledgers hold; train nothing"
     )
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.reprint:
         report(run(args, train=False), args)
