@@ -20,8 +20,7 @@ def test_the_committed_ledgers_hold_seed_0_of_every_strategy_at_the_defaults(ben
     ledger = json.loads((bench.OUT / f"ledger-{case}.json").read_text())
     args = bench.parse_args([])
     for strategy in args.strategies:
-        key = f"{bench.arm_key(case, strategy, args, 0)}-{bench.MEASUREMENT}"
-        assert key in ledger["measured"], (case, strategy)
+        assert bench.arm_key(case, strategy, args, 0) in ledger["trainings"], (case, strategy)
 
 
 def test_another_scheduler_patience_is_another_run_folder_and_key(bench):
@@ -30,3 +29,38 @@ def test_another_scheduler_patience_is_another_run_folder_and_key(bench):
     assert bench.run_name("naive", decaying, 1) == "naive-seed1-sp10"
     keys = {bench.arm_key("h2cu", "naive", a, 1) for a in (default, decaying)}
     assert len(keys) == 2
+
+
+def test_a_capped_run_is_followed_by_its_longer_runs_in_the_ledger(bench):
+    args = bench.parse_args(["--max-extension", "4"])
+    base = bench.arm_key("alloys", "frozen", args, 0)
+    capped = {"training": {"epochs_run": 300, "max_epochs": 300, "best_epoch": 297,
+                           "stopped_early": False}}  # fmt: skip
+    stopped = {"training": {"epochs_run": 420, "max_epochs": 600, "best_epoch": 389,
+                            "stopped_early": True}}  # fmt: skip
+    ledger = {"trainings": {base: capped}}
+    assert bench.final_key("alloys", "frozen", args, 0, ledger) == base
+    ledger["trainings"][f"{base}-x2"] = stopped
+    assert bench.final_key("alloys", "frozen", args, 0, ledger) == f"{base}-x2"
+    ledger["trainings"][f"{base}-x4"] = capped  # never reached: x2 stopped early
+    assert bench.final_key("alloys", "frozen", args, 0, ledger) == f"{base}-x2"
+    ledger["trainings"][base] = {**stopped, "training": {**stopped["training"], "max_epochs": 300}}
+    assert bench.final_key("alloys", "frozen", args, 0, ledger) == base
+    no_extension = bench.parse_args(["--max-extension", "1"])
+    ledger["trainings"][base] = capped
+    assert bench.final_key("alloys", "frozen", no_extension, 0, ledger) == base
+
+
+def test_a_longer_run_starts_from_the_best_checkpoint_and_resumes_its_own(bench, tmp_path):
+    previous, folder = tmp_path / "frozen-seed0", tmp_path / "frozen-seed0-x2"
+    (previous / "checkpoints").mkdir(parents=True)
+    for epoch in (99, 297, 150):
+        (previous / "checkpoints" / f"frozen_run-0_epoch-{epoch}.pt").write_bytes(b"x")
+    bench.go_on_from(previous, folder, "frozen")
+    assert [p.name for p in (folder / "checkpoints").iterdir()] == ["frozen_run-0_epoch-297.pt"]
+    (folder / "checkpoints" / "frozen_run-0_epoch-297.pt").unlink()
+    (folder / "checkpoints" / "frozen_run-0_epoch-410.pt").write_bytes(b"its own")
+    bench.go_on_from(previous, folder, "frozen")
+    assert [p.name for p in (folder / "checkpoints").iterdir()] == ["frozen_run-0_epoch-410.pt"]
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        bench.go_on_from(tmp_path / "nothing", tmp_path / "other", "frozen")
