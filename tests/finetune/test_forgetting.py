@@ -274,6 +274,19 @@ def test_forgetting_check_flags_a_lost_pair_repulsion():
     assert check_forgetting(EMT(), EMT(), ["H", "Cu"]).warnings == []
 
 
+def test_forgetting_advice_fits_the_strategy_that_forgot():
+    """Replay is advised to a frozen fine-tune, never to a replay fine-tune that lost the wall
+    anyway (the forgetting benchmark's alloys replay model lost bulk Cu's wall)."""
+    frozen = check_forgetting(FusingEMT(), EMT(), ["H"], strategy="frozen")
+    replay = check_forgetting(FusingEMT(), EMT(), ["H"], strategy="multihead-replay")
+    assert frozen.warnings[0].endswith("try finetune.strategy: multihead-replay")
+    assert "replay did not keep it" in replay.warnings[0]
+    assert "strategy: multihead-replay" not in replay.warnings[0]
+    assert ForgettingCheck.model_validate_json(replay.model_dump_json()).strategy == (
+        "multihead-replay"
+    )
+
+
 def test_forgetting_check_on_the_heldout_domain(foundation):
     """The foundation against itself: ratio 1 on the H/Cu frames of the held-out slice."""
     from frostline.finetune.committee import committee_calculator

@@ -120,6 +120,9 @@ class ForgettingCheck(BaseModel):
     lattice: list[LatticeCheck] = Field(default_factory=list)
     pairs: list[PairCheck] = Field(default_factory=list)
     limits: ForgettingConfig = Field(default_factory=ForgettingConfig)
+    strategy: str | None = Field(
+        None, description="fine-tuning strategy of the checked model (its warnings' advice)"
+    )
     warnings: list[str] = Field(default_factory=list)
 
     @property
@@ -277,6 +280,7 @@ def check_forgetting(
     heldout: Sequence[Atoms] = (),
     oracle=None,
     limits: ForgettingConfig | None = None,
+    strategy: str | None = None,
 ) -> ForgettingCheck:
     """Compare the fine-tuned calculator ``model`` with ``foundation`` on the foundation's domain.
 
@@ -286,9 +290,11 @@ def check_forgetting(
     are relabelled by the oracle, so that before and after are errors at the fine-tune's own
     level of theory (a fine-tune from PBE to r2SCAN must move away from the PBE labels: that
     is learning, not forgetting), and the oracle's lattice constants are fitted too.
+    ``strategy``: the model's fine-tuning strategy (``finetune.strategy``), which the
+    warnings' advice depends on.
     """
     limits = limits or ForgettingConfig()
-    check = ForgettingCheck(limits=limits)
+    check = ForgettingCheck(limits=limits, strategy=strategy)
     frames = covered(heldout, elements)
     if frames and oracle is not None:
         frames = relabelled(frames, oracle)
@@ -321,6 +327,16 @@ def wall_lost(model: float | None, foundation: float | None) -> bool:
     return model is not None and model < 0 <= (foundation or 0.0)
 
 
+def remedy(strategy: str | None) -> str:
+    """The advice a forgetting warning ends with, for a model fine-tuned with ``strategy``."""
+    if strategy == "multihead-replay":
+        return (
+            "replay did not keep it: raise finetune.replay_samples or finetune.replay_weight, "
+            "or label structures of that kind"
+        )
+    return "try finetune.strategy: multihead-replay"
+
+
 def forgetting_warnings(check: ForgettingCheck) -> list[str]:
     """What exceeds the check's limits, one line each.
 
@@ -332,7 +348,7 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
     """
     out = []
     ratio, limits = check.force_mae_ratio, check.limits
-    hint = "try finetune.strategy: multihead-replay"
+    hint = remedy(check.strategy)
     if check.reference == "oracle" and ratio is not None and ratio > limits.max_force_mae_ratio:
         out.append(
             f"fine-tuning forgot: foundation-domain force MAE vs the oracle x{ratio:.2f} of the "

@@ -150,7 +150,10 @@ class ForgettingCheckMaker(Maker):
         heldout = read_heldout() if shipped_foundation_name(self.foundation) else []
         oracle = OracleConfig.model_validate(self.oracle) if limits.oracle_eos else None
         oracle_calc = builtin_calculator(oracle) if oracle else None
-        check = check_forgetting(model, foundation, self.elements, heldout, oracle_calc, limits)
+        strategy = docs[0].strategy if docs else None
+        check = check_forgetting(
+            model, foundation, self.elements, heldout, oracle_calc, limits, strategy
+        )
         console = Console(stderr=True)
         console.print(check.summary())
         for warning in check.warnings:
