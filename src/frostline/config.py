@@ -548,6 +548,13 @@ class ForgettingConfig(_Strict):
         "this (percentage points) over the foundation's; without an oracle value, when it moved "
         "more than this from the foundation's (%)",
     )
+    max_bulk_modulus_shift_percent: float = Field(
+        25.0,
+        gt=0,
+        description="warn when a bulk modulus's error vs the oracle grew by more than this "
+        "(percentage points) over the foundation's; without an oracle value, when it moved more "
+        "than this from the foundation's (%; moduli of ±3 % fits scatter by ~10 %)",
+    )
     oracle_eos: bool = Field(
         True,
         description="also fit the oracle's own lattice constants when it is a built-in ASE "

@@ -327,3 +327,28 @@ def test_campaign_records_strategy_and_forgetting(tmp_path, foundation):
     assert cu["a_oracle"] == pytest.approx(3.59, abs=0.01)  # EMT, the campaign's oracle
     res = CliRunner().invoke(app, ["status", str(tmp_path)], terminal_width=200)
     assert "forgetting:" in res.output and "lora" in res.output
+
+
+class SofterEMT(EMT):
+    """EMT with every energy halved: the same lattice constant, half the bulk modulus."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {k: 0.5 * v for k, v in self.results.items()}
+
+
+def test_forgetting_check_flags_a_softened_bulk_modulus():
+    """A model whose copper kept its lattice constant but lost half its stiffness is flagged on
+    the bulk modulus alone, against the oracle and, without one, against the foundation."""
+    soft = check_forgetting(SofterEMT(), EMT(), ["Cu"], oracle=EMT())
+    (cu,) = soft.lattice
+    assert cu.shift_percent == pytest.approx(0.0, abs=0.05)
+    assert cu.change_percent("bulk_modulus", "model", "oracle") == pytest.approx(-50.0, abs=1.0)
+    assert [w.split(":")[0] for w in soft.warnings] == [
+        "fine-tuning moved bulk Cu's bulk modulus away from the oracle's"
+    ]
+    assert "B " in cu.text() and "GPa" in cu.text()
+    alone = check_forgetting(SofterEMT(), EMT(), ["Cu"])
+    assert "no oracle value" in alone.warnings[0] and "bulk modulus by -50" in alone.warnings[0]
+    lenient = ForgettingConfig(max_bulk_modulus_shift_percent=60)
+    assert check_forgetting(SofterEMT(), EMT(), ["Cu"], oracle=EMT(), limits=lenient).warnings == []

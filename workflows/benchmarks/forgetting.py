@@ -45,7 +45,7 @@ from rich.table import Table
 
 from frostline.config import OracleConfig
 from frostline.finetune.committee import committee_calculator
-from frostline.finetune.forgetting import check_forgetting, force_mae
+from frostline.finetune.forgetting import LatticeCheck, check_forgetting, force_mae
 from frostline.finetune.foundation import MINI_FOUNDATIONS
 from frostline.finetune.replay import HELDOUT_FILE, read_heldout, replay_path
 from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
@@ -314,6 +314,17 @@ def lattice_cell(runs: list[dict], key: str) -> str:
     return ", ".join(cells)
 
 
+def modulus_cell(runs: list[dict], who: str) -> str:
+    """Seed-mean bulk modulus error vs the oracle per element (%), from the checks' fits."""
+    errors: dict[str, list[float]] = {}
+    for r in runs:
+        for c in r["check"]["lattice"]:
+            error = LatticeCheck.model_validate(c).change_percent("bulk_modulus", who, "oracle")
+            if error is not None:
+                errors.setdefault(c["element"], []).append(error)
+    return ", ".join(f"{el} {np.mean(v):+.0f}" for el, v in sorted(errors.items()))
+
+
 def lattice_lost(run: dict, element: str, which: str) -> bool:
     """True when the run's forgetting check found no bulk minimum of ``element`` for ``which``."""
     for c in run["check"]["lattice"]:
@@ -327,12 +338,13 @@ def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace)
     """One case: the foundation, then every strategy as seed means ± spread."""
     table = Table(title=f"{case}: {args.n} training structures, foundation {args.foundation}")
     for col in ("strategy", "seeds", "target F MAE", "domain F MAE after / before", "epochs",
-                "lattice error vs oracle %"):  # fmt: skip
+                "lattice error vs oracle %", "bulk modulus error %"):  # fmt: skip
         table.add_column(col)
     first = next(runs for runs in arms.values() if runs)
     table.add_row("foundation", "–", f"{first[0]['foundation_target_force_mae']:.1f}",
                   f"{first[0]['check']['force_mae_before']:.1f}", "–",
-                  lattice_cell(first, "foundation_lattice_error_percent"))  # fmt: skip
+                  lattice_cell(first, "foundation_lattice_error_percent"),
+                  modulus_cell(first, "foundation"))  # fmt: skip
     for strategy, runs in arms.items():
         if not runs:
             continue
@@ -345,6 +357,7 @@ def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace)
             f"{fmt([r['check']['force_mae_after'] for r in runs])} / "
             f"{runs[0]['check']['force_mae_before']:.1f} = {fmt([r['ratio'] for r in runs], 2)}",
             " ".join(epochs), lattice_cell(runs, "lattice_error_percent"),
+            modulus_cell(runs, "model"),
         )  # fmt: skip
     return table
 

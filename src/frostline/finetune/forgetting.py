@@ -16,9 +16,11 @@ Two measurements, both against the foundation itself (and the oracle where it is
   isolated dimer at 0.6x the sum of covalent radii, which must lie above the dimer at that sum
   (a fine-tune can lose a contact's repulsion that no pure bulk shows).
 
-A model whose lattice constant moved more than ``max_lattice_shift_percent`` from the
-foundation's, or whose held-out force MAE grew beyond ``max_force_mae_ratio`` times the
-foundation's, is flagged (``ForgettingCheck.warnings``; ``frostline status`` prints them).
+A model whose lattice constant or bulk modulus moved away from the oracle's (or, without an
+oracle value, from the foundation's) beyond ``max_lattice_shift_percent`` or
+``max_bulk_modulus_shift_percent``, whose held-out force MAE grew beyond
+``max_force_mae_ratio`` times the foundation's, or that lost a wall, is flagged
+(``ForgettingCheck.warnings``; ``frostline status`` prints them).
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ WALL = 0.75
 """The repulsive-wall probe: the bulk at this fraction of the reference lattice constant."""
 WALLED = ("model", "foundation")
 """Whose wall the check probes (the oracle's is not needed to tell a lost wall)."""
+BULK_QUANTITIES = {
+    "a": ("lattice constant", "Å", ".3f"),
+    "bulk_modulus": ("bulk modulus", "GPa", ".0f"),
+}
+"""Name, unit and format of each equation-of-state quantity the check compares."""
 PAIR_WALL = 0.6
 """The pair-repulsion probe: an isolated dimer at this fraction of the sum of covalent radii
 (selection labels frames down to 0.5x, so MD gets this close)."""
@@ -68,19 +75,22 @@ class LatticeCheck(BaseModel):
     )
     wall_foundation: float | None = None
 
+    def change_percent(self, quantity: str, who: str, reference: str) -> float | None:
+        """``quantity`` (``a`` or ``bulk_modulus``) of ``who`` relative to ``reference``'s
+        (``model``, ``foundation``, ``oracle``), % (None: either is missing)."""
+        value, ref = getattr(self, f"{quantity}_{who}"), getattr(self, f"{quantity}_{reference}")
+        if value is None or ref is None:
+            return None
+        return 100.0 * (value - ref) / ref
+
     @property
     def shift_percent(self) -> float | None:
         """Lattice constant change by fine-tuning, % of the foundation's (None: no minimum)."""
-        if self.a_model is None or self.a_foundation is None:
-            return None
-        return 100.0 * (self.a_model - self.a_foundation) / self.a_foundation
+        return self.change_percent("a", "model", "foundation")
 
     def error_percent(self, which: str = "model") -> float | None:
         """Lattice constant error of ``model`` or ``foundation`` vs the oracle, %."""
-        a = self.a_model if which == "model" else self.a_foundation
-        if self.a_oracle is None or a is None:
-            return None
-        return 100.0 * (a - self.a_oracle) / self.a_oracle
+        return self.change_percent("a", which, "oracle")
 
     def text(self) -> str:
         """``Cu a 3.800 Å (foundation 3.567, oracle 3.870; +6.5 %)`` for summaries."""
@@ -90,7 +100,15 @@ class LatticeCheck(BaseModel):
             within = f"±{SCANS[-1]:.0%}"
             return f"{self.element}: no bulk minimum within {within} (foundation {found}{oracle})"
         shift = f"; {self.shift_percent:+.1f} %" if self.shift_percent is not None else ""
-        return f"{self.element} a {self.a_model:.3f} Å (foundation {found}{oracle}{shift})"
+        text = f"{self.element} a {self.a_model:.3f} Å (foundation {found}{oracle}{shift})"
+        if self.bulk_modulus_model is not None and self.bulk_modulus_foundation is not None:
+            b_oracle = self.bulk_modulus_oracle
+            b_oracle = f", oracle {b_oracle:.0f}" if b_oracle is not None else ""
+            text += (
+                f", B {self.bulk_modulus_model:.0f} GPa (foundation "
+                f"{self.bulk_modulus_foundation:.0f}{b_oracle})"
+            )
+        return text
 
 
 class PairCheck(BaseModel):
@@ -377,22 +395,39 @@ def forgetting_warnings(check: ForgettingCheck) -> list[str]:
                 f"{c.a_foundation:.3f} Å); {hint}"
             )
             continue
-        model_error, foundation_error = c.error_percent("model"), c.error_percent("foundation")
-        if model_error is not None and foundation_error is not None:
-            worse = abs(model_error) - abs(foundation_error)
-            if worse > limits.max_lattice_shift_percent:
-                out.append(
-                    f"fine-tuning moved bulk {c.element}'s lattice constant away from the "
-                    f"oracle's: {c.a_model:.3f} Å vs {c.a_oracle:.3f} ({model_error:+.1f} %; "
-                    f"foundation {foundation_error:+.1f} %); {hint}"
-                )
-        elif (
-            c.shift_percent is not None and abs(c.shift_percent) > limits.max_lattice_shift_percent
-        ):
-            out.append(
-                f"fine-tuning moved bulk {c.element}'s lattice constant by "
-                f"{c.shift_percent:+.1f} % ({c.a_foundation:.3f} -> {c.a_model:.3f} Å; limit "
-                f"{limits.max_lattice_shift_percent:g} %; no oracle value to tell learning "
-                f"from forgetting)"
+        out += [
+            line
+            for quantity, limit in (
+                ("a", limits.max_lattice_shift_percent),
+                ("bulk_modulus", limits.max_bulk_modulus_shift_percent),
             )
+            if (line := moved(c, quantity, limit, hint))
+        ]
     return out
+
+
+def moved(c: LatticeCheck, quantity: str, limit: float, hint: str) -> str | None:
+    """The warning when fine-tuning moved ``quantity`` of ``c``'s bulk too far: its error vs
+    the oracle grew by more than ``limit`` percentage points over the foundation's, or without
+    an oracle value, it moved more than ``limit`` % from the foundation's."""
+    name, unit, f = BULK_QUANTITIES[quantity]
+    model, foundation, oracle = (
+        getattr(c, f"{quantity}_{w}") for w in ("model", "foundation", "oracle")
+    )
+    model_error = c.change_percent(quantity, "model", "oracle")
+    foundation_error = c.change_percent(quantity, "foundation", "oracle")
+    if model_error is not None and foundation_error is not None:
+        if abs(model_error) - abs(foundation_error) <= limit:
+            return None
+        return (
+            f"fine-tuning moved bulk {c.element}'s {name} away from the oracle's: "
+            f"{model:{f}} {unit} vs {oracle:{f}} ({model_error:+.1f} %; foundation "
+            f"{foundation_error:+.1f} %); {hint}"
+        )
+    shift = c.change_percent(quantity, "model", "foundation")
+    if shift is None or abs(shift) <= limit:
+        return None
+    return (
+        f"fine-tuning moved bulk {c.element}'s {name} by {shift:+.1f} % ({foundation:{f}} -> "
+        f"{model:{f}} {unit}; limit {limit:g} %; no oracle value to tell learning from forgetting)"
+    )
