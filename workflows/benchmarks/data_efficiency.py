@@ -101,7 +101,12 @@ from rich.table import Table
 from frostline.finetune.committee import committee_calculator
 from frostline.finetune.foundation import foundation_architecture, label_with_chgnet
 from frostline.finetune.replay import replay_file_for
-from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
+from frostline.finetune.train import (
+    MaceTrainSettings,
+    best_checkpoint,
+    run_mace_training,
+    training_outcome,
+)
 from frostline.label.calculators import xtb_calculator
 from frostline.schemas import TrainingOutcome
 from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
@@ -362,15 +367,6 @@ def training_key(
     if continues is not None:
         parts["continues"] = continues
     return json.dumps(parts, sort_keys=True)
-
-
-def best_checkpoint(folder: Path, arm: str) -> Path | None:
-    """The checkpoint mace-torch kept in ``folder`` (its best epoch; None: none there)."""
-    found = sorted(
-        (folder / "checkpoints").glob(f"{arm}_run-*_epoch-*.pt"),
-        key=lambda p: int(p.stem.rsplit("-", 1)[1]),
-    )
-    return found[-1] if found else None
 
 
 def start_training(folder: Path, key: str, checkpoint: Path | None = None) -> None:

@@ -48,7 +48,12 @@ from frostline.finetune.committee import committee_calculator
 from frostline.finetune.forgetting import LatticeCheck, check_forgetting, force_mae
 from frostline.finetune.foundation import MINI_FOUNDATIONS
 from frostline.finetune.replay import HELDOUT_FILE, read_heldout, replay_path
-from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
+from frostline.finetune.train import (
+    MaceTrainSettings,
+    best_checkpoint,
+    run_mace_training,
+    training_outcome,
+)
 from frostline.label.oracles import builtin_calculator
 from frostline.schemas import TrainingOutcome
 
@@ -218,16 +223,12 @@ def go_on_from(previous: Path, folder: Path, strategy: str) -> None:
     longer run) resumes from those."""
     import shutil
 
-    if list((folder / "checkpoints").glob(f"{strategy}_run-*_epoch-*.pt")):
+    if best_checkpoint(folder, strategy) is not None:
         return
-    found = sorted(
-        (previous / "checkpoints").glob(f"{strategy}_run-*_epoch-*.pt"),
-        key=lambda p: int(p.stem.rsplit("-", 1)[1]),
-    )
-    if not found:
+    if (found := best_checkpoint(previous, strategy)) is None:
         raise SystemExit(f"{previous}: no checkpoint to go on from (train that run again)")
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(found[-1], folder / "checkpoints" / found[-1].name)
+    shutil.copy2(found, folder / "checkpoints" / found.name)
 
 
 def measure(case: str, record: dict, data, heldout, oracle_calc, foundation_name: str) -> dict:

@@ -394,6 +394,16 @@ def training_logs(work_dir: Path, name: str) -> list[Path]:
     return [p for p in logs if not p.name.endswith("_debug.log")]
 
 
+def best_checkpoint(work_dir: Path, name: str) -> Path | None:
+    """The checkpoint mace-torch kept of the training ``name`` in ``work_dir`` (the highest
+    epoch of ``checkpoints/NAME_run-SEED_epoch-N.pt``: it keeps only its best; None: none)."""
+    found = sorted(
+        (Path(work_dir) / "checkpoints").glob(f"{name}_run-*_epoch-*.pt"),
+        key=lambda p: int(p.stem.rsplit("-", 1)[1]),
+    )
+    return found[-1] if found else None
+
+
 def training_outcome(work_dir: Path, name: str, max_epochs: int) -> TrainingOutcome | None:
     """Epochs run, best epoch and early stop of the training ``name`` in ``work_dir``.
 
