@@ -64,3 +64,43 @@ def test_a_longer_run_starts_from_the_best_checkpoint_and_resumes_its_own(bench,
     assert [p.name for p in (folder / "checkpoints").iterdir()] == ["frozen_run-0_epoch-410.pt"]
     with pytest.raises(SystemExit, match="no checkpoint"):
         bench.go_on_from(tmp_path / "nothing", tmp_path / "other", "frozen")
+
+
+def test_a_replay_weight_is_its_own_arm_key_and_folder(bench):
+    default = bench.parse_args([])
+    lighter = bench.parse_args(["--replay-weight", "0.3"])
+    swept = bench.parse_args(["--replay-sweep", "0.3", "0.1"])
+    assert bench.arm_names(swept) == [*default.strategies, "replay-w0.3", "replay-w0.1"]
+    assert bench.run_name("replay", default, 2) == "replay-seed2"
+    # the same settings, the same run: --replay-weight 0.3 and the sweep arm of 0.3
+    assert bench.run_name("replay", lighter, 2) == bench.run_name("replay-w0.3", swept, 2)
+    assert bench.run_name("replay-w0.3", swept, 2) == "replay-w0.3-seed2"
+    assert bench.arm_key("h2cu", "replay", lighter, 2) == bench.arm_key(
+        "h2cu", "replay-w0.3", swept, 2
+    )
+    assert bench.arm_key("h2cu", "replay", default, 2) != bench.arm_key(
+        "h2cu", "replay-w0.3", swept, 2
+    )
+    s = bench.settings("replay-w0.1", swept, "foundation.model", 0)
+    assert (s.name, s.weight_pt_head) == ("replay", 0.1)  # mace-torch files keep replay's names
+    assert bench.arm_key("h2cu", "naive", lighter, 0) == bench.arm_key("h2cu", "naive", default, 0)
+
+
+def _run(target: float, ratio: float, lattice: dict) -> dict:
+    return {"target_force_mae": target, "ratio": ratio, "lattice_error_percent": lattice,
+            "foundation_lattice_error_percent": {"Cu": 9.0}, "training": None}  # fmt: skip
+
+
+def test_replay_arms_are_costed_against_the_best_strategy_and_plotted(bench, tmp_path):
+    args = bench.parse_args(["--replay-sweep", "0.3", "--cases", "h2cu"])
+    arms = {"naive": [_run(50, 0.4, {"Cu": 15.0})], "replay": [_run(60, 0.4, {"Cu": 3.0})],
+            "frozen": [], "lora": [], "replay-w0.3": [_run(40, 0.5, {"Cu": None})]}  # fmt: skip
+    costs = bench.replay_costs(arms, args)
+    # the sweep arm is not a strategy: the best is naive's 50 even though the sweep arm is lower
+    assert costs == pytest.approx({"replay": 20.0, "replay-w0.3": -20.0})
+    assert bench.worst_lattice_error(arms["naive"][0]) == 15.0
+    assert bench.worst_lattice_error(arms["replay-w0.3"][0]) != bench.worst_lattice_error(
+        arms["replay-w0.3"][0]
+    )  # NaN: an element without a bulk minimum
+    bench.plot({"h2cu": arms}, args, tmp_path / "forgetting.png")
+    assert (tmp_path / "forgetting.png").stat().st_size > 10_000

@@ -41,16 +41,18 @@ def median_ms(fn: Callable[[int], Any], repeats: int, warmup: int = 2) -> tuple[
 
 @contextmanager
 def figure(
-    path: Path, ncols: int = 1, figsize: tuple[float, float] = (6, 4)
+    path: Path, ncols: int = 1, figsize: tuple[float, float] = (6, 4), nrows: int = 1
 ) -> Iterator[tuple[Any, Any]]:
     """``(fig, axes)`` of a new matplotlib figure (Agg backend), written to ``path`` (PNG,
-    :data:`DPI`) after a tight layout when the block ends without an error; closed either way."""
+    :data:`DPI`) after a tight layout when the block ends without an error; closed either way.
+    ``axes``: one row as matplotlib gives it (an axis, or an array of ``ncols``); with
+    ``nrows`` > 1 always a 2-d array (row, column)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, ncols, figsize=figsize)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=nrows == 1)
     try:
         yield fig, axes
         fig.tight_layout()

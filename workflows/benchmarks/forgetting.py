@@ -14,10 +14,16 @@ is counted as not converged and named on the ``converged:`` line:
   (the shipped subset, ``frostline.finetune.replay``);
 - ``lora``: mace-torch's LoRA adapters (rank 4), everything else frozen.
 
+``--replay-weight W`` sets the replay arm's weight of the foundation head's loss (mace-torch's
+``weight_pt_head``, 1.0); ``--replay-sweep W1 W2 ...`` adds one replay arm per weight
+(``replay-wW``: in the tables and the plot, each costed against the best strategy, not on the
+last line), to read replay's trade-off between target error and what it keeps.
+
 Per case and strategy it prints the target-domain test force MAE, the force MAE on the held-out
 slice of the foundation's domain (fresh cells of its pretraining generator with only the case's
 elements) after / before fine-tuning, and each pure element's bulk lattice constant error vs the
-oracle (equation of state, ``frostline.finetune.forgetting``), as seed means ± spread. The
+oracle (equation of state, ``frostline.finetune.forgetting``), as seed means ± spread, and
+plots target error against both (``results/forgetting/forgetting.png``). The
 last line is the larger of the two cases' seed-mean after / before ratios per strategy:
 
     foundation-domain force MAE after / before: frozen X, naive Y, replay Z
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +63,9 @@ from frostline.finetune.train import (
 )
 from frostline.label.oracles import builtin_calculator
 from frostline.schemas import TrainingOutcome
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure  # noqa: E402
 
 console = Console()
 HERE = Path(__file__).resolve().parent
@@ -79,15 +89,35 @@ def case_data(case: str, n: int, n_val: int, n_test: int) -> tuple[list, list, l
     return pool[:n], val[:n_val], test[:n_test]
 
 
-def settings(
-    strategy: str, args: argparse.Namespace, foundation: str, seed: int
-) -> MaceTrainSettings:
-    """mace-torch settings of one strategy (the same everything else)."""
+def arm_strategy(arm: str, args: argparse.Namespace) -> tuple[str, float]:
+    """(strategy, replay weight) of an arm: ``replay-w0.3`` is replay at weight 0.3 (a
+    ``--replay-sweep`` arm); ``replay`` is replay at ``--replay-weight``."""
+    if arm.startswith("replay-w"):
+        return "replay", float(arm.removeprefix("replay-w"))
+    return arm, args.replay_weight
+
+
+def arm_label(arm: str, args: argparse.Namespace) -> str:
+    """An arm's name in tables and run folders: a replay arm at a weight other than
+    mace-torch's 1.0 is ``replay-wW`` (the same folder for ``--replay-weight W`` and a sweep
+    arm of W: the same settings)."""
+    strategy, weight = arm_strategy(arm, args)
+    return f"replay-w{weight:g}" if strategy == "replay" and weight != 1.0 else arm
+
+
+def arm_names(args: argparse.Namespace) -> list[str]:
+    """The strategies, then one replay arm per ``--replay-sweep`` weight."""
+    return [*args.strategies, *(f"replay-w{w:g}" for w in getattr(args, "replay_sweep", []))]
+
+
+def settings(arm: str, args: argparse.Namespace, foundation: str, seed: int) -> MaceTrainSettings:
+    """mace-torch settings of one arm (the same everything else)."""
+    strategy, weight = arm_strategy(arm, args)
     extra = {"patience": str(args.patience)}
     if getattr(args, "scheduler_patience", 0):  # 0: mace-torch's 50 (the keys of runs before)
         extra["scheduler_patience"] = str(args.scheduler_patience)
     base = MaceTrainSettings(
-        name=strategy,
+        name=strategy,  # the model and checkpoint names: replay-w0.3's are replay's
         seed=seed,
         max_num_epochs=args.epochs,
         batch_size=4,
@@ -102,6 +132,7 @@ def settings(
     if strategy == "replay":
         base.pt_train_file = str(replay_path(args.foundation))
         base.num_samples_pt = args.replay_samples
+        base.weight_pt_head = weight
     if strategy == "lora":
         base.lora = True
     return base
@@ -144,11 +175,11 @@ def save_ledger(case: str, ledger: dict) -> None:
     (OUT / f"ledger-{case}.json").write_text(json.dumps(ledger, indent=1, default=str))
 
 
-def run_name(strategy: str, args: argparse.Namespace, seed: int) -> str:
+def run_name(arm: str, args: argparse.Namespace, seed: int) -> str:
     """A training's folder under ``runs/CASE``: one per protocol, so a run with another
-    scheduler patience never goes on from another protocol's mace-torch checkpoint."""
+    scheduler patience or replay weight never goes on from another's mace-torch checkpoint."""
     protocol = f"-sp{args.scheduler_patience}" if getattr(args, "scheduler_patience", 0) else ""
-    return f"{strategy}-seed{seed}{protocol}"
+    return f"{arm_label(arm, args)}-seed{seed}{protocol}"
 
 
 def chain_key(key: str, factor: int) -> str:
@@ -199,17 +230,17 @@ def train_run(
     key = chain_key(arm_key(case, strategy, args, seed), factor)
     name = run_name(strategy, args, seed) + (f"-x{factor}" if factor > 1 else "")
     folder = OUT / "runs" / case / name
-    model = folder / f"{strategy}.model"
+    model = folder / f"{s.name}.model"
     if key in ledger.get("trainings", {}) and model.exists():
         return ledger["trainings"][key]
     train, val, _ = data
-    console.print(f"[bold]{case}[/] {strategy} seed {seed}: {s.max_num_epochs} epochs at most "
-                  f"on {len(train)} structures")  # fmt: skip
+    console.print(f"[bold]{case}[/] {arm_label(strategy, args)} seed {seed}: "
+                  f"{s.max_num_epochs} epochs at most on {len(train)} structures")  # fmt: skip
     if previous is not None:
-        go_on_from(previous, folder, strategy)
+        go_on_from(previous, folder, s.name)
     start = time.perf_counter()
     run_mace_training(s, train, folder, valid=val)
-    outcome = training_outcome(folder, strategy, s.max_num_epochs)
+    outcome = training_outcome(folder, s.name, s.max_num_epochs)
     record = {"model": str(model.relative_to(OUT)), "training": outcome.model_dump() if outcome
               else None, "wall_s": round(time.perf_counter() - start)}  # fmt: skip
     ledger.setdefault("trainings", {})[key] = record
@@ -262,13 +293,13 @@ def run(args: argparse.Namespace, train: bool = True) -> dict:
     ledger where finished); ``train=False`` only collects what the ledgers hold.
     Returns {case: {strategy: [measurement per seed]}}."""
     heldout = read_heldout() if train else None
-    results: dict = {case: {s: [] for s in args.strategies} for case in args.cases}
+    results: dict = {case: {s: [] for s in arm_names(args)} for case in args.cases}
     for seed in args.seeds:
         for case in args.cases:
             data = case_data(case, args.n, args.n_val, args.n_test) if train else None
             ledger, oracle_calc = load_ledger(case), None
             measured = ledger.setdefault("measured", {})
-            for strategy in args.strategies:
+            for strategy in arm_names(args):
                 key = f"{final_key(case, strategy, args, seed, ledger)}-{MEASUREMENT}"
                 if key not in measured and train:  # measurements kept: no model files needed
                     last, record = train_arm(case, strategy, args, data, ledger, seed)
@@ -354,7 +385,7 @@ def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace)
             for r in runs
         ]
         table.add_row(
-            strategy, str(len(runs)), fmt([r["target_force_mae"] for r in runs]),
+            arm_label(strategy, args), str(len(runs)), fmt([r["target_force_mae"] for r in runs]),
             f"{fmt([r['check']['force_mae_after'] for r in runs])} / "
             f"{runs[0]['check']['force_mae_before']:.1f} = {fmt([r['ratio'] for r in runs], 2)}",
             " ".join(epochs), lattice_cell(runs, "lattice_error_percent"),
@@ -363,20 +394,68 @@ def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace)
     return table
 
 
+def replay_costs(arms: dict[str, list[dict]], args: argparse.Namespace) -> dict[str, float]:
+    """Each replay arm's seed-mean target-domain error above the best of ``--strategies``
+    (%), by arm label."""
+    means = {s: np.mean([r["target_force_mae"] for r in runs]) for s, runs in arms.items() if runs}
+    best = min((m for s, m in means.items() if s in args.strategies), default=None)
+    return {
+        arm_label(s, args): 100 * (m / best - 1)
+        for s, m in means.items()
+        if best and arm_strategy(s, args)[0] == "replay"
+    }
+
+
+def worst_lattice_error(run: dict) -> float:
+    """The largest |lattice constant error| vs the oracle over the pure elements (%; NaN when
+    an element had no bulk minimum)."""
+    values = list(run["lattice_error_percent"].values())
+    if any(v is None or not np.isfinite(v) for v in values):
+        return float("nan")
+    return max(abs(v) for v in values)
+
+
+def plot(results: dict, args: argparse.Namespace, path: Path) -> None:
+    """Per case: target-domain force MAE against the foundation-domain after / before ratio
+    (top) and against the worst pure-element lattice constant error (bottom); small markers
+    seeds, large ones seed means."""
+    cases = [c for c, arms in results.items() if any(arms.values())]
+    if not cases:
+        return
+    with figure(path, ncols=len(cases), nrows=2, figsize=(5.5 * len(cases), 8)) as (_, axes):
+        for col, case in enumerate(cases):
+            top, bottom = axes[0, col], axes[1, col]
+            for i, (arm, runs) in enumerate(r for r in results[case].items() if r[1]):
+                y = [r["target_force_mae"] for r in runs]
+                for ax, x in ((top, [r["ratio"] for r in runs]),
+                              (bottom, [worst_lattice_error(r) for r in runs])):  # fmt: skip
+                    ax.scatter(x, y, s=14, alpha=0.5, color=f"C{i}")
+                    ax.scatter(np.nanmean(x) if np.isfinite(x).any() else np.nan, np.mean(y),
+                               s=70, color=f"C{i}", label=arm_label(arm, args))  # fmt: skip
+            first = next(runs for runs in results[case].values() if runs)[0]
+            bottom.axvline(worst_lattice_error(
+                {"lattice_error_percent": first["foundation_lattice_error_percent"]}),
+                color="grey", ls="--", label="foundation")  # fmt: skip
+            top.axvline(1.1, color="grey", ls=":", label="goal 1.1")
+            top.set(title=f"{case}: {args.n} structures", xlabel="foundation-domain force MAE "
+                    "after / before", ylabel="target-domain force MAE (meV/Å)")  # fmt: skip
+            bottom.set(xlabel="worst pure-element lattice constant error vs oracle (%)",
+                       ylabel="target-domain force MAE (meV/Å)")  # fmt: skip
+            top.legend(fontsize=8)
+            bottom.legend(fontsize=8)
+
+
 def report(results: dict, args: argparse.Namespace) -> None:
-    """A table per case, the replay and convergence lines, then the last line."""
+    """A table per case, the replay and convergence lines, then the last line; the plot."""
     for case, arms in results.items():
         if any(arms.values()):
             console.print(case_table(case, arms, args))
+    plot(results, args, OUT / "forgetting.png")
     counts = [len(runs) for arms in results.values() for runs in arms.values()]
     print(f"seeds per arm: {min(counts)} of {len(args.seeds)}")
     for case, arms in results.items():
-        means = {
-            s: np.mean([r["target_force_mae"] for r in runs]) for s, runs in arms.items() if runs
-        }
-        if "replay" in means:
-            within = 100 * (means["replay"] / min(means.values()) - 1)
-            print(f"{case}: replay target-domain error {within:+.1f} % vs the best strategy's")
+        for arm, within in replay_costs(arms, args).items():
+            print(f"{case}: {arm} target-domain error {within:+.1f} % vs the best strategy's")
     capped = sorted(
         {
             f"{case} {s}"
@@ -427,6 +506,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "never reaches: the rate then stays constant)",
     )
     parser.add_argument("--replay-samples", type=int, default=80)
+    parser.add_argument(
+        "--replay-weight",
+        type=float,
+        default=1.0,
+        help="the replay arm's weight of the foundation head's loss (mace-torch weight_pt_head)",
+    )
+    parser.add_argument(
+        "--replay-sweep",
+        nargs="*",
+        type=float,
+        default=[],
+        help="more replay arms, one per weight (table and plot; not on the last line)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
         "--reprint", action="store_true", help="print what the ledgers hold; train nothing"
