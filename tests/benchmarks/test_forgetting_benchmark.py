@@ -23,12 +23,18 @@ def test_the_committed_ledgers_hold_seed_0_of_every_strategy_at_the_defaults(ben
         assert bench.arm_key(case, strategy, args, 0) in ledger["trainings"], (case, strategy)
 
 
-def test_another_scheduler_patience_is_another_run_folder_and_key(bench):
+def test_another_scheduler_patience_or_stress_weight_is_another_run_folder_and_key(bench):
     default, decaying = bench.parse_args([]), bench.parse_args(["--scheduler-patience", "10"])
     assert bench.run_name("naive", default, 1) == "naive-seed1"
     assert bench.run_name("naive", decaying, 1) == "naive-seed1-sp10"
     keys = {bench.arm_key("h2cu", "naive", a, 1) for a in (default, decaying)}
     assert len(keys) == 2
+    stress = bench.parse_args(["--stress-weight", "100"])
+    assert bench.run_name("naive", stress, 1) == "naive-seed1-sw100"
+    assert bench.settings("naive", stress, "f.model", 1).stress_weight == 100
+    assert bench.arm_key("alloys", "naive", stress, 1) != bench.arm_key(
+        "alloys", "naive", default, 1
+    )
 
 
 def test_a_capped_run_is_followed_by_its_longer_runs_in_the_ledger(bench):

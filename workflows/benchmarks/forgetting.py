@@ -127,6 +127,7 @@ def settings(arm: str, args: argparse.Namespace, foundation: str, seed: int) -> 
         forces_weight=10.0,
         foundation_model=foundation,
         freeze={"frozen": 6}.get(strategy, 0),
+        stress_weight=getattr(args, "stress_weight", 0.0),
         extra=extra,
     )
     if strategy == "replay":
@@ -179,6 +180,8 @@ def run_name(arm: str, args: argparse.Namespace, seed: int) -> str:
     """A training's folder under ``runs/CASE``: one per protocol, so a run with another
     scheduler patience or replay weight never goes on from another's mace-torch checkpoint."""
     protocol = f"-sp{args.scheduler_patience}" if getattr(args, "scheduler_patience", 0) else ""
+    if stress := getattr(args, "stress_weight", 0.0):
+        protocol += f"-sw{stress:g}"
     return f"{arm_label(arm, args)}-seed{seed}{protocol}"
 
 
@@ -504,6 +507,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="epochs before mace-torch lowers the rate (0: its default 50, which patience 30 "
         "never reaches: the rate then stays constant)",
+    )
+    parser.add_argument(
+        "--stress-weight",
+        type=float,
+        default=0.0,
+        help="> 0: mace-torch trains on the stress too (cases whose labels have it: alloys)",
     )
     parser.add_argument("--replay-samples", type=int, default=80)
     parser.add_argument(
