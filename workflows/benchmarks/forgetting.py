@@ -178,7 +178,8 @@ def save_ledger(case: str, ledger: dict) -> None:
 
 def run_name(arm: str, args: argparse.Namespace, seed: int) -> str:
     """A training's folder under ``runs/CASE``: one per protocol, so a run with another
-    scheduler patience or replay weight never goes on from another's mace-torch checkpoint."""
+    scheduler patience, stress weight or replay weight never goes on from another's mace-torch
+    checkpoint."""
     protocol = f"-sp{args.scheduler_patience}" if getattr(args, "scheduler_patience", 0) else ""
     if stress := getattr(args, "stress_weight", 0.0):
         protocol += f"-sw{stress:g}"
