@@ -62,14 +62,46 @@ def test_a_longer_run_starts_from_the_best_checkpoint_and_resumes_its_own(bench,
     (previous / "checkpoints").mkdir(parents=True)
     for epoch in (99, 297, 150):
         (previous / "checkpoints" / f"frozen_run-0_epoch-{epoch}.pt").write_bytes(b"x")
-    bench.go_on_from(previous, folder, "frozen")
+    bench.go_on_from(previous, folder, "frozen", "K-x2")
     assert [p.name for p in (folder / "checkpoints").iterdir()] == ["frozen_run-0_epoch-297.pt"]
     (folder / "checkpoints" / "frozen_run-0_epoch-297.pt").unlink()
     (folder / "checkpoints" / "frozen_run-0_epoch-410.pt").write_bytes(b"its own")
-    bench.go_on_from(previous, folder, "frozen")
+    bench.go_on_from(previous, folder, "frozen", "K-x2")  # interrupted: resumes its own
     assert [p.name for p in (folder / "checkpoints").iterdir()] == ["frozen_run-0_epoch-410.pt"]
+    bench.go_on_from(previous, folder, "frozen", "other-x2")  # other settings: never resumed
+    assert [p.name for p in (folder / "checkpoints").iterdir()] == ["frozen_run-0_epoch-297.pt"]
     with pytest.raises(SystemExit, match="no checkpoint"):
-        bench.go_on_from(tmp_path / "nothing", tmp_path / "other", "frozen")
+        bench.go_on_from(tmp_path / "nothing", tmp_path / "other", "frozen", "K-x2")
+
+
+MACE_LOG = """2026-12-07 11:00:00.000 INFO: Epoch 40: head: Default, MAE_F=   61.00 meV / A
+2026-12-07 11:00:01.000 INFO: Epoch 41: head: Default, MAE_F=   60.50 meV / A
+2026-12-07 11:00:02.000 INFO: Stopping optimization after 30 epochs without improvement
+2026-12-07 11:00:03.000 INFO: Loaded Stage one model from epoch 11
+"""
+
+
+def test_a_finished_run_whose_record_was_lost_is_not_trained_again(bench, tmp_path, monkeypatch):
+    """Started again, mace-torch would go on past the early stop (its patience starts afresh)
+    and make another model: a finished run (its folder's stamp) is recorded from its log."""
+    monkeypatch.setattr(bench, "OUT", tmp_path)
+    monkeypatch.setattr(bench, "run_mace_training", lambda *a, **k: pytest.fail("trained"))
+    args = bench.parse_args([])
+    key = bench.arm_key("h2cu", "naive", args, 0)
+    folder = tmp_path / "runs" / "h2cu" / "naive-seed0"
+    (folder / "logs").mkdir(parents=True)
+    (folder / "logs" / "naive_run-0.log").write_text(MACE_LOG)
+    (folder / "naive.model").write_bytes(b"model")
+    (folder / "frostline-settings.json").write_text(key)
+    ledger: dict = {}
+    record = bench.train_run("h2cu", "naive", args, ([], [], []), ledger, 0, 1, None)
+    assert record["training"]["best_epoch"] == 11 and record["training"]["stopped_early"]
+    assert ledger["trainings"][key] == record  # recorded (and saved) this time
+    assert key in json.loads((tmp_path / "ledger-h2cu.json").read_text())["trainings"]
+    # the same folder stamped by other settings is trained again
+    (folder / "frostline-settings.json").write_text("other settings")
+    with pytest.raises(pytest.fail.Exception, match="trained"):
+        bench.train_run("h2cu", "naive", args, ([], [], []), {}, 0, 1, None)
 
 
 def test_a_replay_weight_is_its_own_arm_key_and_folder(bench):

@@ -111,6 +111,9 @@ from frostline.label.calculators import xtb_calculator
 from frostline.schemas import TrainingOutcome
 from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from training_folders import finished, finished_key, mark_finished, start_training  # noqa: E402
+
 console = Console(width=None if sys.stdout.isatty() else 160)
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 ARMS = ("scratch", "f0", "f5", "f6")
@@ -369,33 +372,6 @@ def training_key(
     return json.dumps(parts, sort_keys=True)
 
 
-def start_training(folder: Path, key: str, checkpoint: Path | None = None) -> None:
-    """Make ``folder`` the training ``key``, which mace-torch (restart_latest) resumes from the
-    latest checkpoint there: ``checkpoint`` (a continuation), else none (a fresh run).
-
-    A folder already started with ``key`` (an interrupted run) is left to resume from its own
-    latest checkpoint, as is one started before the marker existed and never finished; anything
-    else in it (another attempt, or a finished run of other settings) is cleared first, so a run
-    never goes on from the checkpoint of other settings.
-    """
-    import shutil
-
-    started, stamp = folder / "frostline-started.json", folder / "frostline-settings.json"
-    if started.exists():
-        if started.read_text() == key:
-            return
-    elif checkpoint is None and (not stamp.exists() or stamp.read_text() == key):
-        started.parent.mkdir(parents=True, exist_ok=True)
-        started.write_text(key)
-        return
-    for sub in ("checkpoints", "logs", "results"):
-        shutil.rmtree(folder / sub, ignore_errors=True)
-    (folder / "checkpoints").mkdir(parents=True)
-    if checkpoint is not None:
-        shutil.copy2(checkpoint, folder / "checkpoints" / checkpoint.name)
-    started.write_text(key)
-
-
 def train(
     arm: str,
     data: list[Atoms],
@@ -421,7 +397,6 @@ def train(
     settings = train_settings(arm, data, args, epoch_factor)
     folder = work / arm
     name = folder.relative_to(ledger.root).as_posix()
-    stamp = folder / "frostline-settings.json"
     key = training_key(settings, data, valid, None)
     if (recorded := ledger.get(name, key)) is not None:
         return recorded  # its errors were measured when it finished: nothing to evaluate again
@@ -436,11 +411,11 @@ def train(
             console.print(f"{name}: recorded as a continuation of an earlier run of its chain")
             return recorded
         checkpoint = best_checkpoint(previous, arm)
-        if checkpoint is not None or (stamp.exists() and stamp.read_text() == continued):
+        if checkpoint is not None or finished_key(folder) == continued:
             key = continued
     t0 = time.perf_counter()
     model = folder / f"{arm}.model"
-    if model.exists() and stamp.exists() and stamp.read_text() == key:
+    if finished(folder, model, key):
         source = "model"  # same settings and data: a re-run reuses the model
     else:
         if getattr(args, "reprint", False):
@@ -450,7 +425,7 @@ def train(
         if checkpoint is not None:
             console.print(f"{name}: going on from {checkpoint.relative_to(ledger.root)}")
         model = run_mace_training(runnable(settings), data, folder, valid=valid)
-        stamp.write_text(key)
+        mark_finished(folder, key)
     outcome = training_outcome(folder, arm, settings.max_num_epochs)
     if outcome is None:
         raise RuntimeError(f"{folder}: no mace-torch log of the training {arm}")
@@ -475,9 +450,8 @@ def previous_key(
     """The key of the run in ``folder`` (it may itself be a continuation): its stamp, else its
     ledger record's (a fresh checkout has no model folders), else a fresh run's with
     ``settings``."""
-    stamp = folder / "frostline-settings.json"
-    if stamp.exists():
-        return stamp.read_text()
+    if (stamped := finished_key(folder)) is not None:
+        return stamped
     record = ledger.records.get(folder.relative_to(ledger.root).as_posix())
     return record["key"] if record else training_key(settings, data, valid, None)
 

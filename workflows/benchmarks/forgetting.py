@@ -33,7 +33,10 @@ With no arguments: the whole run, or a re-print from ``results/forgetting/result
 its inputs (data, settings, this script and the modules it measures) are unchanged; finished
 trainings and their measurements are kept in ``results/forgetting/ledger-CASE.json`` (commit it: a
 killed run, or one in a fresh checkout without the model files, resumes there); the trainings
-run seed by seed, so a partial run holds whole seeds. ``--reprint`` prints what the ledgers hold
+run seed by seed, so a partial run holds whole seeds. Each run folder records the training
+started and finished in it (``training_folders``): an interrupted run resumes its own
+checkpoints, a folder of other settings is cleared first, and a finished run whose ledger
+record was lost is recorded from its log, not trained again. ``--reprint`` prints what the ledgers hold
 for these settings without training (with ``seeds per arm: k of 3``).
 """
 
@@ -66,6 +69,7 @@ from frostline.schemas import TrainingOutcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import figure  # noqa: E402
+from training_folders import finished, mark_finished, start_training, started_key  # noqa: E402
 
 console = Console()
 HERE = Path(__file__).resolve().parent
@@ -238,12 +242,16 @@ def train_run(
     if key in ledger.get("trainings", {}) and model.exists():
         return ledger["trainings"][key]
     train, val, _ = data
-    console.print(f"[bold]{case}[/] {arm_label(strategy, args)} seed {seed}: "
-                  f"{s.max_num_epochs} epochs at most on {len(train)} structures")  # fmt: skip
-    if previous is not None:
-        go_on_from(previous, folder, s.name)
     start = time.perf_counter()
-    run_mace_training(s, train, folder, valid=val)
+    if not finished(folder, model, key):  # else: finished, its record lost (killed in between)
+        console.print(f"[bold]{case}[/] {arm_label(strategy, args)} seed {seed}: "
+                      f"{s.max_num_epochs} epochs at most on {len(train)} structures")  # fmt: skip
+        if previous is None:
+            start_training(folder, key)
+        else:
+            go_on_from(previous, folder, s.name, key)
+        run_mace_training(s, train, folder, valid=val)
+        mark_finished(folder, key)
     outcome = training_outcome(folder, s.name, s.max_num_epochs)
     record = {"model": str(model.relative_to(OUT)), "training": outcome.model_dump() if outcome
               else None, "wall_s": round(time.perf_counter() - start)}  # fmt: skip
@@ -252,18 +260,15 @@ def train_run(
     return record
 
 
-def go_on_from(previous: Path, folder: Path, strategy: str) -> None:
-    """Start ``folder`` from the best checkpoint of the run in ``previous`` (mace-torch's
-    restart_latest resumes there); a folder that has its own checkpoints (an interrupted
-    longer run) resumes from those."""
-    import shutil
-
-    if best_checkpoint(folder, strategy) is not None:
+def go_on_from(previous: Path, folder: Path, name: str, key: str) -> None:
+    """Start ``folder`` as the training ``key`` from the best checkpoint of the run in
+    ``previous`` (mace-torch's restart_latest resumes there); a folder already started as
+    ``key`` (an interrupted longer run) resumes from its own checkpoints."""
+    if started_key(folder) == key:
         return
-    if (found := best_checkpoint(previous, strategy)) is None:
+    if (found := best_checkpoint(previous, name)) is None:
         raise SystemExit(f"{previous}: no checkpoint to go on from (train that run again)")
-    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(found, folder / "checkpoints" / found.name)
+    start_training(folder, key, found)
 
 
 def measure(case: str, record: dict, data, heldout, oracle_calc, foundation_name: str) -> dict:
