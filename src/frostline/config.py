@@ -229,7 +229,12 @@ class FineTuneConfig(_Strict):
     replay_samples: int = Field(
         200, ge=1, description="replay structures drawn (by seed) per multihead fine-tune"
     )
-    replay_weight: float = Field(1.0, gt=0, description="loss weight of the replay head")
+    replay_weight: float = Field(
+        1.0,
+        gt=0,
+        description="loss weight of the replay head's structures (their energy, force and stress "
+        "terms in mace-torch's universal loss, which trains every multihead fine-tune)",
+    )
     lora_rank: int = Field(4, ge=1, description="rank of the LoRA adapters (strategy: lora)")
     lora_alpha: float = Field(1.0, gt=0, description="LoRA scaling alpha (strategy: lora)")
 
@@ -256,6 +261,20 @@ class FineTuneConfig(_Strict):
             raise ValueError(
                 "finetune.e0s 'average' cannot be used with strategy multihead-replay "
                 "(mace-torch needs per-element E0s for the heads): use estimated"
+            )
+        # mace-torch trains every multihead fine-tune with its universal loss, which reads
+        # neither another loss nor per-structure weights: say so rather than ignore them
+        if replay and self.loss != "weighted":
+            raise ValueError(
+                f"finetune.loss {self.loss} cannot be used with strategy multihead-replay "
+                "(mace-torch trains it with its universal loss, a huber loss on energy, forces "
+                "and stress): remove loss"
+            )
+        if replay and self.member_weights != "uniform":
+            raise ValueError(
+                f"finetune.member_weights {self.member_weights} cannot be used with strategy "
+                "multihead-replay (mace-torch's universal loss ignores per-structure weights): "
+                "use member_weights: uniform"
             )
         return self
 

@@ -71,6 +71,14 @@ def test_strategy_arguments_reach_mace_torch(tmp_path):
     argv = replay.to_argv(Path("t.xyz"), None, tmp_path)
     assert "--multiheads_finetuning=True" in argv and "--pt_train_file=r.extxyz" in argv
     assert "--force_mh_ft_lr=True" in argv  # mace-torch would override the lr with 1e-4
+    # mace-torch trains it with its universal loss whatever --loss says: the stress term explicit
+    assert "--stress_weight=1.0" in argv
+    heavy = MaceTrainSettings(
+        foundation_model="f.model", pt_train_file="r.extxyz", e0s="estimated", stress_weight=100
+    )
+    assert [a for a in heavy.to_argv(Path("t"), None, tmp_path) if "stress_weight" in a][-1] == (
+        "--stress_weight=100"
+    )
     frozen = MaceTrainSettings(foundation_model="f.model", freeze=6)
     assert "--multiheads_finetuning=False" in frozen.to_argv(Path("t.xyz"), None, tmp_path)
     lora = MaceTrainSettings(foundation_model="f.model", lora=True, lora_rank=2)
@@ -92,6 +100,56 @@ def test_bad_strategy_settings_are_one_line_errors(foundation):
         parse_config(tiny_campaign(finetune={"strategy": "multihead-replay", "e0s": "average"}))
     with pytest.raises(ValueError, match="finetune.replay_file"):
         replay_source("/nonexistent.extxyz", foundation)
+    # what mace-torch's universal loss (every multihead fine-tune's) would silently ignore
+    with pytest.raises(ConfigError, match="finetune.loss huber cannot be used with strategy"):
+        parse_config(tiny_campaign(finetune={"strategy": "multihead-replay", "loss": "huber"}))
+    with pytest.raises(ConfigError, match="finetune.member_weights dirichlet cannot be used"):
+        parse_config(
+            tiny_campaign(
+                finetune={
+                    "strategy_sweep": ["frozen", "multihead-replay"],
+                    "member_weights": "dirichlet",
+                }  # fmt: skip
+            )
+        )
+
+
+def test_the_replay_weight_reaches_mace_torchs_universal_loss(tmp_path):
+    """mace-torch's --weight_pt_head reaches only the data it draws itself, as a config weight
+    its universal loss ignores: frostline's replay set carries the weight as the property
+    weights that loss reads. Measured with mace-torch's own parser, batching and loss."""
+    import torch
+    from mace.data import AtomicData
+    from mace.data.utils import KeySpecification, config_from_atoms
+    from mace.modules.loss import UniversalLoss
+    from mace.tools import AtomicNumberTable, torch_geometric
+
+    from frostline.finetune.train import replay_subset
+
+    keys = KeySpecification(
+        info_keys={"energy": "REF_energy", "stress": "REF_stress"},
+        arrays_keys={"forces": "REF_forces"},
+    )
+
+    def loss(weight: float) -> float:
+        settings = MaceTrainSettings(name="r", seed=3, pt_train_file=str(replay_path("mini")),
+                                     num_samples_pt=6, weight_pt_head=weight)  # fmt: skip
+        folder = tmp_path / str(weight)
+        folder.mkdir()
+        frames = read(replay_subset(settings, folder).pt_train_file, ":")
+        configs = [config_from_atoms(a, keys, head_name="pt_head") for a in frames]
+        table = AtomicNumberTable(sorted({int(z) for c in configs for z in c.atomic_numbers}))
+        data = [AtomicData.from_config(c, z_table=table, cutoff=5.0) for c in configs]
+        batch = next(iter(torch_geometric.dataloader.DataLoader(data, batch_size=len(data))))
+        shape, dtype = batch["forces"].shape, batch["forces"].dtype
+        noise = torch.as_tensor(np.random.default_rng(0).normal(0, 0.3, shape), dtype=dtype)
+        pred = {"energy": batch["energy"] + 0.5, "forces": batch["forces"] + noise,
+                "stress": batch["stress"] + 0.01}  # fmt: skip
+        return float(UniversalLoss(energy_weight=10, forces_weight=10)(batch, pred))
+
+    full, quarter, off = loss(1.0), loss(0.25), loss(0.0)
+    assert full > 0 and off == 0.0
+    assert 0.15 * full < quarter < 0.3 * full  # huber: linear in the weight for large errors
 
 
 def test_replay_file_resolved_against_the_config_and_checked_before_the_run(tmp_path):

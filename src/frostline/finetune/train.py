@@ -192,8 +192,11 @@ class MaceTrainSettings:
             argv += [
                 "--multiheads_finetuning=True",
                 f"--pt_train_file={self.pt_train_file}",
-                f"--weight_pt_head={self.weight_pt_head}",
+                f"--weight_pt_head={self.weight_pt_head}",  # reaches mace-torch's own data only
                 "--force_mh_ft_lr=True",  # frostline's lr and EMA, not mace-torch's 1e-4 override
+                # mace-torch trains every multihead fine-tune with its universal loss (huber on
+                # energy, forces and stress), whatever --loss says: its stress term made explicit
+                f"--stress_weight={self.stress_weight or MULTIHEAD_STRESS_WEIGHT}",
             ]
         if self.lora:
             argv += ["--lora=True", f"--lora_rank={self.lora_rank}",
@@ -345,11 +348,20 @@ def run_mace_training(
 
 
 FINETUNED_HEAD = "Default"  # mace-torch's name of the user's head (prepare_default_head)
+MULTIHEAD_STRESS_WEIGHT = 1.0
+"""The stress weight of mace-torch's universal loss, which it trains every multihead fine-tune
+with (its ``--stress_weight`` default), kept while ``stress_weight`` is 0: both heads fit the
+stresses their structures have (the replay set's bulk cells do)."""
+REPLAY_WEIGHT_KEYS = ("config_energy_weight", "config_forces_weight", "config_stress_weight")
+"""Per-structure property weights, the only weights mace-torch's universal loss reads (it
+ignores ``config_weight``, where its own ``--weight_pt_head`` goes)."""
 
 
 def replay_subset(settings: MaceTrainSettings, work_dir: Path) -> MaceTrainSettings:
     """Settings whose ``pt_train_file`` holds ``num_samples_pt`` structures of the replay set,
-    drawn by the training's seed (``work_dir/replay.extxyz``); unchanged without replay."""
+    drawn by the training's seed (``work_dir/replay.extxyz``), weighted by ``weight_pt_head``
+    (``REPLAY_WEIGHT_KEYS``: mace-torch applies its ``--weight_pt_head`` only to the data it
+    draws itself, and then as a weight its universal loss ignores); unchanged without replay."""
     if settings.pt_train_file is None:
         return settings
     if settings.pt_train_file in MACE_REPLAY_NAMES:  # mace-torch draws from its own data
@@ -361,6 +373,9 @@ def replay_subset(settings: MaceTrainSettings, work_dir: Path) -> MaceTrainSetti
     rng = np.random.default_rng(settings.seed)
     n = min(settings.num_samples_pt, len(pool))
     drawn = [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
+    if (w := settings.weight_pt_head) != 1.0:  # the replay head's weight in the universal loss
+        drawn = [_with_info(a, config_weight=w, **dict.fromkeys(REPLAY_WEIGHT_KEYS, w))
+                 for a in drawn]  # fmt: skip
     out = write_training_file(drawn, work_dir / "replay.extxyz")
     return replace(settings, pt_train_file=str(out))
 
