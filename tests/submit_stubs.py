@@ -1,12 +1,15 @@
-"""Oracle for the submission tests, importable by jobflow-remote workers (tests/ on sys.path)."""
+"""Oracle and small jobs for the submission tests, importable by jobflow-remote workers (tests/ on
+sys.path)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import numpy as np
 from ase.calculators.emt import EMT
+from jobflow import job
 
 
 class LoggingEMT(EMT):
@@ -29,3 +32,22 @@ class LoggingEMT(EMT):
             with open(self.log, "a") as f:
                 f.write(line + "\n")
         super().calculate(atoms, properties, system_changes)
+
+
+@job(data="trajectory")
+def frames(n: int, seconds: float = 0.0) -> dict:
+    """A job whose output keeps ``trajectory`` in the ``data`` store (as atomate2's ASE jobs).
+
+    Each run appends its pid to ``executions.log`` in the working directory (the run folder),
+    then takes ``seconds``.
+    """
+    with open("executions.log", "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return {"n": n, "trajectory": [[float(i)] * 3 for i in range(n)]}
+
+
+@job
+def count_frames(doc: dict) -> int:
+    """A job reading ``frames``' output, blob included (resolved when the runner uploads it)."""
+    return len(doc["trajectory"])

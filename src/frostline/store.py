@@ -266,8 +266,9 @@ ENV_JOB_STORE = env_var("job_store")
 
 
 def _is_transfer_store(store: JobStore) -> bool:
-    """jobflow-remote hands jobs a file store in their run folder, uploaded after the job."""
-    return type(store.docs_store).__module__.startswith("jobflow_remote")
+    """jobflow-remote hands jobs a file store in their run folder, uploaded after the job
+    (its own classes, or ``frostline.submit.transfer.TransferJSONStore`` derived from them)."""
+    return any(c.__module__.startswith("jobflow_remote") for c in type(store.docs_store).__mro__)
 
 
 def current_records() -> Records:

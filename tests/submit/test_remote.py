@@ -1,6 +1,7 @@
 """``frostline submit`` with jobflow-remote: routing per job type, a campaign run by the runner
 on two local shell workers ("gpu", "cpu") against a MongoDB wire-protocol server (SecantusDB),
-a runner killed mid-campaign and restarted, and the CLI's errors."""
+a runner killed mid-campaign and restarted, runners killed at chosen points (while completing a
+job, right after starting one), the run-folder transfer files, and the CLI's errors."""
 
 from __future__ import annotations
 
@@ -344,6 +345,251 @@ def test_status_reads_the_same_database(remote_run):
     assert [it["index"] for it in status["iterations"]] == [0, 1]
     assert status["n_train_labels"] == 5 and status["n_validation"] == 2
     assert status["n_models"] == 4
+
+
+# -- the files a job hands to the runner -----------------------------------------------------
+def test_transfer_store_reads_without_writing_and_writes_atomically(tmp_path, monkeypatch):
+    """jobflow-remote's run-folder store, as the runner and the worker build it from a project
+    written by ``project_dict``: connecting never rewrites the file, a write replaces the file
+    whole, an unreadable file is an error (jobflow-remote's default would read it as empty)."""
+    import orjson
+    from jobflow_remote.remote.data import get_remote_store, update_store
+    from maggma.stores import MemoryStore
+
+    from frostline.store import _is_transfer_store
+    from frostline.submit.transfer import REMOTE_JOBSTORE, TransferJSONStore
+
+    store = StoreConfig(kind="mongodb", uri="mongodb://127.0.0.1:1/", database="db")
+    assert project_dict("p", store, {"w": local_worker(tmp_path)})["remote_jobstore"] == (
+        REMOTE_JOBSTORE
+    )
+    for template in ("local", "slurm"):  # the project files users copy carry it too
+        text = (TESTS.parent / "configs" / "jobflow-remote" / f"{template}.yaml").read_text()
+        assert yaml.safe_load(text)["remote_jobstore"] == REMOTE_JOBSTORE, template
+    main = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+    remote = get_remote_store(main, tmp_path, REMOTE_JOBSTORE)
+    assert isinstance(remote.docs_store, TransferJSONStore) and _is_transfer_store(remote)
+    assert JobStore.from_dict(remote.as_dict()).additional_stores["data"].path == str(
+        tmp_path / "additional_store_data.json"
+    )
+    remote.connect()  # what a job does: creates the files, then its output goes in
+    doc = {"uuid": "u", "index": 1, "output": {"x": 1, "blob": list(range(3))}, "metadata": {}}
+    remote.update(doc, save={"data": "blob"})
+    remote.close()
+    files = sorted(tmp_path.glob("*.json"))
+    assert [f.name for f in files] == ["additional_store_data.json", "remote_job_data.json"]
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    writes = []
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda f, mode="r", *a, **k: (
+            (writes.append(f) if "w" in mode else None) or real_open(f, mode, *a, **k)
+        ),
+    )
+    update_store(main, get_remote_store(main, tmp_path, REMOTE_JOBSTORE), db_id=1)  # the runner
+    monkeypatch.undo()
+    assert writes == [] and {f: f.stat().st_mtime_ns for f in files} == stamps
+    main.connect()
+    assert main.get_output("u", load=True)["blob"] == [0, 1, 2]
+    blob_file = tmp_path / "additional_store_data.json"
+    os.truncate(blob_file, 0)  # what a kill inside jobflow-remote's in-place rewrite leaves
+    with pytest.raises(orjson.JSONDecodeError):
+        get_remote_store(main, tmp_path, REMOTE_JOBSTORE).connect()
+
+
+# -- a runner killed while it completes a job ------------------------------------------------
+KILL_WHILE_COMPLETING = """
+import builtins, os, signal, sys
+from pathlib import Path
+from jobflow_remote.jobs import jobcontroller
+from jobflow_remote.jobs.runner import Runner
+
+TARGET, FILE, MARK = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+completing = []  # run dir of the target while the runner completes it
+
+def die(how):
+    MARK.write_text(how)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+_open = builtins.open
+def open_(file, mode="r", *args, **kwargs):
+    f = _open(file, mode, *args, **kwargs)
+    if completing and set(mode) & set("wax+") and Path(file) == Path(completing[0], FILE):
+        die(f"writing {FILE}")  # just after open(): a "w" file is now empty
+    return f
+builtins.open = open_
+
+_complete = Runner.complete_job
+def complete_job(self, lock):
+    doc = lock.locked_document
+    if doc["uuid"] == TARGET:
+        completing.append(doc["run_dir"])
+    try:
+        _complete(self, lock)
+    finally:
+        completing.clear()
+Runner.complete_job = complete_job
+
+_update_store = jobcontroller.update_store
+def update_store(store, remote_store, db_id):
+    _update_store(store, remote_store, db_id)
+    if completing:
+        die("outputs copied, job not yet completed")
+jobcontroller.update_store = update_store
+
+Runner(project_name=sys.argv[4]).run_all_jobs(max_seconds=300)
+"""
+
+
+def _small_project(tmp: Path, name: str, uri: str) -> dict:
+    """One local shell worker running jobs cold (``jf execution run``), tests/ importable."""
+    activate = Path(sys.prefix) / "bin" / "activate"
+    pre_run = f"source {activate}; export PYTHONPATH={TESTS}:$PYTHONPATH"
+    return project_dict(
+        name,
+        StoreConfig(kind="mongodb", uri=uri, database=name),
+        workers={"cpu": local_worker(tmp / "cpu", pre_run=pre_run)},
+        runner=RUNNER,
+        base_dir=tmp / "base",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file", ["additional_store_data.json", "remote_job_data.json"])
+def test_runner_killed_while_completing_a_job_loses_nothing(
+    file, tmp_path, secantus_server, jfr_folder
+):
+    """kill -9 of the runner while it completes a finished job: when it opens ``file`` in the
+    job's run folder for writing (jobflow-remote's default transfer store rewrites the files it
+    reads, so the kill leaves ``file`` empty), or, if it never writes there, right after it
+    copied the job's outputs. A new runner then completes the job, and the next job must find
+    its output and blob (before ``frostline.submit.transfer``: ``KeyError: <blob_uuid>`` in
+    that job's upload, or the finished job failed: "exactly one document, but it contains 0").
+    """
+    from jobflow import Flow
+    from jobflow_remote import submit_flow
+    from jobflow_remote.config.manager import ConfigManager
+    from jobflow_remote.jobs.state import JobState
+    from submit_stubs import count_frames, frames
+
+    name = f"kill-complete-{file.split('.')[0].replace('_', '-')}"
+    write_project(_small_project(tmp_path, name, secantus_server.uri), jfr_folder)
+    jc = ConfigManager().get_project(name).get_job_controller()
+    jc.reset(max_limit=0)
+    producer = frames(4)
+    reader = count_frames(producer.output)
+    submit_flow(Flow([producer, reader]), worker="cpu", project=name)
+    mark, log = tmp_path / "killed.txt", tmp_path / "runner.log"
+    with open(log, "a") as out:
+        first = subprocess.Popen(
+            [sys.executable, "-c", KILL_WHILE_COMPLETING, producer.uuid, file, str(mark), name],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        assert first.wait(timeout=300) == -signal.SIGKILL, log.read_text()[-3000:]
+    print("runner killed:", mark.read_text())
+    jc.unlock_jobs()
+    jc.unlock_flows()
+    second = _start_runner(name, log)
+    assert second.wait(timeout=300) == 0, log.read_text()[-3000:]
+    jobs = {j.uuid: j for j in jc.get_jobs_info()}
+    for job in (producer, reader):
+        info = jobs[job.uuid]
+        error = (info.remote.error if info.remote else None) or info.error or ""
+        assert info.state == JobState.COMPLETED, (info.name, info.state, error[-1500:])
+    store = JobStore.from_dict_spec(
+        jobstore_spec(StoreConfig(kind="mongodb", uri=secantus_server.uri, database=name))
+    )
+    store.connect()
+    assert store.get_output(producer.uuid, load=True)["trajectory"] == [
+        [float(i)] * 3 for i in range(4)
+    ]
+    assert store.get_output(reader.uuid) == 4
+
+
+KILL_AFTER_SUBMIT = """
+import os, signal, sys
+from pathlib import Path
+from jobflow_remote.jobs.runner import Runner
+
+_submit = Runner.submit
+def submit(self, lock):
+    _submit(self, lock)  # the job's process is started; its SUBMITTED state is not yet written
+    if lock.locked_document["uuid"] == sys.argv[1]:
+        Path(sys.argv[2]).write_text(str(lock.update_on_release))
+        os.kill(os.getpid(), signal.SIGKILL)
+Runner.submit = submit
+
+Runner(project_name=sys.argv[3]).run_all_jobs(max_seconds=300)
+"""
+
+
+@pytest.mark.slow
+def test_runner_killed_after_starting_a_job_does_not_run_it_twice(
+    tmp_path, secantus_server, jfr_folder
+):
+    """kill -9 of the runner right after it started a job, before it recorded the submission:
+    the job stays UPLOADED and the next runner submits it again, into the same run folder,
+    while the first run may still be going. With the warm worker one of the two runs waits for
+    the other and does not compute the job again; the job and the next one complete."""
+    from jobflow import Flow
+    from jobflow_remote import submit_flow
+    from jobflow_remote.config.manager import ConfigManager
+    from jobflow_remote.jobs.state import JobState
+    from submit_stubs import count_frames, frames
+
+    name = "kill-after-submit"
+    socket_path = tmp_path / "warm.sock"
+    activate = Path(sys.prefix) / "bin" / "activate"
+    pre_run = (
+        f"source {activate}; export PYTHONPATH={TESTS}:$PYTHONPATH; "
+        f"export FROSTLINE_WARM_SOCKET={socket_path}"
+    )
+    project = project_dict(
+        name,
+        StoreConfig(kind="mongodb", uri=secantus_server.uri, database=name),
+        workers={"cpu": local_worker(tmp_path / "cpu", pre_run=pre_run, warm=True)},
+        runner=RUNNER,
+        base_dir=tmp_path / "base",
+    )
+    write_project(project, jfr_folder)
+    jc = ConfigManager().get_project(name).get_job_controller()
+    jc.reset(max_limit=0)
+    producer = frames(4, seconds=5)
+    reader = count_frames(producer.output)
+    submit_flow(Flow([producer, reader]), worker="cpu", project=name)
+    mark, log = tmp_path / "killed.txt", tmp_path / "runner.log"
+    try:
+        with open(log, "a") as out:
+            first = subprocess.Popen(
+                [sys.executable, "-c", KILL_AFTER_SUBMIT, producer.uuid, str(mark), name],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            assert first.wait(timeout=300) == -signal.SIGKILL, log.read_text()[-3000:]
+        assert "SUBMITTED" in mark.read_text()  # what the dead runner was about to record
+        assert jc.get_job_info(job_id=producer.uuid).state == JobState.UPLOADED
+        jc.unlock_jobs()
+        jc.unlock_flows()
+        second = _start_runner(name, log)
+        assert second.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        _stop_warm_server(socket_path)
+    jobs = {j.uuid: j for j in jc.get_jobs_info()}
+    for job in (producer, reader):
+        info = jobs[job.uuid]
+        error = (info.remote.error if info.remote else None) or info.error or ""
+        assert info.state == JobState.COMPLETED, (info.name, info.state, error[-1500:])
+    run_dir = Path(jc.get_job_doc(job_id=producer.uuid).run_dir)
+    assert len((run_dir / "executions.log").read_text().split()) == 1  # one run, not two
+    assert "already ran on this input" in (run_dir / "queue.err").read_text()
+    store = JobStore.from_dict_spec(
+        jobstore_spec(StoreConfig(kind="mongodb", uri=secantus_server.uri, database=name))
+    )
+    store.connect()
+    assert store.get_output(reader.uuid) == 4
 
 
 # -- CLI errors ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ MongoDB as ``frostline status`` reads: ``jobstore_spec`` builds that section fro
 
 from __future__ import annotations
 
+import copy
 import shlex
 import sys
 from dataclasses import dataclass
@@ -131,8 +132,12 @@ def project_dict(
     """A jobflow-remote project: queue and frostline JobStore on ``store``'s MongoDB.
 
     Each worker's ``pre_run`` gets ``export FROSTLINE_JOB_STORE=...`` prepended, so jobs reach
-    frostline's records directly (``frostline.store.current_records``).
+    frostline's records directly (``frostline.store.current_records``). Jobs hand their outputs
+    to the runner through ``frostline.submit.transfer`` files (``remote_jobstore``), which a
+    runner killed while completing a job cannot truncate.
     """
+    from frostline.submit.transfer import REMOTE_JOBSTORE
+
     uri = _uri(store)
     export = worker_export(store)
     workers = {
@@ -152,6 +157,7 @@ def project_dict(
         },
         "exec_config": exec_config or {},
         "jobstore": jobstore_spec(store),
+        "remote_jobstore": copy.deepcopy(REMOTE_JOBSTORE),
     }
     if runner:
         project["runner"] = runner

@@ -9,6 +9,9 @@ forks one child per job (the child runs jobflow-remote's own ``run_remote_job``)
 starts the server (detached, in its own session); it exits after ``--idle`` seconds without
 jobs. The client stays alive until its job ends and exits with its status, so the runner and
 the queue see an ordinary process. If no server can be reached the job runs cold, in-process.
+Either way a job runs once per upload of its folder: a second process started for the same job
+(a runner killed right after it started the job, then restarted) waits for the first and does
+not run the job again (``_run_job``).
 
 Use it on a node that runs many short jobs (a local or batch worker for ``control`` and cheap
 ``label`` jobs); a Slurm job per DFT calculation gains nothing from it.
@@ -51,10 +54,55 @@ def default_socket() -> str:
     return f"/tmp/frostline-warm-{os.getuid()}-{tag}.sock"
 
 
+RUN_LOCK = ".frostline-run.lock"
+"""In a run folder: the file a job's process holds an exclusive ``flock`` on while it runs."""
+RAN_ON = ".frostline-ran-on"
+"""In a run folder: sha256 of the ``jfremote_in.json`` the job last ran to its end on."""
+
+
+def _input_digest(run_dir: str) -> str | None:
+    from jobflow_remote.jobs.data import IN_FILENAME
+
+    try:
+        return hashlib.sha256(Path(run_dir, IN_FILENAME).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
 def _run_job(run_dir: str) -> int:
+    """Run the job in ``run_dir`` once per upload: one process at a time, never again after it
+    ran to its end on the same ``jfremote_in.json``.
+
+    jobflow-remote may start a job twice in the same folder: a runner killed after it started
+    the job but before it recorded the submission leaves the job UPLOADED, and the next runner
+    submits it again (the first process is still running, or done). A second run would
+    compute the job again (an oracle call) and rewrite the output files the first one wrote,
+    possibly while the runner reads them. Here the second process waits for the first
+    (``RUN_LOCK``) and, finding ``RAN_ON`` equal to the input's digest, exits at once: the
+    runner completes the job from the first run's files. A run killed midway writes no
+    ``RAN_ON``, so the job runs again; a re-upload (new input) or ``jf job rerun`` (which
+    empties the folder) runs it anew.
+    """
+    import fcntl
+
     from jobflow_remote.jobs.run import run_remote_job
 
-    run_remote_job(run_dir)
+    with open(Path(run_dir, RUN_LOCK), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however it ends
+        digest = _input_digest(run_dir)
+        ran_on = Path(run_dir, RAN_ON)
+        if digest is not None and ran_on.is_file() and ran_on.read_text() == digest:
+            print(
+                f"frostline warm: the job in {run_dir} already ran on this input; "
+                "its outputs stand, not running it again",
+                file=sys.stderr,
+            )
+            return 0
+        run_remote_job(run_dir)
+        if digest is not None:
+            tmp = Path(run_dir, f"{RAN_ON}.{os.getpid()}")
+            tmp.write_text(digest)
+            os.replace(tmp, ran_on)
     return 0
 
 
