@@ -620,8 +620,14 @@ def test_submit_unreachable_database_is_one_line(tmp_path, jfr_folder):
 
 
 def test_submit_checks_workers_and_queue(tmp_path, jfr_folder, secantus_server):
+    old = _project(tmp_path, "old", secantus_server.uri, "old")
+    del old["remote_jobstore"]  # a project written by hand before frostline's transfer files
+    write_project(old, jfr_folder)
     write_project(_project(tmp_path, "fresh", secantus_server.uri, "fresh"), jfr_folder)
     config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_campaign(routing=ROUTING)))
+    res = CliRunner().invoke(app, ["submit", str(config), "--project", "old"])
+    assert "project 'old': field 'remote_jobstore' is not set" in _one_line_error(res)
     bad = {**ROUTING, "label": {"worker": "dft"}}
     config.write_text(yaml.safe_dump(tiny_campaign(routing=bad)))
     res = CliRunner().invoke(app, ["submit", str(config), "--project", "fresh"])

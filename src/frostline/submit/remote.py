@@ -302,6 +302,22 @@ def check_store(store: StoreConfig) -> None:
     records.close()
 
 
+def check_transfer_store(project) -> None:
+    """The project's jobs hand their outputs over in ``frostline.submit.transfer`` files:
+    jobflow-remote's own stores rewrite them while the runner reads them, and a runner killed
+    then loses the job's outputs for good. ``SubmitError`` names the setting to add."""
+    from frostline.submit.transfer import REMOTE_JOBSTORE
+
+    store = (project.remote_jobstore or {}).get("store")
+    if store != REMOTE_JOBSTORE["store"]:
+        raise SubmitError(
+            f"project '{project.name}': field 'remote_jobstore' is {store or 'not set'}; add "
+            "remote_jobstore: {store: {'@module': frostline.submit.transfer, '@class': "
+            "TransferJSONStore}, extension: json} (as configs/jobflow-remote/local.yaml), or a "
+            "runner killed while completing a job can lose its outputs"
+        )
+
+
 def _check_queue(project) -> None:
     jc = project.get_job_controller()
     if jc.auxiliary.find_one({"next_id": {"$exists": True}}) is None:
@@ -328,6 +344,7 @@ def submit_remote(
 
     project = load_project(project_name)
     store = store_config_from_project(project)
+    check_transfer_store(project)
     workers = check_routing(config, project)
     foundation = validate_campaign(config)
     check_store(store)
