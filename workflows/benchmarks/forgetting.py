@@ -36,8 +36,8 @@ killed run, or one in a fresh checkout without the model files, resumes there); 
 run seed by seed, so a partial run holds whole seeds. Each run folder records the training
 started and finished in it (``training_folders``): an interrupted run resumes its own
 checkpoints, a folder of other settings is cleared first, and a finished run whose ledger
-record was lost is recorded from its log, not trained again. ``--reprint`` prints what the ledgers hold
-for these settings without training (with ``seeds per arm: k of 3``).
+record was lost is recorded from its log, not trained again. ``--reprint`` prints what the
+ledgers hold for these settings without training (with ``seeds per arm: k of 3``).
 """
 
 from __future__ import annotations
