@@ -111,7 +111,7 @@ def arm_label(arm: str, args: argparse.Namespace) -> str:
 
 def arm_names(args: argparse.Namespace) -> list[str]:
     """The strategies, then one replay arm per ``--replay-sweep`` weight."""
-    return [*args.strategies, *(f"replay-w{w:g}" for w in getattr(args, "replay_sweep", []))]
+    return [*args.strategies, *(f"replay-w{w:g}" for w in args.replay_sweep)]
 
 
 def settings(arm: str, args: argparse.Namespace, foundation: str, seed: int) -> MaceTrainSettings:
@@ -131,7 +131,7 @@ def settings(arm: str, args: argparse.Namespace, foundation: str, seed: int) -> 
         forces_weight=10.0,
         foundation_model=foundation,
         freeze={"frozen": 6}.get(strategy, 0),
-        stress_weight=getattr(args, "stress_weight", 0.0),
+        stress_weight=args.stress_weight,
         extra=extra,
     )
     if strategy == "replay":
@@ -185,7 +185,7 @@ def run_name(arm: str, args: argparse.Namespace, seed: int) -> str:
     scheduler patience, stress weight or replay weight never goes on from another's mace-torch
     checkpoint."""
     protocol = f"-sp{args.scheduler_patience}" if getattr(args, "scheduler_patience", 0) else ""
-    if stress := getattr(args, "stress_weight", 0.0):
+    if stress := args.stress_weight:
         protocol += f"-sw{stress:g}"
     return f"{arm_label(arm, args)}-seed{seed}{protocol}"
 

@@ -23,9 +23,7 @@ setting (``remote_jobstore``) that selects it; ``frostline.submit.remote.project
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import os
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +74,11 @@ class TransferJSONStore(StdJSONStore):
         self._write(docs)
 
     def _write(self, docs: list[dict]) -> None:
+        from frostline.registry.models import atomic_write
+
         data = orjson.dumps(
             docs, option=self.serialization_option, default=self.serialization_default
         )
         if self.path.endswith(".gz"):  # remote_jobstore with zip: true
             data = gzip.compress(data)
-        folder, name = os.path.split(self.path)
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        atomic_write(Path(self.path), data)

@@ -100,9 +100,9 @@ def _run_job(run_dir: str) -> int:
             return 0
         run_remote_job(run_dir)
         if digest is not None:
-            tmp = Path(run_dir, f"{RAN_ON}.{os.getpid()}")
-            tmp.write_text(digest)
-            os.replace(tmp, ran_on)
+            from frostline.registry.models import atomic_write
+
+            atomic_write(ran_on, digest.encode())
     return 0
 
 
