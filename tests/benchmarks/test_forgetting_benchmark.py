@@ -142,3 +142,39 @@ def test_replay_arms_are_costed_against_the_best_strategy_and_plotted(bench, tmp
     )  # NaN: an element without a bulk minimum
     bench.plot({"h2cu": arms}, args, tmp_path / "forgetting.png")
     assert (tmp_path / "forgetting.png").stat().st_size > 10_000
+
+
+def test_the_oracle_computes_each_structure_once_for_all_models_of_a_case(bench):
+    """Every model of a case is checked on the same frames and cells: the oracle's second look
+    at one is remembered (a failure too), a moved atom is computed anew."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    class Counting(EMT):
+        calls = 0
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+            Counting.calls += 1
+            if len(atoms) == 1:
+                raise RuntimeError("SCF did not converge")
+            super().calculate(atoms, properties, system_changes)
+
+    oracle = bench.Remembering(Counting())
+    cell = bulk("Cu", cubic=True)
+    energies = []
+    for _ in range(2):
+        atoms = cell.copy()
+        atoms.calc = oracle
+        energies.append(atoms.get_potential_energy())
+        assert atoms.get_forces().shape == (4, 3)
+    assert Counting.calls == 1 and energies[0] == energies[1]
+    moved = cell.copy()
+    moved.positions[0, 0] += 0.05
+    moved.calc = oracle
+    assert moved.get_potential_energy() != energies[0] and Counting.calls == 2
+    for _ in range(2):
+        single = bulk("Cu")
+        single.calc = oracle
+        with pytest.raises(RuntimeError, match="SCF"):
+            single.get_potential_energy()
+    assert Counting.calls == 3

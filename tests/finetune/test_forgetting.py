@@ -23,7 +23,14 @@ from frostline.config import (
     load_config,
     parse_config,
 )
-from frostline.finetune.forgetting import ForgettingCheck, check_forgetting, equation_of_state
+from frostline.finetune.forgetting import (
+    WALL,
+    ForgettingCheck,
+    bulk_energy,
+    check_forgetting,
+    cubic_reference,
+    equation_of_state,
+)
 from frostline.finetune.jobs import FineTuneMaker
 from frostline.finetune.replay import read_heldout, replay_file_for, replay_path, replay_source
 from frostline.finetune.train import MaceTrainSettings, run_mace_training
@@ -259,7 +266,7 @@ def test_forgetting_check_flags_a_moved_lattice_constant():
     assert any("lattice constant" in w and "Cu" in w for w in moved.warnings)
     kept = check_forgetting(StretchedEMT(1.002), EMT(), ["Cu"])
     assert kept.warnings == [] and kept.lattice[0].a_oracle is None
-    assert kept.lattice[0].wall_model > 0.5  # EMT copper 25 % compressed: eV/atom above its well
+    assert kept.lattice[0].wall_model > 0.05  # EMT copper squeezed 5-25 %: lowest at 5 %, above
     strict = check_forgetting(
         StretchedEMT(1.002), EMT(), ["Cu"], limits=ForgettingConfig(max_lattice_shift_percent=0.1)
     )
@@ -306,6 +313,33 @@ def test_forgetting_check_finds_a_far_well_and_flags_a_lost_bulk():
     assert stored.lattice[0].a_model is None
 
 
+class PocketEMT(EMT):
+    """EMT plus an energy pocket around 0.8x copper's lattice constant, with EMT's wall below
+    and above it: a fine-tuned alloy model's gold had one (-4.3 eV/atom at 0.8x, +6 at 0.75x)."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, ["energy"], system_changes)
+        volume = atoms.get_volume() / len(atoms)  # copper: 6.0 Å³ at 0.8x, 4.9 at 0.75x
+        pocket = 30.0 * np.exp(-(((volume - 6.0) / 0.3) ** 2))
+        self.results = {"energy": self.results["energy"] - len(atoms) * pocket}
+
+
+def test_the_wall_probe_finds_a_hole_between_the_well_and_its_deepest_squeeze():
+    """The wall probe scans the squeezed bulk, not just its deepest point: a pocket at 0.8x is
+    flagged although the bulk at 0.75x (where the probe once looked alone) lies above the well."""
+    a_emt, _ = equation_of_state(EMT(), "Cu")
+    a_ref = cubic_reference("Cu")[1]
+    pocket = PocketEMT()
+    assert bulk_energy(pocket, "Cu", WALL * a_ref) > bulk_energy(pocket, "Cu", a_emt)
+    check = check_forgetting(pocket, EMT(), ["Cu"])
+    (cu,) = check.lattice
+    assert cu.a_model == pytest.approx(a_emt, rel=1e-3)  # the well itself is untouched
+    assert cu.wall_model < -20 < 0 < cu.wall_foundation
+    assert [w.split(":")[0] for w in check.warnings] == [
+        "fine-tuning removed bulk Cu's repulsive wall"
+    ]
+
+
 class FusingEMT(EMT):
     """EMT plus an energy hole for H atoms closer than 0.45 Å: a model that lost the H-H
     repulsion while every pure bulk (and Cu-H) stays as it was."""
@@ -333,16 +367,35 @@ def test_forgetting_check_flags_a_lost_pair_repulsion():
 
 
 def test_forgetting_advice_fits_the_strategy_that_forgot():
-    """Replay is advised to a frozen fine-tune, never to a replay fine-tune that lost the wall
-    anyway (the forgetting benchmark's alloys replay model lost bulk Cu's wall)."""
-    frozen = check_forgetting(FusingEMT(), EMT(), ["H"], strategy="frozen")
-    replay = check_forgetting(FusingEMT(), EMT(), ["H"], strategy="multihead-replay")
+    """Replay is advised to a frozen fine-tune whose bulk moved, never to a replay fine-tune;
+    a lost wall is advised labels that squeeze it, whatever the strategy (the forgetting
+    benchmark's alloys replay models lost walls at several replay weights)."""
+    moved = {"oracle": EMT(), "elements": ["Cu"]}
+    frozen = check_forgetting(StretchedEMT(1.03), EMT(), strategy="frozen", **moved)
+    replay = check_forgetting(StretchedEMT(1.03), EMT(), strategy="multihead-replay", **moved)
     assert frozen.warnings[0].endswith("try finetune.strategy: multihead-replay")
     assert "replay did not keep it" in replay.warnings[0]
     assert "strategy: multihead-replay" not in replay.warnings[0]
     assert ForgettingCheck.model_validate_json(replay.model_dump_json()).strategy == (
         "multihead-replay"
     )
+    for strategy in ("frozen", "multihead-replay"):
+        (fused,) = check_forgetting(FusingEMT(), EMT(), ["H"], strategy=strategy).warnings
+        assert fused.endswith("contacts shorter than the labels')")
+        assert "finetune.strategy" not in fused
+    for strategy in ("frozen", "multihead-replay"):  # no strategy kept a bulk modulus
+        soft = check_forgetting(SoftEMT(), EMT(), ["Cu"], oracle=EMT(), strategy=strategy)
+        (soft,) = soft.warnings
+        assert soft.startswith("fine-tuning moved bulk Cu's bulk modulus")
+        assert soft.endswith("train on stress (finetune.stress_weight)")
+
+
+class SoftEMT(EMT):
+    """EMT at half the energy scale: the same lattice constant, half the bulk modulus."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {k: 0.5 * v for k, v in self.results.items()}
 
 
 def test_forgetting_check_on_the_heldout_domain(foundation):
