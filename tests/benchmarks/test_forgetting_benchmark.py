@@ -178,3 +178,19 @@ def test_the_oracle_computes_each_structure_once_for_all_models_of_a_case(bench)
         with pytest.raises(RuntimeError, match="SCF"):
             single.get_potential_energy()
     assert Counting.calls == 3
+
+
+def test_measure_only_measures_finished_runs_and_never_trains(bench, tmp_path, monkeypatch):
+    """After a change to the check, ``--measure-only`` re-measures the ledger's finished runs
+    whose model files are there, and skips (never trains) an arm without one."""
+    monkeypatch.setattr(bench, "OUT", tmp_path)
+    monkeypatch.setattr(bench, "train_arm", lambda *a: pytest.fail("measure-only trained"))
+    args = bench.parse_args(["--measure-only"])
+    key = bench.arm_key("alloys", "naive", args, 0)
+    record = {"model": "runs/alloys/naive-seed0/naive.model", "training": None}
+    ledger = {"trainings": {key: record}}
+    assert bench.trained("alloys", "naive", args, None, ledger, 0, "measure") is None
+    (tmp_path / record["model"]).parent.mkdir(parents=True)
+    (tmp_path / record["model"]).write_bytes(b"model")
+    assert bench.trained("alloys", "naive", args, None, ledger, 0, "measure") == (key, record)
+    assert bench.trained("alloys", "lora", args, None, ledger, 0, "measure") is None

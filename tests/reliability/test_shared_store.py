@@ -59,6 +59,39 @@ def test_finetune_resume_key_is_the_same_whatever_order_the_labels_come_in(found
     assert maker._memo_keys(foundation, train[:5], valid, "c", 1, None, None)[0] != keys[0]
 
 
+def test_a_replay_weight_stored_before_it_reached_the_loss_is_fine_tuned_again(foundation):
+    """Before 2026-12-07 a replay weight other than 1 never reached mace-torch's loss: a
+    campaign stored then with one re-trains its committees on resume; every other campaign
+    (weight 1, or no replay) keeps the keys it was stored with."""
+    train, valid = fake_labels(6), fake_labels(3)
+
+    def stored_keys(maker) -> tuple:  # the keys of a frostline before the weight's fix
+        return tuple(
+            memo_keys(
+                "finetune", maker=maker, foundation=sha256_file(foundation),
+                train=sorted((x.structure_hash, x.oracle_settings_hash, x.status) for x in train),
+                validation=sorted(
+                    (x.structure_hash, x.oracle_settings_hash, x.status) for x in valid
+                ),
+                campaign="c", iteration=1, freeze=None,
+            )
+        )  # fmt: skip
+
+    for maker, reused in (
+        (FineTuneMaker(strategy="multihead-replay", replay_weight=0.3), False),
+        (
+            FineTuneMaker(
+                strategy="frozen", strategy_sweep=("multihead-replay",), replay_weight=0.3
+            ),
+            False,
+        ),  # fmt: skip
+        (FineTuneMaker(strategy="multihead-replay"), True),
+        (FineTuneMaker(replay_weight=0.3), True),  # frozen: the weight is not used
+    ):
+        keys = maker._memo_keys(foundation, train, valid, "c", 1, None, None)
+        assert bool(set(stored_keys(maker)) & set(keys)) is reused, maker
+
+
 def test_models_a_campaign_did_not_use_are_superseded_and_listed_only_with_all(job_store, tmp_path):
     records = Records(job_store).connect()
     for member, tag in ((0, "a"), (1, "a"), (0, "b"), (1, "b")):

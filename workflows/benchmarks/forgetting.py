@@ -342,31 +342,44 @@ def load_ledger(case: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def run(args: argparse.Namespace, train: bool = True) -> dict:
+def run(args: argparse.Namespace, mode: str = "train") -> dict:
     """Every seed, case and strategy, seed by seed (trainings and measurements from the case's
-    ledger where finished); ``train=False`` only collects what the ledgers hold.
+    ledger where finished). ``mode``: ``train`` trains and measures what is missing,
+    ``measure`` measures the finished trainings the ledgers hold (after a change to the check;
+    trains nothing), ``collect`` only collects what the ledgers hold.
     Returns {case: {strategy: [measurement per seed]}}."""
-    heldout = read_heldout() if train else None
+    heldout = read_heldout() if mode != "collect" else None
     results: dict = {case: {s: [] for s in arm_names(args)} for case in args.cases}
     for seed in args.seeds:
         for case in args.cases:
-            data = case_data(case, args.n, args.n_val, args.n_test) if train else None
+            data = case_data(case, args.n, args.n_val, args.n_test) if mode != "collect" else None
             ledger, oracle_calc = load_ledger(case), None
             measured = ledger.setdefault("measured", {})
             for strategy in arm_names(args):
                 key = f"{final_key(case, strategy, args, seed, ledger)}-{MEASUREMENT}"
-                if key not in measured and train:  # measurements kept: no model files needed
-                    last, record = train_arm(case, strategy, args, data, ledger, seed)
-                    oracle_calc = oracle_calc or oracle(case)
-                    key = f"{last}-{MEASUREMENT}"
-                    measured[key] = measure(
-                        case, record, data, heldout, oracle_calc, args.foundation,
-                        arm_strategy(strategy, args)[0],
-                    )  # fmt: skip
-                    save_ledger(case, ledger)
+                if key not in measured and mode != "collect":  # kept: no model files needed
+                    if found := trained(case, strategy, args, data, ledger, seed, mode):
+                        last, record = found
+                        oracle_calc = oracle_calc or oracle(case)
+                        key = f"{last}-{MEASUREMENT}"
+                        measured[key] = measure(
+                            case, record, data, heldout, oracle_calc, args.foundation,
+                            arm_strategy(strategy, args)[0],
+                        )  # fmt: skip
+                        save_ledger(case, ledger)
                 if key in measured:
                     results[case][strategy].append(measured[key])
     return results
+
+
+def trained(case: str, strategy: str, args, data, ledger: dict, seed: int, mode: str):
+    """An arm's last run (key, record): trained now (``mode`` train), or the ledger's finished
+    one whose model file is there (``measure``; None when there is none)."""
+    if mode == "train":
+        return train_arm(case, strategy, args, data, ledger, seed)
+    last = final_key(case, strategy, args, seed, ledger)
+    record = ledger.get("trainings", {}).get(last)
+    return (last, record) if record and (OUT / record["model"]).exists() else None
 
 
 def mean_spread(values: list[float]) -> tuple[float, float]:
@@ -584,16 +597,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reprint", action="store_true", help="print what the ledgers hold; train nothing"
     )
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="measure the finished trainings the ledgers hold with the current check (after a "
+        "change to it; needs their run folders); train nothing",
+    )
     return parser.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    if args.reprint:
-        report(run(args, train=False), args)
+    if args.reprint or args.measure_only:
+        report(run(args, "measure" if args.measure_only else "collect"), args)
         return
-    key = fingerprint(argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "reprint"}))
+    inputs = {k: v for k, v in vars(args).items() if k not in ("reprint", "measure_only")}
+    key = fingerprint(argparse.Namespace(**inputs))
     saved = OUT / "results.json"
     if saved.exists() and (old := json.loads(saved.read_text())).get("fingerprint") == key:
         console.print(f"inputs unchanged: re-printing {saved}")

@@ -380,8 +380,18 @@ class FineTuneMaker(Maker):
                 freeze=freeze,
                 **({"lr": lr} if lr is not None else {}),
                 **({"strategy": strategy} if strategy is not None else {}),
+                **self._replay_weighting(strategy),
             )
         return tuple(dict.fromkeys(keys))
+
+    def _replay_weighting(self, strategy: str | None) -> dict:
+        """A replay at a weight other than 1 in the memo key: before 2026-12-07 such a weight
+        never reached mace-torch's loss (``frostline.finetune.train.replay_subset``), so the
+        committees stored then are not reused."""
+        strategies = (strategy or self.strategy, *self.strategy_sweep)
+        if "multihead-replay" in strategies and self.replay_weight != 1.0:
+            return {"replay_weighting": "property weights"}
+        return {}
 
     def _checkpoint_set(self, validation: list[LabelledStructure]) -> list[LabelledStructure]:
         """The structures mace-torch keeps the best epoch on (none: its own 10% holdout)."""
