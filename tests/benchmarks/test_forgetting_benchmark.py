@@ -194,3 +194,14 @@ def test_measure_only_measures_finished_runs_and_never_trains(bench, tmp_path, m
     (tmp_path / record["model"]).write_bytes(b"model")
     assert bench.trained("alloys", "naive", args, None, ledger, 0, "measure") == (key, record)
     assert bench.trained("alloys", "lora", args, None, ledger, 0, "measure") is None
+
+
+def test_the_table_names_the_walls_fine_tuning_removed(bench):
+    def run(cu_wall: float, pair_wall: float) -> dict:
+        lattice = [{"element": "Cu", "wall_model": cu_wall, "wall_foundation": 0.13}]
+        pairs = [{"pair": "Cu-H", "wall_model": pair_wall, "wall_foundation": 4.2}]
+        return {"check": {"lattice": lattice, "pairs": pairs}}
+
+    assert bench.walls_cell([run(0.1, 3.0), run(0.2, 2.0)]) == "–"
+    assert bench.walls_cell([run(-31.8, 3.0), run(0.2, -1.0)]) == "Cu (1 of 2), Cu-H (1 of 2)"
+    assert bench.walls_cell([{"check": {"lattice": [{"element": "Cu"}]}}]) == "–"  # before probes

@@ -56,7 +56,7 @@ from rich.table import Table
 
 from frostline.config import OracleConfig
 from frostline.finetune.committee import committee_calculator
-from frostline.finetune.forgetting import LatticeCheck, check_forgetting, force_mae
+from frostline.finetune.forgetting import LatticeCheck, check_forgetting, force_mae, wall_lost
 from frostline.finetune.foundation import MINI_FOUNDATIONS
 from frostline.finetune.replay import HELDOUT_FILE, read_heldout, replay_path
 from frostline.finetune.train import (
@@ -425,6 +425,19 @@ def modulus_cell(runs: list[dict], who: str) -> str:
     return ", ".join(f"{el} {np.mean(v):+.0f}" for el, v in sorted(errors.items()))
 
 
+def walls_cell(runs: list[dict]) -> str:
+    """The bulks and pairs whose repulsive wall fine-tuning removed (the check's rule), with in
+    how many seeds; ``–``: none."""
+    lost: dict[str, int] = {}
+    for r in runs:
+        probes = [(c["element"], c) for c in r["check"]["lattice"]]
+        probes += [(p["pair"], p) for p in r["check"].get("pairs", [])]
+        for name, probe in probes:
+            if wall_lost(probe.get("wall_model"), probe.get("wall_foundation")):
+                lost[name] = lost.get(name, 0) + 1
+    return ", ".join(f"{name} ({k} of {len(runs)})" for name, k in sorted(lost.items())) or "–"
+
+
 def lattice_lost(run: dict, element: str, which: str) -> bool:
     """True when the run's forgetting check found no bulk minimum of ``element`` for ``which``."""
     for c in run["check"]["lattice"]:
@@ -438,13 +451,13 @@ def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace)
     """One case: the foundation, then every strategy as seed means ± spread."""
     table = Table(title=f"{case}: {args.n} training structures, foundation {args.foundation}")
     for col in ("strategy", "seeds", "target F MAE", "domain F MAE after / before", "epochs",
-                "lattice error vs oracle %", "bulk modulus error %"):  # fmt: skip
+                "lattice error vs oracle %", "bulk modulus error %", "walls lost"):  # fmt: skip
         table.add_column(col)
     first = next(runs for runs in arms.values() if runs)
     table.add_row("foundation", "–", f"{first[0]['foundation_target_force_mae']:.1f}",
                   f"{first[0]['check']['force_mae_before']:.1f}", "–",
                   lattice_cell(first, "foundation_lattice_error_percent"),
-                  modulus_cell(first, "foundation"))  # fmt: skip
+                  modulus_cell(first, "foundation"), "–")  # fmt: skip
     for strategy, runs in arms.items():
         if not runs:
             continue
@@ -457,7 +470,7 @@ def case_table(case: str, arms: dict[str, list[dict]], args: argparse.Namespace)
             f"{fmt([r['check']['force_mae_after'] for r in runs])} / "
             f"{runs[0]['check']['force_mae_before']:.1f} = {fmt([r['ratio'] for r in runs], 2)}",
             " ".join(epochs), lattice_cell(runs, "lattice_error_percent"),
-            modulus_cell(runs, "model"),
+            modulus_cell(runs, "model"), walls_cell(runs),
         )  # fmt: skip
     return table
 
