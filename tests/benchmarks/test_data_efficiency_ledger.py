@@ -344,3 +344,36 @@ def test_no_arguments_reprint_the_headline_from_its_ledgers(bench, tmp_path, mon
     assert (tmp_path / "alloys-ledger.json").read_text() == (
         HEADLINE / "alloys-ledger.json"
     ).read_text()
+
+
+@pytest.mark.parametrize("ratio_only", [True, False])
+def test_ratio_only_stops_at_the_size_whose_seed_mean_reaches_the_target(
+    bench, tmp_path, monkeypatch, ratio_only
+):
+    """``--ratio-only`` trains the targets and the fine-tunes up to the first size whose seed
+    mean reaches the target, nothing after it (no later sizes, no curves); without it, every
+    size and the curves follow."""
+    trained: list = []
+    error_at = {15: 40.0, 30: 29.0, 60: 25.0, 300: 20.0}  # target 30: reached at n = 30
+
+    def target(cd, run):
+        run.target = 30.0
+        trained.append(("target", run.seed))
+
+    def fine_tunes(cd, run, n):
+        run.results["sweep"][n] = (error_at[n] + run.seed, 0.0)
+        trained.append(("fine-tunes", n, run.seed))
+
+    monkeypatch.setattr(bench, "load_case", lambda *a: argparse.Namespace(sizes=[15, 30, 60, 300]))
+    monkeypatch.setattr(bench, "train_target", target)
+    monkeypatch.setattr(bench, "train_fine_tunes", fine_tunes)
+    monkeypatch.setattr(bench, "extend_sweep", lambda cd, run, n: trained.append(("extend", n)))
+    monkeypatch.setattr(bench, "train_curve", lambda cd, run, arm: trained.append((arm, run.seed)))
+    monkeypatch.setattr(bench, "summarise", lambda *a: {})
+    flags = ["--ratio-only"] if ratio_only else []
+    bench.run_case("h2cu", bench.parse_args(["--seeds", "0", "1", *flags]), tmp_path)
+    sizes = sorted({step[1] for step in trained if step[0] == "fine-tunes"})
+    assert sizes == ([15, 30] if ratio_only else [15, 30, 60, 300])
+    assert trained[:2] == [("target", 0), ("target", 1)]
+    assert (("scratch", 0) in trained) is not ratio_only
+    assert ("extend", 30) in trained and ("extend", 60) not in trained  # 30 reached: no more

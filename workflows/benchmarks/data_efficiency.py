@@ -805,15 +805,18 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> dict:
     if target is not None:
         console.print(f"{case}: target (seed mean of the best full-data scratch) {target:.1f}")
     for n in cd.sizes:
-        for run in runs:
-            train_fine_tunes(cd, run, n)
         means = [sweep_mean(runs, m) for m in cd.sizes if m < n]
         reached = target is not None and any(m is not None and m <= target for m in means)
+        if reached and args.ratio_only:
+            break
+        for run in runs:
+            train_fine_tunes(cd, run, n)
         if reached and not args.extend_all:
             continue  # sizes after the curve reached the target cannot change the ratio
         for run in runs:
             extend_sweep(cd, run, n)
-    for arm in ("scratch", *((REPLAY,) if REPLAY in args.arms else ())):
+    curves = () if args.ratio_only else ("scratch", *((REPLAY,) if REPLAY in args.arms else ()))
+    for arm in curves:
         for run in runs:
             train_curve(cd, run, arm)
     return summarise(cd, runs, args, out)
@@ -1014,7 +1017,7 @@ def option_chunks(args: argparse.Namespace) -> list[list[str]]:
     chunks += [["--patience-reference", str(args.patience_reference)]]
     chunks += [["--max-extension", str(args.max_extension)], ["--extend-from", args.extend_from]]
     chunks += [["--max-extension-target", str(args.max_extension_target)]]
-    for flag in ("quick", "extend_all", "train"):
+    for flag in ("quick", "extend_all", "ratio_only", "train"):
         chunks += [[f"--{flag.replace('_', '-')}"]] if getattr(args, flag) else []
     return chunks
 
@@ -1031,7 +1034,8 @@ def complete_command(args: argparse.Namespace | None) -> str:
     if args is None:
         return COMPLETE
     headline = option_chunks(parse_args([]))
-    changed = [c for c in option_chunks(args) if c not in headline and c != ["--train"]]
+    modes = (["--train"], ["--ratio-only"])  # how far a run goes, not what it trains
+    changed = [c for c in option_chunks(args) if c not in headline and c not in modes]
     return " ".join([COMPLETE, *(token for chunk in changed for token in chunk)])
 
 
@@ -1116,6 +1120,13 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "--train",
         action="store_true",
         help="train what the ledgers lack (without it: re-print from the ledgers, train none)",
+    )
+    add(
+        "--ratio-only",
+        action="store_true",
+        help="train only what decides the ratio: the targets, then the fine-tunes size by size "
+        "up to the first size whose seed mean reaches the target (curves and later sizes: a run "
+        "without it)",
     )
     add(
         "--extend-all",
