@@ -34,6 +34,9 @@ FineTuneStrategy = Literal["frozen", "multihead-replay", "lora"]
 FINETUNE_STRATEGIES: tuple[str, ...] = get_args(FineTuneStrategy)
 """How the foundation is fine-tuned (``finetune.strategy``): frozen layers (``freeze`` level),
 mace-torch's multihead fine-tuning with replay of the foundation's own data, or LoRA adapters."""
+ReplayFilter = Literal["none", "combinations", "inclusive", "exclusive"]
+"""Which replay frames a multihead fine-tune draws from (``finetune.replay_filter``): mace-torch's
+``--filter_type_pt`` kinds, by the elements of the data being fine-tuned on."""
 MACE_REPLAY_NAMES = ("mp", "omat", "matpes_pbe", "matpes_r2scan")
 """mace-torch's own replay data sets (downloaded by mace-torch, for MACE-MP-type foundations)."""
 Loss = Literal["weighted", "huber", "l1l2"]

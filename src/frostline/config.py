@@ -20,6 +20,7 @@ from frostline.choices import (
     FineTuneStrategy,
     Loss,
     MemberWeights,
+    ReplayFilter,
     Strategy,
     Stratify,
     Uncertainty,
@@ -234,6 +235,12 @@ class FineTuneConfig(_Strict):
         gt=0,
         description="loss weight of the replay head's structures (their energy, force and stress "
         "terms in mace-torch's universal loss, which trains every multihead fine-tune)",
+    )
+    replay_filter: ReplayFilter = Field(
+        "none",
+        description="which replay frames are drawn, by the elements of your data (mace-torch's "
+        "--filter_type_pt): none (any), combinations (frames made only of your elements), "
+        "inclusive (holding all of them), exclusive (exactly them)",
     )
     lora_rank: int = Field(4, ge=1, description="rank of the LoRA adapters (strategy: lora)")
     lora_alpha: float = Field(1.0, gt=0, description="LoRA scaling alpha (strategy: lora)")

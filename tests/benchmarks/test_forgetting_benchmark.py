@@ -205,3 +205,15 @@ def test_the_table_names_the_walls_fine_tuning_removed(bench):
     assert bench.walls_cell([run(0.1, 3.0), run(0.2, 2.0)]) == "–"
     assert bench.walls_cell([run(-31.8, 3.0), run(0.2, -1.0)]) == "Cu (1 of 2), Cu-H (1 of 2)"
     assert bench.walls_cell([{"check": {"lattice": [{"element": "Cu"}]}}]) == "–"  # before probes
+
+
+def test_a_replay_filter_is_its_own_run_folder_and_key(bench):
+    default = bench.parse_args([])
+    filtered = bench.parse_args(["--replay-filter", "combinations", "--replay-sweep", "0.3"])
+    assert bench.run_name("replay", filtered, 0) == "replay-combinations-seed0"
+    assert bench.run_name("replay-w0.3", filtered, 0) == "replay-combinations-w0.3-seed0"
+    assert bench.run_name("naive", filtered, 0) == "naive-seed0"  # other arms: the same runs
+    assert bench.settings("replay", filtered, "f.model", 0).filter_type_pt == "combinations"
+    keys = {arm: [bench.arm_key("h2cu", arm, a, 0) for a in (filtered, default)]
+            for arm in ("replay", "naive")}  # fmt: skip
+    assert keys["replay"][0] != keys["replay"][1] and keys["naive"][0] == keys["naive"][1]

@@ -159,6 +159,29 @@ def test_the_replay_weight_reaches_mace_torchs_universal_loss(tmp_path):
     assert 0.15 * full < quarter < 0.3 * full  # huber: linear in the weight for large errors
 
 
+def test_the_replay_filter_draws_frames_of_the_fine_tuned_elements_only(tmp_path):
+    """``replay_filter: combinations`` (mace-torch's ``--filter_type_pt``) draws only replay
+    frames made of the training data's elements; a filter no frame passes stops the training
+    with a line naming the field; ``none`` draws from every frame, as before."""
+    from frostline.finetune.train import replay_subset
+
+    def drawn(kind: str, elements: list[str]) -> list[set[str]]:
+        settings = MaceTrainSettings(name="r", seed=1, pt_train_file=str(replay_path("mini-64")),
+                                     num_samples_pt=40, filter_type_pt=kind)  # fmt: skip
+        folder = tmp_path / f"{kind}-{''.join(elements)}"
+        folder.mkdir()
+        frames = read(replay_subset(settings, folder, elements).pt_train_file, ":")
+        return [set(a.get_chemical_symbols()) for a in frames]
+
+    combined = drawn("combinations", ["Au", "Cu", "Ni"])
+    assert len(combined) == 40 and all(e <= {"Au", "Cu", "Ni"} for e in combined)
+    assert {"Au", "Cu"} in combined or {"Au", "Ni"} in combined  # alloys, not just elements
+    anything = drawn("none", ["Au", "Cu", "Ni"])
+    assert any(not e <= {"Au", "Cu", "Ni"} for e in anything)
+    with pytest.raises(ValueError, match="finetune.replay_filter: no frame .* exclusive"):
+        drawn("exclusive", ["Au", "Cu", "Ni", "H", "O", "C"])
+
+
 def test_replay_file_resolved_against_the_config_and_checked_before_the_run(tmp_path):
     """A relative ``finetune.replay_file`` is read beside the campaign file (like the seeds
     file); a missing one stops the campaign before any store write, naming the field."""

@@ -106,9 +106,12 @@ def arm_strategy(arm: str, args: argparse.Namespace) -> tuple[str, float]:
 def arm_label(arm: str, args: argparse.Namespace) -> str:
     """An arm's name in tables and run folders: a replay arm at a weight other than
     mace-torch's 1.0 is ``replay-wW`` (the same folder for ``--replay-weight W`` and a sweep
-    arm of W: the same settings)."""
+    arm of W: the same settings), with a ``--replay-filter`` ``replay-FILTER[-wW]``."""
     strategy, weight = arm_strategy(arm, args)
-    return f"replay-w{weight:g}" if strategy == "replay" and weight != 1.0 else arm
+    if strategy != "replay":
+        return arm
+    label = "replay" + (f"-{args.replay_filter}" if args.replay_filter != "none" else "")
+    return label + (f"-w{weight:g}" if weight != 1.0 else "")
 
 
 def arm_names(args: argparse.Namespace) -> list[str]:
@@ -140,6 +143,7 @@ def settings(arm: str, args: argparse.Namespace, foundation: str, seed: int) -> 
         base.pt_train_file = str(replay_path(args.foundation))
         base.num_samples_pt = args.replay_samples
         base.weight_pt_head = weight
+        base.filter_type_pt = args.replay_filter
     if strategy == "lora":
         base.lora = True
     return base
@@ -598,6 +602,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=1.0,
         help="the replay arm's weight of the foundation head's loss (mace-torch weight_pt_head)",
+    )
+    parser.add_argument(
+        "--replay-filter",
+        choices=["none", "combinations", "inclusive", "exclusive"],
+        default="none",
+        help="replay frames drawn from those of the case's elements (mace-torch filter_type_pt)",
     )
     parser.add_argument(
         "--replay-sweep",

@@ -169,6 +169,7 @@ class FineTuneMaker(Maker):
     replay_weight: float = 1.0
     lora_rank: int = 4
     lora_alpha: float = 1.0
+    replay_filter: str = "none"
     # fields added after campaigns were stored, oldest first (fields added together grouped):
     # at their defaults they are left out of the keys older versions computed, so those
     # campaigns resume (frostline.reliability.memo.memo_keys)
@@ -185,6 +186,7 @@ class FineTuneMaker(Maker):
             "lora_rank",
             "lora_alpha",
         ),
+        "replay_filter",
     )
 
     def __post_init__(self) -> None:
@@ -519,6 +521,7 @@ class FineTuneMaker(Maker):
             "pt_train_file": replay_source(self.replay_file, foundation),
             "num_samples_pt": self.replay_samples,
             "weight_pt_head": self.replay_weight,
+            "filter_type_pt": self.replay_filter,
         }
 
     def _parameters(self, foundation_model, level: int, strategy: str) -> tuple[int, int]:

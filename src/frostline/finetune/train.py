@@ -36,13 +36,17 @@ def write_training_file(
 
     ``weights``: one loss weight per structure, written as mace-torch's ``config_weight``.
     """
-    atoms = [s if isinstance(s, Atoms) else s.to_atoms() for s in structures]
+    atoms = [_as_atoms(s) for s in structures]
     if weights is not None:
         if len(weights) != len(atoms):
             raise ValueError(f"{len(weights)} weights for {len(atoms)} structures")
         atoms = [_with_info(a, config_weight=float(w)) for a, w in zip(atoms, weights, strict=True)]
     write(path, atoms, format="extxyz")
     return path
+
+
+def _as_atoms(structure: LabelledStructure | Atoms) -> Atoms:
+    return structure if isinstance(structure, Atoms) else structure.to_atoms()
 
 
 def _with_info(atoms: Atoms, **info) -> Atoms:
@@ -62,6 +66,7 @@ ADDED_FIELDS = (
     "lora",
     "lora_rank",
     "lora_alpha",
+    "filter_type_pt",
 )  # MaceTrainSettings fields newer than the first ledgers
 
 
@@ -103,6 +108,9 @@ class MaceTrainSettings:
     pt_train_file: str | None = None
     num_samples_pt: int = 200
     weight_pt_head: float = 1.0
+    # mace-torch's filtering of the replay pool by the training data's elements ("none",
+    # "combinations": frames made only of those elements, "inclusive", "exclusive")
+    filter_type_pt: str = "none"
     # LoRA adapters (mace-torch --lora: only the adapters train, merged into the saved model)
     lora: bool = False
     lora_rank: int = 4
@@ -311,7 +319,11 @@ def run_mace_training(
     work_dir.mkdir(parents=True, exist_ok=True)
     train_file = write_training_file(train, work_dir / "train.extxyz", weights)
     valid_file = write_training_file(valid, work_dir / "valid.extxyz") if valid else None
-    argv_settings = replay_subset(foundation_in_training_dtype(settings, work_dir), work_dir)
+    replaying = settings.pt_train_file is not None
+    elements = sorted({e for x in train for e in _as_atoms(x).symbols} if replaying else ())
+    argv_settings = replay_subset(
+        foundation_in_training_dtype(settings, work_dir), work_dir, elements
+    )
     args = build_default_arg_parser().parse_args(
         argv_settings.to_argv(train_file, valid_file, work_dir)
     )
@@ -357,19 +369,31 @@ REPLAY_WEIGHT_KEYS = ("config_energy_weight", "config_forces_weight", "config_st
 ignores ``config_weight``, where its own ``--weight_pt_head`` goes)."""
 
 
-def replay_subset(settings: MaceTrainSettings, work_dir: Path) -> MaceTrainSettings:
+def replay_subset(
+    settings: MaceTrainSettings, work_dir: Path, elements: Sequence[str] = ()
+) -> MaceTrainSettings:
     """Settings whose ``pt_train_file`` holds ``num_samples_pt`` structures of the replay set,
-    drawn by the training's seed (``work_dir/replay.extxyz``), weighted by ``weight_pt_head``
-    (``REPLAY_WEIGHT_KEYS``: mace-torch applies its ``--weight_pt_head`` only to the data it
-    draws itself, and then as a weight its universal loss ignores); unchanged without replay."""
+    drawn by the training's seed (``work_dir/replay.extxyz``) from the frames that pass
+    mace-torch's ``filter_type_pt`` filter for ``elements`` (the training data's), weighted by
+    ``weight_pt_head`` (``REPLAY_WEIGHT_KEYS``: mace-torch applies its ``--weight_pt_head``
+    only to the data it draws itself, and then as a weight its universal loss ignores);
+    unchanged without replay."""
     if settings.pt_train_file is None:
         return settings
     if settings.pt_train_file in MACE_REPLAY_NAMES:  # mace-torch draws from its own data
-        extra = {**settings.extra, "num_samples_pt": str(settings.num_samples_pt)}
+        extra = {**settings.extra, "num_samples_pt": str(settings.num_samples_pt),
+                 "filter_type_pt": settings.filter_type_pt}  # fmt: skip
         return replace(settings, extra=extra)
     from ase.io import read
+    from mace.cli.fine_tuning_select import FilteringType, filter_atoms
 
-    pool = read(settings.pt_train_file, ":")
+    kind = FilteringType(settings.filter_type_pt)
+    pool = [a for a in read(settings.pt_train_file, ":") if filter_atoms(a, list(elements), kind)]
+    if not pool:
+        raise ValueError(
+            f"finetune.replay_filter: no frame of {settings.pt_train_file} passes "
+            f"{kind.value} for {sorted(elements)}"
+        )
     rng = np.random.default_rng(settings.seed)
     n = min(settings.num_samples_pt, len(pool))
     drawn = [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
