@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: timing and figures.
+"""Helpers shared by the benchmark scripts: timing, figures and the console.
 
 A script imports it next to itself (the folder is not a package)::
 
@@ -11,6 +11,7 @@ A script imports it next to itself (the folder is not a package)::
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 DPI = 120
+
+
+def wide_console():
+    """A rich console as wide as the terminal, or 160 columns into a log file (rich's 80 wraps
+    every table cell)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -95,7 +95,6 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
-from rich.console import Console
 from rich.table import Table
 
 from frostline.finetune.committee import committee_calculator
@@ -112,9 +111,10 @@ from frostline.schemas import TrainingOutcome
 from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import wide_console  # noqa: E402
 from training_folders import finished, finished_key, mark_finished, start_training  # noqa: E402
 
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = wide_console()
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 ARMS = ("scratch", "f0", "f5", "f6")
 FINE_TUNE_ARMS = ("f0", "f5", "f6")  # the freeze sweep's candidates

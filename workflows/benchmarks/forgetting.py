@@ -51,7 +51,6 @@ from pathlib import Path
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
-from rich.console import Console
 from rich.table import Table
 
 from frostline.config import OracleConfig
@@ -69,10 +68,10 @@ from frostline.label.oracles import builtin_calculator
 from frostline.schemas import TrainingOutcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import figure  # noqa: E402
+from common import figure, wide_console  # noqa: E402
 from training_folders import finished, mark_finished, start_training, started_key  # noqa: E402
 
-console = Console()
+console = wide_console()
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "forgetting"
 LABELS = HERE / "results" / "data_efficiency_f64_p30"  # the data-efficiency cases' labels
