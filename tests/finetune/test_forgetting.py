@@ -182,6 +182,21 @@ def test_the_replay_filter_draws_frames_of_the_fine_tuned_elements_only(tmp_path
         drawn("exclusive", ["Au", "Cu", "Ni", "H", "O", "C"])
 
 
+def test_the_campaigns_replay_filter_reaches_the_training_settings(foundation):
+    """``finetune.replay_filter`` goes from the campaign file through the maker to the
+    settings the replay set is drawn with (and to mace-torch for its own replay data)."""
+    from frostline.config import FineTuneConfig
+    from frostline.finetune.train import replay_subset
+    from frostline.flows.active_learning import section_fields
+
+    config = FineTuneConfig(strategy="multihead-replay", freeze=0, replay_filter="combinations")
+    maker = FineTuneMaker(**section_fields(config, FineTuneMaker, seed=0))
+    fields = maker._strategy_settings(foundation, "multihead-replay")
+    assert fields["filter_type_pt"] == "combinations"
+    mp = replay_subset(MaceTrainSettings(pt_train_file="mp", filter_type_pt="combinations"), ".")
+    assert mp.extra["filter_type_pt"] == "combinations"  # mace-torch filters its own data
+
+
 def test_replay_file_resolved_against_the_config_and_checked_before_the_run(tmp_path):
     """A relative ``finetune.replay_file`` is read beside the campaign file (like the seeds
     file); a missing one stops the campaign before any store write, naming the field."""
