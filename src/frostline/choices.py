@@ -35,6 +35,7 @@ FINETUNE_STRATEGIES: tuple[str, ...] = get_args(FineTuneStrategy)
 """How the foundation is fine-tuned (``finetune.strategy``): frozen layers (``freeze`` level),
 mace-torch's multihead fine-tuning with replay of the foundation's own data, or LoRA adapters."""
 ReplayFilter = Literal["none", "combinations", "inclusive", "exclusive"]
+REPLAY_FILTERS: tuple[str, ...] = get_args(ReplayFilter)
 """Which replay frames a multihead fine-tune draws from (``finetune.replay_filter``): mace-torch's
 ``--filter_type_pt`` kinds, by the elements of the data being fine-tuned on."""
 MACE_REPLAY_NAMES = ("mp", "omat", "matpes_pbe", "matpes_r2scan")

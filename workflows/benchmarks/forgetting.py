@@ -53,6 +53,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from rich.table import Table
 
+from frostline.choices import REPLAY_FILTERS
 from frostline.config import OracleConfig
 from frostline.finetune.committee import committee_calculator
 from frostline.finetune.forgetting import LatticeCheck, check_forgetting, force_mae, wall_lost
@@ -604,7 +605,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--replay-filter",
-        choices=["none", "combinations", "inclusive", "exclusive"],
+        choices=REPLAY_FILTERS,
         default="none",
         help="replay frames drawn from those of the case's elements (mace-torch filter_type_pt)",
     )
