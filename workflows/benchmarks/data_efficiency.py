@@ -97,6 +97,7 @@ from ase import Atoms
 from ase.build import bulk
 from rich.table import Table
 
+from frostline.choices import REPLAY_FILTERS
 from frostline.finetune.committee import committee_calculator
 from frostline.finetune.foundation import foundation_architecture, label_with_chgnet
 from frostline.finetune.replay import replay_file_for
@@ -337,7 +338,8 @@ def replay_settings(args: argparse.Namespace) -> dict:
     path = replay_file_for(str(args.foundation))
     if path is None:
         raise SystemExit(f"--arms replay: no shipped replay set for --foundation {args.foundation}")
-    return {"pt_train_file": repo_relative(path), "num_samples_pt": args.replay_samples}
+    return {"pt_train_file": repo_relative(path), "num_samples_pt": args.replay_samples,
+            "filter_type_pt": args.replay_filter}  # fmt: skip
 
 
 def first_rate(rates: float | list[float]) -> float:
@@ -1010,6 +1012,7 @@ def option_chunks(args: argparse.Namespace) -> list[list[str]]:
     chunks = [["--n", str(args.n)], ["--n-val", str(args.n_val)], ["--n-test", str(args.n_test)]]
     chunks += [["--data-seed", str(args.data_seed)], ["--seeds", *map(str, args.seeds)]]
     chunks += [["--arms", *args.arms], ["--replay-samples", str(args.replay_samples)]]
+    chunks += [["--replay-filter", args.replay_filter]]
     chunks += [["--out", str(args.out)], ["--foundation", str(args.foundation)]]
     chunks += [["--lr", *map(str, args.lr)], ["--lr-finetune", *map(str, args.lr_finetune)]]
     chunks += [["--patience", str(args.patience)], ["--epoch-scale", str(args.epoch_scale)]]
@@ -1104,6 +1107,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="scratch f0 f5 f6 (always), and replay: f0 with multihead replay",
     )
     add("--replay-samples", type=int, default=80, help="replay structures drawn per training")
+    add(
+        "--replay-filter",
+        choices=REPLAY_FILTERS,
+        default="none",
+        help="replay frames of the case's elements only (mace-torch filter_type_pt)",
+    )
     add_training_options(parser)
     args = parser.parse_args(argv)
     if not set(ARMS) <= set(args.arms):
