@@ -113,7 +113,13 @@ from frostline.structures import h2_cu111_structures, random_alloy, rattle, stra
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import wide_console  # noqa: E402
-from training_folders import finished, finished_key, mark_finished, start_training  # noqa: E402
+from training_folders import (  # noqa: E402
+    finished,
+    finished_key,
+    mark_finished,
+    restore_parked,
+    start_training,
+)
 
 console = wide_console()
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
@@ -795,6 +801,8 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> dict:
     """Every seed's trainings of one case (ledger records where finished), in the order that
     decides the ratio soonest: targets, then the fine-tunes size by size, then the curves."""
     cd = load_case(case, args, out)
+    if not getattr(args, "reprint", False):  # the trainings an earlier session parked resume
+        restore_parked(out / case, out / "parked" / case)
     runs = [
         SeedRun(
             seed, argparse.Namespace(**{**vars(args), "seed": seed}), seed_root(out / case, seed)

@@ -70,7 +70,13 @@ from frostline.schemas import TrainingOutcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import figure, wide_console  # noqa: E402
-from training_folders import finished, mark_finished, start_training, started_key  # noqa: E402
+from training_folders import (  # noqa: E402
+    finished,
+    mark_finished,
+    restore_parked,
+    start_training,
+    started_key,
+)
 
 console = wide_console()
 HERE = Path(__file__).resolve().parent
@@ -354,6 +360,9 @@ def run(args: argparse.Namespace, mode: str = "train") -> dict:
     Returns {case: {strategy: [measurement per seed]}}."""
     heldout = read_heldout() if mode != "collect" else None
     results: dict = {case: {s: [] for s in arm_names(args)} for case in args.cases}
+    if mode == "train":
+        for case in args.cases:  # the trainings an earlier session parked resume
+            restore_parked(OUT / "runs" / case, OUT / "parked" / case)
     for seed in args.seeds:
         for case in args.cases:
             data = case_data(case, args.n, args.n_val, args.n_test) if mode != "collect" else None

@@ -13,12 +13,21 @@ A script imports it next to itself (the folder is not a package)::
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from training_folders import finished, mark_finished, start_training  # noqa: E402
 
+A machine's run folders do not outlive its session, so the trainings in progress can be
+*parked*: their latest checkpoint (mace-torch keeps its best so far), their mace-torch logs and
+their start marker copied, gzipped, into a ``parked/`` folder committed beside the ledgers, and
+restored into a fresh checkout, where mace-torch resumes them (``python training_folders.py
+park RUNS PARKED`` before a session ends; each benchmark restores what is parked when it starts
+training).
+
 Each rule here is used by ``data_efficiency.py`` and ``forgetting.py``.
 """
 
 from __future__ import annotations
 
+import gzip
 import shutil
+import sys
 from pathlib import Path
 
 STARTED = "frostline-started.json"
@@ -70,3 +79,80 @@ def finished_key(folder: Path) -> str | None:
 def finished(folder: Path, model: Path, key: str) -> bool:
     """``model`` exists and is the training ``key``'s (a re-run reuses it)."""
     return model.exists() and finished_key(folder) == key
+
+
+def in_progress(runs: Path) -> list[Path]:
+    """The training folders under ``runs`` started and not finished (a finished folder's stamp
+    is the key it was started with)."""
+    return sorted(
+        started.parent
+        for started in Path(runs).rglob(STARTED)
+        if finished_key(started.parent) != started.read_text()
+    )
+
+
+def _parked_files(folder: Path) -> list[Path]:
+    """What a resumed training needs of its folder: its start marker, its latest checkpoint
+    and mace-torch's logs (the epochs before the interruption count)."""
+    checkpoints = sorted(
+        (folder / "checkpoints").glob("*_epoch-*.pt"),
+        key=lambda p: int(p.stem.rsplit("-", 1)[1]),
+    )
+    logs = [p for p in sorted((folder / "logs").glob("*.log")) if not p.stem.endswith("_debug")]
+    return [folder / STARTED, *checkpoints[-1:], *logs]
+
+
+def park(runs: Path, parked: Path) -> list[Path]:
+    """Replace ``parked`` with the trainings in progress under ``runs`` (gzipped, the same
+    relative paths); returns their folders. A folder without a checkpoint yet is skipped (it
+    would start afresh anyway)."""
+    runs, parked = Path(runs), Path(parked)
+    staged = parked.with_name(parked.name + ".partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    folders = []
+    for folder in in_progress(runs):
+        files = _parked_files(folder)
+        if not any(f.suffix == ".pt" for f in files):
+            continue
+        for f in files:
+            target = staged / f.relative_to(runs)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with f.open("rb") as src, gzip.open(f"{target}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        folders.append(folder)
+    shutil.rmtree(parked, ignore_errors=True)
+    if folders:
+        staged.replace(parked)  # never half a parked set
+    else:
+        shutil.rmtree(staged, ignore_errors=True)
+    return folders
+
+
+def restore_parked(runs: Path, parked: Path) -> list[Path]:
+    """Restore each training parked in ``parked`` into ``runs`` where its folder holds no
+    training yet (no start marker, no stamp): mace-torch then resumes it from its checkpoint
+    when the benchmark starts that training again. Returns the folders restored."""
+    runs, parked = Path(runs), Path(parked)
+    restored = []
+    for marker in sorted(parked.rglob(f"{STARTED}.gz")):
+        source = marker.parent
+        folder = runs / source.relative_to(parked)
+        if (folder / STARTED).exists() or (folder / STAMP).exists():
+            continue
+        # the start marker last, each file whole: an interrupted restore starts afresh
+        for f in sorted(source.rglob("*.gz"), key=lambda f: f == marker):
+            target = folder / f.relative_to(source).with_suffix("")
+            partial = target.with_name(target.name + ".partial")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with gzip.open(f, "rb") as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            partial.replace(target)
+        restored.append(folder)
+    return restored
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "park":
+        raise SystemExit("usage: python training_folders.py park RUNS PARKED")
+    for parked_folder in park(Path(sys.argv[2]), Path(sys.argv[3])):
+        print(f"parked {parked_folder}")
