@@ -38,6 +38,8 @@ ReplayFilter = Literal["none", "combinations", "inclusive", "exclusive"]
 REPLAY_FILTERS: tuple[str, ...] = get_args(ReplayFilter)
 """Which replay frames a multihead fine-tune draws from (``finetune.replay_filter``): mace-torch's
 ``--filter_type_pt`` kinds, by the elements of the data being fine-tuned on."""
+NO_REPLAY_FILTER: ReplayFilter = "none"
+"""Any replay frame (mace-torch's default; what every replay drew before the filter existed)."""
 MACE_REPLAY_NAMES = ("mp", "omat", "matpes_pbe", "matpes_r2scan")
 """mace-torch's own replay data sets (downloaded by mace-torch, for MACE-MP-type foundations)."""
 Loss = Literal["weighted", "huber", "l1l2"]

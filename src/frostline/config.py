@@ -12,6 +12,7 @@ from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from frostline.choices import (
+    NO_REPLAY_FILTER,
     Bias,
     CheckpointOn,
     ContactDeficit,
@@ -237,7 +238,7 @@ class FineTuneConfig(_Strict):
         "terms in mace-torch's universal loss, which trains every multihead fine-tune)",
     )
     replay_filter: ReplayFilter = Field(
-        "none",
+        NO_REPLAY_FILTER,
         description="which replay frames are drawn, by the elements of your data (mace-torch's "
         "--filter_type_pt): none (any), combinations (frames made only of your elements), "
         "inclusive (holding all of them), exclusive (exactly them)",

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import yaml
 from conftest import tiny_campaign
 from typer.testing import CliRunner
 
+from frostline.choices import NO_REPLAY_FILTER
 from frostline.cli import app
 from frostline.config import parse_config
 from frostline.finetune.foundation import sha256_file
@@ -90,6 +93,70 @@ def test_a_replay_weight_stored_before_it_reached_the_loss_is_fine_tuned_again(f
     ):
         keys = maker._memo_keys(foundation, train, valid, "c", 1, None, None)
         assert bool(set(stored_keys(maker)) & set(keys)) is reused, maker
+
+
+@dataclass
+class FilteringByDefault(FineTuneMaker):
+    """FineTuneMaker as it would be with ``combinations`` as the replay filter's default."""
+
+    replay_filter: str = "combinations"
+    MEMO_ORIGINAL_DEFAULTS: ClassVar[dict] = {"replay_filter": NO_REPLAY_FILTER}
+
+
+def test_a_change_of_the_replay_filters_default_reuses_exactly_the_committees_it_would_compute(
+    foundation,
+):
+    """The replay filter is in a fine-tune's key only where a replay trains; with another
+    default (and the original one recorded) a stored campaign resumes where its committees are
+    what the new default computes, and only there."""
+    train, valid = fake_labels(6), fake_labels(3)
+
+    def keys(maker) -> set:
+        return set(maker._memo_keys(foundation, train, valid, "c", 1, None, None))
+
+    replay = {"strategy": "multihead-replay"}
+    assert keys(FineTuneMaker(replay_filter="combinations")) == keys(FineTuneMaker())
+    assert not keys(FineTuneMaker(**replay, replay_filter="combinations")) & keys(
+        FineTuneMaker(**replay)
+    )
+    for stored, now, reused in (
+        (FineTuneMaker(), FilteringByDefault(), True),  # frozen: no replay, nothing changes
+        (FineTuneMaker(**replay), FilteringByDefault(**replay), False),  # filtered now
+        (FineTuneMaker(**replay), FilteringByDefault(**replay, replay_filter="none"), True),
+        (
+            FineTuneMaker(**replay, replay_filter="combinations"),
+            FilteringByDefault(**replay),
+            True,
+        ),
+        (  # a replay stored before the filter existed (its key had no filter)
+            FineTuneMaker(**replay),
+            FilteringByDefault(**replay, replay_samples=100),
+            False,
+        ),
+    ):
+        assert bool(keys(stored) & keys(now)) is reused, (stored, now)
+
+
+def test_memo_keys_leave_a_field_whose_default_changed_out_only_at_its_original_default():
+    @dataclass
+    class Before:
+        lr: float = 0.01
+
+    @dataclass
+    class After:
+        lr: float = 0.01
+        filter: str = "none"
+        MEMO_ADDED_FIELDS: ClassVar[tuple] = ("filter",)
+
+    @dataclass
+    class Changed(After):
+        filter: str = "all"
+        MEMO_ORIGINAL_DEFAULTS: ClassVar[dict] = {"filter": "none"}
+
+    old = memo_keys("finetune", maker=Before())[0]
+    assert old in memo_keys("finetune", maker=After())
+    assert old not in memo_keys("finetune", maker=Changed())  # computes another thing now
+    assert old in memo_keys("finetune", maker=Changed(filter="none"))
 
 
 def test_models_a_campaign_did_not_use_are_superseded_and_listed_only_with_all(job_store, tmp_path):

@@ -6,7 +6,7 @@ import hashlib
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -18,6 +18,7 @@ from rich.console import Console
 
 from frostline.choices import (
     MEMBER_WEIGHTS,
+    NO_REPLAY_FILTER,
 )
 from frostline.config import FineTuneConfig, maker_settings
 from frostline.finetune.committee import committee_calculator, resolve_device
@@ -169,7 +170,7 @@ class FineTuneMaker(Maker):
     replay_weight: float = 1.0
     lora_rank: int = 4
     lora_alpha: float = 1.0
-    replay_filter: str = "none"
+    replay_filter: str = NO_REPLAY_FILTER
     # fields added after campaigns were stored, oldest first (fields added together grouped):
     # at their defaults they are left out of the keys older versions computed, so those
     # campaigns resume (frostline.reliability.memo.memo_keys)
@@ -373,7 +374,7 @@ class FineTuneMaker(Maker):
         for ordered in (False, True):
             keys += memo_keys(
                 "finetune",
-                maker=self,
+                maker=self._keyed(strategy),
                 foundation=fingerprint,
                 train=ids(train, ordered),
                 validation=ids(validation, ordered),
@@ -386,12 +387,23 @@ class FineTuneMaker(Maker):
             )
         return tuple(dict.fromkeys(keys))
 
+    def _replays(self, strategy: str | None) -> bool:
+        """A multihead replay trains among the committee's candidates."""
+        return "multihead-replay" in (strategy or self.strategy, *self.strategy_sweep)
+
+    def _keyed(self, strategy: str | None) -> FineTuneMaker:
+        """The maker as the memo key sees it: the replay filter at ``none`` (no filter) where no
+        replay trains, so a change of its default never changes the keys of other
+        fine-tunes."""
+        if self._replays(strategy) or self.replay_filter == NO_REPLAY_FILTER:
+            return self
+        return replace(self, replay_filter=NO_REPLAY_FILTER)
+
     def _replay_weighting(self, strategy: str | None) -> dict:
         """A replay at a weight other than 1 in the memo key: before 2026-12-07 such a weight
         never reached mace-torch's loss (``frostline.finetune.train.replay_subset``), so the
         committees stored then are not reused."""
-        strategies = (strategy or self.strategy, *self.strategy_sweep)
-        if "multihead-replay" in strategies and self.replay_weight != 1.0:
+        if self._replays(strategy) and self.replay_weight != 1.0:
             return {"replay_weighting": "property weights"}
         return {}
 

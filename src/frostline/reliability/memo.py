@@ -30,7 +30,17 @@ ADDED_FIELDS_ATTRIBUTE = "MEMO_ADDED_FIELDS"
 first (each entry: a field, or a tuple of fields added together)."""
 
 
+ORIGINAL_DEFAULTS_ATTRIBUTE = "MEMO_ORIGINAL_DEFAULTS"
+"""A maker dataclass maps here each added field whose default changed since it was added to the
+default it was added with: the keys of older versions leave the field out only at that value
+(at the new default the job computes something else than those versions did)."""
+
+
 def _at_default(obj: Any, f: dataclasses.Field) -> bool:
+    """``obj``'s field ``f`` holds the value versions before the field computed with."""
+    original = getattr(type(obj), ORIGINAL_DEFAULTS_ATTRIBUTE, {})
+    if f.name in original:
+        return getattr(obj, f.name) == original[f.name]
     if f.default is not dataclasses.MISSING:
         default = f.default
     elif f.default_factory is not dataclasses.MISSING:
