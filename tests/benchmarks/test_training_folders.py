@@ -4,6 +4,8 @@ resume from a checkpoint is tested with the benchmarks' own folders)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from helpers.benchmarks import load_benchmark
 
@@ -77,3 +79,41 @@ def test_parking_again_replaces_what_was_parked(folders, tmp_path):
     folders.mark_finished(folder, "key-1")  # it finished since: nothing left to park
     assert folders.park(runs, parked) == []
     assert not parked.exists()
+
+
+@pytest.mark.slow
+def test_mace_torch_resumes_a_parked_training_in_a_fresh_checkout(folders, tmp_path):
+    """A real (tiny) mace-torch training stopped after 3 epochs, parked, restored elsewhere and
+    started again with a higher cap goes on from its checkpoint: the epochs before count."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
+
+    cells = []
+    for i in range(4):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        cells.append(atoms)
+
+    def settings(epochs: int) -> MaceTrainSettings:
+        return MaceTrainSettings(name="arm", max_num_epochs=epochs, batch_size=2, num_channels=8)
+
+    first = tmp_path / "session1" / "runs" / "alloys" / "arm-seed0"
+    folders.start_training(first, "key")
+    run_mace_training(settings(3), cells[:3], first, valid=cells[3:])  # killed: never stamped
+    parked = tmp_path / "session1" / "parked"
+    assert folders.park(tmp_path / "session1" / "runs", parked) == [first]
+
+    fresh = tmp_path / "session2" / "runs" / "alloys"
+    (folder,) = folders.restore_parked(fresh, parked / "alloys")
+    folders.start_training(folder, "key")  # the benchmark's own call: resumes, clears nothing
+    run_mace_training(settings(5), cells[:3], folder, valid=cells[3:])
+    log = (folder / "logs" / "arm_run-0.log").read_text()  # restored, then appended to
+    resumed = log[log.index(f"Loading checkpoint: {folder}") :]
+    epochs = [int(m) for m in re.findall(r" INFO: Epoch (\d+):", resumed)]
+    assert epochs[0] == 2 and epochs[-1] == 4  # from the parked best epoch, not from 0
+    assert training_outcome(folder, "arm", 5).epochs_run == 5  # the parked epochs count
