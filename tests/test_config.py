@@ -249,3 +249,18 @@ def test_makers_built_in_code_obey_the_campaign_files_rules():
     with pytest.raises(ValueError, match="DistillMaker field 'basis_sizes'"):
         DistillMaker(basis_sizes=[])
     ExploreMaker(bias="uncertainty", uncertainty="last-layer", temperatures=[300.0])  # valid
+
+
+def test_the_finetune_maker_and_the_campaign_file_have_the_same_defaults():
+    """A maker built in code fine-tunes as a campaign file that leaves the field out."""
+    import dataclasses
+
+    from frostline.config import FineTuneConfig
+    from frostline.finetune.jobs import FineTuneMaker
+
+    maker, section = FineTuneMaker(), FineTuneConfig()
+    shared = [f.name for f in dataclasses.fields(maker) if f.name in FineTuneConfig.model_fields]
+    assert len(shared) > 20
+    for name in shared:
+        value = getattr(maker, name)
+        assert (list(value) if isinstance(value, tuple) else value) == getattr(section, name), name
