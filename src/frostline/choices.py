@@ -40,6 +40,12 @@ REPLAY_FILTERS: tuple[str, ...] = get_args(ReplayFilter)
 ``--filter_type_pt`` kinds, by the elements of the data being fine-tuned on."""
 NO_REPLAY_FILTER: ReplayFilter = "none"
 """Any replay frame (mace-torch's default; what every replay drew before the filter existed)."""
+REPLAY_FILTER: ReplayFilter = "combinations"
+"""The default replay filter: frames made only of the fine-tuned data's elements (forgetting
+benchmark, 2026-12-07: lower target error and forgetting than any-frame replay on both cases)."""
+REPLAY_WEIGHT = 0.3
+"""The default loss weight of the replay head (forgetting benchmark, 2026-12-07: with the filter,
+weight 1 cost alloys +12 % target error, 0.3 none; see docs/benchmarks/forgetting.md)."""
 MACE_REPLAY_NAMES = ("mp", "omat", "matpes_pbe", "matpes_r2scan")
 """mace-torch's own replay data sets (downloaded by mace-torch, for MACE-MP-type foundations)."""
 Loss = Literal["weighted", "huber", "l1l2"]

@@ -12,7 +12,8 @@ from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from frostline.choices import (
-    NO_REPLAY_FILTER,
+    REPLAY_FILTER,
+    REPLAY_WEIGHT,
     Bias,
     CheckpointOn,
     ContactDeficit,
@@ -232,13 +233,13 @@ class FineTuneConfig(_Strict):
         200, ge=1, description="replay structures drawn (by seed) per multihead fine-tune"
     )
     replay_weight: float = Field(
-        1.0,
+        REPLAY_WEIGHT,
         gt=0,
         description="loss weight of the replay head's structures (their energy, force and stress "
         "terms in mace-torch's universal loss, which trains every multihead fine-tune)",
     )
     replay_filter: ReplayFilter = Field(
-        NO_REPLAY_FILTER,
+        REPLAY_FILTER,
         description="which replay frames are drawn, by the elements of your data (mace-torch's "
         "--filter_type_pt): none (any), combinations (frames made only of your elements), "
         "inclusive (holding all of them), exclusive (exactly them)",

@@ -322,10 +322,11 @@ def test_the_replay_arm_fine_tunes_with_the_foundations_shipped_replay_set(bench
     assert replay.pt_train_file == "src/frostline/data/replay/mini-64-replay.extxyz.gz"
     assert replay.foundation_model == "src/frostline/data/mini-foundation-64.model"
     assert Path(bench.runnable(replay).pt_train_file).is_file()  # made absolute for mace-torch
-    assert replay.filter_type_pt == "none"  # the default: the keys of the runs before it
-    filtered = bench.parse_args(["--arms", *bench.ARMS, "replay", "--replay-filter=combinations"])
-    settings = bench.train_settings("replay", data, argparse.Namespace(**vars(filtered), seed=0))
-    assert settings.filter_type_pt == "combinations"
+    # the product's defaults (frostline.choices): the case's elements, weight 0.3
+    assert (replay.filter_type_pt, replay.weight_pt_head) == ("combinations", 0.3)
+    anyframe = bench.parse_args(["--arms", *bench.ARMS, "replay", "--replay-filter=none"])
+    settings = bench.train_settings("replay", data, argparse.Namespace(**vars(anyframe), seed=0))
+    assert settings.filter_type_pt == "none"
     with pytest.raises(SystemExit, match="--arms replay: no shipped replay set"):
         bench.train_settings("replay", data, args(replay_samples=80))
 

@@ -105,23 +105,24 @@ def test_a_finished_run_whose_record_was_lost_is_not_trained_again(bench, tmp_pa
 
 
 def test_a_replay_weight_is_its_own_arm_key_and_folder(bench):
-    default = bench.parse_args([])
-    lighter = bench.parse_args(["--replay-weight", "0.3"])
-    swept = bench.parse_args(["--replay-sweep", "0.3", "0.1"])
-    assert bench.arm_names(swept) == [*default.strategies, "replay-w0.3", "replay-w0.1"]
-    assert bench.run_name("replay", default, 2) == "replay-seed2"
+    anyframe = ["--replay-filter", "none"]
+    full = bench.parse_args([*anyframe, "--replay-weight", "1"])  # mace-torch's weight
+    lighter = bench.parse_args([*anyframe, "--replay-weight", "0.3"])
+    swept = bench.parse_args([*anyframe, "--replay-weight", "1", "--replay-sweep", "0.3", "0.1"])
+    assert bench.arm_names(swept) == [*full.strategies, "replay-w0.3", "replay-w0.1"]
+    assert bench.run_name("replay", full, 2) == "replay-seed2"
     # the same settings, the same run: --replay-weight 0.3 and the sweep arm of 0.3
     assert bench.run_name("replay", lighter, 2) == bench.run_name("replay-w0.3", swept, 2)
     assert bench.run_name("replay-w0.3", swept, 2) == "replay-w0.3-seed2"
     assert bench.arm_key("h2cu", "replay", lighter, 2) == bench.arm_key(
         "h2cu", "replay-w0.3", swept, 2
     )
-    assert bench.arm_key("h2cu", "replay", default, 2) != bench.arm_key(
+    assert bench.arm_key("h2cu", "replay", full, 2) != bench.arm_key(
         "h2cu", "replay-w0.3", swept, 2
     )
     s = bench.settings("replay-w0.1", swept, "foundation.model", 0)
     assert (s.name, s.weight_pt_head) == ("replay", 0.1)  # mace-torch files keep replay's names
-    assert bench.arm_key("h2cu", "naive", lighter, 0) == bench.arm_key("h2cu", "naive", default, 0)
+    assert bench.arm_key("h2cu", "naive", lighter, 0) == bench.arm_key("h2cu", "naive", full, 0)
 
 
 def _run(target: float, ratio: float, lattice: dict) -> dict:
@@ -130,12 +131,12 @@ def _run(target: float, ratio: float, lattice: dict) -> dict:
 
 
 def test_replay_arms_are_costed_against_the_best_strategy_and_plotted(bench, tmp_path):
-    args = bench.parse_args(["--replay-sweep", "0.3", "--cases", "h2cu"])
+    args = bench.parse_args(["--replay-weight", "1", "--replay-sweep", "0.3", "--cases", "h2cu"])
     arms = {"naive": [_run(50, 0.4, {"Cu": 15.0})], "replay": [_run(60, 0.4, {"Cu": 3.0})],
             "frozen": [], "lora": [], "replay-w0.3": [_run(40, 0.5, {"Cu": None})]}  # fmt: skip
     costs = bench.replay_costs(arms, args)
     # the sweep arm is not a strategy: the best is naive's 50 even though the sweep arm is lower
-    assert costs == pytest.approx({"replay": 20.0, "replay-w0.3": -20.0})
+    assert costs == pytest.approx({"replay-combinations": 20.0, "replay-combinations-w0.3": -20.0})
     assert bench.worst_lattice_error(arms["naive"][0]) == 15.0
     assert bench.worst_lattice_error(arms["replay-w0.3"][0]) != bench.worst_lattice_error(
         arms["replay-w0.3"][0]
@@ -208,12 +209,15 @@ def test_the_table_names_the_walls_fine_tuning_removed(bench):
 
 
 def test_a_replay_filter_is_its_own_run_folder_and_key(bench):
-    default = bench.parse_args([])
-    filtered = bench.parse_args(["--replay-filter", "combinations", "--replay-sweep", "0.3"])
+    default = bench.parse_args([])  # the product's replay: the case's elements, weight 0.3
+    assert bench.run_name("replay", default, 0) == "replay-combinations-w0.3-seed0"
+    anyframe = bench.parse_args(["--replay-filter", "none", "--replay-weight", "1"])
+    filtered = bench.parse_args(["--replay-weight", "1", "--replay-sweep", "0.3"])
+    assert bench.run_name("replay", anyframe, 0) == "replay-seed0"
     assert bench.run_name("replay", filtered, 0) == "replay-combinations-seed0"
     assert bench.run_name("replay-w0.3", filtered, 0) == "replay-combinations-w0.3-seed0"
     assert bench.run_name("naive", filtered, 0) == "naive-seed0"  # other arms: the same runs
     assert bench.settings("replay", filtered, "f.model", 0).filter_type_pt == "combinations"
-    keys = {arm: [bench.arm_key("h2cu", arm, a, 0) for a in (filtered, default)]
+    keys = {arm: [bench.arm_key("h2cu", arm, a, 0) for a in (filtered, anyframe)]
             for arm in ("replay", "naive")}  # fmt: skip
     assert keys["replay"][0] != keys["replay"][1] and keys["naive"][0] == keys["naive"][1]

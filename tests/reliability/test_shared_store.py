@@ -17,7 +17,7 @@ import yaml
 from conftest import tiny_campaign
 from typer.testing import CliRunner
 
-from frostline.choices import NO_REPLAY_FILTER
+from frostline.choices import NO_REPLAY_FILTER, REPLAY_FILTER, REPLAY_WEIGHT
 from frostline.cli import app
 from frostline.config import parse_config
 from frostline.finetune.foundation import sha256_file
@@ -39,6 +39,14 @@ def fake_labels(n: int) -> list[LabelledStructure]:
     ]
 
 
+@dataclass
+class StoredBefore(FineTuneMaker):
+    """FineTuneMaker as it was before 2026-12-07's defaults: replay of any frame at weight 1."""
+
+    replay_weight: float = 1.0
+    replay_filter: str = NO_REPLAY_FILTER
+
+
 def test_finetune_resume_key_is_the_same_whatever_order_the_labels_come_in(foundation):
     maker = FineTuneMaker(committee_size=2)
     train, valid = fake_labels(6), fake_labels(3)
@@ -50,7 +58,7 @@ def test_finetune_resume_key_is_the_same_whatever_order_the_labels_come_in(found
     ids = [(x.structure_hash, x.oracle_settings_hash, x.status) for x in shuffled]
     old = memo_keys(
         "finetune",
-        maker=maker,
+        maker=maker._keyed(None),
         foundation=sha256_file(foundation),
         train=ids,
         validation=[(x.structure_hash, x.oracle_settings_hash, x.status) for x in valid[::-1]],
@@ -80,59 +88,47 @@ def test_a_replay_weight_stored_before_it_reached_the_loss_is_fine_tuned_again(f
             )
         )  # fmt: skip
 
-    for maker, reused in (
-        (FineTuneMaker(strategy="multihead-replay", replay_weight=0.3), False),
-        (
-            FineTuneMaker(
-                strategy="frozen", strategy_sweep=("multihead-replay",), replay_weight=0.3
-            ),
-            False,
-        ),  # fmt: skip
-        (FineTuneMaker(strategy="multihead-replay"), True),
-        (FineTuneMaker(replay_weight=0.3), True),  # frozen: the weight is not used
+    replay = {"strategy": "multihead-replay"}
+    for settings, reused in (
+        ({**replay, "replay_weight": 0.3}, False),
+        ({"strategy_sweep": ("multihead-replay",), "replay_weight": 0.3}, False),
+        ({**replay, "replay_weight": 1.0}, True),
+        ({"replay_weight": 0.5}, True),  # frozen: the weight is not used
     ):
-        keys = maker._memo_keys(foundation, train, valid, "c", 1, None, None)
-        assert bool(set(stored_keys(maker)) & set(keys)) is reused, maker
+        stored = StoredBefore(**settings)  # the defaults of then: any frame
+        keys = FineTuneMaker(**{"replay_filter": NO_REPLAY_FILTER, **settings})._memo_keys(
+            foundation, train, valid, "c", 1, None, None
+        )
+        assert bool(set(stored_keys(stored)) & set(keys)) is reused, settings
 
 
-@dataclass
-class FilteringByDefault(FineTuneMaker):
-    """FineTuneMaker as it would be with ``combinations`` as the replay filter's default."""
-
-    replay_filter: str = "combinations"
-    MEMO_ORIGINAL_DEFAULTS: ClassVar[dict] = {"replay_filter": NO_REPLAY_FILTER}
-
-
-def test_a_change_of_the_replay_filters_default_reuses_exactly_the_committees_it_would_compute(
-    foundation,
-):
-    """The replay filter is in a fine-tune's key only where a replay trains; with another
-    default (and the original one recorded) a stored campaign resumes where its committees are
-    what the new default computes, and only there."""
+def test_new_replay_defaults_reuse_exactly_the_committees_they_would_compute(foundation):
+    """The replay's filter and weight are in a fine-tune's key only where a replay trains; with
+    their new defaults a stored campaign resumes where its committees are what the new
+    defaults compute, and only there."""
     train, valid = fake_labels(6), fake_labels(3)
 
     def keys(maker) -> set:
         return set(maker._memo_keys(foundation, train, valid, "c", 1, None, None))
 
     replay = {"strategy": "multihead-replay"}
-    assert keys(FineTuneMaker(replay_filter="combinations")) == keys(FineTuneMaker())
-    assert not keys(FineTuneMaker(**replay, replay_filter="combinations")) & keys(
+    old = {"replay_filter": NO_REPLAY_FILTER, "replay_weight": 1.0}
+    assert keys(FineTuneMaker(**old)) == keys(FineTuneMaker())  # no replay: the same fine-tune
+    assert not keys(FineTuneMaker(**replay, replay_filter="inclusive")) & keys(
         FineTuneMaker(**replay)
     )
     for stored, now, reused in (
-        (FineTuneMaker(), FilteringByDefault(), True),  # frozen: no replay, nothing changes
-        (FineTuneMaker(**replay), FilteringByDefault(**replay), False),  # filtered now
-        (FineTuneMaker(**replay), FilteringByDefault(**replay, replay_filter="none"), True),
+        (StoredBefore(), FineTuneMaker(), True),  # frozen: no replay, nothing changes
+        (StoredBefore(freeze_sweep=(0, 6)), FineTuneMaker(freeze_sweep=(0, 6)), True),
+        (StoredBefore(**replay), FineTuneMaker(**replay), False),  # filtered, lighter now
+        (StoredBefore(**replay), FineTuneMaker(**replay, replay_weight=1.0), False),
+        (StoredBefore(**replay), FineTuneMaker(**replay, **old), True),
         (
-            FineTuneMaker(**replay, replay_filter="combinations"),
-            FilteringByDefault(**replay),
+            StoredBefore(**replay, replay_filter=REPLAY_FILTER, replay_weight=REPLAY_WEIGHT),
+            FineTuneMaker(**replay),
             True,
         ),
-        (  # a replay stored before the filter existed (its key had no filter)
-            FineTuneMaker(**replay),
-            FilteringByDefault(**replay, replay_samples=100),
-            False,
-        ),
+        (StoredBefore(**replay), FineTuneMaker(**replay, **old, replay_samples=100), False),
     ):
         assert bool(keys(stored) & keys(now)) is reused, (stored, now)
 

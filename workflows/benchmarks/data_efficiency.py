@@ -97,7 +97,7 @@ from ase import Atoms
 from ase.build import bulk
 from rich.table import Table
 
-from frostline.choices import REPLAY_FILTERS
+from frostline.choices import REPLAY_FILTER, REPLAY_FILTERS, REPLAY_WEIGHT
 from frostline.finetune.committee import committee_calculator
 from frostline.finetune.foundation import foundation_architecture, label_with_chgnet
 from frostline.finetune.replay import replay_file_for
@@ -345,7 +345,7 @@ def replay_settings(args: argparse.Namespace) -> dict:
     if path is None:
         raise SystemExit(f"--arms replay: no shipped replay set for --foundation {args.foundation}")
     return {"pt_train_file": repo_relative(path), "num_samples_pt": args.replay_samples,
-            "filter_type_pt": args.replay_filter}  # fmt: skip
+            "filter_type_pt": args.replay_filter, "weight_pt_head": args.replay_weight}  # fmt: skip
 
 
 def first_rate(rates: float | list[float]) -> float:
@@ -1020,7 +1020,10 @@ def option_chunks(args: argparse.Namespace) -> list[list[str]]:
     chunks = [["--n", str(args.n)], ["--n-val", str(args.n_val)], ["--n-test", str(args.n_test)]]
     chunks += [["--data-seed", str(args.data_seed)], ["--seeds", *map(str, args.seeds)]]
     chunks += [["--arms", *args.arms], ["--replay-samples", str(args.replay_samples)]]
-    chunks += [["--replay-filter", args.replay_filter]]
+    chunks += [
+        ["--replay-filter", args.replay_filter],
+        ["--replay-weight", str(args.replay_weight)],
+    ]
     chunks += [["--out", str(args.out)], ["--foundation", str(args.foundation)]]
     chunks += [["--lr", *map(str, args.lr)], ["--lr-finetune", *map(str, args.lr_finetune)]]
     chunks += [["--patience", str(args.patience)], ["--epoch-scale", str(args.epoch_scale)]]
@@ -1118,8 +1121,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--replay-filter",
         choices=REPLAY_FILTERS,
-        default="none",
-        help="replay frames of the case's elements only (mace-torch filter_type_pt)",
+        default=REPLAY_FILTER,
+        help="replay frames of the case's elements only (mace-torch filter_type_pt; default: "
+        "finetune.replay_filter's)",
+    )
+    add(
+        "--replay-weight",
+        type=float,
+        default=REPLAY_WEIGHT,
+        help="the replay head's loss weight (mace-torch weight_pt_head; default: "
+        "finetune.replay_weight's)",
     )
     add_training_options(parser)
     args = parser.parse_args(argv)

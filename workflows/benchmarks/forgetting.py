@@ -53,7 +53,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from rich.table import Table
 
-from frostline.choices import REPLAY_FILTERS
+from frostline.choices import REPLAY_FILTER, REPLAY_FILTERS, REPLAY_WEIGHT
 from frostline.config import OracleConfig
 from frostline.finetune.committee import committee_calculator
 from frostline.finetune.forgetting import LatticeCheck, check_forgetting, force_mae, wall_lost
@@ -609,14 +609,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--replay-weight",
         type=float,
-        default=1.0,
-        help="the replay arm's weight of the foundation head's loss (mace-torch weight_pt_head)",
+        default=REPLAY_WEIGHT,
+        help="the replay arm's weight of the foundation head's loss (mace-torch weight_pt_head; "
+        "default: finetune.replay_weight's; 1: mace-torch's, the runs before 2026-12-07)",
     )
     parser.add_argument(
         "--replay-filter",
         choices=REPLAY_FILTERS,
-        default="none",
-        help="replay frames drawn from those of the case's elements (mace-torch filter_type_pt)",
+        default=REPLAY_FILTER,
+        help="replay frames drawn from those of the case's elements (mace-torch filter_type_pt; "
+        "default: finetune.replay_filter's; none: any frame, the runs before 2026-12-07)",
     )
     parser.add_argument(
         "--replay-sweep",

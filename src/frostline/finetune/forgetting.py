@@ -365,9 +365,9 @@ def remedy(strategy: str | None) -> str:
     """The advice a forgetting warning ends with, for a model fine-tuned with ``strategy``."""
     if strategy == "multihead-replay":
         return (
-            "replay did not keep it: draw it from your elements (finetune.replay_filter: "
-            "combinations), raise finetune.replay_samples or finetune.replay_weight, or label "
-            "structures of that kind"
+            "replay did not keep it: raise finetune.replay_weight (toward 1) or "
+            "finetune.replay_samples, draw replay from your elements if it is drawn from any "
+            "frame (finetune.replay_filter: combinations), or label structures of that kind"
         )
     return "try finetune.strategy: multihead-replay"
 

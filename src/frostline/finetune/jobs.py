@@ -19,6 +19,8 @@ from rich.console import Console
 from frostline.choices import (
     MEMBER_WEIGHTS,
     NO_REPLAY_FILTER,
+    REPLAY_FILTER,
+    REPLAY_WEIGHT,
 )
 from frostline.config import FineTuneConfig, maker_settings
 from frostline.finetune.committee import committee_calculator, resolve_device
@@ -167,10 +169,10 @@ class FineTuneMaker(Maker):
     strategy_sweep: tuple[str, ...] = ()
     replay_file: str | None = None
     replay_samples: int = 200
-    replay_weight: float = 1.0
+    replay_weight: float = REPLAY_WEIGHT
     lora_rank: int = 4
     lora_alpha: float = 1.0
-    replay_filter: str = NO_REPLAY_FILTER
+    replay_filter: str = REPLAY_FILTER
     # fields added after campaigns were stored, oldest first (fields added together grouped):
     # at their defaults they are left out of the keys older versions computed, so those
     # campaigns resume (frostline.reliability.memo.memo_keys)
@@ -189,6 +191,12 @@ class FineTuneMaker(Maker):
         ),
         "replay_filter",
     )
+    # the defaults the fields above were added with, where they changed since: older keys are
+    # matched only at these values (frostline.reliability.memo); both are read by a replay only
+    MEMO_ORIGINAL_DEFAULTS: ClassVar[dict] = {
+        "replay_weight": 1.0,  # 0.3 since 2026-12-07
+        "replay_filter": NO_REPLAY_FILTER,  # combinations since 2026-12-07
+    }
 
     def __post_init__(self) -> None:
         maker_settings(self, FineTuneConfig)  # the campaign file's rules, named by field
@@ -392,12 +400,19 @@ class FineTuneMaker(Maker):
         return "multihead-replay" in (strategy or self.strategy, *self.strategy_sweep)
 
     def _keyed(self, strategy: str | None) -> FineTuneMaker:
-        """The maker as the memo key sees it: the replay filter at ``none`` (no filter) where no
-        replay trains, so a change of its default never changes the keys of other
-        fine-tunes."""
-        if self._replays(strategy) or self.replay_filter == NO_REPLAY_FILTER:
+        """The maker as the memo key sees it: where no replay trains, the replay's weight and
+        filter at their defaults are keyed at the defaults they had before, so the change of
+        those defaults never changes the keys of other fine-tunes. (A value set by hand is
+        keyed as set: only one equal to today's default, stored before, is not found again.)"""
+        if self._replays(strategy):
             return self
-        return replace(self, replay_filter=NO_REPLAY_FILTER)
+        fields = self.__dataclass_fields__
+        moved = {
+            name: original
+            for name, original in self.MEMO_ORIGINAL_DEFAULTS.items()
+            if getattr(self, name) == fields[name].default != original
+        }
+        return replace(self, **moved) if moved else self
 
     def _replay_weighting(self, strategy: str | None) -> dict:
         """A replay at a weight other than 1 in the memo key: before 2026-12-07 such a weight
