@@ -6,7 +6,8 @@ import hashlib
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from copy import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -412,7 +413,9 @@ class FineTuneMaker(Maker):
             for name, original in self.MEMO_ORIGINAL_DEFAULTS.items()
             if getattr(self, name) == fields[name].default != original
         }
-        return replace(self, **moved) if moved else self
+        keyed = copy(self)  # not dataclasses.replace: no second validation of the settings
+        keyed.__dict__.update(moved)
+        return keyed
 
     def _replay_weighting(self, strategy: str | None) -> dict:
         """A replay at a weight other than 1 in the memo key: before 2026-12-07 such a weight
