@@ -17,8 +17,9 @@ A machine's run folders do not outlive its session, so the trainings in progress
 *parked*: their latest checkpoint (mace-torch keeps its best so far), their mace-torch logs and
 their start marker copied, gzipped, into a ``parked/`` folder committed beside the ledgers, and
 restored into a fresh checkout, where mace-torch resumes them (``python training_folders.py
-park RUNS PARKED`` before a session ends; each benchmark restores what is parked when it starts
-training).
+park RUNS PARKED`` before a session ends, with the benchmark stopped or paused: mace-torch
+replaces its checkpoint whenever an epoch improves; each benchmark restores what is parked when
+it starts training).
 
 Each rule here is used by ``data_efficiency.py`` and ``forgetting.py``.
 """
