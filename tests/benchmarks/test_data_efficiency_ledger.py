@@ -382,3 +382,20 @@ def test_ratio_only_stops_at_the_size_whose_seed_mean_reaches_the_target(
     assert trained[:2] == [("target", 0), ("target", 1)]
     assert (("scratch", 0) in trained) is not ratio_only
     assert ("extend", 30) in trained and ("extend", 60) not in trained  # 30 reached: no more
+
+
+def test_two_processes_on_one_case_ledger_keep_each_others_records(bench, tmp_path):
+    """Seeds of one case trained side by side share its ledger: each write adds to what the
+    other wrote since (no record lost), and each process reads the other's records back."""
+    path, root = tmp_path / "case-ledger.json", tmp_path / "case"
+    path.write_text(json.dumps({"n15/f0": {"key": "a", "finished": "x"}}))
+    first, second = bench.Ledger(path, root), bench.Ledger(path, root)
+    result = bench.Trained((30.0, 2.0), (29.0, 2.0), True, 60.0, 100, 70, "trained")
+    first.put("seed1/n300/scratch", "k1", result)
+    second.put("seed2/n300/scratch", "k2", result)  # loaded before the first one's record
+    on_disk = json.loads(path.read_text())
+    assert set(on_disk) == {"n15/f0", "seed1/n300/scratch", "seed2/n300/scratch"}
+    assert "seed1/n300/scratch" in second.records
+    first.put("seed1/n15/f0", "k3", result)  # the second's record is not written away
+    assert "seed2/n300/scratch" in json.loads(path.read_text())
+    assert not list(tmp_path.glob("*.partial"))

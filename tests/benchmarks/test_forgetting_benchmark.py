@@ -221,3 +221,18 @@ def test_a_replay_filter_is_its_own_run_folder_and_key(bench):
     keys = {arm: [bench.arm_key("h2cu", arm, a, 0) for a in (filtered, anyframe)]
             for arm in ("replay", "naive")}  # fmt: skip
     assert keys["replay"][0] != keys["replay"][1] and keys["naive"][0] == keys["naive"][1]
+
+
+def test_two_processes_on_one_case_keep_each_others_records(bench, tmp_path, monkeypatch):
+    """Seeds or arms of one case trained side by side in one checkout share its ledger: each
+    save adds to what the other saved since, and reads it back."""
+    monkeypatch.setattr(bench, "OUT", tmp_path)
+    bench.save_ledger("h2cu", {"trainings": {"a": {"wall_s": 1}}})
+    first, second = bench.load_ledger("h2cu"), bench.load_ledger("h2cu")
+    first["trainings"]["b"] = {"wall_s": 2}
+    bench.save_ledger("h2cu", first)
+    second.setdefault("measured", {})["a-vs-oracle-3"] = {"ratio": 0.5}
+    bench.save_ledger("h2cu", second)  # loaded before "b" was saved: "b" stays
+    on_disk = json.loads((tmp_path / "ledger-h2cu.json").read_text())
+    assert set(on_disk["trainings"]) == {"a", "b"} and "a-vs-oracle-3" in on_disk["measured"]
+    assert "b" in second["trainings"]

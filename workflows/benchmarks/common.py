@@ -21,6 +21,24 @@ from typing import Any
 DPI = 120
 
 
+def update_json(path: Path, update: Callable[[dict], None], sort_keys: bool = True) -> dict:
+    """Apply ``update`` to the JSON object in ``path`` (empty when missing) and write it whole,
+    under an exclusive lock (``PATH.lock``): benchmark processes sharing a ledger each add
+    their records to what the others wrote, and a reader never sees half a file. Returns the
+    object written."""
+    import fcntl
+    import json
+
+    with Path(f"{path}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        update(data)
+        partial = Path(f"{path}.partial")
+        partial.write_text(json.dumps(data, indent=1, sort_keys=sort_keys, default=str))
+        partial.replace(path)
+    return data
+
+
 def wide_console():
     """A rich console as wide as the terminal, or 160 columns into a log file (rich's 80 wraps
     every table cell)."""

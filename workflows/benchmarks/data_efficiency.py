@@ -112,7 +112,7 @@ from frostline.schemas import TrainingOutcome
 from frostline.structures import h2_cu111_structures, random_alloy, rattle, strain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import wide_console  # noqa: E402
+from common import update_json, wide_console  # noqa: E402
 from training_folders import (  # noqa: E402
     finished,
     finished_key,
@@ -287,9 +287,9 @@ class Ledger:
         record = asdict(trained)
         del record["source"]
         self.records[name] = {"key": key, **record, "finished": time.strftime("%Y-%m-%d %H:%M")}
-        partial = self.path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(self.records, indent=1, sort_keys=True))
-        partial.replace(self.path)  # never a half-written ledger
+        # what another process on this case recorded meanwhile is kept, and read back
+        written = update_json(self.path, lambda on_disk: on_disk.update({name: self.records[name]}))
+        self.records.update({n: r for n, r in written.items() if n != name})
 
 
 def train_settings(

@@ -69,7 +69,7 @@ from frostline.label.oracles import builtin_calculator
 from frostline.schemas import TrainingOutcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import figure, wide_console  # noqa: E402
+from common import figure, update_json, wide_console  # noqa: E402
 from training_folders import (  # noqa: E402
     finished,
     mark_finished,
@@ -219,8 +219,16 @@ def arm_key(case: str, strategy: str, args, seed: int) -> str:
 
 
 def save_ledger(case: str, ledger: dict) -> None:
-    """Write a case's ledger (finished trainings and their measurements)."""
-    (OUT / f"ledger-{case}.json").write_text(json.dumps(ledger, indent=1, default=str))
+    """Write a case's ledger (finished trainings and their measurements), merged with what other
+    processes on the same case wrote since it was read (their records come into ``ledger``)."""
+
+    def merge(on_disk: dict) -> None:
+        for part, records in ledger.items():
+            on_disk.setdefault(part, {}).update(records)
+
+    written = update_json(OUT / f"ledger-{case}.json", merge, sort_keys=False)  # the order before
+    for part, records in written.items():
+        ledger.setdefault(part, {}).update(records)
 
 
 def run_name(arm: str, args: argparse.Namespace, seed: int) -> str:
