@@ -85,19 +85,11 @@ def test_parking_again_replaces_what_was_parked(folders, tmp_path):
 def test_mace_torch_resumes_a_parked_training_in_a_fresh_checkout(folders, tmp_path):
     """A real (tiny) mace-torch training stopped after 3 epochs, parked, restored elsewhere and
     started again with a higher cap goes on from its checkpoint: the epochs before count."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
+    from helpers.labels import emt_cu_cells
 
     from frostline.finetune.train import MaceTrainSettings, run_mace_training, training_outcome
 
-    cells = []
-    for i in range(4):
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.info["REF_energy"] = atoms.get_potential_energy()
-        atoms.arrays["REF_forces"] = atoms.get_forces()
-        cells.append(atoms)
+    cells = emt_cu_cells(4)
 
     def settings(epochs: int) -> MaceTrainSettings:
         return MaceTrainSettings(name="arm", max_num_epochs=epochs, batch_size=2, num_channels=8)

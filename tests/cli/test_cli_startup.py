@@ -139,19 +139,11 @@ def test_progress_shows_one_line_per_finished_stage_and_every_failure():
 
 
 def test_mace_training_log_goes_to_the_members_log_file_not_the_console(tmp_path, capfd):
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
+    from helpers.labels import emt_cu_cells
 
     from frostline.finetune.train import MaceTrainSettings, run_mace_training
 
-    cells = []
-    for i in range(4):
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.info["REF_energy"] = atoms.get_potential_energy()
-        atoms.arrays["REF_forces"] = atoms.get_forces()
-        cells.append(atoms)
+    cells = emt_cu_cells(4)
     settings = MaceTrainSettings(name="quiet", max_num_epochs=2, batch_size=2, num_channels=8)
     epochs = []  # the progress display's epoch counter reads mace-torch's "Epoch N:" records
     on_epoch = lambda done, cap: epochs.append((done, cap))  # noqa: E731

@@ -32,6 +32,20 @@ def emt_label(atoms, stress: bool = True, stress_offset: float = 0.0) -> Labelle
     )
 
 
+def emt_cu_cells(n: int) -> list:
+    """``n`` rattled fcc Cu cubes with EMT labels as mace-torch reads them (``REF_energy``,
+    ``REF_forces``): the input of a tiny real training."""
+    cells = []
+    for i in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        cells.append(atoms)
+    return cells
+
+
 def emt_labels(n: int, seed: int) -> list[LabelledStructure]:
     return [emt_label(a) for a in h2_cu111_structures(n, np.random.default_rng(seed))]
 

@@ -31,6 +31,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from frostline.finetune.train import best_checkpoint, training_logs
+
 STARTED = "frostline-started.json"
 STAMP = "frostline-settings.json"
 
@@ -95,12 +97,8 @@ def in_progress(runs: Path) -> list[Path]:
 def _parked_files(folder: Path) -> list[Path]:
     """What a resumed training needs of its folder: its start marker, its latest checkpoint
     and mace-torch's logs (the epochs before the interruption count)."""
-    checkpoints = sorted(
-        (folder / "checkpoints").glob("*_epoch-*.pt"),
-        key=lambda p: int(p.stem.rsplit("-", 1)[1]),
-    )
-    logs = [p for p in sorted((folder / "logs").glob("*.log")) if not p.stem.endswith("_debug")]
-    return [folder / STARTED, *checkpoints[-1:], *logs]
+    checkpoint = best_checkpoint(folder, "*")  # whatever the training's name
+    return [folder / STARTED, *([checkpoint] if checkpoint else []), *training_logs(folder, "*")]
 
 
 def park(runs: Path, parked: Path) -> list[Path]:
