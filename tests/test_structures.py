@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import bulk
+from ase.build import bulk, fcc111, molecule
 from ase.io import write
 from conftest import tiny_campaign
 
 from frostline.config import ConfigError, parse_config
 from frostline.seeds import campaign_structures, read_seed_file
-from frostline.structures import h2_cu111_structures, min_distance, mini_foundation_structures
+from frostline.structures import (
+    h2_cu111_structures,
+    min_distance,
+    mini_foundation_structures,
+    neighbor_list,
+)
 
 
 def test_h2_cu111_structures_have_references_and_no_overlaps():
@@ -79,3 +84,26 @@ def test_seeds_file_campaign(tmp_path):
     )
     structures = campaign_structures(config)
     assert len(structures.initial) == 5 and len(structures.starts) == 2
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [
+        fcc111("Cu", (1, 1, 2), vacuum=4.0, periodic=True),  # 2 atoms, many images
+        fcc111("Cu", (2, 2, 3), vacuum=5.0),  # periodic in x, y only
+        bulk("Cu") * (2, 1, 1),
+        molecule("H2O", vacuum=3.0),  # a box, no periodicity
+        molecule("H2O"),  # no cell at all: ASE's own list
+    ],
+    ids=["slab-2-atoms", "slab", "bulk", "molecule-in-box", "molecule-no-cell"],
+)
+def test_neighbor_list_is_ases(atoms):
+    """The compiled neighbour list gives ASE's pairs and distances, whatever the cell."""
+    from ase.neighborlist import neighbor_list as ase_neighbor_list
+
+    for cutoff in (1.0, 2.9, 5.0):
+        ours = sorted(zip(*neighbor_list("ijd", atoms, cutoff), strict=True))
+        ases = sorted(zip(*ase_neighbor_list("ijd", atoms, cutoff), strict=True))
+        assert [(i, j) for i, j, _ in ours] == [(i, j) for i, j, _ in ases]
+        assert np.allclose([d for *_, d in ours], [d for *_, d in ases])
+        assert len(ours) > 0 or cutoff == 1.0

@@ -13,6 +13,19 @@ MOLECULES = ("H2", "O2", "CO", "CO2", "H2O", "CH4", "C2H2", "OH", "C2H4", "CH3OH
 ADSORBATES = ("H", "O", "C", "OH", "CO", "H2")
 
 
+def neighbor_list(quantities: str, atoms: Atoms, cutoff: float) -> tuple[np.ndarray, ...]:
+    """``ase.neighborlist.neighbor_list`` (same arguments and result) through matscipy's
+    compiled neighbour list (installed with mace-torch; ~100x faster on small cells), ASE's
+    own for a cell matscipy cannot invert (a molecule without a cell)."""
+    from matscipy.neighbours import neighbour_list
+
+    if abs(np.linalg.det(atoms.cell.array)) > 1e-6:
+        return neighbour_list(quantities, atoms, cutoff)
+    from ase.neighborlist import neighbor_list as ase_neighbor_list
+
+    return ase_neighbor_list(quantities, atoms, cutoff)
+
+
 def min_distance(atoms: Atoms) -> float:
     """Smallest interatomic distance (minimum image), inf for one atom."""
     if len(atoms) < 2:

@@ -16,11 +16,10 @@ import numpy as np
 from ase import Atoms
 from ase.build import bcc110, bulk, fcc111, hcp0001
 from ase.data import atomic_numbers, reference_states
-from ase.neighborlist import neighbor_list
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from frostline.structures import min_distance
+from frostline.structures import min_distance, neighbor_list
 
 LATTICES = ("fcc", "bcc", "hcp")
 BINARY_PROTOTYPES = ("L1_2", "L1_0", "B2")

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 
 import numpy as np
 from ase import Atoms
-from ase.neighborlist import neighbor_list
+
+from frostline.structures import neighbor_list
 
 Pair = tuple[str, str]
 CUTOFF = 3.0  # Å: contacts longer than this are not short-range extrapolation

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
-from ase.neighborlist import neighbor_list
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from frostline.schemas import CandidateStructure, as_structure
-from frostline.structures import min_distance
+from frostline.structures import min_distance, neighbor_list
 
 
 @dataclass(frozen=True)
