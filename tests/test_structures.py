@@ -86,6 +86,11 @@ def test_seeds_file_campaign(tmp_path):
     assert len(structures.initial) == 5 and len(structures.starts) == 2
 
 
+def _moved(atoms: Atoms, shift: list[float]) -> Atoms:
+    atoms.positions += shift
+    return atoms
+
+
 @pytest.mark.parametrize(
     "atoms",
     [
@@ -94,8 +99,20 @@ def test_seeds_file_campaign(tmp_path):
         bulk("Cu") * (2, 1, 1),
         molecule("H2O", vacuum=3.0),  # a box, no periodicity
         molecule("H2O"),  # no cell at all: ASE's own list
+        _moved(molecule("CH3OH", cell=[2, 2, 2]), [-5, 7, 1]),  # outside a non-periodic cell
+        _moved(fcc111("Cu", (2, 2, 3), vacuum=5.0), [0, 0, 30]),  # outside along z
+        _moved(fcc111("Cu", (2, 2, 2), vacuum=5.0, periodic=True), [13.1, -7.7, 40]),
     ],
-    ids=["slab-2-atoms", "slab", "bulk", "molecule-in-box", "molecule-no-cell"],
+    ids=[
+        "slab-2-atoms",
+        "slab",
+        "bulk",
+        "molecule-in-box",
+        "molecule-no-cell",
+        "molecule-outside-its-cell",
+        "slab-outside-its-cell",
+        "periodic-unwrapped",
+    ],
 )
 def test_neighbor_list_is_ases(atoms):
     """The compiled neighbour list gives ASE's pairs and distances, whatever the cell."""
