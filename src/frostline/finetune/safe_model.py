@@ -28,6 +28,8 @@ import mace  # noqa: F401
 import numpy as np
 import torch
 
+from frostline.finetune.coupling_cache import cache_coupling_matrices
+
 FORMAT = "frostline-mace-weights-1"
 """Value of the ``format`` key of a stored model blob."""
 ALLOWED_MODULES = ("mace.modules.models", "mace.modules.blocks", "mace.modules.radial")
@@ -161,6 +163,7 @@ def read_blob(data: bytes, label: str = "model") -> dict[str, Any]:
 def model_from_blob(data: bytes, label: str = "model") -> torch.nn.Module:
     """Rebuild a model from its stored form (see the module docstring); eval mode."""
     payload = read_blob(data, label)
+    cache_coupling_matrices()
     try:
         arch = json.loads(payload["architecture"])
         cls = resolve_class(arch["class"])

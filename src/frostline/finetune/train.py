@@ -21,6 +21,7 @@ from ase import Atoms
 from ase.io import write
 
 from frostline.choices import MACE_LOSSES, MACE_REPLAY_NAMES
+from frostline.finetune.coupling_cache import cache_coupling_matrices
 from frostline.progress import training_reporter
 from frostline.schemas import LabelledStructure, TrainingOutcome
 
@@ -315,6 +316,7 @@ def run_mace_training(
     from mace.cli.run_train import run
     from mace.tools import build_default_arg_parser
 
+    cache_coupling_matrices()
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     train_file = write_training_file(train, work_dir / "train.extxyz", weights)
