@@ -29,10 +29,10 @@ from frostline.submit.remote import jobstore_spec, local_worker, project_dict, w
 from frostline.submit.routing import TYPE_KEY, route, routing_table
 
 TESTS = Path(__file__).resolve().parents[1]
-RUNNER = {  # poll every second (defaults: 30 s), give up on a stale lock after 20 s
-    "delay_checkout": 1,
-    "delay_check_run_status": 1,
-    "delay_advance_status": 1,
+RUNNER = {  # poll every 0.3 s (defaults: 30 s), give up on a stale lock after 20 s
+    "delay_checkout": 0.3,
+    "delay_check_run_status": 0.3,
+    "delay_advance_status": 0.3,
     "lock_timeout": 20,
     "delta_retry": [1, 2, 5],
 }
