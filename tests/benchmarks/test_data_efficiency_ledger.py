@@ -384,6 +384,37 @@ def test_ratio_only_stops_at_the_size_whose_seed_mean_reaches_the_target(
     assert ("extend", 30) in trained and ("extend", 60) not in trained  # 30 reached: no more
 
 
+def test_sizes_trains_those_sizes_and_reads_the_others_from_the_ledger(
+    bench, tmp_path, monkeypatch
+):
+    """``--sizes 30 60``: the fine-tunes of 30 and 60 structures train; those of 15 come from
+    the ledger only (as in a re-print: nothing trained); the targets train whatever it says;
+    the completing command does not carry it (it would leave sizes out), a case's own process
+    does."""
+    calls: list = []
+
+    def target(cd, run):
+        calls.append(("target", run.args.reprint))
+
+    def fine_tunes(cd, run, n):
+        calls.append(("fine-tunes", n, run.args.reprint))
+
+    monkeypatch.setattr(bench, "load_case", lambda *a: argparse.Namespace(sizes=[15, 30, 60, 300]))
+    monkeypatch.setattr(bench, "train_target", target)
+    monkeypatch.setattr(bench, "train_fine_tunes", fine_tunes)
+    monkeypatch.setattr(bench, "extend_sweep", lambda cd, run, n: calls.append(("extend", n)))
+    monkeypatch.setattr(bench, "summarise", lambda *a: {})
+    args = bench.parse_args(["--train", "--ratio-only", "--seeds", "0", "--sizes", "30", "60"])
+    bench.run_case("h2cu", args, tmp_path)
+    assert calls[0] == ("target", False)
+    ledger_only = {n for step, n, reprint in (c for c in calls if c[0] == "fine-tunes") if reprint}
+    trained = {n for step, n, reprint in (c for c in calls if c[0] == "fine-tunes") if not reprint}
+    assert (ledger_only, trained) == ({15, 300}, {30, 60})
+    assert args.reprint is False  # restored after each size
+    assert "--sizes" not in bench.complete_command(args)
+    assert bench.forwarded(args)[-3:] == ["--sizes", "30", "60"]
+
+
 def test_two_processes_on_one_case_ledger_keep_each_others_records(bench, tmp_path):
     """Seeds of one case trained side by side share its ledger: each write adds to what the
     other wrote since (no record lost), and each process reads the other's records back."""

@@ -89,6 +89,8 @@ import math
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -797,6 +799,20 @@ def sweep_mean(runs: list[SeedRun], n: int) -> float | None:
     return seed_stats(values)[0] if values else None
 
 
+@contextmanager
+def ledger_only(runs: list[SeedRun], skip: bool) -> Iterator[None]:
+    """With ``skip``: the runs' trainings come from the ledger only (none trained), as in a
+    re-print; a size ``--sizes`` leaves out this session."""
+    before = [getattr(run.args, "reprint", False) for run in runs]
+    for run in runs:
+        run.args.reprint = run.args.reprint or skip
+    try:
+        yield
+    finally:
+        for run, reprint in zip(runs, before, strict=True):
+            run.args.reprint = reprint
+
+
 def run_case(case: str, args: argparse.Namespace, out: Path) -> dict:
     """Every seed's trainings of one case (ledger records where finished), in the order that
     decides the ratio soonest: targets, then the fine-tunes size by size, then the curves."""
@@ -819,12 +835,13 @@ def run_case(case: str, args: argparse.Namespace, out: Path) -> dict:
         reached = target is not None and any(m is not None and m <= target for m in means)
         if reached and args.ratio_only:
             break
-        for run in runs:
-            train_fine_tunes(cd, run, n)
-        if reached and not args.extend_all:
-            continue  # sizes after the curve reached the target cannot change the ratio
-        for run in runs:
-            extend_sweep(cd, run, n)
+        with ledger_only(runs, bool(args.sizes) and n not in args.sizes):
+            for run in runs:
+                train_fine_tunes(cd, run, n)
+            if reached and not args.extend_all:
+                continue  # sizes after the curve reached the target cannot change the ratio
+            for run in runs:
+                extend_sweep(cd, run, n)
     curves = () if args.ratio_only else ("scratch", *((REPLAY,) if REPLAY in args.arms else ()))
     for arm in curves:
         for run in runs:
@@ -1033,6 +1050,7 @@ def option_chunks(args: argparse.Namespace) -> list[list[str]]:
     chunks += [["--max-extension-target", str(args.max_extension_target)]]
     for flag in ("quick", "extend_all", "ratio_only", "train"):
         chunks += [[f"--{flag.replace('_', '-')}"]] if getattr(args, flag) else []
+    chunks += [["--sizes", *map(str, args.sizes)]] if args.sizes else []
     return chunks
 
 
@@ -1049,7 +1067,9 @@ def complete_command(args: argparse.Namespace | None) -> str:
         return COMPLETE
     headline = option_chunks(parse_args([]))
     modes = (["--train"], ["--ratio-only"])  # how far a run goes, not what it trains
-    changed = [c for c in option_chunks(args) if c not in headline and c not in modes]
+    changed = [
+        c for c in option_chunks(args) if c not in headline and c not in modes and c[0] != "--sizes"
+    ]
     return " ".join([COMPLETE, *(token for chunk in changed for token in chunk)])
 
 
@@ -1155,6 +1175,15 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         help="train only what decides the ratio: the targets, then the fine-tunes size by size "
         "up to the first size whose seed mean reaches the target (curves and later sizes: a run "
         "without it)",
+    )
+    add(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[],
+        help="train the fine-tunes of these training-set sizes only (the targets always; the "
+        "other sizes come from the ledgers): a session spends its hours on the sizes that "
+        "decide the ratio, the curves are completed later",
     )
     add(
         "--extend-all",
