@@ -236,3 +236,22 @@ def test_two_processes_on_one_case_keep_each_others_records(bench, tmp_path, mon
     on_disk = json.loads((tmp_path / "ledger-h2cu.json").read_text())
     assert set(on_disk["trainings"]) == {"a", "b"} and "a-vs-oracle-3" in on_disk["measured"]
     assert "b" in second["trainings"]
+
+
+def test_a_parked_longer_run_needs_no_model_of_the_shorter_one(bench, tmp_path, monkeypatch):
+    """In a fresh checkout the shorter run of a chain has its ledger record but no model file;
+    once its longer run is restored from the parked trainings (started with its key), the
+    shorter one is taken from the ledger instead of being trained again."""
+    monkeypatch.setattr(bench, "OUT", tmp_path)
+    args = bench.parse_args(["--cases", "h2cu", "--strategies", "frozen", "--seeds", "2"])
+    assert not bench.extended("h2cu", "frozen", args, 2, 1)
+    longer = tmp_path / "runs" / "h2cu" / f"{bench.run_name('frozen', args, 2)}-x2"
+    key = bench.chain_key(bench.arm_key("h2cu", "frozen", args, 2), 2)
+    bench.start_training(longer, "another run's key")
+    assert not bench.extended("h2cu", "frozen", args, 2, 1)
+    bench.start_training(longer, key)
+    assert bench.extended("h2cu", "frozen", args, 2, 1)
+    assert not bench.extended("h2cu", "frozen", args, 2, 2)  # the x4 run has not started
+    record = {"model": "runs/h2cu/x/frozen.model", "training": None}
+    ledger = {"trainings": {bench.chain_key(bench.arm_key("h2cu", "frozen", args, 2), 1): record}}
+    assert bench.train_run("h2cu", "frozen", args, None, ledger, 2, 1, None) is record

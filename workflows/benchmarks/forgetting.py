@@ -290,8 +290,10 @@ def train_run(
     name = run_name(strategy, args, seed) + (f"-x{factor}" if factor > 1 else "")
     folder = OUT / "runs" / case / name
     model = folder / f"{s.name}.model"
-    if key in ledger.get("trainings", {}) and model.exists():
-        return ledger["trainings"][key]
+    if key in ledger.get("trainings", {}) and (
+        model.exists() or extended(case, strategy, args, seed, factor)
+    ):
+        return ledger["trainings"][key]  # a parked longer run goes on from its own checkpoint
     train, val, _ = data
     start = time.perf_counter()
     if not finished(folder, model, key):  # else: finished, its record lost (killed in between)
@@ -309,6 +311,13 @@ def train_run(
     ledger.setdefault("trainings", {})[key] = record
     save_ledger(case, ledger)
     return record
+
+
+def extended(case: str, strategy: str, args, seed: int, factor: int) -> bool:
+    """The run with twice ``factor`` x the cap of this arm has started (restored from the
+    parked trainings in a fresh checkout): the shorter run's model is not needed again."""
+    longer = OUT / "runs" / case / f"{run_name(strategy, args, seed)}-x{2 * factor}"
+    return started_key(longer) == chain_key(arm_key(case, strategy, args, seed), 2 * factor)
 
 
 def go_on_from(previous: Path, folder: Path, name: str, key: str) -> None:
