@@ -803,7 +803,7 @@ def sweep_mean(runs: list[SeedRun], n: int) -> float | None:
 def ledger_only(runs: list[SeedRun], skip: bool) -> Iterator[None]:
     """With ``skip``: the runs' trainings come from the ledger only (none trained), as in a
     re-print; a size ``--sizes`` leaves out this session."""
-    before = [getattr(run.args, "reprint", False) for run in runs]
+    before = [run.args.reprint for run in runs]
     for run in runs:
         run.args.reprint = run.args.reprint or skip
     try:

@@ -287,8 +287,7 @@ def train_run(
     s = settings(strategy, args, str(MINI_FOUNDATIONS[args.foundation]), seed)
     s.max_num_epochs *= factor
     key = chain_key(arm_key(case, strategy, args, seed), factor)
-    name = run_name(strategy, args, seed) + (f"-x{factor}" if factor > 1 else "")
-    folder = OUT / "runs" / case / name
+    folder = run_folder(case, strategy, args, seed, factor)
     model = folder / f"{s.name}.model"
     if key in ledger.get("trainings", {}) and (
         model.exists() or extended(case, strategy, args, seed, factor)
@@ -313,10 +312,15 @@ def train_run(
     return record
 
 
+def run_folder(case: str, strategy: str, args, seed: int, factor: int) -> Path:
+    """The folder of the run of an arm's chain at ``factor`` x the epoch cap."""
+    return OUT / "runs" / case / (run_name(strategy, args, seed) + chain_key("", factor))
+
+
 def extended(case: str, strategy: str, args, seed: int, factor: int) -> bool:
     """The run with twice ``factor`` x the cap of this arm has started (restored from the
     parked trainings in a fresh checkout): the shorter run's model is not needed again."""
-    longer = OUT / "runs" / case / f"{run_name(strategy, args, seed)}-x{2 * factor}"
+    longer = run_folder(case, strategy, args, seed, 2 * factor)
     return started_key(longer) == chain_key(arm_key(case, strategy, args, seed), 2 * factor)
 
 
